@@ -1,0 +1,5 @@
+//! Fixtures shared by the integration tests (each test binary uses a part).
+#![allow(dead_code)]
+
+pub mod fake_server;
+pub mod wire;
