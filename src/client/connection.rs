@@ -1,0 +1,816 @@
+//! `ConnectionActor`: owns the one push connection of an application and the
+//! messages that reach it (`GetConnected`, `Emit`, `Disconnect`,
+//! `SubscribeState`). It speaks Engine.IO / Socket.IO through
+//! [`crate::protocol`] and frames through [`super::socket`]; it never blocks
+//! its mailbox.
+//!
+//! # States
+//!
+//! `Idle → Connecting → Connected → Idle …`, and `Stopped` at the end. The
+//! first `GetConnected` while idle starts an attempt; every `GetConnected` that
+//! arrives while it runs is queued as a waiter; exactly one socket is opened,
+//! and every waiter is answered with the attempt's outcome: success, failure,
+//! timeout, drop, `Disconnect` or actor stop. After a disconnect the state is
+//! `Idle` again, so the next `GetConnected` opens a new socket.
+//!
+//! # Epochs
+//!
+//! Each attempt gets a new epoch. Frames carry the epoch of their socket,
+//! timers and futures capture the epoch they were started for, and anything
+//! from an older epoch is ignored: a late timer, frame or reply can never
+//! touch the current socket.
+//!
+//! # No waiting on I/O
+//!
+//! The attempt runs as futures spawned into the actor's context (never
+//! `ctx.wait`, which would freeze the mailbox and the timers); waiters hold
+//! `oneshot` receivers. [`StreamHandler::finished`] is overridden, since its
+//! default would stop the actor when a socket ends.
+
+use std::collections::HashMap;
+use std::future::ready;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use awc::ws::CloseCode;
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::config::ClientConfig;
+use super::error::{ConnectError, DisconnectReason, EmitError, Stage};
+use super::session::{ConnectionState, Session};
+use super::socket::{self, FrameReader, Inbound, SocketEvent, SocketWriter};
+use crate::protocol::engineio::{self, OpenPacket};
+use crate::protocol::messages::{self, ConnectOk, ConnectRefused, Pass, PassOk};
+use crate::protocol::socketio::{self, PacketKind, DEFAULT_NAMESPACE};
+
+/// Asks for the connection: answers with the current session, or starts a
+/// connect attempt (or joins the running one) and answers when it ends.
+///
+/// ```no_run
+/// # async fn demo(conn: actix::Addr<effex::client::ConnectionActor>) {
+/// use effex::client::GetConnected;
+/// let session = conn.send(GetConnected).await.expect("actor alive").expect("connected");
+/// println!("connected as {} ({})", session.push_id(), session.connection());
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<Session, ConnectError>")]
+pub struct GetConnected;
+
+/// Closes the connection cleanly (Socket.IO `41`, Engine.IO `1`, WebSocket
+/// close 1000) and answers every waiter. A later `GetConnected` connects again.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Disconnect;
+
+/// Registers a listener for [`ConnectionState`] changes.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct SubscribeState(pub Recipient<ConnectionState>);
+
+/// Sends an event with an ack id and waits for the ack; connects first if
+/// needed. Answers with the ack's arguments (effex replies have one).
+///
+/// The pending ack is freed when it times out (after `timeout`, or the
+/// config's `ack_timeout`), and fails with [`EmitError::Disconnected`] when the
+/// socket drops.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<Vec<Value>, EmitError>")]
+pub struct Emit {
+    /// The event name.
+    pub event: String,
+    /// The event's single argument.
+    pub data: Value,
+    /// How long to wait for the ack; `None` uses the config's `ack_timeout`.
+    pub timeout: Option<Duration>,
+}
+
+impl Emit {
+    /// An emit of `event` with `data`, using the default ack timeout.
+    pub fn new(event: impl Into<String>, data: Value) -> Self {
+        Self {
+            event: event.into(),
+            data,
+            timeout: None,
+        }
+    }
+
+    /// Sets the ack timeout for this emit.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+type Waiter = oneshot::Sender<Result<Session, ConnectError>>;
+type AckReply = oneshot::Sender<Result<Vec<Value>, EmitError>>;
+
+/// The actor that keeps one authenticated push connection; see the module docs.
+///
+/// ```no_run
+/// use actix::Actor;
+/// use effex::client::{ClientConfig, ConnectionActor, GetConnected};
+///
+/// #[actix::main]
+/// async fn main() {
+///     let config = ClientConfig::builder("ws://127.0.0.1:8150").pass("secret").build().unwrap();
+///     let conn = ConnectionActor::new(config).start();
+///     // Two parts of the application ask at once: one socket, one session.
+///     let (a, b) = futures_util::join!(conn.send(GetConnected), conn.send(GetConnected));
+///     assert_eq!(a.unwrap().unwrap(), b.unwrap().unwrap());
+/// }
+/// ```
+pub struct ConnectionActor {
+    config: ClientConfig,
+    http: Option<awc::Client>,
+    epoch: u64,
+    state: State,
+    waiters: Vec<Waiter>,
+    listeners: Vec<Recipient<ConnectionState>>,
+}
+
+enum State {
+    Idle,
+    Connecting(Attempt),
+    Connected(Link),
+    Stopped,
+}
+
+/// A connect attempt in flight.
+struct Attempt {
+    stage: Stage,
+    /// The WebSocket open future, until it finishes.
+    dial: Option<SpawnHandle>,
+    /// The timer of the current stage (connect timeout, then pass timeout).
+    deadline: SpawnHandle,
+    /// The socket, once the WebSocket is open.
+    link: Option<Link>,
+    /// The ack id of the `pass` event, once sent.
+    pass_ack: Option<u64>,
+}
+
+/// One open socket and its per-connection protocol state.
+struct Link {
+    writer: SocketWriter,
+    reader: SpawnHandle,
+    session: Option<Session>,
+    open: Option<OpenPacket>,
+    /// Ack ids are per-connection counters, starting at 0.
+    next_ack_id: u64,
+    pending: HashMap<u64, PendingAck>,
+    last_ping: Instant,
+    watchdog: Option<SpawnHandle>,
+    /// Binary frames still to skip (attachments of a packet effex ignores).
+    skip_attachments: usize,
+}
+
+struct PendingAck {
+    reply: AckReply,
+    timer: SpawnHandle,
+}
+
+/// How a link is taken down.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Farewell {
+    /// Socket.IO `41`, Engine.IO `1`, WebSocket close 1000.
+    Clean,
+    /// WebSocket close 1002 (the server broke the protocol).
+    ProtocolError,
+    /// Nothing to say: the socket is already gone.
+    Silent,
+}
+
+impl Link {
+    fn new(writer: SocketWriter, reader: SpawnHandle) -> Self {
+        Self {
+            writer,
+            reader,
+            session: None,
+            open: None,
+            next_ack_id: 0,
+            pending: HashMap::new(),
+            last_ping: Instant::now(),
+            watchdog: None,
+            skip_attachments: 0,
+        }
+    }
+
+    fn take_ack_id(&mut self) -> u64 {
+        let id = self.next_ack_id;
+        self.next_ack_id += 1;
+        id
+    }
+
+    fn send(&self, packet: &socketio::Packet) -> Result<(), DisconnectReason> {
+        self.writer.send_text(packet.to_engineio_text())
+    }
+
+    fn heartbeat_window(&self) -> Option<Duration> {
+        self.open
+            .as_ref()
+            .map(|o| Duration::from_millis(o.ping_interval.saturating_add(o.ping_timeout)))
+    }
+
+    /// Says goodbye, stops reading, and fails every pending ack.
+    fn shut(self, farewell: Farewell, reason: &DisconnectReason, ctx: &mut Context<ConnectionActor>) {
+        match farewell {
+            Farewell::Clean => {
+                let _ = self.send(&socketio::Packet::disconnect());
+                let _ = self.writer.send_text(engineio::Packet::Close.encode_text().unwrap_or_default());
+                self.writer.close(CloseCode::Normal);
+            }
+            Farewell::ProtocolError => self.writer.close(CloseCode::Protocol),
+            Farewell::Silent => {}
+        }
+        ctx.cancel_future(self.reader);
+        if let Some(watchdog) = self.watchdog {
+            ctx.cancel_future(watchdog);
+        }
+        for (_, pending) in self.pending {
+            ctx.cancel_future(pending.timer);
+            let _ = pending.reply.send(Err(EmitError::Disconnected(reason.clone())));
+        }
+        // Dropping the writer lets its task write what is queued, then close.
+    }
+}
+
+impl ConnectionActor {
+    /// A connection actor for `config`; nothing connects until the first
+    /// [`GetConnected`] (or [`Emit`]).
+    pub fn new(config: ClientConfig) -> Self {
+        Self {
+            config,
+            http: None,
+            epoch: 0,
+            state: State::Idle,
+            waiters: Vec::new(),
+            listeners: Vec::new(),
+        }
+    }
+
+    fn notify(&mut self, change: ConnectionState) {
+        self.listeners.retain(|l| l.connected());
+        for listener in &self.listeners {
+            listener.do_send(change.clone());
+        }
+    }
+
+    fn http_client(&mut self) -> awc::Client {
+        let config = &self.config;
+        self.http
+            .get_or_insert_with(|| {
+                let mut connector = awc::Connector::new().timeout(config.connect_timeout());
+                if let Some(tls) = config.tls() {
+                    connector = connector.rustls_0_23(tls.clone());
+                }
+                awc::Client::builder()
+                    .connector(connector)
+                    .timeout(config.connect_timeout())
+                    .finish()
+            })
+            .clone()
+    }
+
+    /// The future a `GetConnected` caller awaits.
+    fn get_connected(&mut self, ctx: &mut Context<Self>) -> BoxFuture<'static, Result<Session, ConnectError>> {
+        match &self.state {
+            State::Connected(link) => {
+                if let Some(session) = &link.session {
+                    return ready(Ok(session.clone())).boxed();
+                }
+            }
+            State::Stopped => return ready(Err(ConnectError::Stopped)).boxed(),
+            State::Idle => self.start_attempt(ctx),
+            State::Connecting(_) => {}
+        }
+        let (tx, rx) = oneshot::channel();
+        self.waiters.push(tx);
+        async move { rx.await.unwrap_or(Err(ConnectError::Stopped)) }.boxed()
+    }
+
+    fn start_attempt(&mut self, ctx: &mut Context<Self>) {
+        self.epoch += 1;
+        let epoch = self.epoch;
+        let dial = socket::open(
+            self.http_client(),
+            self.config.url().to_owned(),
+            self.config.max_frame_size(),
+            self.config.write_queue(),
+            epoch,
+        );
+        let dial = ctx.spawn(
+            dial.into_actor(self)
+                .map(move |result, act, ctx| act.on_dialed(epoch, result, ctx)),
+        );
+        let deadline = ctx.run_later(self.config.connect_timeout(), move |act, ctx| {
+            act.on_deadline(epoch, ctx)
+        });
+        log::debug!("connecting to {} (epoch {epoch})", self.config.url());
+        self.state = State::Connecting(Attempt {
+            stage: Stage::WebSocketOpen,
+            dial: Some(dial),
+            deadline,
+            link: None,
+            pass_ack: None,
+        });
+        self.notify(ConnectionState::Connecting { epoch });
+    }
+
+    fn attempt(&mut self, epoch: u64) -> Option<&mut Attempt> {
+        match &mut self.state {
+            State::Connecting(attempt) if self.epoch == epoch => Some(attempt),
+            _ => None,
+        }
+    }
+
+    /// The socket of the current epoch, whether connecting or connected.
+    fn link(&mut self) -> Option<&mut Link> {
+        match &mut self.state {
+            State::Connecting(attempt) => attempt.link.as_mut(),
+            State::Connected(link) => Some(link),
+            _ => None,
+        }
+    }
+
+    fn on_dialed(
+        &mut self,
+        epoch: u64,
+        result: Result<(SocketWriter, FrameReader), String>,
+        ctx: &mut Context<Self>,
+    ) {
+        if self.attempt(epoch).is_none() {
+            // An abandoned attempt: dropping the writer closes that socket.
+            return;
+        }
+        match result {
+            Err(detail) => {
+                let url = self.config.url().to_owned();
+                self.fail_attempt(ConnectError::WebSocket { url, detail }, Farewell::Silent, ctx)
+            }
+            Ok((writer, reader)) => {
+                let reader = ctx.add_stream(reader);
+                if let Some(attempt) = self.attempt(epoch) {
+                    attempt.dial = None;
+                    attempt.stage = Stage::EngineIoOpen;
+                    attempt.link = Some(Link::new(writer, reader));
+                }
+            }
+        }
+    }
+
+    fn on_deadline(&mut self, epoch: u64, ctx: &mut Context<Self>) {
+        let Some(attempt) = self.attempt(epoch) else {
+            return;
+        };
+        let stage = attempt.stage;
+        let after = if stage == Stage::Pass {
+            self.config.pass_timeout()
+        } else {
+            self.config.connect_timeout()
+        };
+        log::warn!("connect attempt {epoch} timed out after {after:?} waiting for {stage}");
+        self.fail_attempt(ConnectError::Timeout { stage, after }, Farewell::Clean, ctx);
+    }
+
+    /// Ends the running attempt: closes its socket, answers every waiter.
+    fn fail_attempt(&mut self, error: ConnectError, farewell: Farewell, ctx: &mut Context<Self>) {
+        let State::Connecting(attempt) = std::mem::replace(&mut self.state, State::Idle) else {
+            return;
+        };
+        if let Some(dial) = attempt.dial {
+            ctx.cancel_future(dial);
+        }
+        ctx.cancel_future(attempt.deadline);
+        if let Some(link) = attempt.link {
+            let reason = DisconnectReason::Transport(error.to_string());
+            link.shut(farewell, &reason, ctx);
+        }
+        log::debug!("connect attempt {} failed: {error}", self.epoch);
+        for waiter in self.waiters.drain(..) {
+            let _ = waiter.send(Err(error.clone()));
+        }
+        self.notify(ConnectionState::ConnectFailed(error));
+    }
+
+    /// The socket of the current epoch is gone (or must go).
+    fn drop_link(&mut self, reason: DisconnectReason, farewell: Farewell, ctx: &mut Context<Self>) {
+        match &self.state {
+            State::Connecting(attempt) => {
+                let stage = attempt.stage;
+                self.fail_attempt(ConnectError::Disconnected { stage, reason }, farewell, ctx)
+            }
+            State::Connected(_) => {
+                let State::Connected(link) = std::mem::replace(&mut self.state, State::Idle) else {
+                    return;
+                };
+                log::info!("disconnected (epoch {}): {reason}", self.epoch);
+                link.shut(farewell, &reason, ctx);
+                self.notify(ConnectionState::Disconnected {
+                    epoch: self.epoch,
+                    reason,
+                });
+            }
+            State::Idle | State::Stopped => {}
+        }
+    }
+
+    fn protocol_error(&mut self, detail: String, ctx: &mut Context<Self>) {
+        log::warn!("closing the connection: protocol error from the server: {detail}");
+        self.drop_link(DisconnectReason::Protocol(detail), Farewell::ProtocolError, ctx);
+    }
+
+    fn send_or_drop(&mut self, packet: &socketio::Packet, ctx: &mut Context<Self>) {
+        let result = match self.link() {
+            Some(link) => link.send(packet),
+            None => return,
+        };
+        if let Err(reason) = result {
+            self.drop_link(reason, Farewell::Silent, ctx);
+        }
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut Context<Self>) {
+        let packet = match engineio::Packet::decode_text(text) {
+            Ok(packet) => packet,
+            Err(e) => return self.protocol_error(e.to_string(), ctx),
+        };
+        match packet {
+            engineio::Packet::Message(data) => self.on_socketio(&data, ctx),
+            engineio::Packet::Ping(data) => {
+                let Some(link) = self.link() else { return };
+                link.last_ping = Instant::now();
+                let pong = engineio::Packet::Pong(data).encode_text().unwrap_or_default();
+                if let Err(reason) = link.writer.send_text(pong) {
+                    self.drop_link(reason, Farewell::Silent, ctx);
+                }
+            }
+            engineio::Packet::Open(open) => self.on_open(open, ctx),
+            engineio::Packet::Close => {
+                let reason = DisconnectReason::ServerClosed {
+                    code: None,
+                    reason: "Engine.IO close".to_owned(),
+                };
+                self.drop_link(reason, Farewell::Silent, ctx)
+            }
+            engineio::Packet::Pong(_) => log::debug!("ignoring a pong: this client never pings"),
+            engineio::Packet::Upgrade | engineio::Packet::Noop | engineio::Packet::Binary(_) => {}
+        }
+    }
+
+    fn on_open(&mut self, open: OpenPacket, ctx: &mut Context<Self>) {
+        let epoch = self.epoch;
+        let max_frame = self.config.max_frame_size() as u64;
+        let Some(attempt) = self.attempt(epoch).filter(|a| a.stage == Stage::EngineIoOpen) else {
+            return self.protocol_error("an unexpected Engine.IO open packet".to_owned(), ctx);
+        };
+        let Some(link) = attempt.link.as_mut() else { return };
+        if open.max_payload > max_frame {
+            log::warn!(
+                "the server accepts frames of {} bytes but this client reads at most {max_frame}; raise max_frame_size",
+                open.max_payload
+            );
+        }
+        link.last_ping = Instant::now();
+        link.open = Some(open);
+        attempt.stage = Stage::SocketIoConnect;
+        self.arm_watchdog(epoch, ctx);
+        self.send_or_drop(&socketio::Packet::connect(None::<&()>), ctx);
+    }
+
+    /// Checks the heartbeat when pingInterval + pingTimeout could have passed
+    /// without a ping; re-arms itself for the remaining time otherwise.
+    fn arm_watchdog(&mut self, epoch: u64, ctx: &mut Context<Self>) {
+        let Some(link) = self.link() else { return };
+        let Some(window) = link.heartbeat_window() else { return };
+        let wait = window.saturating_sub(link.last_ping.elapsed());
+        let handle = ctx.run_later(wait, move |act, ctx| {
+            if act.epoch != epoch {
+                return;
+            }
+            let Some(link) = act.link() else { return };
+            if link.last_ping.elapsed() >= window {
+                log::warn!("no ping from the server for {window:?}: counting the link as dead");
+                act.drop_link(DisconnectReason::HeartbeatTimeout(window), Farewell::Silent, ctx);
+            } else {
+                act.arm_watchdog(epoch, ctx);
+            }
+        });
+        if let Some(link) = self.link() {
+            link.watchdog = Some(handle);
+        }
+    }
+
+    fn on_socketio(&mut self, text: &str, ctx: &mut Context<Self>) {
+        let packet = match socketio::Packet::decode(text) {
+            Ok(packet) => packet,
+            Err(e) => return self.protocol_error(e.to_string(), ctx),
+        };
+        if packet.namespace != DEFAULT_NAMESPACE {
+            log::debug!("ignoring a packet for namespace {}", packet.namespace);
+            return;
+        }
+        if packet.attachments > 0 {
+            if let Some(link) = self.link() {
+                link.skip_attachments += packet.attachments;
+            }
+        }
+        match packet.kind {
+            PacketKind::Connect => self.on_connect_ok(&packet, ctx),
+            PacketKind::ConnectError => {
+                let refusal = packet
+                    .data
+                    .as_deref()
+                    .and_then(|d| serde_json::from_str::<ConnectRefused>(d.get()).ok())
+                    .unwrap_or_else(|| ConnectRefused::new(400, "connection refused"));
+                let error = ConnectError::Rejected {
+                    code: refusal.code(),
+                    message: refusal.message,
+                };
+                if matches!(self.state, State::Connecting(_)) {
+                    self.fail_attempt(error, Farewell::Clean, ctx);
+                } else {
+                    self.drop_link(DisconnectReason::ServerDisconnected, Farewell::Clean, ctx);
+                }
+            }
+            PacketKind::Disconnect => {
+                self.drop_link(DisconnectReason::ServerDisconnected, Farewell::Silent, ctx)
+            }
+            PacketKind::Ack | PacketKind::BinaryAck => self.on_ack(packet, ctx),
+            PacketKind::Event | PacketKind::BinaryEvent => {
+                let name = packet.event_name().unwrap_or_default();
+                log::debug!("no handler for server event {name:?}");
+                if let Some(id) = packet.ack_id {
+                    let reply = messages::Failure::new(400, format!("no handler for event {name:?}"));
+                    self.send_or_drop(&socketio::Packet::ack(id, &reply), ctx);
+                }
+            }
+        }
+    }
+
+    fn on_connect_ok(&mut self, packet: &socketio::Packet, ctx: &mut Context<Self>) {
+        let epoch = self.epoch;
+        let pass_timeout = self.config.pass_timeout();
+        let pass = Pass {
+            pass: self.config.pass().to_owned(),
+            push_id: self.config.push_id().to_owned(),
+        };
+        let sid_ok = packet
+            .data
+            .as_deref()
+            .is_some_and(|d| serde_json::from_str::<ConnectOk>(d.get()).is_ok());
+        let Some(attempt) = self.attempt(epoch).filter(|a| a.stage == Stage::SocketIoConnect) else {
+            return self.protocol_error("an unexpected Socket.IO CONNECT".to_owned(), ctx);
+        };
+        if !sid_ok {
+            return self.protocol_error("a CONNECT reply without a sid".to_owned(), ctx);
+        }
+        let Some(link) = attempt.link.as_mut() else { return };
+        let ack_id = link.take_ack_id();
+        attempt.pass_ack = Some(ack_id);
+        attempt.stage = Stage::Pass;
+        ctx.cancel_future(attempt.deadline);
+        attempt.deadline = ctx.run_later(pass_timeout, move |act, ctx| act.on_deadline(epoch, ctx));
+        let packet = socketio::Packet::event(messages::PASS_EVENT, &pass, Some(ack_id));
+        self.send_or_drop(&packet, ctx);
+    }
+
+    fn on_ack(&mut self, packet: socketio::Packet, ctx: &mut Context<Self>) {
+        let Some(id) = packet.ack_id else { return };
+        let epoch = self.epoch;
+        if let Some(attempt) = self.attempt(epoch) {
+            if attempt.pass_ack == Some(id) {
+                return self.on_pass_reply(&packet, ctx);
+            }
+        }
+        let Some(pending) = self.link().and_then(|l| l.pending.remove(&id)) else {
+            log::debug!("ignoring an ack for unknown id {id}");
+            return;
+        };
+        ctx.cancel_future(pending.timer);
+        let args = packet
+            .args()
+            .into_iter()
+            .map(|raw| serde_json::from_str(raw.get()).unwrap_or(Value::Null))
+            .collect();
+        let _ = pending.reply.send(Ok(args));
+    }
+
+    fn on_pass_reply(&mut self, packet: &socketio::Packet, ctx: &mut Context<Self>) {
+        let reply = match packet.args().first() {
+            Some(raw) => messages::parse_reply::<PassOk>(raw.get()),
+            None => return self.protocol_error("an empty pass ack".to_owned(), ctx),
+        };
+        let ok = match reply {
+            Ok(Ok(ok)) => ok,
+            Ok(Err(failure)) => {
+                log::warn!("the server rejected the pass ({}): {}", failure.code, failure.error);
+                let error = ConnectError::Rejected {
+                    code: failure.code,
+                    message: failure.error,
+                };
+                return self.fail_attempt(error, Farewell::Clean, ctx);
+            }
+            Err(e) => return self.protocol_error(format!("a malformed pass ack: {e}"), ctx),
+        };
+        let State::Connecting(attempt) = std::mem::replace(&mut self.state, State::Idle) else {
+            return;
+        };
+        ctx.cancel_future(attempt.deadline);
+        let Some(mut link) = attempt.link else { return };
+        let open = link.open.clone().unwrap_or_else(|| OpenPacket {
+            sid: String::new(),
+            upgrades: Vec::new(),
+            ping_interval: 0,
+            ping_timeout: 0,
+            max_payload: 0,
+        });
+        let session = Session::new(
+            ok.connection,
+            ok.push_id,
+            ok.server_time,
+            self.epoch,
+            Duration::from_millis(open.ping_interval),
+            Duration::from_millis(open.ping_timeout),
+            open.max_payload,
+        );
+        link.session = Some(session.clone());
+        self.state = State::Connected(link);
+        log::info!(
+            "connected as {} (connection {}, epoch {}); answering {} waiter(s)",
+            session.push_id(),
+            session.connection(),
+            self.epoch,
+            self.waiters.len()
+        );
+        for waiter in self.waiters.drain(..) {
+            let _ = waiter.send(Ok(session.clone()));
+        }
+        self.notify(ConnectionState::Connected(session));
+    }
+
+    fn on_binary(&mut self, len: usize) {
+        match self.link() {
+            Some(link) if link.skip_attachments > 0 => link.skip_attachments -= 1,
+            _ => log::debug!("ignoring a binary frame of {len} bytes: effex sends no attachments"),
+        }
+    }
+
+    /// Registers an ack for an emit on the current connection and sends it.
+    fn send_emit(&mut self, emit: Emit, ctx: &mut Context<Self>) -> Result<oneshot::Receiver<Result<Vec<Value>, EmitError>>, EmitError> {
+        let limit = self.config.max_pending_acks();
+        let timeout = emit.timeout.unwrap_or(self.config.ack_timeout());
+        let epoch = self.epoch;
+        let link = match &mut self.state {
+            State::Connected(link) => link,
+            State::Stopped => return Err(EmitError::Stopped),
+            _ => {
+                return Err(EmitError::Disconnected(DisconnectReason::Transport(
+                    "the connection dropped before the event could be sent".to_owned(),
+                )))
+            }
+        };
+        if link.pending.len() >= limit {
+            return Err(EmitError::TooManyPending(limit));
+        }
+        let id = link.take_ack_id();
+        let packet = socketio::Packet::event(&emit.event, &emit.data, Some(id));
+        if let Err(reason) = link.send(&packet) {
+            self.drop_link(reason.clone(), Farewell::Silent, ctx);
+            return Err(EmitError::Disconnected(reason));
+        }
+        let timer = ctx.run_later(timeout, move |act, _| {
+            if act.epoch != epoch {
+                return;
+            }
+            if let Some(pending) = act.link().and_then(|l| l.pending.remove(&id)) {
+                let _ = pending.reply.send(Err(EmitError::Timeout(timeout)));
+            }
+        });
+        let (reply, rx) = oneshot::channel();
+        link.pending.insert(id, PendingAck { reply, timer });
+        Ok(rx)
+    }
+
+    /// Takes the connection down for good or for now; `stopping` says which.
+    fn close(&mut self, stopping: bool, ctx: &mut Context<Self>) {
+        let reason = DisconnectReason::Requested;
+        match &self.state {
+            State::Connecting(attempt) => {
+                let error = if stopping {
+                    ConnectError::Stopped
+                } else {
+                    ConnectError::Disconnected {
+                        stage: attempt.stage,
+                        reason: reason.clone(),
+                    }
+                };
+                self.fail_attempt(error, Farewell::Clean, ctx);
+            }
+            State::Connected(_) => self.drop_link(reason, Farewell::Clean, ctx),
+            State::Idle | State::Stopped => {}
+        }
+        if stopping {
+            self.state = State::Stopped;
+            for waiter in self.waiters.drain(..) {
+                let _ = waiter.send(Err(ConnectError::Stopped));
+            }
+        }
+    }
+}
+
+impl Actor for ConnectionActor {
+    type Context = Context<Self>;
+
+    fn stopping(&mut self, ctx: &mut Self::Context) -> Running {
+        self.close(true, ctx);
+        Running::Stop
+    }
+}
+
+impl StreamHandler<SocketEvent> for ConnectionActor {
+    fn handle(&mut self, event: SocketEvent, ctx: &mut Self::Context) {
+        if event.epoch != self.epoch {
+            return;
+        }
+        match event.inbound {
+            Inbound::Text(text) => self.on_text(&text, ctx),
+            Inbound::Binary(bytes) => self.on_binary(bytes.len()),
+            Inbound::Ping(data) => {
+                let result = match self.link() {
+                    Some(link) => link.writer.send_pong(data),
+                    None => return,
+                };
+                if let Err(reason) = result {
+                    self.drop_link(reason, Farewell::Silent, ctx);
+                }
+            }
+            Inbound::Closed { code, reason } => {
+                let reason = DisconnectReason::ServerClosed { code, reason };
+                self.drop_link(reason, Farewell::Silent, ctx)
+            }
+            Inbound::Failed(detail) => {
+                self.drop_link(DisconnectReason::Transport(detail), Farewell::Silent, ctx)
+            }
+        }
+    }
+
+    /// A socket's stream ended: its last event already reported why. The
+    /// default would stop the actor.
+    fn finished(&mut self, _ctx: &mut Self::Context) {}
+}
+
+impl Handler<GetConnected> for ConnectionActor {
+    type Result = ResponseFuture<Result<Session, ConnectError>>;
+
+    fn handle(&mut self, _: GetConnected, ctx: &mut Self::Context) -> Self::Result {
+        Box::pin(self.get_connected(ctx))
+    }
+}
+
+impl Handler<Disconnect> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Disconnect, ctx: &mut Self::Context) {
+        self.close(false, ctx);
+    }
+}
+
+impl Handler<SubscribeState> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SubscribeState, _: &mut Self::Context) {
+        self.listeners.push(msg.0);
+    }
+}
+
+impl Handler<Emit> for ConnectionActor {
+    type Result = ResponseFuture<Result<Vec<Value>, EmitError>>;
+
+    fn handle(&mut self, emit: Emit, ctx: &mut Self::Context) -> Self::Result {
+        let connected = self.get_connected(ctx);
+        let me = ctx.address();
+        Box::pin(async move {
+            connected.await?;
+            let ack = me.send(SendEmit(emit)).await.map_err(|_| EmitError::Stopped)??;
+            ack.await.unwrap_or(Err(EmitError::Stopped))
+        })
+    }
+}
+
+/// Sends an [`Emit`] on the connection that is up now (internal step of `Emit`).
+struct SendEmit(Emit);
+
+impl Message for SendEmit {
+    type Result = Result<oneshot::Receiver<Result<Vec<Value>, EmitError>>, EmitError>;
+}
+
+impl Handler<SendEmit> for ConnectionActor {
+    type Result = Result<oneshot::Receiver<Result<Vec<Value>, EmitError>>, EmitError>;
+
+    fn handle(&mut self, msg: SendEmit, ctx: &mut Self::Context) -> Self::Result {
+        self.send_emit(msg.0, ctx)
+    }
+}
