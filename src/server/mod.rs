@@ -1,1 +1,289 @@
-//! server
+//! The exchange server, embeddable in-process: it owns the HTTP server, the
+//! Socket.IO push endpoint and the sessions' lifecycle; it must not touch the
+//! client or the wire formats of [`crate::protocol`] (it only uses them).
+//!
+//! # Contents
+//!
+//! - [`Server::start`] runs the server on the current actix-rt System and
+//!   returns a [`ServerHandle`] (address, URLs, [`ServerStats`], graceful
+//!   [`ServerHandle::stop`]).
+//! - [`ServerConfig`]: bind address, passphrase, heartbeat, limits, TLS.
+//! - The push endpoint: `GET /socket.io/?EIO=4&transport=websocket` (protocol.md
+//!   §1, §2.1, §2.2, §2.6). Items, keys and watches come with later issues
+//!   (the REST API in `http.rs`, the hub, the store).
+//!
+//! # Design
+//!
+//! Each WebSocket is served by one *session actor* (architecture.md),
+//! realised as a task whose mailbox is a bounded channel: actix-ws is
+//! actor-less, and the hub needs a cheap `Send` handle to reach a session from
+//! any worker. The session loop, its timers and its write batching are
+//! described in the `session` module. Sessions find each other only through a
+//! registry (push id → session mailbox, shared by the workers behind a mutex
+//! that is taken on open, pass and close, never on the push path), which also
+//! lets [`ServerHandle::stop`] say goodbye (`41`, close 1000) to every live
+//! session before the HTTP server stops.
+//!
+//! ```
+//! use effex::server::{Server, ServerConfig};
+//!
+//! # actix_rt::System::new().block_on(async {
+//! let server = Server::start(ServerConfig::default()).await?;
+//! assert!(server.ws_url().starts_with("ws://127.0.0.1:"));
+//! assert_eq!(server.stats().connections_opened, 0);
+//! server.stop().await;
+//! # Ok::<(), effex::server::ServerError>(())
+//! # }).unwrap();
+//! ```
+
+mod config;
+mod push;
+mod registry;
+mod session;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, App, HttpServer};
+use tokio::time::Instant;
+
+pub use self::config::{ServerConfig, ServerConfigError, MIN_MAX_PAYLOAD};
+use self::registry::{send_command, Command, Registry};
+
+/// State shared by every worker's app and every session.
+pub(crate) struct Shared {
+    pub(crate) config: ServerConfig,
+    pub(crate) registry: Registry,
+    // Later issues add the store (`Arc<dyn Store>`) and the hub here.
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The configuration is invalid; the message says what to fix.
+    #[error("invalid server config: {0}")]
+    Config(#[from] ServerConfigError),
+    /// [`Server::start`] was called outside an actix-rt System.
+    #[error(
+        "Server::start must run inside an actix-rt System \
+         (use #[actix_rt::main], #[actix_rt::test] or actix_rt::System::new().block_on)"
+    )]
+    NoActixSystem,
+    /// The listening socket could not be opened.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The configured address.
+        addr: SocketAddr,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The effex server. See [`Server::start`].
+#[derive(Debug)]
+pub struct Server {
+    _private: (),
+}
+
+impl Server {
+    /// Validates `config`, binds, and runs the server in the background on
+    /// the current actix-rt System (the HTTP server's future is spawned; its
+    /// workers are their own threads).
+    ///
+    /// Fails with [`ServerError::NoActixSystem`] outside a System,
+    /// [`ServerError::Config`] for an invalid config and
+    /// [`ServerError::Bind`] when the address is taken.
+    pub async fn start(config: ServerConfig) -> Result<ServerHandle, ServerError> {
+        config.validate()?;
+        if actix_rt::System::try_current().is_none() {
+            return Err(ServerError::NoActixSystem);
+        }
+        let bind = config.bind;
+        let tls = config.tls.clone();
+        let workers = config.workers;
+        let shutdown_timeout = config.shutdown_timeout;
+        let shared = web::Data::new(Shared {
+            config,
+            registry: Registry::new(),
+        });
+        let app_shared = shared.clone();
+        let http = HttpServer::new(move || {
+            App::new()
+                .app_data(app_shared.clone())
+                .configure(push::routes)
+            // The REST API (http.rs) will be configured here.
+        })
+        .workers(workers)
+        // Small frames (pings, acks, pushes) must leave at once: Nagle would
+        // hold one behind an unacknowledged segment for a delayed-ACK period.
+        .tcp_nodelay(true)
+        // Embedded: the application owns the signals and calls `stop`.
+        .disable_signals()
+        .shutdown_timeout(whole_seconds(shutdown_timeout));
+        let http = match tls {
+            // The config is built with an explicit crypto provider (see
+            // `ServerConfig::tls_config`), so no process default is needed.
+            Some(tls) => http.bind_rustls_0_23(bind, (*tls).clone()),
+            None => http.bind(bind),
+        }
+        .map_err(|source| ServerError::Bind { addr: bind, source })?;
+        let addr = http
+            .addrs()
+            .first()
+            .copied()
+            .ok_or_else(|| ServerError::Bind {
+                addr: bind,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AddrNotAvailable,
+                    "no address bound",
+                ),
+            })?;
+        let server = http.run();
+        let http_handle = server.handle();
+        actix_rt::spawn(async move {
+            if let Err(e) = server.await {
+                log::error!("effex server on {addr} failed: {e}");
+            }
+        });
+        log::info!("effex server listening on {addr}");
+        Ok(ServerHandle {
+            inner: Arc::new(HandleInner {
+                addr,
+                tls: shared.config.tls.is_some(),
+                shared: shared.into_inner(),
+                http: http_handle,
+            }),
+        })
+    }
+}
+
+/// actix's shutdown timeout counts whole seconds: round up.
+fn whole_seconds(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
+
+/// A running server: its address, counters, and [`ServerHandle::stop`].
+/// Cheap to clone; any clone may stop the server.
+#[derive(Clone)]
+pub struct ServerHandle {
+    inner: Arc<HandleInner>,
+}
+
+struct HandleInner {
+    addr: SocketAddr,
+    tls: bool,
+    shared: Arc<Shared>,
+    http: actix_web::dev::ServerHandle,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("addr", &self.inner.addr)
+            .field("tls", &self.inner.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A snapshot of the server's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Push sockets opened (WebSocket upgrades accepted) since the start.
+    pub connections_opened: u64,
+    /// Push sockets open now.
+    pub connections_active: u64,
+    /// Successful passes (`pass` event or CONNECT auth).
+    pub passes_ok: u64,
+    /// Refused passes (bad pushId, bad passphrase).
+    pub passes_failed: u64,
+}
+
+impl ServerHandle {
+    /// The address the server listens on (the real port when bound to port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.inner.addr
+    }
+
+    /// The address clients should dial: the bound one, with a wildcard IP
+    /// replaced by loopback.
+    fn dial_addr(&self) -> SocketAddr {
+        let mut addr = self.inner.addr;
+        match addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => addr.set_ip(Ipv4Addr::LOCALHOST.into()),
+            IpAddr::V6(ip) if ip.is_unspecified() => addr.set_ip(Ipv6Addr::LOCALHOST.into()),
+            _ => {}
+        }
+        addr
+    }
+
+    /// The push endpoint's URL, e.g.
+    /// `ws://127.0.0.1:PORT/socket.io/?EIO=4&transport=websocket` (`wss://` with TLS).
+    pub fn ws_url(&self) -> String {
+        let scheme = if self.inner.tls { "wss" } else { "ws" };
+        format!(
+            "{scheme}://{}{}?EIO=4&transport=websocket",
+            self.dial_addr(),
+            push::SOCKET_IO_PATH
+        )
+    }
+
+    /// The base URL of the HTTP API, e.g. `http://127.0.0.1:PORT` (`https://`
+    /// with TLS), without a trailing slash.
+    pub fn http_url(&self) -> String {
+        let scheme = if self.inner.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.dial_addr())
+    }
+
+    /// The server's counters now.
+    pub fn stats(&self) -> ServerStats {
+        let registry = &self.inner.shared.registry;
+        let counters = &registry.counters;
+        ServerStats {
+            connections_opened: counters.connections_opened.load(Ordering::Relaxed),
+            connections_active: registry.active() as u64,
+            passes_ok: counters.passes_ok.load(Ordering::Relaxed),
+            passes_failed: counters.passes_failed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops the server gracefully: new sockets are refused (503), every live
+    /// session sends `41` and closes with 1000, then the HTTP server stops.
+    /// The whole stop is bounded by [`ServerConfig::shutdown_timeout`]; what
+    /// is left then is dropped. Stopping twice is harmless.
+    pub async fn stop(self) {
+        let inner = &self.inner;
+        let timeout = inner.shared.config.shutdown_timeout;
+        let deadline = Instant::now() + timeout;
+        let registry = &inner.shared.registry;
+        for mailbox in registry.begin_shutdown() {
+            send_command(&mailbox, Command::Shutdown);
+        }
+        if !registry.wait_idle(timeout).await {
+            log::warn!(
+                "effex server on {}: {} session(s) still open after the shutdown timeout",
+                inner.addr,
+                registry.active()
+            );
+        }
+        // The sessions are gone; what remains are plain HTTP connections.
+        // actix bounds its own graceful stop by the same timeout (in whole
+        // seconds), and keeps going in the background if we stop waiting.
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_millis(100));
+        if tokio::time::timeout(left, inner.http.stop(true))
+            .await
+            .is_err()
+        {
+            log::warn!(
+                "effex server on {}: HTTP connections still open after the shutdown timeout",
+                inner.addr
+            );
+        }
+        log::info!("effex server on {} stopped", inner.addr);
+    }
+}

@@ -1,0 +1,281 @@
+//! [`ServerConfig`]: every knob of the embedded server, with its default and
+//! its validation; it holds settings only and must not touch sockets or the store.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+/// The smallest accepted [`ServerConfig::max_payload`]: room for a `pass`
+/// event with a 128-byte push id and a long passphrase.
+pub const MIN_MAX_PAYLOAD: usize = 512;
+
+/// The settings of an effex server.
+///
+/// A plain struct: start from [`ServerConfig::default`] and set what you
+/// need. Fields added later (the store, REST limits) will have defaults too,
+/// so `..Default::default()` keeps compiling.
+///
+/// ```
+/// use std::time::Duration;
+/// use effex::server::ServerConfig;
+///
+/// let config = ServerConfig {
+///     passphrase: Some("let me in".into()),
+///     ping_interval: Duration::from_secs(10),
+///     ..Default::default()
+/// };
+/// assert!(config.validate().is_ok());
+/// assert_eq!(config.bind.port(), 0);
+/// ```
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// The address to listen on. Port 0 picks a free port (read it back with
+    /// [`ServerHandle::addr`](super::ServerHandle::addr)).
+    ///
+    /// Defaults to `127.0.0.1:0`.
+    pub bind: SocketAddr,
+    /// The passphrase a push client must present (`pass` event or CONNECT
+    /// auth). `None` accepts any pass; a valid push id is still required.
+    ///
+    /// Defaults to `None`.
+    pub passphrase: Option<String>,
+    /// How often the server sends an Engine.IO ping; the next ping is
+    /// scheduled this long after each pong.
+    ///
+    /// Defaults to 25 s.
+    pub ping_interval: Duration,
+    /// How long the server waits for a pong before it closes the socket
+    /// with 1002.
+    ///
+    /// Defaults to 20 s.
+    pub ping_timeout: Duration,
+    /// The largest WebSocket message, in bytes (after continuation frames are
+    /// joined). A larger one closes the socket with 1009. At least
+    /// [`MIN_MAX_PAYLOAD`].
+    ///
+    /// Defaults to 1,000,000.
+    pub max_payload: usize,
+    /// How long a new socket may take to pass (CONNECT auth or `pass` event)
+    /// before the server disconnects it (`41`, then close 1000).
+    ///
+    /// Defaults to 10 s.
+    pub pass_timeout: Duration,
+    /// How long [`ServerHandle::stop`](super::ServerHandle::stop) waits for
+    /// live sessions to say goodbye and for HTTP connections to end before it
+    /// drops what is left.
+    ///
+    /// Defaults to 5 s.
+    pub shutdown_timeout: Duration,
+    /// The number of actix worker threads. One is plenty for an embedded
+    /// server (sessions are cheap tasks); a standalone `effex serve` may
+    /// raise it to the number of cores.
+    ///
+    /// Defaults to 1.
+    pub workers: usize,
+    /// TLS: when set, the server serves `https://` and `wss://` only. Build it
+    /// with [`ServerConfig::tls_config`] (which picks the `ring` provider
+    /// explicitly), or bring your own `rustls` 0.23 config.
+    ///
+    /// Defaults to `None` (plain `ws://`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            passphrase: None,
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(20),
+            max_payload: 1_000_000,
+            pass_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(5),
+            workers: 1,
+            tls: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("bind", &self.bind)
+            // Never print the passphrase.
+            .field("passphrase", &self.passphrase.as_ref().map(|_| "<set>"))
+            .field("ping_interval", &self.ping_interval)
+            .field("ping_timeout", &self.ping_timeout)
+            .field("max_payload", &self.max_payload)
+            .field("pass_timeout", &self.pass_timeout)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("workers", &self.workers)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+/// Why a [`ServerConfig`] cannot be used; the message says what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerConfigError {
+    /// A duration that travels in milliseconds (or drives a timer) is below 1 ms.
+    #[error("{field} is {value:?}: set it to at least 1 ms")]
+    TooShort {
+        /// The field's name.
+        field: &'static str,
+        /// The value found.
+        value: Duration,
+    },
+    /// A duration does not fit the open packet's millisecond fields.
+    #[error("{field} is {value:?}: set it to at most {max:?}")]
+    TooLong {
+        /// The field's name.
+        field: &'static str,
+        /// The value found.
+        value: Duration,
+        /// The largest accepted value.
+        max: Duration,
+    },
+    /// `max_payload` is too small to carry a `pass` event.
+    #[error("max_payload is {0} bytes: set it to at least {MIN_MAX_PAYLOAD}")]
+    MaxPayloadTooSmall(usize),
+    /// `workers` is zero.
+    #[error("workers is 0: set it to at least 1")]
+    NoWorkers,
+    /// The passphrase is the empty string.
+    #[error("passphrase is empty: use None to accept any pass, or set a non-empty passphrase")]
+    EmptyPassphrase,
+    /// The certificate or key given to [`ServerConfig::tls_config`] was refused.
+    #[error("TLS certificate or key refused by rustls: {0}")]
+    Tls(String),
+}
+
+/// Timers longer than this are certainly a mistake (and a day is well within
+/// what tokio's timer wheel and the open packet's `u64` milliseconds hold).
+const MAX_TIMER: Duration = Duration::from_secs(24 * 60 * 60);
+
+impl ServerConfig {
+    /// Checks every field; [`Server::start`](super::Server::start) calls it.
+    pub fn validate(&self) -> Result<(), ServerConfigError> {
+        for (field, value) in [
+            ("ping_interval", self.ping_interval),
+            ("ping_timeout", self.ping_timeout),
+            ("pass_timeout", self.pass_timeout),
+        ] {
+            if value < Duration::from_millis(1) {
+                return Err(ServerConfigError::TooShort { field, value });
+            }
+            if value > MAX_TIMER {
+                return Err(ServerConfigError::TooLong {
+                    field,
+                    value,
+                    max: MAX_TIMER,
+                });
+            }
+        }
+        if self.shutdown_timeout > MAX_TIMER {
+            return Err(ServerConfigError::TooLong {
+                field: "shutdown_timeout",
+                value: self.shutdown_timeout,
+                max: MAX_TIMER,
+            });
+        }
+        if self.max_payload < MIN_MAX_PAYLOAD {
+            return Err(ServerConfigError::MaxPayloadTooSmall(self.max_payload));
+        }
+        if self.workers == 0 {
+            return Err(ServerConfigError::NoWorkers);
+        }
+        if self.passphrase.as_deref() == Some("") {
+            return Err(ServerConfigError::EmptyPassphrase);
+        }
+        Ok(())
+    }
+
+    /// Builds a TLS config for [`ServerConfig::tls`] from a certificate chain
+    /// (leaf first) and its private key, with the `ring` crypto provider chosen
+    /// explicitly, so no process-wide default provider is needed (actix-web
+    /// adds the `http/1.1` ALPN protocol itself).
+    ///
+    /// ```
+    /// use effex::server::ServerConfig;
+    /// # use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    /// # let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    /// # let cert = CertificateDer::from(ck.cert.der().to_vec());
+    /// # let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.key_pair.serialize_der()));
+    /// let config = ServerConfig {
+    ///     tls: Some(ServerConfig::tls_config(vec![cert], key)?),
+    ///     ..Default::default()
+    /// };
+    /// # Ok::<(), effex::server::ServerConfigError>(())
+    /// ```
+    pub fn tls_config(
+        cert_chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Arc<rustls::ServerConfig>, ServerConfigError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ServerConfigError::Tls(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(cert_chain, key)
+            .map_err(|e| ServerConfigError::Tls(e.to_string()))?;
+        Ok(Arc::new(config))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        ServerConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn bad_values_say_what_to_fix() {
+        let zero = ServerConfig {
+            ping_interval: Duration::ZERO,
+            ..Default::default()
+        };
+        let err = zero.validate().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "ping_interval is 0ns: set it to at least 1 ms"
+        );
+
+        let small = ServerConfig {
+            max_payload: 10,
+            ..Default::default()
+        };
+        assert_eq!(
+            small.validate().unwrap_err(),
+            ServerConfigError::MaxPayloadTooSmall(10)
+        );
+        let empty = ServerConfig {
+            passphrase: Some(String::new()),
+            ..Default::default()
+        };
+        assert!(empty
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("use None"));
+        let no_workers = ServerConfig {
+            workers: 0,
+            ..Default::default()
+        };
+        assert_eq!(no_workers.validate(), Err(ServerConfigError::NoWorkers));
+    }
+
+    #[test]
+    fn debug_hides_the_passphrase() {
+        let config = ServerConfig {
+            passphrase: Some("secret".into()),
+            ..Default::default()
+        };
+        assert!(!format!("{config:?}").contains("secret"));
+    }
+}

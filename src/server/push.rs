@@ -1,0 +1,122 @@
+//! The push endpoint's HTTP side: `GET /socket.io/` query checks and the
+//! WebSocket upgrade, which hands the socket to a new session task
+//! ([`session`](super::session)); it must not speak Socket.IO itself.
+
+use std::collections::HashMap;
+
+use actix_web::{http::StatusCode, web, HttpRequest, HttpResponse};
+use tokio::sync::mpsc;
+
+use super::registry::MAILBOX_CAPACITY;
+use super::session::{self, SessionStart};
+use super::Shared;
+use crate::protocol::engineio::PROTOCOL_VERSION;
+use crate::protocol::messages::Failure;
+
+/// The path Socket.IO clients connect to (with and without the trailing slash).
+pub(crate) const SOCKET_IO_PATH: &str = "/socket.io/";
+
+/// Registers the push endpoint's routes on an app.
+pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route(SOCKET_IO_PATH, web::get().to(upgrade))
+        .route("/socket.io", web::get().to(upgrade));
+}
+
+/// An effex error body with that code as the HTTP status.
+fn failure(status: StatusCode, error: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status).json(Failure::new(status.as_u16(), error))
+}
+
+/// Checks `EIO=4&transport=websocket`; the error says what to send instead.
+fn check_query(query: &str) -> Result<(), String> {
+    let params = web::Query::<HashMap<String, String>>::from_query(query)
+        .map_err(|e| format!("unreadable query string ({e})"))?;
+    let expected = format!("{PROTOCOL_VERSION}");
+    match params.get("EIO") {
+        None => return Err(format!("missing EIO query parameter: use EIO={expected}")),
+        Some(v) if *v != expected => {
+            return Err(format!(
+                "unsupported Engine.IO version EIO={v}: effex speaks EIO={expected}"
+            ))
+        }
+        Some(_) => {}
+    }
+    match params.get("transport").map(String::as_str) {
+        None => Err("missing transport query parameter: use transport=websocket".to_owned()),
+        Some("websocket") => Ok(()),
+        Some(other) => Err(format!(
+            "unsupported transport={other}: effex serves transport=websocket only"
+        )),
+    }
+}
+
+/// `GET /socket.io/?EIO=4&transport=websocket`: upgrade, then spawn the session.
+async fn upgrade(req: HttpRequest, body: web::Payload, shared: web::Data<Shared>) -> HttpResponse {
+    if let Err(why) = check_query(req.query_string()) {
+        log::debug!("push endpoint: refused {:?}: {why}", req.peer_addr());
+        return failure(StatusCode::BAD_REQUEST, why);
+    }
+    if shared.registry.is_shutting_down() {
+        return failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        );
+    }
+    let (response, ws, stream) = match actix_ws::handle(&req, body) {
+        Ok(parts) => parts,
+        Err(e) => {
+            return failure(
+                StatusCode::BAD_REQUEST,
+                format!("expected a WebSocket upgrade request ({e})"),
+            )
+        }
+    };
+    let (mailbox_tx, mailbox) = mpsc::channel(MAILBOX_CAPACITY);
+    let Some(id) = shared.registry.open(mailbox_tx) else {
+        return failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        );
+    };
+    let max_payload = shared.config.max_payload;
+    // One limit for a single frame and for a message joined from
+    // continuation frames: both are "one Engine.IO packet".
+    let stream = stream
+        .max_frame_size(max_payload)
+        .aggregate_continuations()
+        .max_continuation_size(max_payload);
+    let peer = req
+        .peer_addr()
+        .map_or_else(|| "unknown peer".to_owned(), |a| a.to_string());
+    // The session runs on this worker's thread: actix-ws' stream is !Send.
+    actix_rt::spawn(session::run(SessionStart {
+        id,
+        shared: shared.into_inner(),
+        ws,
+        stream,
+        mailbox,
+        peer,
+    }));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_query;
+
+    #[test]
+    fn query_rules() {
+        assert!(check_query("EIO=4&transport=websocket").is_ok());
+        assert!(check_query("transport=websocket&EIO=4&t=x").is_ok());
+        assert!(check_query("").unwrap_err().contains("missing EIO"));
+        assert!(check_query("EIO=3&transport=websocket")
+            .unwrap_err()
+            .contains("EIO=3"));
+        assert!(check_query("EIO=4")
+            .unwrap_err()
+            .contains("missing transport"));
+        assert!(check_query("EIO=4&transport=polling")
+            .unwrap_err()
+            .contains("polling"));
+    }
+}

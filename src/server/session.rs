@@ -1,0 +1,773 @@
+//! One push socket's session: the Engine.IO heartbeat, the Socket.IO CONNECT,
+//! the `pass` conversation and the event dispatch of one WebSocket; it must
+//! not touch other sessions except through the registry.
+//!
+//! # The session actor, as a task
+//!
+//! architecture.md calls this the *session actor*. It is realised as one
+//! async task per socket (spawned on the actix worker that accepted it) whose
+//! mailbox is a bounded `tokio::sync::mpsc` channel of [`Command`]s:
+//!
+//! - actix-ws has no actor: it hands out a frame stream and a write handle,
+//!   so a plain task owning both is the simplest thing that works (and the
+//!   stream is `!Send`, so it stays on its worker thread anyway);
+//! - the hub (a later issue) needs a cheap, `Send`, cloneable handle to reach
+//!   a session from any worker: an `mpsc::Sender` is exactly that, and being
+//!   bounded it gives the push path backpressure instead of unbounded queues.
+//!
+//! The task is a loop around one `tokio::select!` over: the mailbox (replace,
+//! shutdown, later pushes), the incoming frames, the heartbeat timer and the
+//! pass timer. Each turn handles one wake-up synchronously, queueing its
+//! replies in an outbox; the loop then hands the whole outbox to actix-ws
+//! without yielding in between, and actix-ws' response body encodes every
+//! message queued at that point into one buffer: one socket write per batch
+//! (e.g. an ack, `41` and the close frame go out together). Coalescing many
+//! pushes into one write (a later issue) builds on the same outbox.
+//!
+//! Nothing here panics on network input: every decode error is a protocol
+//! error that is logged (`log::warn!`) and closes the socket with 1002.
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Message};
+use futures_util::SinkExt;
+use rand::Rng;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+
+use super::registry::{send_command, Command, SessionId};
+use super::Shared;
+use crate::protocol::engineio::{self, OpenPacket};
+use crate::protocol::messages::{
+    is_valid_push_id, ConnectAuth, ConnectOk, ConnectRefused, Failure, Pass, PassOk, Success,
+    PASS_EVENT,
+};
+use crate::protocol::socketio::{self, PacketKind, DEFAULT_NAMESPACE};
+
+/// How long, at most, a session waits for the peer's close frame after
+/// sending its own (capped by `ping_timeout` too).
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// The length of the random Engine.IO and Socket.IO session ids.
+const SID_LEN: usize = 20;
+
+/// What the endpoint hands to a new session.
+pub(crate) struct SessionStart {
+    pub(crate) id: SessionId,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) ws: actix_ws::Session,
+    pub(crate) stream: AggregatedMessageStream,
+    pub(crate) mailbox: mpsc::Receiver<Command>,
+    /// The peer's address, for logs.
+    pub(crate) peer: String,
+}
+
+/// Serves one socket until it ends, then forgets it in the registry.
+pub(crate) async fn run(start: SessionStart) {
+    let SessionStart {
+        id,
+        shared,
+        ws,
+        mut stream,
+        mut mailbox,
+        peer,
+    } = start;
+    let now = Instant::now();
+    let mut session = Session {
+        registration: Registration {
+            shared: shared.clone(),
+            id,
+            push_id: None,
+        },
+        timing: Timing::from(&shared),
+        ws,
+        eio_sid: random_sid(),
+        sio_sid: None,
+        pending_attachments: 0,
+        awaiting_pong: false,
+        heartbeat_at: now + shared.config.ping_interval,
+        pass_deadline: now + shared.config.pass_timeout,
+        outbox: Vec::with_capacity(4),
+        peer,
+    };
+    log::debug!("{}: push socket opened", session.name());
+    session.queue_open_packet(&shared);
+    let ending = match session.flush().await {
+        Ok(()) => session.serve(&mut stream, &mut mailbox).await,
+        Err(ending) => ending,
+    };
+    session.finish(ending, &mut stream).await;
+}
+
+/// The settings a session reads on every turn, copied out of the config.
+#[derive(Clone, Copy)]
+struct Timing {
+    ping_interval: Duration,
+    ping_timeout: Duration,
+    max_payload: usize,
+}
+
+impl From<&Arc<Shared>> for Timing {
+    fn from(shared: &Arc<Shared>) -> Self {
+        Self {
+            ping_interval: shared.config.ping_interval,
+            ping_timeout: shared.config.ping_timeout,
+            max_payload: shared.config.max_payload,
+        }
+    }
+}
+
+/// The session's entry in the registry; dropping it (even on a panic)
+/// forgets the session and frees its push id.
+struct Registration {
+    shared: Arc<Shared>,
+    id: SessionId,
+    /// Set once the socket has passed.
+    push_id: Option<String>,
+}
+
+impl Registration {
+    fn release(&self) {
+        self.shared.registry.close(self.id, self.push_id.as_deref());
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        // Idempotent: `close` ignores a session it no longer knows.
+        self.release();
+    }
+}
+
+/// What one turn of the loop decided.
+enum Flow {
+    /// Keep serving.
+    Continue,
+    /// End the session this way.
+    End(Ending),
+}
+
+/// How a session ends.
+#[derive(Debug)]
+enum Ending {
+    /// The server ends an orderly session: `41`, then close 1000.
+    Disconnect(&'static str),
+    /// Close the WebSocket with this code (after a protocol error, a refused
+    /// CONNECT, or the peer's own `41`/`1`).
+    Close(CloseReason),
+    /// The peer sent a close frame: echo it.
+    PeerClosed(Option<CloseReason>),
+    /// The connection is gone (stream ended, write failed): nothing to send.
+    Gone,
+}
+
+/// Why a write failed: the peer is gone or not reading.
+type WriteResult = Result<(), Ending>;
+
+struct Session {
+    registration: Registration,
+    timing: Timing,
+    ws: actix_ws::Session,
+    /// The Engine.IO session id (sent in the open packet).
+    eio_sid: String,
+    /// The Socket.IO session id, set by a successful CONNECT on `/`.
+    sio_sid: Option<String>,
+    /// Binary frames still expected by a BINARY_EVENT/BINARY_ACK: swallowed.
+    pending_attachments: usize,
+    /// A ping was sent and its pong has not arrived yet.
+    awaiting_pong: bool,
+    /// When to send the next ping, or (when `awaiting_pong`) to give up.
+    heartbeat_at: Instant,
+    /// When an unpassed socket is disconnected.
+    pass_deadline: Instant,
+    /// Frames queued by the current turn, written together by [`Session::flush`].
+    outbox: Vec<Message>,
+    peer: String,
+}
+
+/// What woke the loop up.
+enum Wake {
+    Command(Command),
+    Frame(Option<Result<AggregatedMessage, actix_ws::ProtocolError>>),
+    Heartbeat,
+    PassTimeout,
+}
+
+impl Session {
+    /// The session's name in logs: peer address and Engine.IO sid.
+    fn name(&self) -> String {
+        format!("push socket {} ({})", self.eio_sid, self.peer)
+    }
+
+    fn passed(&self) -> bool {
+        self.registration.push_id.is_some()
+    }
+
+    /// The loop: one `select!` over mailbox, frames and timers per turn.
+    async fn serve(
+        &mut self,
+        stream: &mut AggregatedMessageStream,
+        mailbox: &mut mpsc::Receiver<Command>,
+    ) -> Ending {
+        let heartbeat = sleep_until(self.heartbeat_at);
+        let pass_timer = sleep_until(self.pass_deadline);
+        tokio::pin!(heartbeat, pass_timer);
+        loop {
+            if heartbeat.deadline() != self.heartbeat_at {
+                heartbeat.as_mut().reset(self.heartbeat_at);
+            }
+            let passed = self.passed();
+            let wake = tokio::select! {
+                // Commands first: a shutdown must not wait behind a chatty peer.
+                biased;
+                Some(command) = mailbox.recv() => Wake::Command(command),
+                frame = stream.recv() => Wake::Frame(frame),
+                () = &mut heartbeat => Wake::Heartbeat,
+                () = &mut pass_timer, if !passed => Wake::PassTimeout,
+            };
+            let flow = match wake {
+                Wake::Command(command) => self.on_command(command),
+                Wake::Frame(frame) => self.on_frame(frame),
+                Wake::Heartbeat => self.on_heartbeat(),
+                Wake::PassTimeout => {
+                    log::info!("{}: did not pass in time, disconnecting", self.name());
+                    Flow::End(Ending::Disconnect("pass timeout"))
+                }
+            };
+            if let Flow::End(ending) = flow {
+                return ending;
+            }
+            if let Err(ending) = self.flush().await {
+                return ending;
+            }
+        }
+    }
+
+    // ---- writing -------------------------------------------------------
+
+    fn queue_text(&mut self, text: String) {
+        self.outbox.push(Message::Text(text.into()));
+    }
+
+    fn queue_socketio(&mut self, packet: &socketio::Packet) {
+        self.queue_text(packet.to_engineio_text());
+    }
+
+    /// Queues the ack answering `ack_id` with one reply object.
+    fn queue_ack(&mut self, ack_id: u64, reply: &impl Serialize) {
+        self.queue_socketio(&socketio::Packet::ack(ack_id, reply));
+    }
+
+    fn queue_open_packet(&mut self, shared: &Shared) {
+        let open = engineio::Packet::Open(OpenPacket {
+            sid: self.eio_sid.clone(),
+            upgrades: Vec::new(),
+            ping_interval: millis(shared.config.ping_interval),
+            ping_timeout: millis(shared.config.ping_timeout),
+            max_payload: shared.config.max_payload as u64,
+        });
+        if let Some(text) = open.encode_text() {
+            self.queue_text(text);
+        }
+    }
+
+    /// Hands every queued frame to actix-ws, then flushes once; bounded by
+    /// `ping_timeout` so a peer that stops reading cannot stall the session.
+    async fn flush(&mut self) -> WriteResult {
+        if self.outbox.is_empty() {
+            return Ok(());
+        }
+        let write = async {
+            for message in self.outbox.drain(..) {
+                self.ws.feed(message).await?;
+            }
+            self.ws.flush().await
+        };
+        match tokio::time::timeout(self.timing.ping_timeout, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(actix_ws::Closed)) => Err(Ending::Gone),
+            Err(_) => {
+                log::warn!(
+                    "{}: peer did not read for {:?}, dropping it",
+                    self.name(),
+                    self.timing.ping_timeout
+                );
+                self.outbox.clear();
+                Err(Ending::Gone)
+            }
+        }
+    }
+
+    /// Sends what the ending calls for, frees the registry entry, and waits
+    /// briefly for the peer's close frame (the closing handshake).
+    async fn finish(mut self, ending: Ending, stream: &mut AggregatedMessageStream) {
+        let close = match ending {
+            Ending::Disconnect(why) => {
+                log::debug!("{}: disconnecting ({why})", self.name());
+                self.queue_socketio(&socketio::Packet::disconnect());
+                Some(CloseReason::from(CloseCode::Normal))
+            }
+            Ending::Close(reason) => Some(reason),
+            Ending::PeerClosed(reason) => {
+                log::debug!("{}: peer closed ({reason:?})", self.name());
+                self.outbox.push(Message::Close(reason));
+                let _ = self.flush().await;
+                self.registration.release();
+                return;
+            }
+            Ending::Gone => None,
+        };
+        if let Some(reason) = close {
+            self.outbox.push(Message::Close(Some(reason)));
+            let sent = self.flush().await.is_ok();
+            self.registration.release();
+            if sent {
+                let grace = CLOSE_GRACE.min(self.timing.ping_timeout);
+                let _ = tokio::time::timeout(grace, async {
+                    while let Some(Ok(message)) = stream.recv().await {
+                        if matches!(message, AggregatedMessage::Close(_)) {
+                            break;
+                        }
+                    }
+                })
+                .await;
+            }
+        }
+        self.registration.release();
+        log::debug!("{}: ended", self.name());
+    }
+
+    // ---- wake-ups ------------------------------------------------------
+
+    fn on_command(&mut self, command: Command) -> Flow {
+        match command {
+            Command::Replaced => {
+                log::info!(
+                    "{}: push id {:?} passed on a newer connection, disconnecting this one",
+                    self.name(),
+                    self.registration.push_id.as_deref().unwrap_or("")
+                );
+                Flow::End(Ending::Disconnect("replaced by a newer connection"))
+            }
+            Command::Shutdown => Flow::End(Ending::Disconnect("server shutting down")),
+        }
+    }
+
+    fn on_heartbeat(&mut self) -> Flow {
+        if self.awaiting_pong {
+            return self.protocol_error("ping timeout".to_owned());
+        }
+        self.queue_text(
+            engineio::Packet::Ping(String::new())
+                .encode_text()
+                .unwrap_or_default(),
+        );
+        self.awaiting_pong = true;
+        self.heartbeat_at = Instant::now() + self.timing.ping_timeout;
+        Flow::Continue
+    }
+
+    fn on_frame(
+        &mut self,
+        frame: Option<Result<AggregatedMessage, actix_ws::ProtocolError>>,
+    ) -> Flow {
+        let message = match frame {
+            None => return Flow::End(Ending::Gone),
+            Some(Ok(message)) => message,
+            Some(Err(error)) => return self.on_stream_error(error),
+        };
+        match message {
+            AggregatedMessage::Text(text) => {
+                if text.len() > self.timing.max_payload {
+                    return self.too_large(text.len());
+                }
+                self.on_text(&text)
+            }
+            AggregatedMessage::Binary(bytes) => {
+                if self.pending_attachments > 0 {
+                    self.pending_attachments -= 1;
+                    log::debug!(
+                        "{}: dropped a binary attachment ({} bytes)",
+                        self.name(),
+                        bytes.len()
+                    );
+                } else {
+                    log::warn!(
+                        "{}: ignored a stray binary frame ({} bytes): effex uses none",
+                        self.name(),
+                        bytes.len()
+                    );
+                }
+                Flow::Continue
+            }
+            AggregatedMessage::Ping(data) => {
+                self.outbox.push(Message::Pong(data));
+                Flow::Continue
+            }
+            AggregatedMessage::Pong(_) => Flow::Continue,
+            AggregatedMessage::Close(reason) => Flow::End(Ending::PeerClosed(reason)),
+        }
+    }
+
+    fn on_stream_error(&mut self, error: actix_ws::ProtocolError) -> Flow {
+        use actix_ws::ProtocolError;
+        match error {
+            ProtocolError::Overflow => self.too_large(self.timing.max_payload + 1),
+            // actix-ws reports a joined message over the limit as this I/O error.
+            ProtocolError::Io(ref e)
+                if e.kind() == io::ErrorKind::Other
+                    && e.to_string().contains("maximum continuation size") =>
+            {
+                self.too_large(self.timing.max_payload + 1)
+            }
+            ProtocolError::Io(ref e) if e.kind() == io::ErrorKind::InvalidData => {
+                self.protocol_error(format!("text frame is not UTF-8 ({e})"))
+            }
+            ProtocolError::Io(e) => {
+                log::debug!("{}: connection failed: {e}", self.name());
+                Flow::End(Ending::Gone)
+            }
+            other => self.protocol_error(format!("bad WebSocket frame: {other}")),
+        }
+    }
+
+    fn too_large(&self, size: usize) -> Flow {
+        log::warn!(
+            "{}: a message of {size}+ bytes exceeds maxPayload {}, closing with 1009",
+            self.name(),
+            self.timing.max_payload
+        );
+        Flow::End(Ending::Close(CloseReason {
+            code: CloseCode::Size,
+            description: Some("message larger than maxPayload".to_owned()),
+        }))
+    }
+
+    fn protocol_error(&self, reason: String) -> Flow {
+        log::warn!(
+            "{}: protocol error, closing with 1002: {reason}",
+            self.name()
+        );
+        Flow::End(Ending::Close(CloseReason {
+            code: CloseCode::Protocol,
+            description: Some(reason),
+        }))
+    }
+
+    /// One Engine.IO packet.
+    fn on_text(&mut self, text: &str) -> Flow {
+        // Fast path: a message's Socket.IO text is decoded in place.
+        if let Some(socketio) = text.strip_prefix('4') {
+            return self.on_socketio(socketio);
+        }
+        match engineio::Packet::decode_text(text) {
+            Err(e) => self.protocol_error(format!("bad Engine.IO packet: {e}")),
+            Ok(engineio::Packet::Pong(_)) => {
+                // Only rescheduling: the next ping goes out ping_interval from now.
+                self.awaiting_pong = false;
+                self.heartbeat_at = Instant::now() + self.timing.ping_interval;
+                Flow::Continue
+            }
+            Ok(engineio::Packet::Ping(_)) => {
+                self.protocol_error("invalid heartbeat direction".to_owned())
+            }
+            Ok(engineio::Packet::Close) => {
+                log::debug!("{}: peer sent an Engine.IO close", self.name());
+                Flow::End(Ending::Close(CloseCode::Normal.into()))
+            }
+            Ok(engineio::Packet::Upgrade | engineio::Packet::Noop) => Flow::Continue,
+            Ok(engineio::Packet::Open(_)) => {
+                self.protocol_error("a client never sends an open packet".to_owned())
+            }
+            // Neither can come out of a text frame; `4` took the fast path.
+            Ok(engineio::Packet::Message(_) | engineio::Packet::Binary(_)) => Flow::Continue,
+        }
+    }
+
+    /// One Socket.IO packet (an Engine.IO message's text).
+    fn on_socketio(&mut self, text: &str) -> Flow {
+        let packet = match socketio::Packet::decode(text) {
+            Ok(packet) => packet,
+            Err(e) => return self.protocol_error(format!("bad Socket.IO packet: {e}")),
+        };
+        // Attachments of binary packets follow as binary frames: swallow them.
+        self.pending_attachments = self.pending_attachments.saturating_add(packet.attachments);
+        if packet.namespace != DEFAULT_NAMESPACE {
+            return self.on_other_namespace(packet);
+        }
+        match packet.kind {
+            PacketKind::Connect => self.on_connect(&packet),
+            PacketKind::Disconnect => {
+                log::debug!("{}: peer sent DISCONNECT", self.name());
+                Flow::End(Ending::Close(CloseCode::Normal.into()))
+            }
+            PacketKind::Event | PacketKind::BinaryEvent => self.on_event(&packet),
+            PacketKind::Ack | PacketKind::BinaryAck => {
+                // The hub's pushes will be acknowledged here.
+                log::debug!(
+                    "{}: ignored an ACK {:?} (no push is waiting for one)",
+                    self.name(),
+                    packet.ack_id
+                );
+                Flow::Continue
+            }
+            PacketKind::ConnectError => {
+                self.protocol_error("a client never sends CONNECT_ERROR".to_owned())
+            }
+        }
+    }
+
+    /// effex serves `/` only. A CONNECT elsewhere is refused the Socket.IO
+    /// way; the socket stays open, since the client may be on `/` as well.
+    fn on_other_namespace(&mut self, packet: socketio::Packet) -> Flow {
+        if packet.kind == PacketKind::Connect {
+            let mut refusal = socketio::Packet::connect_error(&ConnectRefused {
+                message: "Invalid namespace".to_owned(),
+                data: None,
+            });
+            refusal.namespace = packet.namespace;
+            self.queue_socketio(&refusal);
+        } else {
+            log::warn!(
+                "{}: ignored a {:?} packet on namespace {:?}, which it never joined",
+                self.name(),
+                packet.kind,
+                packet.namespace
+            );
+        }
+        Flow::Continue
+    }
+
+    /// CONNECT on `/`, plain or with the pass as auth.
+    fn on_connect(&mut self, packet: &socketio::Packet) -> Flow {
+        if self.sio_sid.is_some() {
+            return self.protocol_error("a second CONNECT to /".to_owned());
+        }
+        let auth = match packet.data.as_deref() {
+            None => ConnectAuth::default(),
+            Some(raw) => match serde_json::from_str::<ConnectAuth>(raw.get()) {
+                Ok(auth) => auth,
+                Err(e) => {
+                    return self.refuse_connect(Failure::new(400, format!("bad auth payload: {e}")))
+                }
+            },
+        };
+        // Without a pass the client passes later with the `pass` event.
+        if let Some(pass) = auth.pass {
+            let push_id = auth.push_id.unwrap_or_default();
+            if let Err(failure) = self.check_pass(&pass, &push_id) {
+                return self.refuse_connect(failure);
+            }
+            self.accept_pass(push_id);
+        }
+        let sid = random_sid();
+        self.sio_sid = Some(sid.clone());
+        self.queue_socketio(&socketio::Packet::connect(Some(&ConnectOk { sid })));
+        Flow::Continue
+    }
+
+    /// CONNECT_ERROR, then close 1000 (the namespace is all effex serves).
+    fn refuse_connect(&mut self, failure: Failure) -> Flow {
+        self.count_failed_pass();
+        self.queue_socketio(&socketio::Packet::connect_error(&ConnectRefused::new(
+            failure.code,
+            failure.error,
+        )));
+        Flow::End(Ending::Close(CloseReason {
+            code: CloseCode::Normal,
+            description: Some("connect refused".to_owned()),
+        }))
+    }
+
+    /// An EVENT (or BINARY_EVENT) on `/`.
+    fn on_event(&mut self, packet: &socketio::Packet) -> Flow {
+        if self.sio_sid.is_none() {
+            return self.protocol_error("EVENT before CONNECT".to_owned());
+        }
+        let Some(name) = packet.event_name() else {
+            return self.protocol_error("an EVENT without a name".to_owned());
+        };
+        let Some(ack_id) = packet.ack_id else {
+            log::warn!(
+                "{}: ignored event {name:?} without an ack id: effex answers every call",
+                self.name()
+            );
+            return Flow::Continue;
+        };
+        if packet.kind == PacketKind::BinaryEvent {
+            self.queue_ack(
+                ack_id,
+                &Failure::new(400, "binary attachments are not supported"),
+            );
+            return Flow::Continue;
+        }
+        if name == PASS_EVENT {
+            return self.on_pass_event(ack_id, packet);
+        }
+        if !self.passed() {
+            self.queue_ack(ack_id, &Failure::new(401, "pass first"));
+            return Flow::Continue;
+        }
+        match self.on_passed_event(&name, packet) {
+            Ok(reply) => self.queue_ack(ack_id, &reply),
+            Err(failure) => self.queue_ack(ack_id, &failure),
+        }
+        Flow::Continue
+    }
+
+    /// The events of a socket that has passed, answered with the ack's reply
+    /// object (`Ok` for `{"ok":true,…}`, `Err` for a failure).
+    ///
+    /// **Extension point**: the hub plugs in here with `watch` and `unwatch`
+    /// arms. An arm that must wait (on the store, say) should spawn its work
+    /// and answer through the session's mailbox (a new [`Command`] carrying
+    /// the ack id and reply), so that this loop never blocks.
+    fn on_passed_event(
+        &mut self,
+        name: &str,
+        _packet: &socketio::Packet,
+    ) -> Result<Box<RawValue>, Failure> {
+        #[allow(clippy::match_single_binding)] // arms are added by the hub
+        match name {
+            // WATCH_EVENT => hub.watch(…),
+            // UNWATCH_EVENT => hub.unwatch(…),
+            other => Err(Failure::new(400, format!("unknown event {other:?}"))),
+        }
+    }
+
+    /// `["pass", {"pass","pushId"}]`.
+    fn on_pass_event(&mut self, ack_id: u64, packet: &socketio::Packet) -> Flow {
+        let pass = match packet.first_arg::<Pass>() {
+            Ok(pass) => pass,
+            Err(e) => {
+                log::debug!("{}: unreadable pass payload: {e}", self.name());
+                return self.fail_pass(ack_id, Failure::new(400, "bad pushId"));
+            }
+        };
+        if let Err(failure) = self.check_pass(&pass.pass, &pass.push_id) {
+            return self.fail_pass(ack_id, failure);
+        }
+        match self.registration.push_id.as_deref() {
+            Some(current) if current != pass.push_id => {
+                // One socket, one push id: re-passing under another name is a
+                // client bug, not an attack; the socket keeps its first name.
+                self.queue_ack(
+                    ack_id,
+                    &Failure::new(409, format!("already passed as pushId {current:?}")),
+                );
+                return Flow::Continue;
+            }
+            Some(_) => {}
+            None => self.accept_pass(pass.push_id.clone()),
+        }
+        let reply = Success(PassOk {
+            connection: self.sio_sid.clone().unwrap_or_default(),
+            push_id: pass.push_id,
+            server_time: unix_millis(),
+        });
+        self.queue_ack(ack_id, &reply);
+        Flow::Continue
+    }
+
+    /// Answers a failed pass, then `41` and close 1000.
+    fn fail_pass(&mut self, ack_id: u64, failure: Failure) -> Flow {
+        log::info!("{}: pass refused: {}", self.name(), failure.error);
+        self.count_failed_pass();
+        self.queue_ack(ack_id, &failure);
+        Flow::End(Ending::Disconnect("pass refused"))
+    }
+
+    fn count_failed_pass(&self) {
+        self.registration
+            .shared
+            .registry
+            .counters
+            .passes_failed
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The pushId first (400), then the passphrase (401).
+    fn check_pass(&self, pass: &str, push_id: &str) -> Result<(), Failure> {
+        if !is_valid_push_id(push_id) {
+            return Err(Failure::new(400, "bad pushId"));
+        }
+        match &self.registration.shared.config.passphrase {
+            Some(expected) if !same_secret(expected.as_bytes(), pass.as_bytes()) => {
+                Err(Failure::new(401, "bad passphrase"))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Marks the socket as passed and takes over its push id from an older
+    /// connection, which is told to go.
+    fn accept_pass(&mut self, push_id: String) {
+        let shared = &self.registration.shared;
+        shared
+            .registry
+            .counters
+            .passes_ok
+            .fetch_add(1, Ordering::Relaxed);
+        if let Some(older) = shared
+            .registry
+            .claim_push_id(&push_id, self.registration.id)
+        {
+            send_command(&older, Command::Replaced);
+        }
+        log::debug!("{}: passed as {push_id:?}", self.name());
+        self.registration.push_id = Some(push_id);
+    }
+}
+
+/// Compares secrets without an early exit on the first differing byte.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// 20 random base64url characters (120 bits).
+fn random_sid() -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut rng = rand::rng();
+    (0..SID_LEN)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect()
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The server's unix time in milliseconds.
+fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sids_are_random_base64url() {
+        let a = random_sid();
+        let b = random_sid();
+        assert_eq!(a.len(), SID_LEN);
+        assert_ne!(a, b);
+        assert!(a
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+    }
+
+    #[test]
+    fn secrets_compare() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"ab"));
+    }
+}
