@@ -1,0 +1,206 @@
+//! The item store: items with lifetimes, access keys, aliases, update intents and the event log; it owns no sockets and no HTTP.
+//!
+//! The server talks to it through the object-safe [`Store`] trait (it holds an
+//! `Arc<dyn Store>`); [`MemoryStore`] is the embedded default, and a Redis store
+//! can implement the same trait later.
+//!
+//! # Contents
+//!
+//! - [Keys](#keys) · [Items](#items) · [Permissions](#permissions) ·
+//!   [Aliases](#aliases) · [Update intents](#update-intents) ·
+//!   [Event log and live events](#event-log-and-live-events) · [Errors](#errors)
+//!
+//! # Keys
+//!
+//! The **boss key** is a secret set in the store's config. It only makes access
+//! keys ([`Store::make_keys`]); it cannot read or write items (403).
+//! Access keys carry 128 random bits behind a prefix that tells their kind:
+//! `wk…` writer, `rk…` reader, `uk…` updater. Each key has its own expiry
+//! (`seconds`, defaulting to the store's key lifetime and capped by its max
+//! key lifetime). An unknown or expired key gets 401 everywhere.
+//!
+//! # Items
+//!
+//! An item is a JSON value with an owner (the writer key that wrote it), a list
+//! of reader keys and a list of updater keys, a size (bytes of the serialized
+//! value), a modified time and a deadline. Item ids are 128 random bits (32
+//! lowercase hex digits), so they cannot be guessed. An item's lifetime
+//! defaults to the store's default lifetime, is capped by its max lifetime, and
+//! never outlives the writer key that wrote it. An update keeps the deadline.
+//! From its deadline on an item is unreadable (404) — every access checks the
+//! deadline — and its `expire` event is logged by the store's expiry clock.
+//! A value whose serialized size is over the store's `max_size` gets 413.
+//!
+//! # Permissions
+//!
+//! | key | read | read with intent, update | remove, alias | write new item | make keys |
+//! |---|---|---|---|---|---|
+//! | owner (the writer key that wrote it) | yes | yes | yes | yes | 403 |
+//! | updater key listed in `updaters` | yes | yes | 403 | 403 | 403 |
+//! | reader key listed in `readers` | yes | 403 | 403 | 403 | 403 |
+//! | any other valid access key | 403 | 403 | 403 | yes if a writer key, else 403 | 403 |
+//! | boss key | 403 | 403 | 403 | 403 | yes |
+//! | unknown or expired key | 401 | 401 | 401 | 401 | 401 |
+//!
+//! `readers` may hold only reader keys and `updaters` only updater keys
+//! (anything else is 400); the listed keys need not exist yet. Listing
+//! checks membership only: a listed key still has to be valid when used.
+//! The event log of an item ([`Store::events`]) and a watch
+//! ([`Store::check_read`]) need the right to read it. On an existing item, checks run
+//! in the order 401 (key), 404 (item), 403 (permission), 413 (size), 423 (intent).
+//!
+//! # Aliases
+//!
+//! An alias is a name for an item, made by [`Store::alias`] or by
+//! [`WriteItem::alias`]. The rules:
+//!
+//! - One store-wide namespace. An alias belongs to the writer key that made it;
+//!   only that key may re-point it, and only to an item that key owns. Creating
+//!   or re-pointing an alias that another writer key owns is 409 Conflict.
+//! - An alias is 1 to 128 bytes of printable ASCII without `/ ? # %` or
+//!   spaces, and must not look like an item id (32 lowercase hex digits).
+//! - Reading, updating, removing, watching and the event log resolve an alias
+//!   to its item ([`Store::resolve`]): anything that takes an id takes an alias.
+//! - Removing or expiry of the item leaves the alias pointing at the gone item
+//!   (resolving it then gives 404) until its owner re-points it.
+//! - An alias lives as long as its owner key; when that key expires the alias
+//!   is deleted and the name is free for any writer.
+//!
+//! # Update intents
+//!
+//! A [`Store::read`] with `intent = true` (needs the right to update) locks the
+//! item for the store's intent lifetime and returns an intent id and its
+//! expiry. While the lock is in force every update and intent read gets 423
+//! [`StoreError::Locked`], except an update that carries that intent id: it
+//! succeeds and clears the lock. An intent read by the same key that holds
+//! the lock replaces it with a new intent. The lock lapses by itself at its
+//! expiry. Plain reads and the owner's remove ignore intents.
+//!
+//! # Event log and live events
+//!
+//! Every update, remove and expire gets the next store-wide `seq` (a `u64`,
+//! strictly increasing, never reused) and its unix-ms time. Writing a new item
+//! logs no event; its reply carries the store's latest seq so that a watch with
+//! `after: seq` misses nothing. Each item's log keeps at most
+//! `max_events_per_item` events, each for at most `event_retention`, also
+//! after the item is gone, so a final `remove`/`expire` can still be replayed
+//! (the gone item keeps its owner and reader lists for that permission check).
+//! [`Store::events`] returns the events after `since` in seq order with the
+//! oldest retained seq and a `gap` flag that is true when retention dropped
+//! events after `since`.
+//!
+//! [`Store::subscribe`] gives a `tokio::sync::broadcast` receiver of every
+//! [`Event`], in seq order; `update` events carry the new value. A receiver
+//! that lags (`RecvError::Lagged`) lost events from the channel but not from
+//! the log: it catches up by calling [`Store::events`] with `since` = the last
+//! seq it handled, for each item it cares about, then goes on receiving.
+//!
+//! # Errors
+//!
+//! Every operation returns [`StoreError`], whose [`code`](StoreError::code) is
+//! the REST status (400, 401, 403, 404, 409, 413, 423, 500).
+//!
+//! ```
+//! use effex::store::{KeyKind, MakeKeys, MemoryStore, MemoryStoreConfig, Store, WriteItem};
+//! use serde_json::json;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), effex::store::StoreError> {
+//! let config = MemoryStoreConfig { boss_key: "a boss secret".into(), ..Default::default() };
+//! let store = MemoryStore::new(config)?;
+//! let writer = store.make_keys("a boss secret", MakeKeys::new(KeyKind::Writer)).await?;
+//! let key = &writer.keys[0];
+//! let written = store.write(key, WriteItem::new(json!({"hello": "world"}))).await?;
+//! let read = store.read(key, &written.id.to_string(), false).await?;
+//! assert_eq!(read.value.to_value()?, json!({"hello": "world"}));
+//! # Ok(())
+//! # }
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+
+use tokio::sync::broadcast;
+
+mod error;
+mod event_log;
+mod expiry;
+mod memory;
+mod time;
+mod types;
+
+pub use error::StoreError;
+pub use memory::{MemoryStore, MemoryStoreConfig};
+pub use types::{
+    seconds, Aliased, Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, JsonText, KeyKind,
+    Keys, MakeKeys, ReadItem, Removed, StoreInfo, UpdateItem, Updated, WriteItem, Written,
+};
+
+/// The future every [`Store`] operation returns: boxed so that the trait stays
+/// object-safe (`Arc<dyn Store>`) without an extra crate.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A backend that stores items, keys, aliases, intents and the event log.
+///
+/// Every operation takes the caller's key as given (the boss key or an access
+/// key) and applies the rules in the [module docs](self). Anything that takes
+/// `id` accepts an item id or an alias.
+///
+/// Implementations write `Box::pin(async move { … })` (or
+/// `Box::pin(std::future::ready(…))` when the work is synchronous).
+pub trait Store: Send + Sync {
+    /// The backend's name for `GET /info`: `"memory"` or `"redis"`.
+    fn kind(&self) -> &'static str;
+
+    /// Counts and limits for `GET /info`.
+    fn info(&self) -> StoreFuture<'_, StoreInfo>;
+
+    /// Makes access keys; `boss` must be the boss key (401 unknown, 403 for an
+    /// access key).
+    fn make_keys<'a>(&'a self, boss: &'a str, request: MakeKeys) -> StoreFuture<'a, Keys>;
+
+    /// Writes a new item owned by `key`, which must be a writer key. Logs no event.
+    fn write<'a>(&'a self, key: &'a str, item: WriteItem) -> StoreFuture<'a, Written>;
+
+    /// Reads an item; with `intent` also takes an update lock (see the module docs).
+    fn read<'a>(&'a self, key: &'a str, id: &'a str, intent: bool) -> StoreFuture<'a, ReadItem>;
+
+    /// Replaces an item's value, keeping its deadline; logs an `update` event.
+    fn update<'a>(
+        &'a self,
+        key: &'a str,
+        id: &'a str,
+        update: UpdateItem,
+    ) -> StoreFuture<'a, Updated>;
+
+    /// Removes an item (owner only); logs a `remove` event.
+    fn remove<'a>(&'a self, key: &'a str, id: &'a str) -> StoreFuture<'a, Removed>;
+
+    /// Points `alias` at the item `id` (an id or another alias); owner only.
+    fn alias<'a>(&'a self, key: &'a str, alias: &'a str, id: &'a str) -> StoreFuture<'a, Aliased>;
+
+    /// The item id that `id` names: itself if it is an item id, else the item
+    /// its alias points at (404 for an unknown alias). Checks no key and not
+    /// whether the item still exists.
+    fn resolve<'a>(&'a self, id: &'a str) -> StoreFuture<'a, ItemId>;
+
+    /// Checks that `key` may read the item (as a read would: 401, 404, 403)
+    /// without copying its value; for watches.
+    fn check_read<'a>(&'a self, key: &'a str, id: &'a str) -> StoreFuture<'a, ItemRef>;
+
+    /// The item's logged events after `query.since`, also after the item is
+    /// gone while its log is retained; needs the right to read it.
+    fn events<'a>(
+        &'a self,
+        key: &'a str,
+        id: &'a str,
+        query: EventQuery,
+    ) -> StoreFuture<'a, EventsPage>;
+
+    /// The store's latest event seq (0 before the first event).
+    fn latest_seq(&self) -> StoreFuture<'_, u64>;
+
+    /// A receiver of every event from now on, in seq order (see the module docs
+    /// for what to do when it lags).
+    fn subscribe(&self) -> broadcast::Receiver<Event>;
+}
