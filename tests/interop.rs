@@ -1,0 +1,556 @@
+//! Interop with the real thing (protocol.md §1, §2.1, §2.2, §2.6): Node's
+//! socket.io-client 4.8.4 against the effex server, and the effex
+//! `ConnectionActor` against Node's socket.io 4.8.4 server.
+//!
+//! Needs `node` on the PATH and the pinned packages installed:
+//!
+//! ```text
+//! (cd tests/interop && npm ci)
+//! cargo test --features interop --test interop
+//! ```
+//!
+//! The Node side lives in `tests/interop/client.js` (one scenario per run,
+//! one JSON line on stdout) and `tests/interop/server.js` (prints
+//! `{"port":N}`, exits when its stdin closes). Node processes are driven
+//! with `std::process` and reader threads (the crate's tokio has no
+//! `process` feature); every wait is bounded.
+#![cfg(feature = "interop")]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use effex::client::{
+    ClientConfig, ConnectError, ConnectionActor, ConnectionState, Emit, GetConnected, Session,
+    SubscribeState,
+};
+use effex::server::{Server, ServerConfig, ServerHandle};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+
+const PASS: &str = "correct horse battery staple";
+const WRONG_PASS: &str = "not the passphrase";
+/// Bound for one Node process to start and finish a scenario (the scripts
+/// give up after 5 s themselves; node's start-up comes on top).
+const NODE_BOUND: Duration = Duration::from_secs(20);
+/// Bound for an effex-side step (connect, ack, state change).
+const STEP_BOUND: Duration = Duration::from_secs(5);
+/// The Node server's heartbeat in the ConnectionActor tests.
+const PING_INTERVAL_MS: u64 = 200;
+const PING_TIMEOUT_MS: u64 = 200;
+
+// ---------------------------------------------------------------------------
+// Node plumbing
+// ---------------------------------------------------------------------------
+
+fn interop_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("interop")
+}
+
+/// Panics with instructions when `npm ci` has not been run: these tests are
+/// opt-in (feature `interop`), so a missing setup is an error, not a skip.
+fn require_node_modules() -> PathBuf {
+    let dir = interop_dir();
+    for package in ["socket.io", "socket.io-client"] {
+        let manifest = dir.join("node_modules").join(package).join("package.json");
+        assert!(
+            manifest.is_file(),
+            "{} is missing: the interop tests need Node's {package}. \
+             Run `npm ci` in {} (needs node >= 18 and npm), then run the tests again.",
+            manifest.display(),
+            dir.display(),
+        );
+    }
+    dir
+}
+
+fn node_command(script: &str) -> Command {
+    let dir = require_node_modules();
+    let mut command = Command::new("node");
+    command.current_dir(&dir).arg(dir.join(script));
+    command
+}
+
+fn spawn_node(mut command: Command, what: &str) -> Child {
+    command.spawn().unwrap_or_else(|e| {
+        panic!(
+            "cannot run `node` for {what}: {e}; install Node.js (>= 18) and put `node` on the PATH"
+        )
+    })
+}
+
+/// Collects a child's stderr in the background, for failure messages.
+fn collect_stderr(child: &mut Child) -> Arc<Mutex<String>> {
+    let log = Arc::new(Mutex::new(String::new()));
+    if let Some(mut stderr) = child.stderr.take() {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                log.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+    }
+    log
+}
+
+/// Waits (bounded, without blocking the runtime) for `child` to exit.
+async fn wait_exit(child: &mut Child, bound: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + bound;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait on a node process") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// What one `client.js` run said.
+#[derive(Debug)]
+struct ClientRun {
+    status: ExitStatus,
+    line: Value,
+    stderr: String,
+}
+
+/// Runs `node client.js <url> <scenario> <pass> <push_id>` to completion.
+async fn run_client(url: &str, scenario: &str, pass: &str, push_id: &str) -> ClientRun {
+    let mut command = node_command("client.js");
+    command
+        .args([url, scenario, pass, push_id])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = spawn_node(command, "client.js");
+    let stderr = collect_stderr(&mut child);
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = oneshot::channel();
+    std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stdout.read_to_string(&mut out);
+        let _ = tx.send(out);
+    });
+
+    let started = Instant::now();
+    let out = match tokio::time::timeout(NODE_BOUND, rx).await {
+        Ok(out) => out.expect("stdout reader thread"),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "client.js {scenario} did not finish within {NODE_BOUND:?}; stderr:\n{}",
+                stderr.lock().unwrap()
+            );
+        }
+    };
+    let status = match wait_exit(&mut child, NODE_BOUND.saturating_sub(started.elapsed())).await {
+        Some(status) => status,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("client.js {scenario} closed its stdout but did not exit within {NODE_BOUND:?}");
+        }
+    };
+    // The stderr reader ends at EOF, right after the exit; give it a moment.
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while Arc::strong_count(&stderr) > 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stderr = stderr.lock().unwrap().clone();
+    let lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "client.js {scenario} must print exactly one JSON line (exit {status}); stdout:\n{out}\nstderr:\n{stderr}"
+    );
+    let line = serde_json::from_str(lines[0]).unwrap_or_else(|e| {
+        panic!(
+            "client.js {scenario} printed {:?}, not JSON ({e}); stderr:\n{stderr}",
+            lines[0]
+        )
+    });
+    ClientRun {
+        status,
+        line,
+        stderr,
+    }
+}
+
+impl ClientRun {
+    /// Asserts the scenario reached its expected outcome (exit 0).
+    fn expect_success(self, scenario: &str) -> Value {
+        assert!(
+            self.status.success(),
+            "client.js {scenario} exited with {} after printing {}; stderr:\n{}",
+            self.status,
+            self.line,
+            self.stderr
+        );
+        self.line
+    }
+}
+
+/// A running `node server.js`: killed and reaped on drop.
+struct NodeServer {
+    child: Child,
+    port: u16,
+    stderr: Arc<Mutex<String>>,
+    /// Held open: the server exits when its stdin closes.
+    _stdin: Option<ChildStdin>,
+}
+
+impl NodeServer {
+    async fn start(pass: &str, ping_interval_ms: u64, ping_timeout_ms: u64) -> NodeServer {
+        let mut command = node_command("server.js");
+        command
+            .arg(format!("--pass={pass}"))
+            .arg(format!("--ping-interval={ping_interval_ms}"))
+            .arg(format!("--ping-timeout={ping_timeout_ms}"))
+            .arg("--verbose")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = spawn_node(command, "server.js");
+        let stderr = collect_stderr(&mut child);
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = oneshot::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let first = lines.next().and_then(Result::ok);
+            let _ = tx.send(first);
+            // Keep draining so the server never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let mut server = NodeServer {
+            child,
+            port: 0,
+            stderr,
+            _stdin: stdin,
+        };
+        let line = match tokio::time::timeout(NODE_BOUND, rx).await {
+            Ok(Ok(Some(line))) => line,
+            Ok(_) => panic!(
+                "server.js ended without printing its port; stderr:\n{}",
+                server.log()
+            ),
+            Err(_) => panic!(
+                "server.js printed no port within {NODE_BOUND:?}; stderr:\n{}",
+                server.log()
+            ),
+        };
+        let parsed: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("server.js printed {line:?}, not {{\"port\":N}}: {e}"));
+        server.port = parsed["port"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .unwrap_or_else(|| panic!("server.js printed {line:?}, not {{\"port\":N}}"));
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
+    }
+
+    fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// SIGKILL: the sockets die with the process, no goodbye.
+    async fn kill(&mut self) {
+        self.child.kill().expect("kill node server.js");
+        assert!(
+            wait_exit(&mut self.child, STEP_BOUND).await.is_some(),
+            "node server.js did not die within {STEP_BOUND:?} of SIGKILL"
+        );
+    }
+}
+
+impl Drop for NodeServer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// effex plumbing
+// ---------------------------------------------------------------------------
+
+async fn effex_server() -> ServerHandle {
+    Server::start(ServerConfig {
+        passphrase: Some(PASS.to_owned()),
+        ..ServerConfig::default()
+    })
+    .await
+    .expect("start the in-process effex server")
+}
+
+/// Forwards the ConnectionActor's state changes into a channel.
+struct StateProbe(mpsc::UnboundedSender<ConnectionState>);
+
+impl Actor for StateProbe {
+    type Context = Context<Self>;
+}
+
+impl Handler<ConnectionState> for StateProbe {
+    type Result = ();
+    fn handle(&mut self, state: ConnectionState, _: &mut Context<Self>) {
+        let _ = self.0.send(state);
+    }
+}
+
+async fn watch_states(conn: &Addr<ConnectionActor>) -> mpsc::UnboundedReceiver<ConnectionState> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let probe = StateProbe(tx).start();
+    tokio::time::timeout(STEP_BOUND, conn.send(SubscribeState(probe.recipient())))
+        .await
+        .expect("SubscribeState answered in time")
+        .expect("connection actor alive");
+    rx
+}
+
+fn connection_actor(url: &str, pass: &str, push_id: &str) -> Addr<ConnectionActor> {
+    let config = ClientConfig::builder(url)
+        .pass(pass)
+        .push_id(push_id)
+        .connect_timeout(Duration::from_secs(5))
+        .pass_timeout(Duration::from_secs(5))
+        .build()
+        .expect("valid client config");
+    ConnectionActor::new(config).start()
+}
+
+async fn get_connected(conn: &Addr<ConnectionActor>) -> Result<Session, ConnectError> {
+    tokio::time::timeout(Duration::from_secs(12), conn.send(GetConnected))
+        .await
+        .expect("GetConnected answered within its timeouts")
+        .expect("connection actor alive")
+}
+
+/// The first state change matching `want` within `bound`, or `None`.
+async fn state_within(
+    rx: &mut mpsc::UnboundedReceiver<ConnectionState>,
+    bound: Duration,
+    want: impl Fn(&ConnectionState) -> bool,
+) -> Option<ConnectionState> {
+    tokio::time::timeout(bound, async {
+        loop {
+            let state = rx.recv().await.expect("state probe alive");
+            if want(&state) {
+                return state;
+            }
+        }
+    })
+    .await
+    .ok()
+}
+
+fn is_disconnect(state: &ConnectionState) -> bool {
+    matches!(
+        state,
+        ConnectionState::Disconnected { .. } | ConnectionState::ConnectFailed(_)
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Node socket.io-client -> effex server
+// ---------------------------------------------------------------------------
+
+#[actix_rt::test]
+async fn node_client_passes_with_the_pass_event() {
+    let server = effex_server().await;
+    let push_id = "node-pass-event";
+    let reply = run_client(&server.ws_url(), "pass-event", PASS, push_id)
+        .await
+        .expect_success("pass-event");
+    assert_eq!(reply["ok"], json!(true), "reply: {reply}");
+    assert_eq!(reply["pushId"], json!(push_id), "reply: {reply}");
+    // client.js also checked that `connection` is its Socket.IO id.
+    assert!(
+        reply["connection"].as_str().is_some_and(|c| !c.is_empty()),
+        "reply: {reply}"
+    );
+    assert!(
+        reply["serverTime"].as_u64().is_some_and(|t| t > 0),
+        "reply: {reply}"
+    );
+    let stats = server.stats();
+    assert_eq!((stats.passes_ok, stats.passes_failed), (1, 0), "{stats:?}");
+    server.stop().await;
+}
+
+#[actix_rt::test]
+async fn node_client_passes_with_connect_auth() {
+    let server = effex_server().await;
+    let line = run_client(&server.ws_url(), "pass-auth", PASS, "node-pass-auth")
+        .await
+        .expect_success("pass-auth");
+    assert_eq!(line["connected"], json!(true), "line: {line}");
+    assert!(
+        line["id"].as_str().is_some_and(|id| !id.is_empty()),
+        "line: {line}"
+    );
+    let stats = server.stats();
+    assert_eq!((stats.passes_ok, stats.passes_failed), (1, 0), "{stats:?}");
+    server.stop().await;
+}
+
+#[actix_rt::test]
+async fn node_client_with_a_wrong_pass_event_gets_401() {
+    let server = effex_server().await;
+    let reply = run_client(
+        &server.ws_url(),
+        "wrong-pass-event",
+        WRONG_PASS,
+        "node-wrong",
+    )
+    .await
+    .expect_success("wrong-pass-event");
+    assert_eq!(
+        reply,
+        json!({"ok": false, "code": 401, "error": "bad passphrase"})
+    );
+    let stats = server.stats();
+    assert_eq!((stats.passes_ok, stats.passes_failed), (0, 1), "{stats:?}");
+    server.stop().await;
+}
+
+#[actix_rt::test]
+async fn node_client_with_a_wrong_pass_in_connect_auth_gets_connect_error_401() {
+    let server = effex_server().await;
+    let line = run_client(
+        &server.ws_url(),
+        "wrong-pass-auth",
+        WRONG_PASS,
+        "node-wrong",
+    )
+    .await
+    .expect_success("wrong-pass-auth");
+    assert_eq!(
+        line,
+        json!({"message": "bad passphrase", "data": {"code": 401}})
+    );
+    server.stop().await;
+}
+
+#[actix_rt::test]
+async fn node_client_with_a_bad_push_id_in_connect_auth_gets_connect_error_400() {
+    let server = effex_server().await;
+    // The right pass, a push id with a space: refused before the pass check.
+    let line = run_client(&server.ws_url(), "wrong-pass-auth", PASS, "has space")
+        .await
+        .expect_success("wrong-pass-auth (bad pushId)");
+    assert_eq!(
+        line,
+        json!({"message": "bad pushId", "data": {"code": 400}})
+    );
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// effex ConnectionActor -> Node socket.io server
+// ---------------------------------------------------------------------------
+
+#[actix_rt::test]
+async fn connection_actor_keeps_a_node_session_through_heartbeats_and_sees_it_die() {
+    let mut node = NodeServer::start(PASS, PING_INTERVAL_MS, PING_TIMEOUT_MS).await;
+    let conn = connection_actor(&node.url(), PASS, "rust-actor");
+    let mut states = watch_states(&conn).await;
+
+    let session = get_connected(&conn).await.unwrap_or_else(|e| {
+        panic!(
+            "GetConnected against Node: {e}; server.js log:\n{}",
+            node.log()
+        )
+    });
+    assert_eq!(session.push_id(), "rust-actor");
+    assert!(!session.connection().is_empty());
+    assert_eq!(
+        session.ping_interval(),
+        Duration::from_millis(PING_INTERVAL_MS)
+    );
+    assert_eq!(
+        session.ping_timeout(),
+        Duration::from_millis(PING_TIMEOUT_MS)
+    );
+
+    // Ten ping intervals: a client that failed to pong would be dropped
+    // after one (pingInterval + pingTimeout = 400 ms).
+    let heartbeats = Duration::from_millis(10 * PING_INTERVAL_MS);
+    if let Some(state) = state_within(&mut states, heartbeats, is_disconnect).await {
+        panic!(
+            "the Node session dropped during heartbeats: {state:?}; server.js log:\n{}",
+            node.log()
+        );
+    }
+    let again = get_connected(&conn).await.expect("still connected");
+    assert!(
+        again.same_as(&session),
+        "a new session after heartbeats: {again:?} vs {session:?}"
+    );
+    assert!(
+        !node.log().contains("ping timeout"),
+        "server.js saw a ping timeout:\n{}",
+        node.log()
+    );
+
+    // An event after pass rides a fresh ack id; Node's server answers it.
+    let reply = tokio::time::timeout(
+        STEP_BOUND,
+        conn.send(Emit::new("no-such-event", json!({})).timeout(STEP_BOUND)),
+    )
+    .await
+    .expect("Emit answered in time")
+    .expect("connection actor alive")
+    .expect("an ack from Node");
+    assert_eq!(
+        reply,
+        vec![json!({"ok": false, "code": 400, "error": "unknown event \"no-such-event\""})]
+    );
+
+    node.kill().await;
+    let killed = Instant::now();
+    let bound = Duration::from_secs(3);
+    match state_within(&mut states, bound, is_disconnect).await {
+        Some(ConnectionState::Disconnected { epoch, reason }) => {
+            eprintln!(
+                "Disconnected {:?} after the kill: {reason:?}",
+                killed.elapsed()
+            );
+            assert_eq!(epoch, session.epoch(), "reason: {reason}");
+        }
+        Some(other) => panic!("expected Disconnected after killing Node, got {other:?}"),
+        None => panic!("no Disconnected within {bound:?} of killing the Node server"),
+    }
+}
+
+#[actix_rt::test]
+async fn connection_actor_with_a_wrong_pass_is_rejected_by_node() {
+    let node = NodeServer::start(PASS, PING_INTERVAL_MS, PING_TIMEOUT_MS).await;
+    let conn = connection_actor(&node.url(), WRONG_PASS, "rust-wrong");
+    match get_connected(&conn).await {
+        Err(ConnectError::Rejected { code: 401, message }) => {
+            assert_eq!(message, "bad passphrase");
+        }
+        other => panic!(
+            "expected Rejected {{ code: 401 }}, got {other:?}; server.js log:\n{}",
+            node.log()
+        ),
+    }
+}
