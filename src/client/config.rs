@@ -275,15 +275,13 @@ fn default_tls() -> Result<rustls::ClientConfig, ConfigError> {
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
-    Ok(
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ConfigError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth(),
-    )
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| ConfigError::Tls(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
 }
 
 fn normalize_url(url: &str) -> Result<String, ConfigError> {
@@ -320,9 +318,15 @@ mod tests {
     fn urls_are_normalized() {
         for (given, expected) in [
             ("ws://h:1", "ws://h:1/socket.io/?EIO=4&transport=websocket"),
-            ("http://h:1/", "ws://h:1/socket.io/?EIO=4&transport=websocket"),
+            (
+                "http://h:1/",
+                "ws://h:1/socket.io/?EIO=4&transport=websocket",
+            ),
             ("HTTPS://h", "wss://h/socket.io/?EIO=4&transport=websocket"),
-            ("ws://h:1/custom/?EIO=4&transport=websocket", "ws://h:1/custom/?EIO=4&transport=websocket"),
+            (
+                "ws://h:1/custom/?EIO=4&transport=websocket",
+                "ws://h:1/custom/?EIO=4&transport=websocket",
+            ),
         ] {
             assert_eq!(normalize_url(given).unwrap(), expected);
         }
@@ -353,6 +357,9 @@ mod tests {
             ConfigError::Zero("pass_timeout")
         );
         let tls = ClientConfig::builder("wss://h").build().unwrap();
-        assert_eq!(tls.tls().unwrap().alpn_protocols, vec![b"http/1.1".to_vec()]);
+        assert_eq!(
+            tls.tls().unwrap().alpn_protocols,
+            vec![b"http/1.1".to_vec()]
+        );
     }
 }

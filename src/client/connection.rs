@@ -27,14 +27,14 @@
 //! `oneshot` receivers. [`StreamHandler::finished`] is overridden, since its
 //! default would stop the actor when a socket ends.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::future::ready;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use actix::dev::MessageResponse;
 use actix::prelude::*;
 use awc::ws::CloseCode;
-use futures_util::future::BoxFuture;
-use futures_util::FutureExt;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -65,6 +65,13 @@ pub struct GetConnected;
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
 pub struct Disconnect;
+
+/// Closes the connection cleanly (as [`Disconnect`]), answers every waiter
+/// with [`ConnectError::Stopped`], and stops the actor. An actor whose every
+/// address is dropped stops by itself at its next heartbeat check.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Stop;
 
 /// Registers a listener for [`ConnectionState`] changes.
 #[derive(Debug, Clone, Message)]
@@ -105,7 +112,10 @@ impl Emit {
     }
 }
 
+/// A caller waiting for the running attempt: actix's own reply channel for
+/// `GetConnected`, so answering costs one send and no task per waiter.
 type Waiter = oneshot::Sender<Result<Session, ConnectError>>;
+type Waiters = Rc<RefCell<Vec<Waiter>>>;
 type AckReply = oneshot::Sender<Result<Vec<Value>, EmitError>>;
 
 /// The actor that keeps one authenticated push connection; see the module docs.
@@ -128,7 +138,8 @@ pub struct ConnectionActor {
     http: Option<awc::Client>,
     epoch: u64,
     state: State,
-    waiters: Vec<Waiter>,
+    /// Shared with [`ConnectedReply`], which queues the caller's reply channel.
+    waiters: Waiters,
     listeners: Vec<Recipient<ConnectionState>>,
 }
 
@@ -215,11 +226,18 @@ impl Link {
     }
 
     /// Says goodbye, stops reading, and fails every pending ack.
-    fn shut(self, farewell: Farewell, reason: &DisconnectReason, ctx: &mut Context<ConnectionActor>) {
+    fn shut(
+        self,
+        farewell: Farewell,
+        reason: &DisconnectReason,
+        ctx: &mut Context<ConnectionActor>,
+    ) {
         match farewell {
             Farewell::Clean => {
                 let _ = self.send(&socketio::Packet::disconnect());
-                let _ = self.writer.send_text(engineio::Packet::Close.encode_text().unwrap_or_default());
+                let _ = self
+                    .writer
+                    .send_text(engineio::Packet::Close.encode_text().unwrap_or_default());
                 self.writer.close(CloseCode::Normal);
             }
             Farewell::ProtocolError => self.writer.close(CloseCode::Protocol),
@@ -231,7 +249,9 @@ impl Link {
         }
         for (_, pending) in self.pending {
             ctx.cancel_future(pending.timer);
-            let _ = pending.reply.send(Err(EmitError::Disconnected(reason.clone())));
+            let _ = pending
+                .reply
+                .send(Err(EmitError::Disconnected(reason.clone())));
         }
         // Dropping the writer lets its task write what is queued, then close.
     }
@@ -246,7 +266,7 @@ impl ConnectionActor {
             http: None,
             epoch: 0,
             state: State::Idle,
-            waiters: Vec::new(),
+            waiters: Rc::default(),
             listeners: Vec::new(),
         }
     }
@@ -262,33 +282,33 @@ impl ConnectionActor {
         let config = &self.config;
         self.http
             .get_or_insert_with(|| {
-                let mut connector = awc::Connector::new().timeout(config.connect_timeout());
-                if let Some(tls) = config.tls() {
-                    connector = connector.rustls_0_23(tls.clone());
-                }
-                awc::Client::builder()
-                    .connector(connector)
-                    .timeout(config.connect_timeout())
-                    .finish()
+                socket::http_client(config.connect_timeout(), config.tls().cloned())
             })
             .clone()
     }
 
-    /// The future a `GetConnected` caller awaits.
-    fn get_connected(&mut self, ctx: &mut Context<Self>) -> BoxFuture<'static, Result<Session, ConnectError>> {
+    /// What a `GetConnected` gets: the session now, or a place in the queue
+    /// of the running attempt (started here when idle).
+    fn get_connected(&mut self, ctx: &mut Context<Self>) -> ConnectedReply {
         match &self.state {
             State::Connected(link) => {
                 if let Some(session) = &link.session {
-                    return ready(Ok(session.clone())).boxed();
+                    return ConnectedReply(Reply::Now(Ok(session.clone())));
                 }
             }
-            State::Stopped => return ready(Err(ConnectError::Stopped)).boxed(),
+            State::Stopped => return ConnectedReply(Reply::Now(Err(ConnectError::Stopped))),
             State::Idle => self.start_attempt(ctx),
             State::Connecting(_) => {}
         }
-        let (tx, rx) = oneshot::channel();
-        self.waiters.push(tx);
-        async move { rx.await.unwrap_or(Err(ConnectError::Stopped)) }.boxed()
+        ConnectedReply(Reply::Queued(self.waiters.clone()))
+    }
+
+    /// Answers every queued waiter with `outcome`.
+    fn answer_waiters(&mut self, outcome: Result<Session, ConnectError>) {
+        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        for waiter in waiters {
+            let _ = waiter.send(outcome.clone());
+        }
     }
 
     fn start_attempt(&mut self, ctx: &mut Context<Self>) {
@@ -348,7 +368,11 @@ impl ConnectionActor {
         match result {
             Err(detail) => {
                 let url = self.config.url().to_owned();
-                self.fail_attempt(ConnectError::WebSocket { url, detail }, Farewell::Silent, ctx)
+                self.fail_attempt(
+                    ConnectError::WebSocket { url, detail },
+                    Farewell::Silent,
+                    ctx,
+                )
             }
             Ok((writer, reader)) => {
                 let reader = ctx.add_stream(reader);
@@ -357,6 +381,10 @@ impl ConnectionActor {
                     attempt.stage = Stage::EngineIoOpen;
                     attempt.link = Some(Link::new(writer, reader));
                 }
+                // CONNECT goes out now rather than after the open packet: the
+                // server sends its open first and reads ours after, so this
+                // saves a round trip without changing what either side sees.
+                self.send_or_drop(&socketio::Packet::connect(None::<&()>), ctx);
             }
         }
     }
@@ -389,9 +417,7 @@ impl ConnectionActor {
             link.shut(farewell, &reason, ctx);
         }
         log::debug!("connect attempt {} failed: {error}", self.epoch);
-        for waiter in self.waiters.drain(..) {
-            let _ = waiter.send(Err(error.clone()));
-        }
+        self.answer_waiters(Err(error.clone()));
         self.notify(ConnectionState::ConnectFailed(error));
     }
 
@@ -419,7 +445,11 @@ impl ConnectionActor {
 
     fn protocol_error(&mut self, detail: String, ctx: &mut Context<Self>) {
         log::warn!("closing the connection: protocol error from the server: {detail}");
-        self.drop_link(DisconnectReason::Protocol(detail), Farewell::ProtocolError, ctx);
+        self.drop_link(
+            DisconnectReason::Protocol(detail),
+            Farewell::ProtocolError,
+            ctx,
+        );
     }
 
     fn send_or_drop(&mut self, packet: &socketio::Packet, ctx: &mut Context<Self>) {
@@ -442,7 +472,9 @@ impl ConnectionActor {
             engineio::Packet::Ping(data) => {
                 let Some(link) = self.link() else { return };
                 link.last_ping = Instant::now();
-                let pong = engineio::Packet::Pong(data).encode_text().unwrap_or_default();
+                let pong = engineio::Packet::Pong(data)
+                    .encode_text()
+                    .unwrap_or_default();
                 if let Err(reason) = link.writer.send_text(pong) {
                     self.drop_link(reason, Farewell::Silent, ctx);
                 }
@@ -463,10 +495,15 @@ impl ConnectionActor {
     fn on_open(&mut self, open: OpenPacket, ctx: &mut Context<Self>) {
         let epoch = self.epoch;
         let max_frame = self.config.max_frame_size() as u64;
-        let Some(attempt) = self.attempt(epoch).filter(|a| a.stage == Stage::EngineIoOpen) else {
+        let Some(attempt) = self
+            .attempt(epoch)
+            .filter(|a| a.stage == Stage::EngineIoOpen)
+        else {
             return self.protocol_error("an unexpected Engine.IO open packet".to_owned(), ctx);
         };
-        let Some(link) = attempt.link.as_mut() else { return };
+        let Some(link) = attempt.link.as_mut() else {
+            return;
+        };
         if open.max_payload > max_frame {
             log::warn!(
                 "the server accepts frames of {} bytes but this client reads at most {max_frame}; raise max_frame_size",
@@ -477,23 +514,33 @@ impl ConnectionActor {
         link.open = Some(open);
         attempt.stage = Stage::SocketIoConnect;
         self.arm_watchdog(epoch, ctx);
-        self.send_or_drop(&socketio::Packet::connect(None::<&()>), ctx);
     }
 
     /// Checks the heartbeat when pingInterval + pingTimeout could have passed
     /// without a ping; re-arms itself for the remaining time otherwise.
     fn arm_watchdog(&mut self, epoch: u64, ctx: &mut Context<Self>) {
         let Some(link) = self.link() else { return };
-        let Some(window) = link.heartbeat_window() else { return };
+        let Some(window) = link.heartbeat_window() else {
+            return;
+        };
         let wait = window.saturating_sub(link.last_ping.elapsed());
         let handle = ctx.run_later(wait, move |act, ctx| {
             if act.epoch != epoch {
                 return;
             }
+            if !ctx.connected() {
+                log::info!("every address of the connection actor is gone: stopping it");
+                ctx.stop();
+                return;
+            }
             let Some(link) = act.link() else { return };
             if link.last_ping.elapsed() >= window {
                 log::warn!("no ping from the server for {window:?}: counting the link as dead");
-                act.drop_link(DisconnectReason::HeartbeatTimeout(window), Farewell::Silent, ctx);
+                act.drop_link(
+                    DisconnectReason::HeartbeatTimeout(window),
+                    Farewell::Silent,
+                    ctx,
+                );
             } else {
                 act.arm_watchdog(epoch, ctx);
             }
@@ -543,7 +590,8 @@ impl ConnectionActor {
                 let name = packet.event_name().unwrap_or_default();
                 log::debug!("no handler for server event {name:?}");
                 if let Some(id) = packet.ack_id {
-                    let reply = messages::Failure::new(400, format!("no handler for event {name:?}"));
+                    let reply =
+                        messages::Failure::new(400, format!("no handler for event {name:?}"));
                     self.send_or_drop(&socketio::Packet::ack(id, &reply), ctx);
                 }
             }
@@ -561,13 +609,18 @@ impl ConnectionActor {
             .data
             .as_deref()
             .is_some_and(|d| serde_json::from_str::<ConnectOk>(d.get()).is_ok());
-        let Some(attempt) = self.attempt(epoch).filter(|a| a.stage == Stage::SocketIoConnect) else {
+        let Some(attempt) = self
+            .attempt(epoch)
+            .filter(|a| a.stage == Stage::SocketIoConnect)
+        else {
             return self.protocol_error("an unexpected Socket.IO CONNECT".to_owned(), ctx);
         };
         if !sid_ok {
             return self.protocol_error("a CONNECT reply without a sid".to_owned(), ctx);
         }
-        let Some(link) = attempt.link.as_mut() else { return };
+        let Some(link) = attempt.link.as_mut() else {
+            return;
+        };
         let ack_id = link.take_ack_id();
         attempt.pass_ack = Some(ack_id);
         attempt.stage = Stage::Pass;
@@ -606,7 +659,11 @@ impl ConnectionActor {
         let ok = match reply {
             Ok(Ok(ok)) => ok,
             Ok(Err(failure)) => {
-                log::warn!("the server rejected the pass ({}): {}", failure.code, failure.error);
+                log::warn!(
+                    "the server rejected the pass ({}): {}",
+                    failure.code,
+                    failure.error
+                );
                 let error = ConnectError::Rejected {
                     code: failure.code,
                     message: failure.error,
@@ -643,11 +700,9 @@ impl ConnectionActor {
             session.push_id(),
             session.connection(),
             self.epoch,
-            self.waiters.len()
+            self.waiters.borrow().len()
         );
-        for waiter in self.waiters.drain(..) {
-            let _ = waiter.send(Ok(session.clone()));
-        }
+        self.answer_waiters(Ok(session.clone()));
         self.notify(ConnectionState::Connected(session));
     }
 
@@ -659,7 +714,11 @@ impl ConnectionActor {
     }
 
     /// Registers an ack for an emit on the current connection and sends it.
-    fn send_emit(&mut self, emit: Emit, ctx: &mut Context<Self>) -> Result<oneshot::Receiver<Result<Vec<Value>, EmitError>>, EmitError> {
+    fn send_emit(
+        &mut self,
+        emit: Emit,
+        ctx: &mut Context<Self>,
+    ) -> Result<oneshot::Receiver<Result<Vec<Value>, EmitError>>, EmitError> {
         let limit = self.config.max_pending_acks();
         let timeout = emit.timeout.unwrap_or(self.config.ack_timeout());
         let epoch = self.epoch;
@@ -714,9 +773,7 @@ impl ConnectionActor {
         }
         if stopping {
             self.state = State::Stopped;
-            for waiter in self.waiters.drain(..) {
-                let _ = waiter.send(Err(ConnectError::Stopped));
-            }
+            self.answer_waiters(Err(ConnectError::Stopped));
         }
     }
 }
@@ -762,11 +819,34 @@ impl StreamHandler<SocketEvent> for ConnectionActor {
     fn finished(&mut self, _ctx: &mut Self::Context) {}
 }
 
-impl Handler<GetConnected> for ConnectionActor {
-    type Result = ResponseFuture<Result<Session, ConnectError>>;
+/// The reply to [`GetConnected`]: the session now, or a place in the queue of
+/// the running attempt. (An implementation detail of the handler; callers
+/// just await `Result<Session, ConnectError>`.)
+pub struct ConnectedReply(Reply);
 
-    fn handle(&mut self, _: GetConnected, ctx: &mut Self::Context) -> Self::Result {
-        Box::pin(self.get_connected(ctx))
+enum Reply {
+    Now(Result<Session, ConnectError>),
+    Queued(Waiters),
+}
+
+impl MessageResponse<ConnectionActor, GetConnected> for ConnectedReply {
+    fn handle(self, _: &mut Context<ConnectionActor>, reply: Option<Waiter>) {
+        // `None` when the message was sent with `do_send`: nobody is waiting.
+        let Some(reply) = reply else { return };
+        match self.0 {
+            Reply::Now(outcome) => {
+                let _ = reply.send(outcome);
+            }
+            Reply::Queued(waiters) => waiters.borrow_mut().push(reply),
+        }
+    }
+}
+
+impl Handler<GetConnected> for ConnectionActor {
+    type Result = ConnectedReply;
+
+    fn handle(&mut self, _: GetConnected, ctx: &mut Self::Context) -> ConnectedReply {
+        self.get_connected(ctx)
     }
 }
 
@@ -775,6 +855,14 @@ impl Handler<Disconnect> for ConnectionActor {
 
     fn handle(&mut self, _: Disconnect, ctx: &mut Self::Context) {
         self.close(false, ctx);
+    }
+}
+
+impl Handler<Stop> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+        ctx.stop();
     }
 }
 
@@ -790,11 +878,15 @@ impl Handler<Emit> for ConnectionActor {
     type Result = ResponseFuture<Result<Vec<Value>, EmitError>>;
 
     fn handle(&mut self, emit: Emit, ctx: &mut Self::Context) -> Self::Result {
-        let connected = self.get_connected(ctx);
+        let (tx, connected) = oneshot::channel();
+        self.get_connected(ctx).handle(ctx, Some(tx));
         let me = ctx.address();
         Box::pin(async move {
-            connected.await?;
-            let ack = me.send(SendEmit(emit)).await.map_err(|_| EmitError::Stopped)??;
+            connected.await.unwrap_or(Err(ConnectError::Stopped))?;
+            let ack = me
+                .send(SendEmit(emit))
+                .await
+                .map_err(|_| EmitError::Stopped)??;
             ack.await.unwrap_or(Err(EmitError::Stopped))
         })
     }

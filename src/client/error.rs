@@ -121,7 +121,9 @@ pub enum EmitError {
     #[error("the connection dropped before the ack arrived: {0}")]
     Disconnected(DisconnectReason),
     /// Too many emits are awaiting acks already.
-    #[error("{0} emits are already awaiting acks; wait for some to finish or raise max_pending_acks")]
+    #[error(
+        "{0} emits are already awaiting acks; wait for some to finish or raise max_pending_acks"
+    )]
     TooManyPending(usize),
     /// The [`ConnectionActor`](super::ConnectionActor) has stopped.
     #[error("the connection actor has stopped")]

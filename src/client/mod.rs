@@ -5,7 +5,7 @@
 //! | item | what it is |
 //! |---|---|
 //! | [`ClientConfig`] | server URL, pass, push id, timeouts, limits (builder with documented defaults) |
-//! | [`ConnectionActor`] | owns the socket; answers [`GetConnected`], [`Emit`], [`Disconnect`], [`SubscribeState`] |
+//! | [`ConnectionActor`] | owns the socket; answers [`GetConnected`], [`Emit`], [`Disconnect`], [`Stop`], [`SubscribeState`] |
 //! | [`Session`] | a passed connection; every waiter of one attempt gets the same one |
 //! | [`ConnectionState`] | connecting / connected / failed / disconnected notifications |
 //! | [`ConnectError`], [`EmitError`], [`DisconnectReason`], [`Stage`] | typed outcomes |
@@ -17,6 +17,8 @@ mod session;
 mod socket;
 
 pub use config::{ClientConfig, ClientConfigBuilder, ConfigError, SOCKET_IO_PATH};
-pub use connection::{ConnectionActor, Disconnect, Emit, GetConnected, SubscribeState};
+pub use connection::{
+    ConnectedReply, ConnectionActor, Disconnect, Emit, GetConnected, Stop, SubscribeState,
+};
 pub use error::{ConnectError, DisconnectReason, EmitError, Stage};
 pub use session::{ConnectionState, Session};

@@ -5,14 +5,22 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use actix_codec::Framed;
+use actix_service::Service;
+use actix_tls::connect::{
+    ConnectError as TcpConnectError, ConnectInfo, Connection, Connector as TcpConnector, Resolver,
+};
+use awc::http::Uri;
 use awc::ws::{CloseCode, CloseReason, Codec, Frame, Message};
 use awc::BoxedSocket;
 use bytes::{Bytes, BytesMut};
+use futures_util::future::LocalBoxFuture;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, Stream, StreamExt};
-use tokio::sync::mpsc;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
 
 use super::error::DisconnectReason;
 
@@ -58,7 +66,9 @@ impl SocketWriter {
     /// Queues a close frame; the writer closes the socket after writing it.
     pub fn close(&self, code: CloseCode) {
         // Best effort: a full or closed queue means the socket is going away anyway.
-        let _ = self.frames.try_send(Message::Close(Some(CloseReason::from(code))));
+        let _ = self
+            .frames
+            .try_send(Message::Close(Some(CloseReason::from(code))));
     }
 
     fn send(&self, message: Message) -> Result<(), DisconnectReason> {
@@ -90,14 +100,16 @@ pub(crate) async fn open(
     log::debug!("WebSocket open (epoch {epoch}): HTTP {}", response.status());
     let (sink, stream) = framed.split();
     let (frames, queue) = mpsc::channel(write_queue);
-    actix_rt::spawn(write_frames(sink, queue));
+    let (handoff, read_half) = oneshot::channel();
+    actix_rt::spawn(write_frames(sink, queue, read_half));
     Ok((
         SocketWriter {
             frames,
             capacity: write_queue,
         },
         FrameReader {
-            stream,
+            stream: Some(stream),
+            handoff: Some(handoff),
             epoch,
             max_frame_size,
             partial: None,
@@ -106,38 +118,125 @@ pub(crate) async fn open(
     ))
 }
 
+/// An awc HTTP client whose TCP connections have `TCP_NODELAY` set (awc's
+/// default connector leaves Nagle on, which holds a small frame — a pong, an
+/// ack — behind an unacknowledged one for a delayed-ACK period, ~40 ms).
+pub(crate) fn http_client(
+    connect_timeout: std::time::Duration,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+) -> awc::Client {
+    let tcp = NoDelay(TcpConnector::new(Resolver::default()).service());
+    // The actor's stage timer owns the connect deadline; awc's own timeouts
+    // are only a backstop, set later so that the error names the stage.
+    let backstop = connect_timeout + CLOSE_LINGER;
+    let mut connector = awc::Connector::new().connector(tcp).timeout(backstop);
+    if let Some(tls) = tls {
+        connector = connector.rustls_0_23(tls);
+    }
+    awc::Client::builder()
+        .connector(connector)
+        .timeout(backstop)
+        .finish()
+}
+
+/// Wraps a TCP connector service and sets `TCP_NODELAY` on what it connects.
+#[derive(Clone)]
+struct NoDelay<S>(S);
+
+impl<S> Service<ConnectInfo<Uri>> for NoDelay<S>
+where
+    S: Service<ConnectInfo<Uri>, Response = Connection<Uri, TcpStream>, Error = TcpConnectError>,
+    S::Future: 'static,
+{
+    type Response = Connection<Uri, TcpStream>;
+    type Error = TcpConnectError;
+    type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&self, request: ConnectInfo<Uri>) -> Self::Future {
+        let connecting = self.0.call(request);
+        Box::pin(async move {
+            let connection = connecting.await?;
+            if let Err(e) = connection.io_ref().set_nodelay(true) {
+                log::debug!("could not set TCP_NODELAY: {e}");
+            }
+            Ok(connection)
+        })
+    }
+}
+
 type WsSink = SplitSink<Framed<BoxedSocket, Codec>, Message>;
+type WsStream = SplitStream<Framed<BoxedSocket, Codec>>;
+
+/// How long a socket that sent its close frame waits for the server to close
+/// the connection (RFC 6455 §7.1.1: the server closes TCP first). Closing our
+/// side at once can make a server drop frames it has not read yet.
+pub(crate) const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
 /// Writes queued frames. Every frame ready at once is encoded into the
-/// buffer before a single flush, so a burst costs one write syscall.
-async fn write_frames(mut sink: WsSink, mut queue: mpsc::Receiver<Message>) {
+/// buffer before a single flush, so a burst costs one write syscall. After a
+/// close frame it takes the read half back from the [`FrameReader`] (handed
+/// over when the reader is dropped) and reads until the server closes, within
+/// [`CLOSE_LINGER`], before shutting the connection.
+async fn write_frames(
+    mut sink: WsSink,
+    mut queue: mpsc::Receiver<Message>,
+    read_half: oneshot::Receiver<WsStream>,
+) {
+    if write_until_close(&mut sink, &mut queue).await {
+        let _ = tokio::time::timeout(CLOSE_LINGER, async {
+            if let Ok(mut stream) = read_half.await {
+                while let Some(Ok(frame)) = stream.next().await {
+                    if matches!(frame, Frame::Close(_)) {
+                        break;
+                    }
+                }
+            }
+        })
+        .await;
+    }
+    let _ = sink.close().await;
+}
+
+/// Writes frames until a close frame was written (true) or the queue or the
+/// socket ended (false).
+async fn write_until_close(sink: &mut WsSink, queue: &mut mpsc::Receiver<Message>) -> bool {
     while let Some(first) = queue.recv().await {
         let mut closing = matches!(first, Message::Close(_));
         if sink.feed(first).await.is_err() {
-            return;
+            return false;
         }
         while !closing {
             match queue.try_recv() {
                 Ok(next) => {
                     closing = matches!(next, Message::Close(_));
                     if sink.feed(next).await.is_err() {
-                        return;
+                        return false;
                     }
                 }
                 Err(_) => break,
             }
         }
-        if sink.flush().await.is_err() || closing {
-            break;
+        if sink.flush().await.is_err() {
+            return false;
+        }
+        if closing {
+            return true;
         }
     }
-    let _ = sink.close().await;
+    false
 }
 
 /// The read half as a stream of [`SocketEvent`]s. It ends after a
 /// `Closed` or `Failed` event.
 pub(crate) struct FrameReader {
-    stream: SplitStream<Framed<BoxedSocket, Codec>>,
+    /// Always `Some` until dropped.
+    stream: Option<WsStream>,
+    /// Gives the read half to the writer task when this reader is dropped.
+    handoff: Option<oneshot::Sender<WsStream>>,
     epoch: u64,
     max_frame_size: usize,
     partial: Option<(bool, BytesMut)>,
@@ -204,6 +303,14 @@ impl FrameReader {
     }
 }
 
+impl Drop for FrameReader {
+    fn drop(&mut self) {
+        if let (Some(stream), Some(handoff)) = (self.stream.take(), self.handoff.take()) {
+            let _ = handoff.send(stream);
+        }
+    }
+}
+
 impl Stream for FrameReader {
     type Item = SocketEvent;
 
@@ -212,7 +319,10 @@ impl Stream for FrameReader {
             if self.done {
                 return Poll::Ready(None);
             }
-            let frame = match self.stream.poll_next_unpin(cx) {
+            let Some(stream) = self.stream.as_mut() else {
+                return Poll::Ready(None);
+            };
+            let frame = match stream.poll_next_unpin(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => {
                     return self.finish(Inbound::Failed(

@@ -336,13 +336,16 @@ mod tests {
 
     #[test]
     fn watch_and_push_shapes() {
-        let watch: Watch =
-            serde_json::from_value(json!({"event":"expire","id":"i","key":"k","after":4,"withValue":true}))
-                .unwrap();
+        let watch: Watch = serde_json::from_value(
+            json!({"event":"expire","id":"i","key":"k","after":4,"withValue":true}),
+        )
+        .unwrap();
         assert_eq!(watch.event, EventKind::Expire);
         assert_eq!(watch.after, Some(4));
         assert!(watch.with_value);
-        assert!(serde_json::from_value::<Watch>(json!({"event":"explode","id":"i","key":"k"})).is_err());
+        assert!(
+            serde_json::from_value::<Watch>(json!({"event":"explode","id":"i","key":"k"})).is_err()
+        );
         let push = Push {
             watchable: "w".into(),
             event: EventKind::Update,

@@ -217,7 +217,9 @@ impl Packet {
         match self.kind {
             PacketKind::Connect => match shape {
                 None | Some(JsonShape::Object) => Ok(()),
-                _ => Err(DecodeError::Malformed("a CONNECT payload must be an object")),
+                _ => Err(DecodeError::Malformed(
+                    "a CONNECT payload must be an object",
+                )),
             },
             PacketKind::Disconnect => match shape {
                 None => Ok(()),
@@ -385,8 +387,7 @@ mod tests {
         assert_eq!(reply, json!({"ok": true}));
 
         assert_eq!(round_trip("1").kind, PacketKind::Disconnect);
-        let refused =
-            round_trip(r#"4{"message":"bad passphrase","data":{"code":401}}"#);
+        let refused = round_trip(r#"4{"message":"bad passphrase","data":{"code":401}}"#);
         assert_eq!(refused.kind, PacketKind::ConnectError);
     }
 
@@ -410,10 +411,7 @@ mod tests {
     #[test]
     fn constructors_encode_as_expected() {
         assert_eq!(Packet::disconnect().to_engineio_text(), "41");
-        assert_eq!(
-            Packet::connect(None::<&()>).to_engineio_text(),
-            "40"
-        );
+        assert_eq!(Packet::connect(None::<&()>).to_engineio_text(), "40");
         assert_eq!(
             Packet::event("pass", &json!({"pass":"p"}), Some(0)).to_engineio_text(),
             r#"420["pass",{"pass":"p"}]"#
