@@ -16,7 +16,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use actix::Actor;
-use effex::client::{ClientConfig, ConnectionActor, Disconnect, GetConnected};
+use effex::client::{ClientConfig, ConnectionActor, Disconnect, GetConnected, Session};
 use effex::server::{Server, ServerConfig};
 use tokio::sync::Notify;
 
@@ -48,40 +48,30 @@ async fn main() {
         let before = server.stats().connections_opened;
         let conn = ConnectionActor::new(config(format!("bench-waiters-{n}"))).start();
         // Each caller is its own task holding its own address, as separate
-        // parts of an application are; each notes when its answer arrived.
-        let answers = Rc::new(RefCell::new(Vec::with_capacity(n)));
+        // parts of an application are. The first and the last to be answered
+        // note the time; every caller checks it got the one shared session.
+        let tally = Rc::new(RefCell::new(Tally::default()));
         let all_answered = Rc::new(Notify::new());
         for _ in 0..n {
             let part = conn.clone();
-            let (answers, all_answered) = (answers.clone(), all_answered.clone());
+            let (tally, all_answered) = (tally.clone(), all_answered.clone());
             actix_rt::spawn(async move {
                 let reply = part.send(GetConnected).await;
-                let mut answers = answers.borrow_mut();
-                answers.push((Instant::now(), reply));
-                if answers.len() == n {
+                let mut tally = tally.borrow_mut();
+                tally.record(reply.ok().and_then(Result::ok));
+                if tally.answered == n {
+                    tally.last = Some(Instant::now());
                     all_answered.notify_one();
                 }
             });
         }
         all_answered.notified().await;
-        let answers = std::mem::take(&mut *answers.borrow_mut());
-        let last_answer = answers
-            .iter()
-            .map(|(at, _)| *at)
-            .max()
-            .unwrap_or_else(Instant::now);
-        let first_answer = answers
-            .iter()
-            .map(|(at, _)| *at)
-            .min()
-            .unwrap_or_else(Instant::now);
-        let first = answers
-            .first()
-            .and_then(|(_, r)| r.as_ref().ok()?.as_ref().ok().cloned());
-        let all_ok = answers
-            .iter()
-            .all(|(_, r)| matches!((r, &first), (Ok(Ok(s)), Some(f)) if s.same_as(f)));
-        let session = first;
+        let tally = std::mem::take(&mut *tally.borrow_mut());
+        let (session, all_ok) = (tally.session, tally.all_ok);
+        let (first_answer, last_answer) = (
+            tally.first.unwrap_or_else(Instant::now),
+            tally.last.unwrap_or_else(Instant::now),
+        );
         let opened = server.stats().connections_opened - before;
         let since_pass = |at: Instant| {
             session
@@ -121,6 +111,30 @@ async fn main() {
         fmt(samples[samples.len() - 1])
     );
     server.stop().await;
+}
+
+/// What the waiters of one round saw.
+#[derive(Default)]
+struct Tally {
+    answered: usize,
+    session: Option<Session>,
+    all_ok: bool,
+    first: Option<Instant>,
+    last: Option<Instant>,
+}
+
+impl Tally {
+    fn record(&mut self, reply: Option<Session>) {
+        if self.answered == 0 {
+            self.first = Some(Instant::now());
+            self.all_ok = reply.is_some();
+            self.session = reply;
+        } else {
+            self.all_ok &=
+                matches!((&reply, &self.session), (Some(s), Some(first)) if s.same_as(first));
+        }
+        self.answered += 1;
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
