@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use rand::distr::{Alphanumeric, SampleString};
 
+use super::backoff::Backoff;
 use crate::protocol::messages::is_valid_push_id;
 
 /// The Socket.IO path and query every effex server answers on.
@@ -60,6 +61,7 @@ pub struct ClientConfig {
     max_frame_size: usize,
     max_pending_acks: usize,
     write_queue: usize,
+    reconnect: Backoff,
     tls: Option<Arc<rustls::ClientConfig>>,
 }
 
@@ -75,6 +77,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("max_frame_size", &self.max_frame_size)
             .field("max_pending_acks", &self.max_pending_acks)
             .field("write_queue", &self.write_queue)
+            .field("reconnect", &self.reconnect)
             .field("tls", &self.tls.is_some())
             .finish()
     }
@@ -96,6 +99,7 @@ impl ClientConfig {
                 max_frame_size: 1 << 20,
                 max_pending_acks: 1_000,
                 write_queue: 4_096,
+                reconnect: Backoff::default(),
                 tls: None,
             },
         }
@@ -144,6 +148,11 @@ impl ClientConfig {
     /// The most frames queued for writing before the link counts as stalled.
     pub fn write_queue(&self) -> usize {
         self.write_queue
+    }
+
+    /// How automatic reconnects back off (while subscribers have watches).
+    pub fn reconnect(&self) -> Backoff {
+        self.reconnect
     }
 
     /// Whether the URL asks for TLS.
@@ -222,6 +231,15 @@ impl ClientConfigBuilder {
         self
     }
 
+    /// How a connection lost while subscribers have watches is re-made:
+    /// exponential backoff with full jitter. By default [`Backoff::default`]:
+    /// first wait up to 100 ms, doubling to at most 30 s, reset after 10 s
+    /// of stable connection.
+    pub fn reconnect(mut self, backoff: Backoff) -> Self {
+        self.config.reconnect = backoff;
+        self
+    }
+
     /// TLS settings for `wss://` (e.g. with a private root certificate). By
     /// default Mozilla's root certificates (`webpki-roots`) with rustls' ring
     /// provider. ALPN is forced to `http/1.1`, which WebSocket needs.
@@ -241,6 +259,7 @@ impl ClientConfigBuilder {
             ("connect_timeout", c.connect_timeout),
             ("pass_timeout", c.pass_timeout),
             ("ack_timeout", c.ack_timeout),
+            ("reconnect.max", c.reconnect.max),
         ] {
             if value.is_zero() {
                 return Err(ConfigError::Zero(name));

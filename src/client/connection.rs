@@ -35,15 +35,18 @@ use std::time::{Duration, Instant};
 use actix::dev::MessageResponse;
 use actix::prelude::*;
 use awc::ws::CloseCode;
+use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::config::ClientConfig;
-use super::error::{ConnectError, DisconnectReason, EmitError, Stage};
+use super::error::{ConnectError, DisconnectReason, EmitError, Stage, WatchError};
 use super::session::{ConnectionState, Session};
 use super::socket::{self, FrameReader, Inbound, SocketEvent, SocketWriter};
 use crate::protocol::engineio::{self, OpenPacket};
-use crate::protocol::messages::{self, ConnectOk, ConnectRefused, Pass, PassOk};
+use crate::protocol::messages::{
+    self, ConnectOk, ConnectRefused, EventKind, Pass, PassOk, Push, Watch, WatchOk,
+};
 use crate::protocol::socketio::{self, PacketKind, DEFAULT_NAMESPACE};
 
 /// Asks for the connection: answers with the current session, or starts a
@@ -114,6 +117,53 @@ impl Emit {
 
 /// A caller waiting for the running attempt: actix's own reply channel for
 /// `GetConnected`, so answering costs one send and no task per waiter.
+/// Registers a watch (protocol.md 2.3) and routes its pushes to
+/// `subscriber` as [`Delivery`] messages. The route is in place before any
+/// push of the watch is read, so none can slip past. Connects first if needed.
+///
+/// Used by [`SubscriberActor`](super::SubscriberActor); applications
+/// normally subscribe through it.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<WatchOk, WatchError>")]
+pub struct WatchItem {
+    /// The watch request.
+    pub watch: Watch,
+    /// Who receives the watch's pushes.
+    pub subscriber: Recipient<Delivery>,
+}
+
+/// Ends a watch: sends `unwatch` and removes its route.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), WatchError>")]
+pub struct UnwatchItem {
+    /// The watch id returned by [`WatchItem`].
+    pub watchable: String,
+}
+
+/// A push from the server, routed by its watchable to the subscriber that
+/// registered the watch. Ack it with [`AckPush`] once it has been handled.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Delivery {
+    /// The push.
+    pub push: Push,
+    /// What acks it.
+    pub ack: PushAck,
+}
+
+/// Names one received push for its ack: the connection it came on and its ack id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PushAck {
+    epoch: u64,
+    ack_id: u64,
+}
+
+/// Acks a push to the server. An ack for a connection that has since dropped
+/// is ignored: the push will come again by replay.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct AckPush(pub PushAck);
+
 type Waiter = oneshot::Sender<Result<Session, ConnectError>>;
 type Waiters = Rc<RefCell<Vec<Waiter>>>;
 type AckReply = oneshot::Sender<Result<Vec<Value>, EmitError>>;
@@ -141,6 +191,15 @@ pub struct ConnectionActor {
     /// Shared with [`ConnectedReply`], which queues the caller's reply channel.
     waiters: Waiters,
     listeners: Vec<Recipient<ConnectionState>>,
+    /// Watchable → the subscriber that receives its pushes. While any route
+    /// exists, a dropped connection is re-established by itself.
+    routes: HashMap<String, Recipient<Delivery>>,
+    /// Ack ids of final (remove / expire) pushes: their routes end when acked.
+    finals: HashMap<u64, String>,
+    /// Consecutive failed reconnects (resets after a stable connection).
+    retries: u32,
+    /// The pending automatic reconnect, if any.
+    retry: Option<SpawnHandle>,
 }
 
 enum State {
@@ -181,6 +240,9 @@ struct Link {
 struct PendingAck {
     reply: AckReply,
     timer: SpawnHandle,
+    /// For a `watch`: the subscriber to route the watch's pushes to, set up
+    /// as soon as the ack arrives (before any push of the watch is read).
+    route: Option<Recipient<Delivery>>,
 }
 
 /// How a link is taken down.
@@ -268,6 +330,10 @@ impl ConnectionActor {
             state: State::Idle,
             waiters: Rc::default(),
             listeners: Vec::new(),
+            routes: HashMap::new(),
+            finals: HashMap::new(),
+            retries: 0,
+            retry: None,
         }
     }
 
@@ -297,7 +363,13 @@ impl ConnectionActor {
                 }
             }
             State::Stopped => return ConnectedReply(Reply::Now(Err(ConnectError::Stopped))),
-            State::Idle => self.start_attempt(ctx),
+            State::Idle => {
+                // Someone is asking: no need to wait out a reconnect backoff.
+                if let Some(retry) = self.retry.take() {
+                    ctx.cancel_future(retry);
+                }
+                self.start_attempt(ctx)
+            }
             State::Connecting(_) => {}
         }
         ConnectedReply(Reply::Queued(self.waiters.clone()))
@@ -418,7 +490,41 @@ impl ConnectionActor {
         }
         log::debug!("connect attempt {} failed: {error}", self.epoch);
         self.answer_waiters(Err(error.clone()));
+        let retry = !matches!(
+            error,
+            ConnectError::Rejected { .. }
+                | ConnectError::Stopped
+                | ConnectError::Disconnected {
+                    reason: DisconnectReason::Requested,
+                    ..
+                }
+        );
         self.notify(ConnectionState::ConnectFailed(error));
+        if retry {
+            self.schedule_reconnect(ctx);
+        }
+    }
+
+    /// While subscribers have watches, a lost connection comes back by
+    /// itself after a backoff with full jitter. A rejected pass or an
+    /// application's `Disconnect` does not retry.
+    fn schedule_reconnect(&mut self, ctx: &mut Context<Self>) {
+        if self.routes.is_empty() || self.retry.is_some() || !matches!(self.state, State::Idle) {
+            return;
+        }
+        let delay = self.config.reconnect().delay(self.retries);
+        self.retries = self.retries.saturating_add(1);
+        log::info!(
+            "reconnecting in {delay:?} (retry {}) for {} watch(es)",
+            self.retries,
+            self.routes.len()
+        );
+        self.retry = Some(ctx.run_later(delay, |act, ctx| {
+            act.retry = None;
+            if matches!(act.state, State::Idle) {
+                act.start_attempt(ctx);
+            }
+        }));
     }
 
     /// The socket of the current epoch is gone (or must go).
@@ -434,10 +540,14 @@ impl ConnectionActor {
                 };
                 log::info!("disconnected (epoch {}): {reason}", self.epoch);
                 link.shut(farewell, &reason, ctx);
+                let requested = reason == DisconnectReason::Requested;
                 self.notify(ConnectionState::Disconnected {
                     epoch: self.epoch,
                     reason,
                 });
+                if !requested {
+                    self.schedule_reconnect(ctx);
+                }
             }
             State::Idle | State::Stopped => {}
         }
@@ -588,6 +698,9 @@ impl ConnectionActor {
             PacketKind::Ack | PacketKind::BinaryAck => self.on_ack(packet, ctx),
             PacketKind::Event | PacketKind::BinaryEvent => {
                 let name = packet.event_name().unwrap_or_default();
+                if name == messages::PUSH_EVENT && matches!(self.state, State::Connected(_)) {
+                    return self.on_push(&packet, ctx);
+                }
                 log::debug!("no handler for server event {name:?}");
                 if let Some(id) = packet.ack_id {
                     let reply =
@@ -595,6 +708,41 @@ impl ConnectionActor {
                     self.send_or_drop(&socketio::Packet::ack(id, &reply), ctx);
                 }
             }
+        }
+    }
+
+    /// Routes a push to the subscriber of its watchable; the subscriber acks
+    /// it with [`AckPush`] after its handler returned.
+    fn on_push(&mut self, packet: &socketio::Packet, ctx: &mut Context<Self>) {
+        let Some(ack_id) = packet.ack_id else {
+            log::warn!("ignoring a push without an ack id");
+            return;
+        };
+        let push = match packet.first_arg::<Push>() {
+            Ok(push) => push,
+            Err(e) => return self.protocol_error(format!("a malformed push: {e}"), ctx),
+        };
+        let Some(route) = self.routes.get(&push.watchable) else {
+            log::debug!("no subscriber for watchable {}: acking 404", push.watchable);
+            let reply = messages::Failure::new(404, "no subscriber for this watchable");
+            return self.send_or_drop(&socketio::Packet::ack(ack_id, &reply), ctx);
+        };
+        if matches!(push.event, EventKind::Remove | EventKind::Expire) {
+            self.finals.insert(ack_id, push.watchable.clone());
+        }
+        let watchable = push.watchable.clone();
+        let ack = PushAck {
+            epoch: self.epoch,
+            ack_id,
+        };
+        if route.try_send(Delivery { push, ack }).is_err() {
+            // The subscriber is gone: forget its route; the server ends the
+            // watch when its grace period runs out.
+            log::debug!("the subscriber of {watchable} is gone");
+            self.routes.remove(&watchable);
+            self.finals.remove(&ack_id);
+            let reply = messages::Failure::new(404, "no subscriber for this watchable");
+            self.send_or_drop(&socketio::Packet::ack(ack_id, &reply), ctx);
         }
     }
 
@@ -643,11 +791,18 @@ impl ConnectionActor {
             return;
         };
         ctx.cancel_future(pending.timer);
-        let args = packet
+        let args: Vec<Value> = packet
             .args()
             .into_iter()
             .map(|raw| serde_json::from_str(raw.get()).unwrap_or(Value::Null))
             .collect();
+        if let (Some(route), Some(reply)) = (pending.route, args.first()) {
+            if reply.get("ok") == Some(&Value::Bool(true)) {
+                if let Ok(ok) = WatchOk::deserialize(reply) {
+                    self.routes.insert(ok.watchable, route);
+                }
+            }
+        }
         let _ = pending.reply.send(Ok(args));
     }
 
@@ -703,6 +858,12 @@ impl ConnectionActor {
             self.waiters.borrow().len()
         );
         self.answer_waiters(Ok(session.clone()));
+        let epoch = self.epoch;
+        ctx.run_later(self.config.reconnect().stable_after, move |act, _| {
+            if act.epoch == epoch && matches!(act.state, State::Connected(_)) {
+                act.retries = 0;
+            }
+        });
         self.notify(ConnectionState::Connected(session));
     }
 
@@ -717,6 +878,7 @@ impl ConnectionActor {
     fn send_emit(
         &mut self,
         emit: Emit,
+        route: Option<Recipient<Delivery>>,
         ctx: &mut Context<Self>,
     ) -> Result<oneshot::Receiver<Result<Vec<Value>, EmitError>>, EmitError> {
         let limit = self.config.max_pending_acks();
@@ -749,12 +911,22 @@ impl ConnectionActor {
             }
         });
         let (reply, rx) = oneshot::channel();
-        link.pending.insert(id, PendingAck { reply, timer });
+        link.pending.insert(
+            id,
+            PendingAck {
+                reply,
+                timer,
+                route,
+            },
+        );
         Ok(rx)
     }
 
     /// Takes the connection down for good or for now; `stopping` says which.
     fn close(&mut self, stopping: bool, ctx: &mut Context<Self>) {
+        if let Some(retry) = self.retry.take() {
+            ctx.cancel_future(retry);
+        }
         let reason = DisconnectReason::Requested;
         match &self.state {
             State::Connecting(attempt) => {
@@ -884,7 +1056,7 @@ impl Handler<Emit> for ConnectionActor {
         Box::pin(async move {
             connected.await.unwrap_or(Err(ConnectError::Stopped))?;
             let ack = me
-                .send(SendEmit(emit))
+                .send(SendEmit(emit, None))
                 .await
                 .map_err(|_| EmitError::Stopped)??;
             ack.await.unwrap_or(Err(EmitError::Stopped))
@@ -892,8 +1064,67 @@ impl Handler<Emit> for ConnectionActor {
     }
 }
 
-/// Sends an [`Emit`] on the connection that is up now (internal step of `Emit`).
-struct SendEmit(Emit);
+impl Handler<WatchItem> for ConnectionActor {
+    type Result = ResponseFuture<Result<WatchOk, WatchError>>;
+
+    fn handle(&mut self, msg: WatchItem, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, connected) = oneshot::channel();
+        self.get_connected(ctx).handle(ctx, Some(tx));
+        let me = ctx.address();
+        let data = serde_json::to_value(&msg.watch).unwrap_or(Value::Null);
+        let emit = Emit::new(messages::WATCH_EVENT, data);
+        Box::pin(async move {
+            connected
+                .await
+                .unwrap_or(Err(ConnectError::Stopped))
+                .map_err(EmitError::from)?;
+            let ack = me
+                .send(SendEmit(emit, Some(msg.subscriber)))
+                .await
+                .map_err(|_| EmitError::Stopped)??;
+            let args = ack.await.unwrap_or(Err(EmitError::Stopped))?;
+            WatchError::from_reply(args)
+        })
+    }
+}
+
+impl Handler<UnwatchItem> for ConnectionActor {
+    type Result = ResponseFuture<Result<(), WatchError>>;
+
+    fn handle(&mut self, msg: UnwatchItem, ctx: &mut Self::Context) -> Self::Result {
+        self.routes.remove(&msg.watchable);
+        let me = ctx.address();
+        let data = serde_json::json!({ "watchable": msg.watchable });
+        Box::pin(async move {
+            let args = me
+                .send(Emit::new(messages::UNWATCH_EVENT, data))
+                .await
+                .map_err(|_| EmitError::Stopped)??;
+            WatchError::from_reply::<messages::Empty>(args).map(drop)
+        })
+    }
+}
+
+impl Handler<AckPush> for ConnectionActor {
+    type Result = ();
+
+    fn handle(&mut self, AckPush(ack): AckPush, ctx: &mut Self::Context) {
+        if ack.epoch != self.epoch || !matches!(self.state, State::Connected(_)) {
+            // That connection is gone; the server replays the push.
+            return;
+        }
+        if let Some(watchable) = self.finals.remove(&ack.ack_id) {
+            // The watch ends with its final push.
+            self.routes.remove(&watchable);
+        }
+        let packet = socketio::Packet::ack(ack.ack_id, &messages::Success(messages::Empty {}));
+        self.send_or_drop(&packet, ctx);
+    }
+}
+
+/// Sends an [`Emit`] on the connection that is up now (internal step of
+/// `Emit` and `WatchItem`), with the route to set up when it is a watch.
+struct SendEmit(Emit, Option<Recipient<Delivery>>);
 
 impl Message for SendEmit {
     type Result = Result<oneshot::Receiver<Result<Vec<Value>, EmitError>>, EmitError>;
@@ -902,7 +1133,7 @@ impl Message for SendEmit {
 impl Handler<SendEmit> for ConnectionActor {
     type Result = Result<oneshot::Receiver<Result<Vec<Value>, EmitError>>, EmitError>;
 
-    fn handle(&mut self, msg: SendEmit, ctx: &mut Self::Context) -> Self::Result {
-        self.send_emit(msg.0, ctx)
+    fn handle(&mut self, SendEmit(emit, route): SendEmit, ctx: &mut Self::Context) -> Self::Result {
+        self.send_emit(emit, route, ctx)
     }
 }

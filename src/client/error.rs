@@ -129,3 +129,49 @@ pub enum EmitError {
     #[error("the connection actor has stopped")]
     Stopped,
 }
+
+/// Why a [`WatchItem`](super::WatchItem) or [`UnwatchItem`](super::UnwatchItem) failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WatchError {
+    /// The request could not be sent or got no ack.
+    #[error(transparent)]
+    Emit(#[from] EmitError),
+    /// The server refused: 401 unknown or expired key, 403 key not allowed
+    /// to read the item, 404 no such item, alias or watchable.
+    #[error("the server refused the watch ({code}): {message}")]
+    Refused {
+        /// The server's http-like code.
+        code: u16,
+        /// The server's message.
+        message: String,
+    },
+    /// The server's reply does not have the protocol's shape.
+    #[error("the server's reply does not fit the protocol: {0}")]
+    BadReply(String),
+}
+
+impl WatchError {
+    /// Reads the first ack argument as an effex reply.
+    pub(crate) fn from_reply<T: serde::de::DeserializeOwned>(
+        args: Vec<serde_json::Value>,
+    ) -> Result<T, WatchError> {
+        let reply = args
+            .into_iter()
+            .next()
+            .ok_or_else(|| WatchError::BadReply("an empty ack".to_owned()))?;
+        let text = reply.to_string();
+        match crate::protocol::messages::parse_reply::<T>(&text) {
+            Ok(Ok(body)) => Ok(body),
+            Ok(Err(failure)) => Err(WatchError::Refused {
+                code: failure.code,
+                message: failure.error,
+            }),
+            Err(e) => Err(WatchError::BadReply(format!("{e}: {text}"))),
+        }
+    }
+
+    /// Whether retrying cannot help (the server said no).
+    pub fn is_final(&self) -> bool {
+        matches!(self, WatchError::Refused { .. } | WatchError::BadReply(_))
+    }
+}

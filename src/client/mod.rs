@@ -8,17 +8,25 @@
 //! | [`ConnectionActor`] | owns the socket; answers [`GetConnected`], [`Emit`], [`Disconnect`], [`Stop`], [`SubscribeState`] |
 //! | [`Session`] | a passed connection; every waiter of one attempt gets the same one |
 //! | [`ConnectionState`] | connecting / connected / failed / disconnected notifications |
-//! | [`ConnectError`], [`EmitError`], [`DisconnectReason`], [`Stage`] | typed outcomes |
+//! | [`SubscriberActor`] | registers watches ([`Subscribe`], [`Unsubscribe`]) and hands each push to the application once, in order, acking after the handler |
+//! | [`SubscriberEvent`] | disconnected / reconnected / gap / ended notifications |
+//! | [`Backoff`] | how automatic reconnects wait (exponential, full jitter) |
+//! | [`ConnectError`], [`EmitError`], [`WatchError`], [`DisconnectReason`], [`Stage`] | typed outcomes |
 
+mod backoff;
 mod config;
 mod connection;
 mod error;
 mod session;
 mod socket;
+mod subscriber;
 
+pub use backoff::Backoff;
 pub use config::{ClientConfig, ClientConfigBuilder, ConfigError, SOCKET_IO_PATH};
 pub use connection::{
-    ConnectedReply, ConnectionActor, Disconnect, Emit, GetConnected, Stop, SubscribeState,
+    AckPush, ConnectedReply, ConnectionActor, Delivery, Disconnect, Emit, GetConnected, PushAck,
+    Stop, SubscribeState, UnwatchItem, WatchItem,
 };
-pub use error::{ConnectError, DisconnectReason, EmitError, Stage};
+pub use error::{ConnectError, DisconnectReason, EmitError, Stage, WatchError};
 pub use session::{ConnectionState, Session};
+pub use subscriber::{Subscribe, SubscriberActor, SubscriberEvent, Unsubscribe};
