@@ -12,11 +12,13 @@
 //! | [`SubscriberEvent`] | disconnected / reconnected / gap / ended notifications |
 //! | [`Backoff`] | how automatic reconnects wait (exponential, full jitter) |
 //! | [`ConnectError`], [`EmitError`], [`WatchError`], [`DisconnectReason`], [`Stage`] | typed outcomes |
+//! | [`EffexClient`] | typed REST calls (keys, write, read, update, remove, alias, events) with [`EffexError`] |
 
 mod backoff;
 mod config;
 mod connection;
 mod error;
+mod rest;
 mod session;
 mod socket;
 mod subscriber;
@@ -28,5 +30,9 @@ pub use connection::{
     Stop, SubscribeState, UnwatchItem, WatchItem,
 };
 pub use error::{ConnectError, DisconnectReason, EmitError, Stage, WatchError};
+pub use rest::{
+    AliasReply, EffexClient, EffexClientBuilder, EffexError, EventsReply, InfoReply, KeyType,
+    KeysReply, KeysRequest, LoggedEvent, NewItem, ReadReply, RemoveReply, UpdateReply, WriteReply,
+};
 pub use session::{ConnectionState, Session};
 pub use subscriber::{Subscribe, SubscriberActor, SubscriberEvent, Unsubscribe};

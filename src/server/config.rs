@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::store::{MemoryStoreConfig, Store};
+
 /// The smallest accepted [`ServerConfig::max_payload`]: room for a `pass`
 /// event with a 128-byte push id and a long passphrase.
 pub const MIN_MAX_PAYLOAD: usize = 512;
@@ -14,8 +16,12 @@ pub const MIN_MAX_PAYLOAD: usize = 512;
 /// The settings of an effex server.
 ///
 /// A plain struct: start from [`ServerConfig::default`] and set what you
-/// need. Fields added later (the store, REST limits) will have defaults too,
-/// so `..Default::default()` keeps compiling.
+/// need. Every field has a default, so `..Default::default()` keeps
+/// compiling when fields are added.
+///
+/// The store settings (`boss_key`, `max_item_size`, the lifetimes) configure
+/// the embedded [`MemoryStore`](crate::store::MemoryStore); set
+/// [`store`](ServerConfig::store) to bring another [`Store`] instead.
 ///
 /// ```
 /// use std::time::Duration;
@@ -80,7 +86,49 @@ pub struct ServerConfig {
     ///
     /// Defaults to `None` (plain `ws://`).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The boss key of the embedded store: the secret that makes access keys
+    /// (`POST /keys`). `None` generates a random one at start; read it back
+    /// with [`ServerHandle::boss_key`](super::ServerHandle::boss_key).
+    /// Ignored when [`store`](ServerConfig::store) is set.
+    ///
+    /// Defaults to `None`.
+    pub boss_key: Option<String>,
+    /// The largest item value accepted (its serialized JSON), in bytes; a
+    /// larger one gets 413. A REST request body may be this plus
+    /// [`BODY_HEADROOM`] (for the rest of the request); a larger body gets 413
+    /// before it is parsed. Ignored when [`store`](ServerConfig::store) is set
+    /// (the body limit then follows that store's `max_size`).
+    ///
+    /// Defaults to 1 MiB (1,048,576).
+    pub max_item_size: usize,
+    /// An item's lifetime when a write gives none. Ignored when
+    /// [`store`](ServerConfig::store) is set.
+    ///
+    /// Defaults to 3600 s.
+    pub default_lifetime: Duration,
+    /// The longest lifetime an item gets (longer requests are capped, not
+    /// refused). Ignored when [`store`](ServerConfig::store) is set.
+    ///
+    /// Defaults to 86,400 s (one day).
+    pub max_lifetime: Duration,
+    /// How long an update intent (`GET /items/{id}?intent=update`) locks an
+    /// item. Ignored when [`store`](ServerConfig::store) is set.
+    ///
+    /// Defaults to 10 s.
+    pub intent_lifetime: Duration,
+    /// A store to serve instead of the embedded
+    /// [`MemoryStore`](crate::store::MemoryStore) built from the fields above
+    /// (e.g. one shared with the application, or a Redis store). Its boss key
+    /// is the one it was configured with.
+    ///
+    /// Defaults to `None` (the embedded memory store).
+    pub store: Option<Arc<dyn Store>>,
 }
+
+/// How much larger than [`ServerConfig::max_item_size`] a REST request body
+/// may be: room for the item's reader and updater lists, its alias, and
+/// whitespace around the value.
+pub const BODY_HEADROOM: usize = 64 * 1024;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -94,6 +142,12 @@ impl Default for ServerConfig {
             shutdown_timeout: Duration::from_secs(5),
             workers: 1,
             tls: None,
+            boss_key: None,
+            max_item_size: 1024 * 1024,
+            default_lifetime: Duration::from_secs(3600),
+            max_lifetime: Duration::from_secs(86_400),
+            intent_lifetime: Duration::from_secs(10),
+            store: None,
         }
     }
 }
@@ -111,6 +165,13 @@ impl std::fmt::Debug for ServerConfig {
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("workers", &self.workers)
             .field("tls", &self.tls.is_some())
+            // Never print the boss key either.
+            .field("boss_key", &self.boss_key.as_ref().map(|_| "<set>"))
+            .field("max_item_size", &self.max_item_size)
+            .field("default_lifetime", &self.default_lifetime)
+            .field("max_lifetime", &self.max_lifetime)
+            .field("intent_lifetime", &self.intent_lifetime)
+            .field("store", &self.store.as_ref().map(|s| s.kind()))
             .finish()
     }
 }
@@ -146,6 +207,12 @@ pub enum ServerConfigError {
     /// The passphrase is the empty string.
     #[error("passphrase is empty: use None to accept any pass, or set a non-empty passphrase")]
     EmptyPassphrase,
+    /// The boss key is the empty string.
+    #[error("boss_key is empty: use None to generate a random one, or set a non-empty secret")]
+    EmptyBossKey,
+    /// `max_item_size` is zero.
+    #[error("max_item_size is 0: set it to at least 1 byte (the default is 1 MiB)")]
+    NoMaxItemSize,
     /// The certificate or key given to [`ServerConfig::tls_config`] was refused.
     #[error("TLS certificate or key refused by rustls: {0}")]
     Tls(String),
@@ -190,7 +257,42 @@ impl ServerConfig {
         if self.passphrase.as_deref() == Some("") {
             return Err(ServerConfigError::EmptyPassphrase);
         }
+        if self.store.is_none() {
+            self.validate_store_settings()?;
+        }
         Ok(())
+    }
+
+    /// The checks of the embedded store's settings.
+    fn validate_store_settings(&self) -> Result<(), ServerConfigError> {
+        if self.boss_key.as_deref() == Some("") {
+            return Err(ServerConfigError::EmptyBossKey);
+        }
+        if self.max_item_size == 0 {
+            return Err(ServerConfigError::NoMaxItemSize);
+        }
+        for (field, value) in [
+            ("default_lifetime", self.default_lifetime),
+            ("max_lifetime", self.max_lifetime),
+            ("intent_lifetime", self.intent_lifetime),
+        ] {
+            if value < Duration::from_millis(1) {
+                return Err(ServerConfigError::TooShort { field, value });
+            }
+        }
+        Ok(())
+    }
+
+    /// The embedded memory store's config, with `boss_key` as its boss key.
+    pub(crate) fn memory_store_config(&self, boss_key: String) -> MemoryStoreConfig {
+        MemoryStoreConfig {
+            boss_key,
+            default_lifetime: self.default_lifetime,
+            max_lifetime: self.max_lifetime,
+            max_size: self.max_item_size,
+            intent_lifetime: self.intent_lifetime,
+            ..MemoryStoreConfig::default()
+        }
     }
 
     /// Builds a TLS config for [`ServerConfig::tls`] from a certificate chain
@@ -274,8 +376,32 @@ mod tests {
     fn debug_hides_the_passphrase() {
         let config = ServerConfig {
             passphrase: Some("secret".into()),
+            boss_key: Some("boss secret".into()),
             ..Default::default()
         };
         assert!(!format!("{config:?}").contains("secret"));
+    }
+
+    #[test]
+    fn store_settings_say_what_to_fix() {
+        let empty = ServerConfig {
+            boss_key: Some(String::new()),
+            ..Default::default()
+        };
+        assert_eq!(empty.validate(), Err(ServerConfigError::EmptyBossKey));
+        let zero = ServerConfig {
+            max_item_size: 0,
+            ..Default::default()
+        };
+        assert!(zero.validate().unwrap_err().to_string().contains("1 MiB"));
+        let instant = ServerConfig {
+            intent_lifetime: Duration::ZERO,
+            ..Default::default()
+        };
+        assert!(instant
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("intent_lifetime"));
     }
 }

@@ -7,10 +7,14 @@
 //! - [`Server::start`] runs the server on the current actix-rt System and
 //!   returns a [`ServerHandle`] (address, URLs, [`ServerStats`], graceful
 //!   [`ServerHandle::stop`]).
-//! - [`ServerConfig`]: bind address, passphrase, heartbeat, limits, TLS.
+//! - [`ServerConfig`]: bind address, passphrase, heartbeat, limits, TLS, and
+//!   the store (the embedded [`MemoryStore`](crate::store::MemoryStore) by
+//!   default, with a generated boss key unless one is given).
 //! - The push endpoint: `GET /socket.io/?EIO=4&transport=websocket` (protocol.md
-//!   §1, §2.1, §2.2, §2.6). Items, keys and watches come with later issues
-//!   (the REST API in `http.rs`, the hub, the store).
+//!   §1, §2.1, §2.2, §2.6). Watches come with a later issue (the hub).
+//! - The REST API on the same port (protocol.md §3): `/ping`, `/info`, `/keys`,
+//!   `/items`, `/aliases`, `/items/{id}/events`; see the `http` module for its
+//!   routes, status codes and limits.
 //!
 //! # Design
 //!
@@ -37,6 +41,7 @@
 //! ```
 
 mod config;
+mod http;
 mod push;
 mod registry;
 mod session;
@@ -49,14 +54,20 @@ use std::time::Duration;
 use actix_web::{web, App, HttpServer};
 use tokio::time::Instant;
 
-pub use self::config::{ServerConfig, ServerConfigError, MIN_MAX_PAYLOAD};
+pub use self::config::{ServerConfig, ServerConfigError, BODY_HEADROOM, MIN_MAX_PAYLOAD};
 use self::registry::{send_command, Command, Registry};
+use crate::store::{MemoryStore, Store, StoreError};
 
 /// State shared by every worker's app and every session.
 pub(crate) struct Shared {
     pub(crate) config: ServerConfig,
     pub(crate) registry: Registry,
-    // Later issues add the store (`Arc<dyn Store>`) and the hub here.
+    /// The items, keys, aliases and event log (REST and, later, the hub).
+    pub(crate) store: Arc<dyn Store>,
+    /// The largest REST request body: the store's max item size plus
+    /// [`BODY_HEADROOM`].
+    pub(crate) body_limit: usize,
+    // A later issue adds the hub here.
 }
 
 /// Why the server could not start.
@@ -81,6 +92,9 @@ pub enum ServerError {
         #[source]
         source: std::io::Error,
     },
+    /// The store could not be created or did not answer `info`.
+    #[error("the store could not start: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// The effex server. See [`Server::start`].
@@ -106,16 +120,29 @@ impl Server {
         let tls = config.tls.clone();
         let workers = config.workers;
         let shutdown_timeout = config.shutdown_timeout;
+        let (store, boss_key) = match config.store.clone() {
+            Some(store) => (store, None),
+            None => {
+                let boss_key = config.boss_key.clone().unwrap_or_else(random_boss_key);
+                let store: Arc<dyn Store> = Arc::new(MemoryStore::new(
+                    config.memory_store_config(boss_key.clone()),
+                )?);
+                (store, Some(boss_key))
+            }
+        };
+        let max_item_size = store.info().await?.max_size;
         let shared = web::Data::new(Shared {
             config,
             registry: Registry::new(),
+            store,
+            body_limit: max_item_size.saturating_add(BODY_HEADROOM),
         });
         let app_shared = shared.clone();
         let http = HttpServer::new(move || {
             App::new()
                 .app_data(app_shared.clone())
                 .configure(push::routes)
-            // The REST API (http.rs) will be configured here.
+                .configure(http::routes)
         })
         .workers(workers)
         // Small frames (pings, acks, pushes) must leave at once: Nagle would
@@ -154,11 +181,18 @@ impl Server {
             inner: Arc::new(HandleInner {
                 addr,
                 tls: shared.config.tls.is_some(),
+                boss_key,
                 shared: shared.into_inner(),
                 http: http_handle,
             }),
         })
     }
+}
+
+/// A boss key for a server configured without one: 128 random bits from the
+/// OS-seeded CSPRNG, as 32 hex digits behind `bk`.
+fn random_boss_key() -> String {
+    format!("bk{:032x}", rand::random::<u128>())
 }
 
 /// actix's shutdown timeout counts whole seconds: round up.
@@ -176,6 +210,7 @@ pub struct ServerHandle {
 struct HandleInner {
     addr: SocketAddr,
     tls: bool,
+    boss_key: Option<String>,
     shared: Arc<Shared>,
     http: actix_web::dev::ServerHandle,
 }
@@ -236,6 +271,32 @@ impl ServerHandle {
     pub fn http_url(&self) -> String {
         let scheme = if self.inner.tls { "https" } else { "http" };
         format!("{scheme}://{}", self.dial_addr())
+    }
+
+    /// The boss key of the embedded store (the one configured, or the one
+    /// generated at start): it makes access keys with `POST /keys`. `None`
+    /// when the server serves a store given in [`ServerConfig::store`], whose
+    /// boss key the application set itself.
+    ///
+    /// ```
+    /// use effex::server::{Server, ServerConfig};
+    ///
+    /// # actix_rt::System::new().block_on(async {
+    /// let server = Server::start(ServerConfig::default()).await?;
+    /// let boss_key = server.boss_key().expect("the embedded store has one");
+    /// assert_eq!(boss_key.len(), 34);
+    /// server.stop().await;
+    /// # Ok::<(), effex::server::ServerError>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn boss_key(&self) -> Option<&str> {
+        self.inner.boss_key.as_deref()
+    }
+
+    /// The store the server serves: for the application's own direct use,
+    /// e.g. [`Store::subscribe`] to follow every event.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.shared.store
     }
 
     /// The server's counters now.

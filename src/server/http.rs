@@ -1,0 +1,462 @@
+//! The REST API (protocol.md §3): routes, access keys from the request,
+//! body limits and JSON errors; it turns HTTP into [`Store`](crate::store::Store)
+//! calls and must not hold item state of its own or speak Socket.IO.
+//!
+//! | route | key | success |
+//! |---|---|---|
+//! | `GET /ping` | none | 200 `{"ok":true,"value":"PONG"}` |
+//! | `GET /info` | none | 200 `{"ok":true,"api":"effex","version",…,"store",…}` |
+//! | `POST /keys` | boss | 201 [`Keys`] |
+//! | `POST /items` | writer | 201 [`Written`] |
+//! | `GET /items/{id or alias}` (`?intent=update`) | reader, updater, owner | 200 [`ReadItem`] |
+//! | `PUT /items/{id or alias}` | updater, owner | 200 [`Updated`] |
+//! | `DELETE /items/{id or alias}` | owner | 200 [`Removed`] |
+//! | `PUT /aliases/{alias}` `{"id"}` | owner | 201 [`Aliased`] |
+//! | `GET /items/{id}/events?since=&event=` | reader | 200 [`EventsPage`] |
+//! | `POST /watches`, `DELETE /watches/{id}` | — | 501: webhook watches come with the hub |
+//!
+//! - The key travels in `Authorization: Bearer <key>` or `?key=<key>` (the
+//!   header wins when both are given). No key at all is 401.
+//! - Every error is `{"ok":false,"code","error"}` with `code` as the HTTP
+//!   status: the store's errors keep their code and message
+//!   ([`StoreError::code`]); a body over the limit is 413 (before it is
+//!   parsed), malformed JSON 400 (the message says what and where), an unknown
+//!   route 404 and a wrong method 405 (with `Allow`).
+//! - The body limit is the store's `max_size` plus
+//!   [`BODY_HEADROOM`](super::BODY_HEADROOM). A body that announces a larger
+//!   `Content-Length` is refused before any of it is read; a chunked one when
+//!   it crosses the limit. (actix-http then lingers on the connection, reading
+//!   and dropping the rest for a moment, so the client gets the 413 instead of
+//!   a reset.) The body is read into memory only up to the limit.
+//! - `POST /watches` and `DELETE /watches/{id}` (webhook watches) are mounted
+//!   and answer 501 with a message pointing at the push endpoint: they belong
+//!   to the hub, which will replace [`webhooks_not_implemented`].
+
+use std::collections::HashMap;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::Shared;
+use crate::protocol::messages::{Failure, Success};
+use crate::store::{
+    Aliased, EventKind, EventQuery, EventsPage, Keys, MakeKeys, ReadItem, Removed, StoreError,
+    StoreInfo, UpdateItem, Updated, WriteItem, Written,
+};
+
+/// Registers the REST routes, the JSON 405s and the JSON 404 for every
+/// unknown route.
+pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/ping", vec![(Method::GET, web::get().to(ping))]))
+        .service(resource("/info", vec![(Method::GET, web::get().to(info))]))
+        .service(resource(
+            "/keys",
+            vec![(Method::POST, web::post().to(make_keys))],
+        ))
+        .service(resource(
+            "/items",
+            vec![(Method::POST, web::post().to(write))],
+        ))
+        .service(resource(
+            "/items/{id}",
+            vec![
+                (Method::GET, web::get().to(read)),
+                (Method::PUT, web::put().to(update)),
+                (Method::DELETE, web::delete().to(remove)),
+            ],
+        ))
+        .service(resource(
+            "/items/{id}/events",
+            vec![(Method::GET, web::get().to(events))],
+        ))
+        .service(resource(
+            "/aliases/{alias}",
+            vec![(Method::PUT, web::put().to(alias))],
+        ))
+        .service(resource(
+            "/watches",
+            vec![(Method::POST, web::post().to(webhooks_not_implemented))],
+        ))
+        .service(resource(
+            "/watches/{watchable}",
+            vec![(Method::DELETE, web::delete().to(webhooks_not_implemented))],
+        ))
+        // The push endpoint's own routes (registered first) take GET; any other
+        // method on its path gets the same JSON 405 as the REST routes.
+        .service(with_405(
+            web::resource(super::push::SOCKET_IO_PATH),
+            "GET".into(),
+        ))
+        .service(with_405(web::resource("/socket.io"), "GET".into()))
+        .default_service(web::to(not_found));
+}
+
+/// A resource with `routes` and, for any other method, a JSON 405 with `Allow`.
+fn resource(path: &str, routes: Vec<(Method, actix_web::Route)>) -> actix_web::Resource {
+    let allow = routes
+        .iter()
+        .map(|(method, _)| method.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let resource = routes
+        .into_iter()
+        .fold(web::resource(path), |resource, (_, route)| {
+            resource.route(route)
+        });
+    with_405(resource, allow)
+}
+
+/// `resource` answering any method it has no route for with a JSON 405 that
+/// lists `allow`.
+fn with_405(resource: actix_web::Resource, allow: String) -> actix_web::Resource {
+    resource.default_service(web::to(move |req: HttpRequest| {
+        let allow = allow.clone();
+        async move { method_not_allowed(&req, &allow) }
+    }))
+}
+
+/// 405: `allow` lists the methods the path takes.
+fn method_not_allowed(req: &HttpRequest, allow: &str) -> HttpResponse {
+    let message = format!(
+        "{} is not allowed on {}: use {allow}",
+        req.method(),
+        req.path()
+    );
+    let mut response = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, message).error_response();
+    if let Ok(value) = HeaderValue::from_str(allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
+}
+
+/// 404 for any path that is not a route.
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no route {} {}: the REST API serves /ping, /info, /keys, /items, \
+             /items/{{id}}, /items/{{id}}/events and /aliases/{{alias}}",
+            req.method(),
+            req.path()
+        ),
+    )
+    .error_response()
+}
+
+/// 501 for the webhook watch routes until the hub serves them.
+async fn webhooks_not_implemented() -> HttpResponse {
+    ApiError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        "webhook watches are not implemented by this server yet: \
+         watch over the push endpoint (/socket.io/, the `watch` event) \
+         or poll GET /items/{id}/events?since=<seq>",
+    )
+    .error_response()
+}
+
+// ---------------------------------------------------------------------------
+// Errors and replies
+
+/// A failed request: `{"ok":false,"code","error"}` with `code` as the status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.status.as_u16(), self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(Failure::new(self.status.as_u16(), &self.message))
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        let status =
+            StatusCode::from_u16(error.code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            log::error!("REST: store failed: {error}");
+        }
+        ApiError::new(status, error.to_string())
+    }
+}
+
+type ApiResult = Result<HttpResponse, ApiError>;
+
+/// `{"ok":true, …body}` with `status`.
+fn reply<T: Serialize>(status: StatusCode, body: T) -> HttpResponse {
+    HttpResponse::build(status).json(Success(body))
+}
+
+// ---------------------------------------------------------------------------
+// Request parts
+
+/// The query string's parameters (400 when it does not decode).
+fn query(req: &HttpRequest) -> Result<HashMap<String, String>, ApiError> {
+    web::Query::<HashMap<String, String>>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|e| ApiError::bad_request(format!("unreadable query string: {e}")))
+}
+
+/// The caller's key: `Authorization: Bearer <key>`, else `?key=<key>`.
+fn access_key(req: &HttpRequest) -> Result<String, ApiError> {
+    const HOW: &str = "send Authorization: Bearer <key> or ?key=<key>";
+    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+        let value = value.to_str().map_err(|_| {
+            ApiError::unauthorized(format!(
+                "the Authorization header is not readable text: {HOW}"
+            ))
+        })?;
+        let (scheme, key) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(ApiError::unauthorized(format!(
+                "Authorization scheme {scheme:?} is not supported: {HOW}"
+            )));
+        }
+        let key = key.trim();
+        if key.is_empty() {
+            return Err(ApiError::unauthorized(format!(
+                "the Authorization header has no key: {HOW}"
+            )));
+        }
+        return Ok(key.to_owned());
+    }
+    match query(req)?.remove("key") {
+        Some(key) if !key.is_empty() => Ok(key),
+        _ => Err(ApiError::unauthorized(format!("no access key: {HOW}"))),
+    }
+}
+
+/// Reads the body (at most `shared.body_limit` bytes, else 413) and parses it
+/// as `T` (400 saying what is wrong and what `shape` was expected).
+async fn json_body<T: DeserializeOwned>(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    shared: &Shared,
+    shape: &str,
+) -> Result<T, ApiError> {
+    let limit = shared.body_limit;
+    let too_large = |size: &str| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request body is {size} bytes; the limit is {limit} bytes \
+                 (the server's maxSize {} plus {} for the rest of the request): \
+                 store a smaller value or split it over several items",
+                limit - super::BODY_HEADROOM,
+                super::BODY_HEADROOM
+            ),
+        )
+    };
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(length) = announced {
+        if length > limit as u64 {
+            return Err(too_large(&length.to_string()));
+        }
+    }
+    let mut body = web::BytesMut::with_capacity(announced.map_or(1024, |n| n as usize));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request(format!("the request body could not be read: {e}"))
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large("more than that"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(format!(
+            "the request body is empty: send a JSON object {shape}"
+        )));
+    }
+    serde_json::from_slice(&body).map_err(|e| {
+        use serde_json::error::Category;
+        ApiError::bad_request(match e.classify() {
+            Category::Syntax | Category::Eof | Category::Io => {
+                format!("the request body is not valid JSON ({e}): send a JSON object {shape}")
+            }
+            Category::Data => format!("the request body does not fit: {e}; send {shape}"),
+        })
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Handlers
+
+/// `GET /ping`.
+async fn ping() -> HttpResponse {
+    #[derive(Serialize)]
+    struct Pong {
+        value: &'static str,
+    }
+    reply(StatusCode::OK, Pong { value: "PONG" })
+}
+
+/// `GET /info`: the API, the crate version and the store's counts and limits.
+async fn info(shared: web::Data<Shared>) -> ApiResult {
+    #[derive(Serialize)]
+    struct Info {
+        api: &'static str,
+        version: &'static str,
+        #[serde(flatten)]
+        store: StoreInfo,
+    }
+    let store = shared.store.info().await?;
+    Ok(reply(
+        StatusCode::OK,
+        Info {
+            api: "effex",
+            version: env!("CARGO_PKG_VERSION"),
+            store,
+        },
+    ))
+}
+
+/// `POST /keys` with the boss key.
+async fn make_keys(
+    req: HttpRequest,
+    payload: web::Payload,
+    shared: web::Data<Shared>,
+) -> ApiResult {
+    let key = access_key(&req)?;
+    let request: MakeKeys = json_body(
+        &req,
+        payload,
+        &shared,
+        r#"{"type":"writer"|"reader"|"updater","count"?:<n>,"seconds"?:<s>}"#,
+    )
+    .await?;
+    let keys: Keys = shared.store.make_keys(&key, request).await?;
+    Ok(reply(StatusCode::CREATED, keys))
+}
+
+/// `POST /items` with a writer key.
+async fn write(req: HttpRequest, payload: web::Payload, shared: web::Data<Shared>) -> ApiResult {
+    let key = access_key(&req)?;
+    let item: WriteItem = json_body(
+        &req,
+        payload,
+        &shared,
+        r#"{"value":<json>,"lifetime"?:<s>,"readers"?:[…],"updaters"?:[…],"alias"?:"…"}"#,
+    )
+    .await?;
+    let written: Written = shared.store.write(&key, item).await?;
+    Ok(reply(StatusCode::CREATED, written))
+}
+
+/// `GET /items/{id}` (`?intent=update` takes an update lock).
+async fn read(req: HttpRequest, id: web::Path<String>, shared: web::Data<Shared>) -> ApiResult {
+    let key = access_key(&req)?;
+    let intent = match query(&req)?.get("intent").map(String::as_str) {
+        None => false,
+        Some("update") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+            "intent={other:?} is not understood: use ?intent=update to lock the item for an update"
+        )))
+        }
+    };
+    let item: ReadItem = shared.store.read(&key, &id, intent).await?;
+    Ok(reply(StatusCode::OK, item))
+}
+
+/// `PUT /items/{id}` with an updater key or the owner's.
+async fn update(
+    req: HttpRequest,
+    id: web::Path<String>,
+    payload: web::Payload,
+    shared: web::Data<Shared>,
+) -> ApiResult {
+    let key = access_key(&req)?;
+    let update: UpdateItem =
+        json_body(&req, payload, &shared, r#"{"value":<json>,"intent"?:"…"}"#).await?;
+    let updated: Updated = shared.store.update(&key, &id, update).await?;
+    Ok(reply(StatusCode::OK, updated))
+}
+
+/// `DELETE /items/{id}` with the owner's key.
+async fn remove(req: HttpRequest, id: web::Path<String>, shared: web::Data<Shared>) -> ApiResult {
+    let key = access_key(&req)?;
+    let removed: Removed = shared.store.remove(&key, &id).await?;
+    Ok(reply(StatusCode::OK, removed))
+}
+
+/// The body of `PUT /aliases/{alias}`.
+#[derive(Deserialize)]
+struct AliasTarget {
+    /// The item id (or another alias) to point at.
+    id: String,
+}
+
+/// `PUT /aliases/{alias}` with the owner's key.
+async fn alias(
+    req: HttpRequest,
+    alias: web::Path<String>,
+    payload: web::Payload,
+    shared: web::Data<Shared>,
+) -> ApiResult {
+    let key = access_key(&req)?;
+    let target: AliasTarget = json_body(&req, payload, &shared, r#"{"id":"<item id>"}"#).await?;
+    let aliased: Aliased = shared.store.alias(&key, &alias, &target.id).await?;
+    Ok(reply(StatusCode::CREATED, aliased))
+}
+
+/// `GET /items/{id}/events?since=<seq>&event=<kind>` with a key that may read.
+async fn events(req: HttpRequest, id: web::Path<String>, shared: web::Data<Shared>) -> ApiResult {
+    let key = access_key(&req)?;
+    let params = query(&req)?;
+    let since = match params.get("since") {
+        None => 0,
+        Some(since) => since.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "since={since:?} is not an event seq: use a whole number (0 for every retained event)"
+            ))
+        })?,
+    };
+    let kind = params
+        .get("event")
+        .map(|kind| kind.parse::<EventKind>())
+        .transpose()?;
+    let query = EventQuery {
+        since,
+        kind,
+        with_value: false,
+    };
+    let page: EventsPage = shared.store.events(&key, &id, query).await?;
+    Ok(reply(StatusCode::OK, page))
+}
