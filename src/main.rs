@@ -1,0 +1,441 @@
+//! The `effex` binary: `effex serve` runs an exchange (REST API and push
+//! endpoint on one port); `effex keys | write | read | update | remove | alias
+//! | events | ping | info` are a thin command line over the REST API
+//! ([`EffexClient`]) that prints the server's JSON reply. It owns argument
+//! parsing, logging setup and exit codes, nothing else.
+
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use effex::client::{EffexClient, EffexError, KeyType, KeysRequest, NewItem};
+use effex::protocol::messages::{EventKind, Success};
+use effex::server::{Server, ServerConfig};
+use serde::Serialize;
+use serde_json::Value;
+
+const SESSION: &str = "\
+Example session (a server in one terminal, the CLI in another):
+
+  $ effex serve
+  effex 0.1.0 listening on http://127.0.0.1:8150 (push: ws://127.0.0.1:8150/socket.io/)
+  boss key (generated; set --boss-key or EFFEX_BOSS_KEY to keep one): bk5f0c…
+  $ export EFFEX_KEY=bk5f0c…                    # the boss key makes keys
+  $ effex keys writer                            # → {\"ok\":true,\"keys\":[\"wk…\"],…}
+  $ export EFFEX_KEY=wk…                         # the writer key writes
+  $ effex write '{\"price\": 3}' --lifetime 60     # → {\"ok\":true,\"id\":\"…\",…}
+  $ effex read <id>
+
+Every client command prints the server's JSON reply on stdout. On an error it
+prints the server's message on stderr and exits with 1 (2 for a usage error).";
+
+/// effex — Ephemeral Exchange: a cache whose items live for a set time, with
+/// push notifications over Socket.IO.
+#[derive(Parser, Debug)]
+#[command(name = "effex", version, after_help = SESSION)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run an effex server (REST API and push endpoint on one port) until Ctrl-C.
+    #[command(after_help = "\
+Examples:
+  effex serve                                   # 127.0.0.1:8150, prints a generated boss key
+  EFFEX_BOSS_KEY=s3cret effex serve --bind 0.0.0.0 --port 9000 --passphrase push-secret
+  effex serve --max-item-size 65536 --max-lifetime 600 --log-level effex=debug")]
+    Serve(ServeArgs),
+    /// Check that a server answers (GET /ping).
+    #[command(after_help = "Example:\n  effex ping --url http://127.0.0.1:8150")]
+    Ping(Target),
+    /// Show the server's version, store and limits (GET /info).
+    #[command(after_help = "Example:\n  effex info")]
+    Info(Target),
+    /// Make access keys with the boss key (POST /keys).
+    #[command(after_help = "\
+Examples:
+  effex keys writer --key <boss key>
+  EFFEX_KEY=<boss key> effex keys reader --count 3 --seconds 86400")]
+    Keys(KeysArgs),
+    /// Store a new item with a writer key (POST /items).
+    #[command(after_help = "\
+Examples:
+  effex write '{\"price\": 3}' --lifetime 60 --key <writer key>
+  echo '[1,2,3]' | effex write - --reader <reader key> --alias latest")]
+    Write(WriteArgs),
+    /// Read an item by id or alias (GET /items/{id}).
+    #[command(after_help = "\
+Examples:
+  effex read <id> --key <reader key>
+  effex read latest --intent --key <updater key>   # lock it for your update")]
+    Read(ReadArgs),
+    /// Replace an item's value, keeping its expiry (PUT /items/{id}).
+    #[command(after_help = "\
+Examples:
+  effex update <id> '{\"price\": 4}' --key <writer or updater key>
+  effex update latest 5 --intent <intent id from read --intent>")]
+    Update(UpdateArgs),
+    /// Remove an item (DELETE /items/{id}); owner only.
+    #[command(after_help = "Example:\n  effex remove <id> --key <writer key>")]
+    Remove(IdArgs),
+    /// Point an alias at an item (PUT /aliases/{alias}); owner only.
+    #[command(after_help = "Example:\n  effex alias latest <id> --key <writer key>")]
+    Alias(AliasArgs),
+    /// List an item's logged events (GET /items/{id}/events).
+    #[command(after_help = "\
+Examples:
+  effex events <id> --key <reader key>
+  effex events latest --since 41 --event update")]
+    Events(EventsArgs),
+}
+
+/// Where the server is.
+#[derive(Args, Debug)]
+struct Target {
+    /// The server's URL (http://, https://; ws:// and wss:// are mapped).
+    #[arg(
+        long,
+        env = "EFFEX_URL",
+        default_value = "http://127.0.0.1:8150",
+        value_name = "URL"
+    )]
+    url: String,
+    /// How long one request may take, in seconds.
+    #[arg(long, env = "EFFEX_TIMEOUT", default_value = "10", value_name = "SECONDS", value_parser = seconds)]
+    timeout: Duration,
+}
+
+/// Where the server is, and the key to act with.
+#[derive(Args, Debug)]
+struct Keyed {
+    #[command(flatten)]
+    target: Target,
+    /// The access key to act with (the boss key for `keys`).
+    #[arg(long, env = "EFFEX_KEY", hide_env_values = true, value_name = "KEY")]
+    key: String,
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// The IP address to listen on.
+    #[arg(
+        long,
+        env = "EFFEX_BIND",
+        default_value = "127.0.0.1",
+        value_name = "IP"
+    )]
+    bind: IpAddr,
+    /// The port to listen on (0 picks a free one).
+    #[arg(long, env = "EFFEX_PORT", default_value = "8150")]
+    port: u16,
+    /// The passphrase push clients must present; none accepts any.
+    #[arg(long, env = "EFFEX_PASSPHRASE", hide_env_values = true)]
+    passphrase: Option<String>,
+    /// The boss key that makes access keys; none generates one and prints it.
+    #[arg(long, env = "EFFEX_BOSS_KEY", hide_env_values = true)]
+    boss_key: Option<String>,
+    /// The largest item value accepted, in bytes (larger: 413).
+    #[arg(
+        long,
+        env = "EFFEX_MAX_ITEM_SIZE",
+        default_value = "1048576",
+        value_name = "BYTES"
+    )]
+    max_item_size: usize,
+    /// The longest item lifetime granted, in seconds (longer asks are capped).
+    #[arg(long, env = "EFFEX_MAX_LIFETIME", default_value = "86400", value_name = "SECONDS", value_parser = seconds)]
+    max_lifetime: Duration,
+    /// HTTP worker threads; by default one per core.
+    #[arg(long, env = "EFFEX_WORKERS")]
+    workers: Option<usize>,
+    /// The log filter (env_logger syntax: error, warn, info, debug, effex=debug,…).
+    #[arg(long, env = "EFFEX_LOG", default_value = "info", value_name = "FILTER")]
+    log_level: String,
+}
+
+#[derive(Args, Debug)]
+struct KeysArgs {
+    /// Which kind of key: writer, reader or updater.
+    #[arg(value_name = "TYPE")]
+    kind: KeyType,
+    /// How many keys.
+    #[arg(long)]
+    count: Option<usize>,
+    /// How long they live, in seconds (the server's default when not given).
+    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
+    seconds: Option<Duration>,
+    #[command(flatten)]
+    keyed: Keyed,
+}
+
+#[derive(Args, Debug)]
+struct WriteArgs {
+    /// The value as JSON (quote strings: '"text"'); `-` reads it from stdin.
+    value: String,
+    /// How long the item lives, in seconds (fractions allowed; capped by the server).
+    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
+    lifetime: Option<Duration>,
+    /// A reader key that may read the item (repeat for several).
+    #[arg(long = "reader", value_name = "KEY")]
+    readers: Vec<String>,
+    /// An updater key that may read and update the item (repeat for several).
+    #[arg(long = "updater", value_name = "KEY")]
+    updaters: Vec<String>,
+    /// An alias to point at the new item.
+    #[arg(long)]
+    alias: Option<String>,
+    #[command(flatten)]
+    keyed: Keyed,
+}
+
+#[derive(Args, Debug)]
+struct ReadArgs {
+    /// The item's id or alias.
+    id: String,
+    /// Lock the item for your update (prints an intent id for `update --intent`).
+    #[arg(long)]
+    intent: bool,
+    #[command(flatten)]
+    keyed: Keyed,
+}
+
+#[derive(Args, Debug)]
+struct UpdateArgs {
+    /// The item's id or alias.
+    id: String,
+    /// The new value as JSON; `-` reads it from stdin.
+    value: String,
+    /// The intent id from `read --intent`, while that intent is in force.
+    #[arg(long, value_name = "INTENT_ID")]
+    intent: Option<String>,
+    #[command(flatten)]
+    keyed: Keyed,
+}
+
+#[derive(Args, Debug)]
+struct IdArgs {
+    /// The item's id or alias.
+    id: String,
+    #[command(flatten)]
+    keyed: Keyed,
+}
+
+#[derive(Args, Debug)]
+struct AliasArgs {
+    /// The alias (printable ASCII without / ? # % or spaces).
+    alias: String,
+    /// The item id (or another alias) to point it at.
+    id: String,
+    #[command(flatten)]
+    keyed: Keyed,
+}
+
+#[derive(Args, Debug)]
+struct EventsArgs {
+    /// The item's id or alias.
+    id: String,
+    /// Only events after this seq.
+    #[arg(long, default_value = "0")]
+    since: u64,
+    /// Only events of this kind: update, remove or expire.
+    #[arg(long, value_name = "KIND")]
+    event: Option<EventKind>,
+    #[command(flatten)]
+    keyed: Keyed,
+}
+
+/// Parses (fractional) seconds.
+fn seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{text} is not 0 or more seconds"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let system = actix_rt::System::new();
+    match cli.command {
+        Command::Serve(args) => system.block_on(serve(args)),
+        command => system.block_on(client(command)),
+    }
+}
+
+/// `effex serve`: runs until Ctrl-C (or SIGTERM), then stops gracefully.
+async fn serve(args: ServeArgs) -> ExitCode {
+    env_logger::Builder::new()
+        .parse_filters(&args.log_level)
+        .init();
+    let generated = args.boss_key.is_none();
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let config = ServerConfig {
+        bind: SocketAddr::new(args.bind, args.port),
+        passphrase: args.passphrase,
+        boss_key: args.boss_key,
+        max_item_size: args.max_item_size,
+        max_lifetime: args.max_lifetime,
+        workers,
+        ..ServerConfig::default()
+    };
+    let server = match Server::start(config).await {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("effex: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "effex {} listening on {} (push: {})",
+        env!("CARGO_PKG_VERSION"),
+        server.http_url(),
+        server.ws_url().split('?').next().unwrap_or_default()
+    );
+    if generated {
+        if let Some(boss_key) = server.boss_key() {
+            println!(
+                "boss key (generated; set --boss-key or EFFEX_BOSS_KEY to keep one): {boss_key}"
+            );
+        }
+    }
+    let reason = stop_signal().await;
+    log::info!("{reason}: stopping");
+    server.stop().await;
+    println!("effex stopped");
+    ExitCode::SUCCESS
+}
+
+/// Waits for Ctrl-C, or SIGTERM on Unix (what service managers send).
+async fn stop_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use actix_rt::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            return tokio::select! {
+                _ = actix_rt::signal::ctrl_c() => "Ctrl-C",
+                _ = term.recv() => "SIGTERM",
+            };
+        }
+    }
+    let _ = actix_rt::signal::ctrl_c().await;
+    "Ctrl-C"
+}
+
+/// Runs one client command and prints its reply; the exit code says how it went.
+async fn client(command: Command) -> ExitCode {
+    match run_client(command).await {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("effex: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn connect(target: &Target) -> Result<EffexClient, String> {
+    EffexClient::builder(target.url.as_str())
+        .timeout(target.timeout)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// `{"ok":true,…}` pretty-printed.
+fn printed<T: Serialize>(reply: Result<T, EffexError>) -> Result<String, String> {
+    let reply = reply.map_err(|e| e.to_string())?;
+    serde_json::to_string_pretty(&Success(reply)).map_err(|e| e.to_string())
+}
+
+/// A JSON value from the command line, or from stdin for `-`.
+fn json_value(text: &str) -> Result<Value, String> {
+    let text = if text == "-" {
+        let mut input = String::new();
+        std::io::stdin()
+            .read_to_string(&mut input)
+            .map_err(|e| format!("could not read the value from stdin: {e}"))?;
+        input
+    } else {
+        text.to_owned()
+    };
+    serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "the value is not JSON ({e}): quote a string as '\"text\"', or pass - to read stdin"
+        )
+    })
+}
+
+async fn run_client(command: Command) -> Result<String, String> {
+    match command {
+        Command::Serve(_) => unreachable!("serve is not a client command"),
+        Command::Ping(target) => {
+            #[derive(Serialize)]
+            struct Pong {
+                value: &'static str,
+            }
+            connect(&target)?.ping().await.map_err(|e| e.to_string())?;
+            printed(Ok(Pong { value: "PONG" }))
+        }
+        Command::Info(target) => printed(connect(&target)?.info().await),
+        Command::Keys(args) => {
+            let request = KeysRequest {
+                kind: args.kind,
+                count: args.count,
+                seconds: args.seconds,
+            };
+            let effex = connect(&args.keyed.target)?;
+            printed(effex.make_keys(&args.keyed.key, request).await)
+        }
+        Command::Write(args) => {
+            let item = NewItem {
+                value: json_value(&args.value)?,
+                lifetime: args.lifetime,
+                readers: args.readers,
+                updaters: args.updaters,
+                alias: args.alias,
+            };
+            let effex = connect(&args.keyed.target)?;
+            printed(effex.write(&args.keyed.key, &item).await)
+        }
+        Command::Read(args) => {
+            let effex = connect(&args.keyed.target)?;
+            if args.intent {
+                printed(effex.read_with_intent(&args.keyed.key, &args.id).await)
+            } else {
+                printed(effex.read(&args.keyed.key, &args.id).await)
+            }
+        }
+        Command::Update(args) => {
+            let value = json_value(&args.value)?;
+            let effex = connect(&args.keyed.target)?;
+            printed(
+                effex
+                    .update(&args.keyed.key, &args.id, value, args.intent.as_deref())
+                    .await,
+            )
+        }
+        Command::Remove(args) => {
+            let effex = connect(&args.keyed.target)?;
+            printed(effex.remove(&args.keyed.key, &args.id).await)
+        }
+        Command::Alias(args) => {
+            let effex = connect(&args.keyed.target)?;
+            printed(effex.alias(&args.keyed.key, &args.alias, &args.id).await)
+        }
+        Command::Events(args) => {
+            let effex = connect(&args.keyed.target)?;
+            printed(
+                effex
+                    .events(&args.keyed.key, &args.id, args.since, args.event)
+                    .await,
+            )
+        }
+    }
+}
