@@ -162,6 +162,12 @@ pub struct SubscriberActor {
     events: Option<Recipient<SubscriberEvent>>,
     watching: HashMap<String, Watching>,
     queue: VecDeque<Delivery>,
+    /// Watch requests whose reply has not been read yet.
+    watches_pending: usize,
+    /// Pushes that arrived before the reply of the watch they belong to
+    /// (the server sends the reply first, but the reply reaches this actor
+    /// through a future and the pushes through the mailbox).
+    early: Vec<Delivery>,
     busy: bool,
     /// Whether the connection dropped since the watches were last sent.
     dropped: bool,
@@ -185,6 +191,8 @@ impl SubscriberActor {
             events: None,
             watching: HashMap::new(),
             queue: VecDeque::new(),
+            watches_pending: 0,
+            early: Vec::new(),
             busy: false,
             dropped: false,
         }
@@ -213,7 +221,15 @@ impl SubscriberActor {
             subscriber: ctx.address().recipient(),
         };
         let sent = self.conn.send(request);
-        Box::pin(sent.into_actor(self).map(move |reply, act, _| {
+        self.watches_pending += 1;
+        Box::pin(sent.into_actor(self).map(move |reply, act, ctx| {
+            act.watches_pending -= 1;
+            // Whatever the outcome, pushes held for it can be sorted now.
+            let early = std::mem::take(&mut act.early);
+            for delivery in early.into_iter().rev() {
+                act.queue.push_front(delivery);
+            }
+            ctx.notify(Resume);
             let ok = reply.map_err(|_| WatchError::Emit(super::EmitError::Stopped))??;
             if ok.gap {
                 act.tell(SubscriberEvent::Gap {
@@ -279,8 +295,13 @@ impl SubscriberActor {
                 return;
             };
             let Some(watching) = self.watching.get(&delivery.push.watchable) else {
-                // Not (or no longer) ours: ack so the server frees its slot.
-                self.conn.do_send(AckPush(delivery.ack));
+                if self.watches_pending > 0 {
+                    // Probably the watch whose reply is on its way.
+                    self.early.push(delivery);
+                } else {
+                    // Not (or no longer) ours: ack so the server frees its slot.
+                    self.conn.do_send(AckPush(delivery.ack));
+                }
                 continue;
             };
             if delivery.push.seq <= watching.last_handled {
@@ -377,6 +398,21 @@ impl Handler<Unsubscribe> for SubscriberActor {
             sent.await
                 .map_err(|_| WatchError::Emit(super::EmitError::Stopped))?
         })
+    }
+}
+
+/// Resumes delivery once a watch reply has been read (internal).
+struct Resume;
+
+impl Message for Resume {
+    type Result = ();
+}
+
+impl Handler<Resume> for SubscriberActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Resume, ctx: &mut Self::Context) {
+        self.deliver_next(ctx);
     }
 }
 
