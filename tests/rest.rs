@@ -233,17 +233,28 @@ async fn unknown_routes_are_404_and_wrong_methods_405_in_json() {
 }
 
 #[actix_rt::test]
-async fn webhook_watches_answer_501_until_the_hub_serves_them() {
+async fn webhook_watch_routes_are_served_by_the_hub() {
+    // Their behaviour is tested in tests/push.rs; here: mounted, JSON errors.
     let fx = start(config()).await;
+    let writer = fx.key("writer").await;
     let post = fx
         .call(Method::POST, "/watches", None, Body::Json(json!({})))
         .await;
-    assert_eq!(post.status, 501);
-    assert!(post.error().contains("push endpoint"), "{}", post.error());
-    let delete = fx
-        .call(Method::DELETE, "/watches/w1", None, Body::None)
+    assert_eq!(post.status, 401);
+    assert!(post.error().contains("Bearer"), "{}", post.error());
+    let bad = fx
+        .call(
+            Method::POST,
+            "/watches",
+            Some(&writer),
+            Body::Json(json!({})),
+        )
         .await;
-    assert_eq!(delete.status, 501);
+    assert_eq!(bad.status, 400);
+    let delete = fx
+        .call(Method::DELETE, "/watches/w1", Some(&writer), Body::None)
+        .await;
+    assert_eq!(delete.status, 404);
     fx.server.stop().await;
 }
 

@@ -123,6 +123,50 @@ pub struct ServerConfig {
     ///
     /// Defaults to `None` (the embedded memory store).
     pub store: Option<Arc<dyn Store>>,
+    /// The most pushes one push connection may have sent and not yet
+    /// acknowledged; more wait, in order, until acks come (protocol.md §2.4).
+    ///
+    /// Defaults to 1,000.
+    pub max_in_flight: usize,
+    /// The most pushes that may wait for one connection (not yet written:
+    /// beyond [`max_in_flight`](ServerConfig::max_in_flight), or not yet
+    /// picked up by its session). When it is exceeded the server closes that
+    /// socket with 1013 ("try again later") and writes none of its later
+    /// pushes, so the client's replay (`after` = its last handled seq) loses
+    /// nothing. Replayed pushes (a watch's backlog after `after`) are not
+    /// counted: the event log bounds them, and counting them could make a
+    /// large backlog close the socket on every reconnect. A webhook watch
+    /// whose URL falls this far behind is ended (and logged).
+    ///
+    /// Defaults to 10,000.
+    pub max_queued_pushes: usize,
+    /// How long a push may stay unacknowledged before the server closes the
+    /// socket with 1002 ("push ack timeout"); the client reconnects and
+    /// replays.
+    ///
+    /// Defaults to 30 s.
+    pub ack_timeout: Duration,
+    /// How long the watches of a push id stay registered while it has no
+    /// connection (or has reconnected without re-watching); then the server
+    /// forgets them.
+    ///
+    /// Defaults to 10 minutes.
+    pub watch_grace: Duration,
+    /// How long one webhook request may take before it counts as failed.
+    ///
+    /// Defaults to 10 s.
+    pub webhook_timeout: Duration,
+    /// The wait before a webhook's first retry; each further retry waits
+    /// twice as long as the one before (at most 5 minutes).
+    ///
+    /// Defaults to 1 s.
+    pub webhook_retry_base: Duration,
+    /// How many times a failed webhook delivery is retried before the watch
+    /// is ended (and logged). With the defaults, a URL that keeps failing is
+    /// given up after about 4 minutes (1 + 2 + 4 + … + 128 s).
+    ///
+    /// Defaults to 8.
+    pub webhook_retries: u32,
 }
 
 /// How much larger than [`ServerConfig::max_item_size`] a REST request body
@@ -148,6 +192,13 @@ impl Default for ServerConfig {
             max_lifetime: Duration::from_secs(86_400),
             intent_lifetime: Duration::from_secs(10),
             store: None,
+            max_in_flight: 1000,
+            max_queued_pushes: 10_000,
+            ack_timeout: Duration::from_secs(30),
+            watch_grace: Duration::from_secs(600),
+            webhook_timeout: Duration::from_secs(10),
+            webhook_retry_base: Duration::from_secs(1),
+            webhook_retries: 8,
         }
     }
 }
@@ -172,6 +223,13 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_lifetime", &self.max_lifetime)
             .field("intent_lifetime", &self.intent_lifetime)
             .field("store", &self.store.as_ref().map(|s| s.kind()))
+            .field("max_in_flight", &self.max_in_flight)
+            .field("max_queued_pushes", &self.max_queued_pushes)
+            .field("ack_timeout", &self.ack_timeout)
+            .field("watch_grace", &self.watch_grace)
+            .field("webhook_timeout", &self.webhook_timeout)
+            .field("webhook_retry_base", &self.webhook_retry_base)
+            .field("webhook_retries", &self.webhook_retries)
             .finish()
     }
 }
@@ -213,6 +271,9 @@ pub enum ServerConfigError {
     /// `max_item_size` is zero.
     #[error("max_item_size is 0: set it to at least 1 byte (the default is 1 MiB)")]
     NoMaxItemSize,
+    /// A count that must be at least 1 is 0 (`max_in_flight`, `max_queued_pushes`).
+    #[error("{0} is 0: set it to at least 1")]
+    Zero(&'static str),
     /// The certificate or key given to [`ServerConfig::tls_config`] was refused.
     #[error("TLS certificate or key refused by rustls: {0}")]
     Tls(String),
@@ -257,8 +318,39 @@ impl ServerConfig {
         if self.passphrase.as_deref() == Some("") {
             return Err(ServerConfigError::EmptyPassphrase);
         }
+        self.validate_push_settings()?;
         if self.store.is_none() {
             self.validate_store_settings()?;
+        }
+        Ok(())
+    }
+
+    /// The checks of the watch and push settings.
+    fn validate_push_settings(&self) -> Result<(), ServerConfigError> {
+        for (field, value) in [
+            ("ack_timeout", self.ack_timeout),
+            ("watch_grace", self.watch_grace),
+            ("webhook_timeout", self.webhook_timeout),
+            ("webhook_retry_base", self.webhook_retry_base),
+        ] {
+            if value < Duration::from_millis(1) {
+                return Err(ServerConfigError::TooShort { field, value });
+            }
+            if value > MAX_TIMER {
+                return Err(ServerConfigError::TooLong {
+                    field,
+                    value,
+                    max: MAX_TIMER,
+                });
+            }
+        }
+        for (field, value) in [
+            ("max_in_flight", self.max_in_flight),
+            ("max_queued_pushes", self.max_queued_pushes),
+        ] {
+            if value == 0 {
+                return Err(ServerConfigError::Zero(field));
+            }
         }
         Ok(())
     }

@@ -11,7 +11,11 @@
 //!   the store (the embedded [`MemoryStore`](crate::store::MemoryStore) by
 //!   default, with a generated boss key unless one is given).
 //! - The push endpoint: `GET /socket.io/?EIO=4&transport=websocket` (protocol.md
-//!   §1, §2.1, §2.2, §2.6). Watches come with a later issue (the hub).
+//!   §1, §2) with `watch`, `unwatch` and acked pushes: the `hub` module
+//!   holds the watches and fans events out, the `session` module writes the
+//!   pushes (in-flight window, ack timeout, coalesced writes).
+//! - Webhook watches: `POST /watches`, `DELETE /watches/{watchable}` (the
+//!   `webhooks` module).
 //! - The REST API on the same port (protocol.md §3): `/ping`, `/info`, `/keys`,
 //!   `/items`, `/aliases`, `/items/{id}/events`; see the `http` module for its
 //!   routes, status codes and limits.
@@ -42,9 +46,11 @@
 
 mod config;
 mod http;
+mod hub;
 mod push;
 mod registry;
 mod session;
+mod webhooks;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -67,7 +73,8 @@ pub(crate) struct Shared {
     /// The largest REST request body: the store's max item size plus
     /// [`BODY_HEADROOM`].
     pub(crate) body_limit: usize,
-    // A later issue adds the hub here.
+    /// The watch registry and fan-out (see the `hub` module).
+    pub(crate) hub: hub::HubHandle,
 }
 
 /// Why the server could not start.
@@ -131,7 +138,11 @@ impl Server {
             }
         };
         let max_item_size = store.info().await?.max_size;
+        // The hub follows the store's events; the store is wrapped so that
+        // alias re-points reach it too.
+        let (hub, store) = hub::start(store, hub::HubSettings::from(&config));
         let shared = web::Data::new(Shared {
+            hub,
             config,
             registry: Registry::new(),
             store,
@@ -142,6 +153,8 @@ impl Server {
             App::new()
                 .app_data(app_shared.clone())
                 .configure(push::routes)
+                // Before the REST routes, so that these take /watches.
+                .configure(webhooks::routes)
                 .configure(http::routes)
         })
         .workers(workers)
@@ -345,6 +358,8 @@ impl ServerHandle {
                 inner.addr
             );
         }
+        // The hub ends its webhook deliveries with it.
+        inner.shared.hub.send(hub::Request::Shutdown);
         log::info!("effex server on {} stopped", inner.addr);
     }
 }

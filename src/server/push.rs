@@ -3,11 +3,12 @@
 //! ([`session`](super::session)); it must not speak Socket.IO itself.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use actix_web::{http::StatusCode, web, HttpRequest, HttpResponse};
 use tokio::sync::mpsc;
 
-use super::registry::MAILBOX_CAPACITY;
+use super::hub::SessionLink;
 use super::session::{self, SessionStart};
 use super::Shared;
 use crate::protocol::engineio::PROTOCOL_VERSION;
@@ -71,8 +72,8 @@ async fn upgrade(req: HttpRequest, body: web::Payload, shared: web::Data<Shared>
             )
         }
     };
-    let (mailbox_tx, mailbox) = mpsc::channel(MAILBOX_CAPACITY);
-    let Some(id) = shared.registry.open(mailbox_tx) else {
+    let (mailbox_tx, mailbox) = mpsc::unbounded_channel();
+    let Some(id) = shared.registry.open(mailbox_tx.clone()) else {
         return failure(
             StatusCode::SERVICE_UNAVAILABLE,
             "the server is shutting down",
@@ -91,6 +92,7 @@ async fn upgrade(req: HttpRequest, body: web::Payload, shared: web::Data<Shared>
     // The session runs on this worker's thread: actix-ws' stream is !Send.
     actix_rt::spawn(session::run(SessionStart {
         id,
+        link: Arc::new(SessionLink::new(id, mailbox_tx)),
         shared: shared.into_inner(),
         ws,
         stream,

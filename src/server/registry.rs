@@ -9,20 +9,38 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-/// What the server tells a session from outside (its mailbox's messages).
+use super::hub::Outgoing;
+
+/// A session's mailbox (see [`Command`] for why it is unbounded).
+pub(crate) type Mailbox = mpsc::UnboundedSender<Command>;
+
+/// What the server tells a session from outside (its mailbox's messages);
+/// the session's `select!` loop is the one place that receives them.
 ///
-/// Later issues add the hub's pushes here; the session's `select!` loop is the
-/// one place that receives them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The mailbox is an unbounded channel whose contents are bounded by their
+/// senders: control commands are a handful per session; the hub's replies
+/// answer watch calls, of which a session has at most
+/// `session::MAX_HUB_CALLS` in flight; and the hub's pushes are counted
+/// against [`ServerConfig::max_queued_pushes`](super::ServerConfig::max_queued_pushes)
+/// until the session writes them (see the `hub` module). Unbounded, so that
+/// the hub never waits on one slow session while others wait for their pushes.
+#[derive(Debug)]
 pub(crate) enum Command {
     /// A newer connection passed with this session's push id: send `41`, close 1000.
     Replaced,
     /// The server is stopping: send `41`, close 1000.
     Shutdown,
+    /// The hub's answer to a `watch` or `unwatch` call.
+    Reply {
+        ack_id: u64,
+        body: Box<serde_json::value::RawValue>,
+    },
+    /// A push for one of this session's watches.
+    Push(Outgoing),
+    /// Too many pushes wait for this session: the hub queues no more; close
+    /// the socket (1013) so that the client reconnects and replays.
+    Overflow,
 }
-
-/// How many commands a session's mailbox holds before senders wait.
-pub(crate) const MAILBOX_CAPACITY: usize = 64;
 
 /// A process-unique session number (not the sids the peer sees).
 pub(crate) type SessionId = u64;
@@ -39,7 +57,7 @@ pub(crate) struct Counters {
 struct Inner {
     next_id: SessionId,
     shutting_down: bool,
-    sessions: HashMap<SessionId, mpsc::Sender<Command>>,
+    sessions: HashMap<SessionId, Mailbox>,
     push_ids: HashMap<String, SessionId>,
 }
 
@@ -70,7 +88,7 @@ impl Registry {
     }
 
     /// Registers a new session; `None` once the server is shutting down.
-    pub(crate) fn open(&self, mailbox: mpsc::Sender<Command>) -> Option<SessionId> {
+    pub(crate) fn open(&self, mailbox: Mailbox) -> Option<SessionId> {
         let mut inner = self.lock();
         if inner.shutting_down {
             return None;
@@ -87,11 +105,7 @@ impl Registry {
 
     /// Makes `id` the owner of `push_id`; returns the mailbox of the session
     /// that owned it before (to be told it was replaced), if any.
-    pub(crate) fn claim_push_id(
-        &self,
-        push_id: &str,
-        id: SessionId,
-    ) -> Option<mpsc::Sender<Command>> {
+    pub(crate) fn claim_push_id(&self, push_id: &str, id: SessionId) -> Option<Mailbox> {
         let mut inner = self.lock();
         let previous = inner.push_ids.insert(push_id.to_owned(), id)?;
         if previous == id {
@@ -115,7 +129,7 @@ impl Registry {
     }
 
     /// Refuses new sessions from now on and returns every live mailbox.
-    pub(crate) fn begin_shutdown(&self) -> Vec<mpsc::Sender<Command>> {
+    pub(crate) fn begin_shutdown(&self) -> Vec<Mailbox> {
         let mut inner = self.lock();
         inner.shutting_down = true;
         inner.sessions.values().cloned().collect()
@@ -140,19 +154,10 @@ impl Registry {
     }
 }
 
-/// Delivers a control command without ever blocking the caller: a full
-/// mailbox gets it from a spawned task instead (the session reads its mailbox
-/// in every loop turn, so that task does not wait long).
-pub(crate) fn send_command(mailbox: &mpsc::Sender<Command>, command: Command) {
-    match mailbox.try_send(command) {
-        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-        Err(mpsc::error::TrySendError::Full(command)) => {
-            let mailbox = mailbox.clone();
-            actix_rt::spawn(async move {
-                let _ = mailbox.send(command).await;
-            });
-        }
-    }
+/// Delivers a control command without ever blocking the caller (a session
+/// that has ended simply does not get it).
+pub(crate) fn send_command(mailbox: &Mailbox, command: Command) {
+    let _ = mailbox.send(command);
 }
 
 #[cfg(test)]
@@ -162,8 +167,8 @@ mod tests {
     #[test]
     fn push_ids_follow_the_latest_pass() {
         let registry = Registry::new();
-        let (a_tx, _a_rx) = mpsc::channel(1);
-        let (b_tx, _b_rx) = mpsc::channel(1);
+        let (a_tx, _a_rx) = mpsc::unbounded_channel();
+        let (b_tx, _b_rx) = mpsc::unbounded_channel();
         let a = registry.open(a_tx).unwrap();
         let b = registry.open(b_tx).unwrap();
         assert!(registry.claim_push_id("p", a).is_none());
@@ -174,7 +179,7 @@ mod tests {
         assert!(registry.claim_push_id("p", b).is_none());
         assert_eq!(registry.active(), 1);
         assert_eq!(registry.begin_shutdown().len(), 1);
-        let (c_tx, _c_rx) = mpsc::channel(1);
+        let (c_tx, _c_rx) = mpsc::unbounded_channel();
         assert!(registry.open(c_tx).is_none());
         registry.close(b, Some("p"));
         assert_eq!(registry.active(), 0);

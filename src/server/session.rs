@@ -16,17 +16,36 @@
 //!   bounded it gives the push path backpressure instead of unbounded queues.
 //!
 //! The task is a loop around one `tokio::select!` over: the mailbox (replace,
-//! shutdown, later pushes), the incoming frames, the heartbeat timer and the
-//! pass timer. Each turn handles one wake-up synchronously, queueing its
-//! replies in an outbox; the loop then hands the whole outbox to actix-ws
-//! without yielding in between, and actix-ws' response body encodes every
-//! message queued at that point into one buffer: one socket write per batch
-//! (e.g. an ack, `41` and the close frame go out together). Coalescing many
-//! pushes into one write (a later issue) builds on the same outbox.
+//! shutdown, the hub's replies and pushes), the incoming frames, the
+//! heartbeat timer, the pass timer and the push-ack timer. Each turn handles
+//! one wake-up synchronously, queueing its replies in an outbox; the loop then
+//! hands the whole outbox to actix-ws without yielding in between, and
+//! actix-ws' response body encodes every message queued at that point into one
+//! buffer: one socket write per batch (e.g. an ack, `41` and the close frame go
+//! out together).
+//!
+//! # Pushes: acks, the in-flight window, coalesced writes
+//!
+//! A mailbox wake-up drains up to [`MAX_BATCH`] commands at once before the
+//! one flush, so pushes that arrive together leave in one write (the per-write
+//! cost, not the protocol, is the ceiling of a busy server). Each push gets the
+//! next per-connection ack id. At most
+//! [`ServerConfig::max_in_flight`](super::ServerConfig::max_in_flight) pushes
+//! are unacknowledged at a time; more wait in order in the session (counted
+//! by the hub against `max_queued_pushes`). A push unacknowledged after
+//! [`ServerConfig::ack_timeout`](super::ServerConfig::ack_timeout) closes the
+//! socket with 1002 ("push ack timeout"), like a missed pong, and without a
+//! `41`, so Socket.IO clients reconnect by themselves and re-watch with
+//! `after`: redelivery is by replay, never by resending here. The ack of a
+//! watch's final push (remove/expire) is reported to the hub, which ends the
+//! watch. `watch` and `unwatch` are forwarded to the hub (at most
+//! [`MAX_HUB_CALLS`] in flight per session, else 429), which answers through
+//! the mailbox, the ack of a watch always before its first push.
 //!
 //! Nothing here panics on network input: every decode error is a protocol
 //! error that is logged (`log::warn!`) and closes the socket with 1002.
 
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -40,12 +59,13 @@ use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
+use super::hub::{Outgoing, Request, SessionLink};
 use super::registry::{send_command, Command, SessionId};
 use super::Shared;
 use crate::protocol::engineio::{self, OpenPacket};
 use crate::protocol::messages::{
     is_valid_push_id, ConnectAuth, ConnectOk, ConnectRefused, Failure, Pass, PassOk, Success,
-    PASS_EVENT,
+    Unwatch, Watch, PASS_EVENT, UNWATCH_EVENT, WATCH_EVENT,
 };
 use crate::protocol::socketio::{self, PacketKind, DEFAULT_NAMESPACE};
 
@@ -56,13 +76,21 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// The length of the random Engine.IO and Socket.IO session ids.
 const SID_LEN: usize = 20;
 
+/// The most mailbox commands handled in one loop turn (before one flush).
+pub(crate) const MAX_BATCH: usize = 256;
+
+/// The most `watch`/`unwatch` calls of one session waiting for the hub.
+pub(crate) const MAX_HUB_CALLS: usize = 64;
+
 /// What the endpoint hands to a new session.
 pub(crate) struct SessionStart {
     pub(crate) id: SessionId,
     pub(crate) shared: Arc<Shared>,
+    /// The hub's handle on this session (mailbox sender and queue count).
+    pub(crate) link: Arc<SessionLink>,
     pub(crate) ws: actix_ws::Session,
     pub(crate) stream: AggregatedMessageStream,
-    pub(crate) mailbox: mpsc::Receiver<Command>,
+    pub(crate) mailbox: mpsc::UnboundedReceiver<Command>,
     /// The peer's address, for logs.
     pub(crate) peer: String,
 }
@@ -71,6 +99,7 @@ pub(crate) struct SessionStart {
 pub(crate) async fn run(start: SessionStart) {
     let SessionStart {
         id,
+        link,
         shared,
         ws,
         mut stream,
@@ -83,7 +112,11 @@ pub(crate) async fn run(start: SessionStart) {
             shared: shared.clone(),
             id,
             push_id: None,
+            ended: false,
         },
+        pushes: Pushes::default(),
+        link,
+        hub_calls: 0,
         timing: Timing::from(&shared),
         ws,
         eio_sid: random_sid(),
@@ -110,6 +143,8 @@ struct Timing {
     ping_interval: Duration,
     ping_timeout: Duration,
     max_payload: usize,
+    max_in_flight: usize,
+    ack_timeout: Duration,
 }
 
 impl From<&Arc<Shared>> for Timing {
@@ -118,23 +153,51 @@ impl From<&Arc<Shared>> for Timing {
             ping_interval: shared.config.ping_interval,
             ping_timeout: shared.config.ping_timeout,
             max_payload: shared.config.max_payload,
+            max_in_flight: shared.config.max_in_flight,
+            ack_timeout: shared.config.ack_timeout,
         }
     }
 }
 
 /// The session's entry in the registry; dropping it (even on a panic)
-/// forgets the session and frees its push id.
+/// forgets the session, frees its push id and tells the hub (whose watches
+/// of this session become dormant).
 struct Registration {
     shared: Arc<Shared>,
     id: SessionId,
     /// Set once the socket has passed.
-    push_id: Option<String>,
+    push_id: Option<Arc<str>>,
+    /// The hub was told.
+    ended: bool,
 }
 
 impl Registration {
-    fn release(&self) {
+    fn release(&mut self) {
         self.shared.registry.close(self.id, self.push_id.as_deref());
+        if !self.ended {
+            self.ended = true;
+            if let Some(push_id) = &self.push_id {
+                self.shared.hub.send(Request::SessionEnded {
+                    session: self.id,
+                    push_id: push_id.clone(),
+                });
+            }
+        }
     }
+}
+
+/// A push written and not yet acknowledged.
+struct InFlight {
+    sent: Instant,
+    push: Outgoing,
+}
+
+/// The session's pushes: in flight (by ack id, so oldest first) and waiting.
+#[derive(Default)]
+struct Pushes {
+    next_ack_id: u64,
+    in_flight: BTreeMap<u64, InFlight>,
+    waiting: VecDeque<Outgoing>,
 }
 
 impl Drop for Registration {
@@ -171,6 +234,10 @@ type WriteResult = Result<(), Ending>;
 
 struct Session {
     registration: Registration,
+    pushes: Pushes,
+    link: Arc<SessionLink>,
+    /// `watch`/`unwatch` calls sent to the hub and not answered yet.
+    hub_calls: usize,
     timing: Timing,
     ws: actix_ws::Session,
     /// The Engine.IO session id (sent in the open packet).
@@ -196,6 +263,7 @@ enum Wake {
     Frame(Option<Result<AggregatedMessage, actix_ws::ProtocolError>>),
     Heartbeat,
     PassTimeout,
+    AckTimeout,
 }
 
 impl Session {
@@ -212,26 +280,36 @@ impl Session {
     async fn serve(
         &mut self,
         stream: &mut AggregatedMessageStream,
-        mailbox: &mut mpsc::Receiver<Command>,
+        mailbox: &mut mpsc::UnboundedReceiver<Command>,
     ) -> Ending {
         let heartbeat = sleep_until(self.heartbeat_at);
         let pass_timer = sleep_until(self.pass_deadline);
-        tokio::pin!(heartbeat, pass_timer);
+        let ack_timer = sleep_until(self.heartbeat_at);
+        tokio::pin!(heartbeat, pass_timer, ack_timer);
         loop {
             if heartbeat.deadline() != self.heartbeat_at {
                 heartbeat.as_mut().reset(self.heartbeat_at);
             }
+            let ack_deadline = self.ack_deadline();
+            if let Some(deadline) = ack_deadline {
+                if ack_timer.deadline() != deadline {
+                    ack_timer.as_mut().reset(deadline);
+                }
+            }
             let passed = self.passed();
+            // No `biased`: under a stream of pushes the peer's acks must still
+            // be read (tokio picks a ready branch at random), and a shutdown
+            // still gets its turn within a few.
             let wake = tokio::select! {
-                // Commands first: a shutdown must not wait behind a chatty peer.
-                biased;
                 Some(command) = mailbox.recv() => Wake::Command(command),
                 frame = stream.recv() => Wake::Frame(frame),
                 () = &mut heartbeat => Wake::Heartbeat,
                 () = &mut pass_timer, if !passed => Wake::PassTimeout,
+                () = &mut ack_timer, if ack_deadline.is_some() => Wake::AckTimeout,
             };
             let flow = match wake {
-                Wake::Command(command) => self.on_command(command),
+                Wake::Command(command) => self.on_commands(command, mailbox),
+                Wake::AckTimeout => self.on_ack_timer(),
                 Wake::Frame(frame) => self.on_frame(frame),
                 Wake::Heartbeat => self.on_heartbeat(),
                 Wake::PassTimeout => {
@@ -344,8 +422,49 @@ impl Session {
 
     // ---- wake-ups ------------------------------------------------------
 
+    /// One command, then whatever else the mailbox holds (up to
+    /// [`MAX_BATCH`]), so that the loop's one flush writes them together.
+    fn on_commands(
+        &mut self,
+        first: Command,
+        mailbox: &mut mpsc::UnboundedReceiver<Command>,
+    ) -> Flow {
+        if let Flow::End(ending) = self.on_command(first) {
+            return Flow::End(ending);
+        }
+        for _ in 1..MAX_BATCH {
+            let Ok(command) = mailbox.try_recv() else {
+                break;
+            };
+            if let Flow::End(ending) = self.on_command(command) {
+                return Flow::End(ending);
+            }
+        }
+        Flow::Continue
+    }
+
     fn on_command(&mut self, command: Command) -> Flow {
         match command {
+            Command::Push(push) => {
+                self.on_push(push);
+                Flow::Continue
+            }
+            Command::Reply { ack_id, body } => {
+                self.hub_calls = self.hub_calls.saturating_sub(1);
+                self.queue_ack(ack_id, &body);
+                Flow::Continue
+            }
+            Command::Overflow => {
+                log::warn!(
+                    "{}: more than max_queued_pushes pushes wait for this peer; closing with 1013 \
+                     (it reconnects and replays)",
+                    self.name()
+                );
+                Flow::End(Ending::Close(CloseReason {
+                    code: CloseCode::Again,
+                    description: Some("too many pushes waiting".to_owned()),
+                }))
+            }
             Command::Replaced => {
                 log::info!(
                     "{}: push id {:?} passed on a newer connection, disconnecting this one",
@@ -355,6 +474,158 @@ impl Session {
                 Flow::End(Ending::Disconnect("replaced by a newer connection"))
             }
             Command::Shutdown => Flow::End(Ending::Disconnect("server shutting down")),
+        }
+    }
+
+    // ---- pushes --------------------------------------------------------
+
+    /// When the oldest unacknowledged push times out.
+    fn ack_deadline(&self) -> Option<Instant> {
+        self.pushes
+            .in_flight
+            .first_key_value()
+            .map(|(_, p)| p.sent + self.timing.ack_timeout)
+    }
+
+    fn on_ack_timer(&mut self) -> Flow {
+        match self.ack_deadline() {
+            Some(deadline) if deadline <= Instant::now() => {
+                let (ack_id, oldest) = self
+                    .pushes
+                    .in_flight
+                    .first_key_value()
+                    .map(|(id, p)| (*id, p.push.event.seq))
+                    .unwrap_or_default();
+                log::warn!(
+                    "{}: push {ack_id} (seq {oldest}) not acknowledged within {:?}; closing with 1002 \
+                     (the client re-watches with `after` and gets it again)",
+                    self.name(),
+                    self.timing.ack_timeout
+                );
+                Flow::End(Ending::Close(CloseReason {
+                    code: CloseCode::Protocol,
+                    description: Some("push ack timeout".to_owned()),
+                }))
+            }
+            _ => Flow::Continue,
+        }
+    }
+
+    /// A push from the hub: written now if the window has room, else queued.
+    fn on_push(&mut self, push: Outgoing) {
+        if !push.view.is_live() {
+            self.link.dequeued(&push);
+        } else if self.pushes.waiting.is_empty()
+            && self.pushes.in_flight.len() < self.timing.max_in_flight
+        {
+            self.write_push(push);
+        } else {
+            self.pushes.waiting.push_back(push);
+        }
+    }
+
+    fn write_push(&mut self, push: Outgoing) {
+        let ack_id = self.pushes.next_ack_id;
+        self.pushes.next_ack_id += 1;
+        self.queue_text(push.frame(ack_id));
+        self.link.dequeued(&push);
+        self.pushes.in_flight.insert(
+            ack_id,
+            InFlight {
+                sent: Instant::now(),
+                push,
+            },
+        );
+    }
+
+    /// The peer acknowledged push `ack_id`.
+    fn on_push_ack(&mut self, ack_id: u64) {
+        let Some(acked) = self.pushes.in_flight.remove(&ack_id) else {
+            log::debug!(
+                "{}: ignored an ACK {ack_id} (no push is waiting for it)",
+                self.name()
+            );
+            return;
+        };
+        if acked.push.last {
+            self.registration.shared.hub.send(Request::FinalAcked {
+                watch: acked.push.view.watch,
+            });
+        }
+        while self.pushes.in_flight.len() < self.timing.max_in_flight {
+            let Some(next) = self.pushes.waiting.pop_front() else {
+                break;
+            };
+            if next.view.is_live() {
+                self.write_push(next);
+            } else {
+                self.link.dequeued(&next);
+            }
+        }
+    }
+
+    /// `watch` and `unwatch`: forwarded to the hub, answered through the mailbox.
+    fn on_hub_call(&mut self, name: &str, ack_id: u64, packet: &socketio::Packet) {
+        if self.hub_calls >= MAX_HUB_CALLS {
+            self.queue_ack(
+                ack_id,
+                &Failure::new(
+                    429,
+                    format!("more than {MAX_HUB_CALLS} watch calls are waiting for answers: wait for them"),
+                ),
+            );
+            return;
+        }
+        let Some(push_id) = self.registration.push_id.clone() else {
+            return;
+        };
+        let session = self.link.clone();
+        let request = if name == WATCH_EVENT {
+            match packet.first_arg::<Watch>() {
+                Ok(watch) => Request::Watch {
+                    session,
+                    push_id,
+                    ack_id,
+                    watch,
+                },
+                Err(e) => {
+                    self.queue_ack(
+                        ack_id,
+                        &Failure::new(
+                            400,
+                            format!(
+                                "bad watch payload ({e}): send {{\"event\":\"update\"|\"remove\"|\"expire\",\
+                                 \"id\",\"key\",\"after\"?,\"message\"?,\"withValue\"?}}"
+                            ),
+                        ),
+                    );
+                    return;
+                }
+            }
+        } else {
+            match packet.first_arg::<Unwatch>() {
+                Ok(unwatch) => Request::Unwatch {
+                    session,
+                    push_id,
+                    ack_id,
+                    watchable: unwatch.watchable,
+                },
+                Err(e) => {
+                    self.queue_ack(
+                        ack_id,
+                        &Failure::new(
+                            400,
+                            format!("bad unwatch payload ({e}): send {{\"watchable\"}}"),
+                        ),
+                    );
+                    return;
+                }
+            }
+        };
+        if self.registration.shared.hub.send(request) {
+            self.hub_calls += 1;
+        } else {
+            self.queue_ack(ack_id, &Failure::new(503, "the server is shutting down"));
         }
     }
 
@@ -508,12 +779,10 @@ impl Session {
             }
             PacketKind::Event | PacketKind::BinaryEvent => self.on_event(&packet),
             PacketKind::Ack | PacketKind::BinaryAck => {
-                // The hub's pushes will be acknowledged here.
-                log::debug!(
-                    "{}: ignored an ACK {:?} (no push is waiting for one)",
-                    self.name(),
-                    packet.ack_id
-                );
+                match packet.ack_id {
+                    Some(ack_id) => self.on_push_ack(ack_id),
+                    None => log::debug!("{}: ignored an ACK without an id", self.name()),
+                }
                 Flow::Continue
             }
             PacketKind::ConnectError => {
@@ -613,6 +882,10 @@ impl Session {
             self.queue_ack(ack_id, &Failure::new(401, "pass first"));
             return Flow::Continue;
         }
+        if name == WATCH_EVENT || name == UNWATCH_EVENT {
+            self.on_hub_call(&name, ack_id, packet);
+            return Flow::Continue;
+        }
         match self.on_passed_event(&name, packet) {
             Ok(reply) => self.queue_ack(ack_id, &reply),
             Err(failure) => self.queue_ack(ack_id, &failure),
@@ -623,10 +896,9 @@ impl Session {
     /// The events of a socket that has passed, answered with the ack's reply
     /// object (`Ok` for `{"ok":true,…}`, `Err` for a failure).
     ///
-    /// **Extension point**: the hub plugs in here with `watch` and `unwatch`
-    /// arms. An arm that must wait (on the store, say) should spawn its work
-    /// and answer through the session's mailbox (a new [`Command`] carrying
-    /// the ack id and reply), so that this loop never blocks.
+    /// `watch` and `unwatch` do not come here: they go to the hub (see
+    /// [`Session::on_hub_call`]), which answers through the mailbox. An arm
+    /// that must wait should do the same, so that this loop never blocks.
     fn on_passed_event(
         &mut self,
         name: &str,
@@ -653,7 +925,7 @@ impl Session {
             return self.fail_pass(ack_id, failure);
         }
         match self.registration.push_id.as_deref() {
-            Some(current) if current != pass.push_id => {
+            Some(current) if *current != *pass.push_id => {
                 // One socket, one push id: re-passing under another name is a
                 // client bug, not an attack; the socket keeps its first name.
                 self.queue_ack(
@@ -720,7 +992,7 @@ impl Session {
             send_command(&older, Command::Replaced);
         }
         log::debug!("{}: passed as {push_id:?}", self.name());
-        self.registration.push_id = Some(push_id);
+        self.registration.push_id = Some(push_id.into());
     }
 }
 

@@ -286,3 +286,84 @@ impl Wire {
         .await;
     }
 }
+
+/// A text frame the server sent, classified for the push tests.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incoming {
+    /// `42<ack id>["push",{…}]`: a push and its ack id.
+    Push(u64, Value),
+    /// `43<ack id>[reply]`: the answer to one of our calls.
+    Ack(u64, Value),
+    /// Anything else.
+    Other(String),
+}
+
+/// Splits `<digits><rest>` into the number and the rest.
+fn leading_id(text: &str) -> Option<(u64, &str)> {
+    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
+    let id = text.get(..digits)?.parse().ok()?;
+    Some((id, &text[digits..]))
+}
+
+/// Classifies one text frame.
+pub fn classify(text: &str) -> Incoming {
+    if let Some((ack_id, json)) = text.strip_prefix("42").and_then(leading_id) {
+        if let Ok(Value::Array(args)) = serde_json::from_str::<Value>(json) {
+            if args.len() == 2 && args[0] == "push" {
+                return Incoming::Push(ack_id, args[1].clone());
+            }
+        }
+    }
+    if let Some((ack_id, json)) = text.strip_prefix("43").and_then(leading_id) {
+        if let Ok(Value::Array(mut args)) = serde_json::from_str::<Value>(json) {
+            if !args.is_empty() {
+                return Incoming::Ack(ack_id, args.swap_remove(0));
+            }
+        }
+    }
+    Incoming::Other(text.to_owned())
+}
+
+impl Wire {
+    /// The next text frame, classified.
+    pub async fn next_incoming(&mut self) -> Incoming {
+        classify(&self.next_text().await)
+    }
+
+    /// The next push (its ack id and object); panics on anything else.
+    pub async fn next_push(&mut self) -> (u64, Value) {
+        match self.next_incoming().await {
+            Incoming::Push(ack_id, push) => (ack_id, push),
+            other => panic!("expected a push, got {other:?}"),
+        }
+    }
+
+    /// Acknowledges push `ack_id` as the effex client does.
+    pub async fn ack_push(&mut self, ack_id: u64) {
+        self.send_text(format!("43{ack_id}[{{\"ok\":true}}]")).await;
+    }
+
+    /// The next push, acknowledged; returns its object.
+    pub async fn next_push_acked(&mut self) -> Value {
+        let (ack_id, push) = self.next_push().await;
+        self.ack_push(ack_id).await;
+        push
+    }
+
+    /// The next `n` pushes, each acknowledged.
+    pub async fn pushes_acked(&mut self, n: usize) -> Vec<Value> {
+        let mut pushes = Vec::with_capacity(n);
+        for _ in 0..n {
+            pushes.push(self.next_push_acked().await);
+        }
+        pushes
+    }
+
+    /// Opens a socket, joins `/` and passes as `push_id` (any passphrase).
+    pub async fn passed(url: &str, pass: &str, push_id: &str) -> Self {
+        let (mut wire, _) = Self::joined(url).await;
+        let reply = wire.pass(0, pass, push_id).await;
+        assert_eq!(reply["ok"], json!(true), "pass refused: {reply}");
+        wire
+    }
+}

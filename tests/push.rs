@@ -1,0 +1,964 @@
+//! Watches, pushes, replay and webhooks (protocol.md §2.3–2.5, §3's webhook
+//! rows) against an in-process server over real sockets on 127.0.0.1, with
+//! the raw wire client (so the server side is tested on its own).
+//!
+//! Every wait is bounded ([`WAIT`]). Where a test must show that something
+//! does *not* arrive, it uses a barrier instead of a sleep: the hub handles
+//! events in seq order, so once the push of a later event has arrived, the
+//! push of an earlier one would have arrived before it.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use common::wire::{http_client, Incoming, Received, Wire, WAIT};
+use effex::server::{Server, ServerConfig, ServerHandle};
+use effex::store::{
+    KeyKind, MakeKeys, MemoryStore, MemoryStoreConfig, Store, UpdateItem, WriteItem,
+};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+/// Timers long enough never to fire in a test that is not about them.
+fn config() -> ServerConfig {
+    ServerConfig {
+        ping_interval: Duration::from_secs(10),
+        ping_timeout: Duration::from_secs(10),
+        pass_timeout: Duration::from_secs(10),
+        shutdown_timeout: Duration::from_secs(2),
+        ..Default::default()
+    }
+}
+
+async fn start(config: ServerConfig) -> ServerHandle {
+    let _ = env_logger::builder().is_test(true).try_init();
+    Server::start(config).await.expect("server starts")
+}
+
+/// The keys of one test: a writer, and readers listed on every item.
+struct Keys {
+    writer: String,
+    readers: Vec<String>,
+    /// A valid reader key that no item lists.
+    stranger: String,
+}
+
+async fn keys(store: &Arc<dyn Store>, boss: &str, readers: usize) -> Keys {
+    let writer = store
+        .make_keys(boss, MakeKeys::new(KeyKind::Writer))
+        .await
+        .expect("writer key")
+        .keys
+        .remove(0);
+    let mut request = MakeKeys::new(KeyKind::Reader);
+    request.count = Some(readers + 1);
+    let mut readers = store
+        .make_keys(boss, request)
+        .await
+        .expect("reader keys")
+        .keys;
+    let stranger = readers.pop().expect("one more");
+    Keys {
+        writer,
+        readers,
+        stranger,
+    }
+}
+
+/// Writes an item readable by `keys.readers`; returns its id and seq.
+async fn write(store: &Arc<dyn Store>, keys: &Keys, value: Value) -> (String, u64) {
+    write_with(store, keys, value, |_| {}).await
+}
+
+async fn write_with(
+    store: &Arc<dyn Store>,
+    keys: &Keys,
+    value: Value,
+    change: impl FnOnce(&mut WriteItem),
+) -> (String, u64) {
+    let mut item = WriteItem::new(value);
+    item.readers = keys.readers.clone();
+    change(&mut item);
+    let written = store.write(&keys.writer, item).await.expect("write");
+    (written.id.to_string(), written.seq)
+}
+
+async fn update(store: &Arc<dyn Store>, keys: &Keys, id: &str, value: Value) -> u64 {
+    store
+        .update(&keys.writer, id, UpdateItem::new(value))
+        .await
+        .expect("update")
+        .seq
+}
+
+/// A server with its store and keys, and one passed socket.
+struct Fixture {
+    server: ServerHandle,
+    store: Arc<dyn Store>,
+    keys: Keys,
+}
+
+impl Fixture {
+    async fn new(config: ServerConfig, readers: usize) -> Self {
+        let server = start(config).await;
+        let store = server.store().clone();
+        let keys = keys(&store, server.boss_key().expect("embedded store"), readers).await;
+        Fixture {
+            server,
+            store,
+            keys,
+        }
+    }
+
+    async fn wire(&self, push_id: &str) -> Wire {
+        Wire::passed(&self.server.ws_url(), "any", push_id).await
+    }
+
+    fn reader(&self) -> &str {
+        &self.keys.readers[0]
+    }
+}
+
+/// `watch` and its reply, which must come before any push.
+async fn watch(wire: &mut Wire, ack_id: u64, args: Value) -> Value {
+    wire.call(ack_id, "watch", args).await
+}
+
+/// `watch` that must succeed; returns the watchable.
+async fn watch_ok(wire: &mut Wire, ack_id: u64, args: Value) -> String {
+    let reply = watch(wire, ack_id, args).await;
+    assert_eq!(reply["ok"], json!(true), "watch refused: {reply}");
+    reply["watchable"].as_str().expect("watchable").to_owned()
+}
+
+fn seqs(pushes: &[Value]) -> Vec<u64> {
+    pushes
+        .iter()
+        .map(|p| p["seq"].as_u64().expect("seq"))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+
+#[actix_rt::test]
+async fn every_event_is_one_push_per_watch_in_seq_order() {
+    let f = Fixture::new(config(), 2).await;
+    let (id, _) = write(&f.store, &f.keys, json!(0)).await;
+    let mut wire = f.wire("app-1").await;
+    let with_value = watch_ok(
+        &mut wire,
+        1,
+        json!({"event":"update","id":id,"key":f.reader(),"withValue":true,"message":{"tag":"v"}}),
+    )
+    .await;
+    // The same item and kind with another key is another watch.
+    let plain = watch_ok(
+        &mut wire,
+        2,
+        json!({"event":"update","id":id,"key":f.keys.readers[1]}),
+    )
+    .await;
+    assert_ne!(with_value, plain);
+    let removal = watch_ok(
+        &mut wire,
+        3,
+        json!({"event":"remove","id":id,"key":f.reader()}),
+    )
+    .await;
+    let expiry = watch_ok(
+        &mut wire,
+        4,
+        json!({"event":"expire","id":id,"key":f.reader()}),
+    )
+    .await;
+
+    let mut updates = Vec::new();
+    for n in 1..=3 {
+        updates.push(update(&f.store, &f.keys, &id, json!({"n": n})).await);
+    }
+    let removed = f
+        .store
+        .remove(&f.keys.writer, &id)
+        .await
+        .expect("remove")
+        .seq;
+
+    // 3 updates × 2 watches, then the one remove push: 7 pushes, in seq order.
+    let pushes = wire.pushes_acked(7).await;
+    let mine = |w: &str| -> Vec<Value> {
+        pushes
+            .iter()
+            .filter(|p| p["watchable"] == w)
+            .cloned()
+            .collect()
+    };
+    let valued = mine(&with_value);
+    assert_eq!(seqs(&valued), updates);
+    for (n, push) in valued.iter().enumerate() {
+        assert_eq!(push["event"], "update");
+        assert_eq!(push["id"], json!(id));
+        assert_eq!(push["value"], json!({"n": n + 1}));
+        assert_eq!(push["message"], json!({"tag": "v"}));
+        assert!(push.get("alias").is_none());
+        assert!(push["at"].as_u64().unwrap() > 1_600_000_000_000);
+    }
+    let bare = mine(&plain);
+    assert_eq!(seqs(&bare), updates);
+    assert!(bare
+        .iter()
+        .all(|p| p.get("value").is_none() && p.get("message").is_none()));
+    let final_push = mine(&removal);
+    assert_eq!(seqs(&final_push), [removed]);
+    assert_eq!(final_push[0]["event"], "remove");
+    assert!(final_push[0].get("value").is_none());
+    assert!(mine(&expiry).is_empty());
+    let all = seqs(&pushes);
+    assert!(all.windows(2).all(|w| w[0] <= w[1]), "{all:?}");
+
+    // The final push was acked: every watch of the item has ended.
+    for (n, watchable) in [&with_value, &plain, &removal, &expiry]
+        .into_iter()
+        .enumerate()
+    {
+        let reply = wire
+            .call(10 + n as u64, "unwatch", json!({"watchable": watchable}))
+            .await;
+        assert_eq!(reply["code"], json!(404), "{watchable}: {reply}");
+    }
+    // And a re-watch of the gone item is 404.
+    let reply = watch(
+        &mut wire,
+        20,
+        json!({"event":"update","id":id,"key":f.reader()}),
+    )
+    .await;
+    assert_eq!(reply["code"], json!(404));
+    f.server.stop().await;
+}
+
+#[actix_rt::test]
+async fn expiry_sends_the_final_push_and_ends_the_other_watches() {
+    let f = Fixture::new(config(), 1).await;
+    let (id, _) = write_with(&f.store, &f.keys, json!(1), |item| {
+        item.lifetime = Some(Duration::from_millis(300));
+    })
+    .await;
+    let mut wire = f.wire("app-1").await;
+    let expiry = watch_ok(
+        &mut wire,
+        1,
+        json!({"event":"expire","id":id,"key":f.reader()}),
+    )
+    .await;
+    let updates = watch_ok(
+        &mut wire,
+        2,
+        json!({"event":"update","id":id,"key":f.reader()}),
+    )
+    .await;
+    let push = wire.next_push_acked().await;
+    assert_eq!(push["watchable"], json!(expiry));
+    assert_eq!(push["event"], "expire");
+    for (ack, w) in [(3, &expiry), (4, &updates)] {
+        let reply = wire.call(ack, "unwatch", json!({"watchable": w})).await;
+        assert_eq!(reply["code"], json!(404), "{reply}");
+    }
+    f.server.stop().await;
+}
+
+#[actix_rt::test]
+async fn replay_sends_the_backlog_then_live_events_without_duplicates() {
+    let f = Fixture::new(config(), 1).await;
+    let (id, written) = write(&f.store, &f.keys, json!(0)).await;
+    let mut logged = Vec::new();
+    for n in 1..=5 {
+        logged.push(update(&f.store, &f.keys, &id, json!(n)).await);
+    }
+    let mut wire = f.wire("app-1").await;
+    let reply = watch(
+        &mut wire,
+        1,
+        json!({"event":"update","id":id,"key":f.reader(),"after":written}),
+    )
+    .await;
+    assert_eq!(reply["ok"], json!(true));
+    assert_eq!(reply["seq"], json!(logged[4]));
+    assert_eq!(reply["gap"], json!(false));
+    // Live events while the backlog is still being acked.
+    let mut live = Vec::new();
+    for n in 6..=8 {
+        live.push(update(&f.store, &f.keys, &id, json!(n)).await);
+    }
+    let pushes = wire.pushes_acked(8).await;
+    let expected: Vec<u64> = logged.iter().chain(&live).copied().collect();
+    assert_eq!(seqs(&pushes), expected);
+
+    // From the middle of the log, on another push id.
+    let mut other = f.wire("app-2").await;
+    watch_ok(
+        &mut other,
+        1,
+        json!({"event":"update","id":id,"key":f.reader(),"after":logged[2]}),
+    )
+    .await;
+    let pushes = other.pushes_acked(5).await;
+    assert_eq!(seqs(&pushes), expected[3..]);
+    // Without `after`: live events only.
+    let mut fresh = f.wire("app-3").await;
+    let reply = watch(
+        &mut fresh,
+        1,
+        json!({"event":"update","id":id,"key":f.reader()}),
+    )
+    .await;
+    assert_eq!(reply["seq"], json!(live[2]));
+    let next = update(&f.store, &f.keys, &id, json!(9)).await;
+    assert_eq!(seqs(&[fresh.next_push_acked().await]), [next]);
+    f.server.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_lagging_hub_catches_up_from_the_log() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let store: Arc<dyn Store> = Arc::new(
+        MemoryStore::new(MemoryStoreConfig {
+            boss_key: "boss".into(),
+            event_capacity: 4,
+            ..Default::default()
+        })
+        .expect("store"),
+    );
+    let server = start(ServerConfig {
+        store: Some(store.clone()),
+        ..config()
+    })
+    .await;
+    let keys = keys(&store, "boss", 1).await;
+    let (id, _) = write(&store, &keys, json!(0)).await;
+    let mut wire = Wire::passed(&server.ws_url(), "any", "app-1").await;
+    watch_ok(
+        &mut wire,
+        1,
+        json!({"event":"update","id":id,"key":keys.readers[0]}),
+    )
+    .await;
+    // The memory store answers at once: this loop never yields, so the hub
+    // (on this thread) falls far behind the 4-event channel.
+    let mut expected = Vec::new();
+    for n in 0..50 {
+        expected.push(update(&store, &keys, &id, json!(n)).await);
+    }
+    let pushes = wire.pushes_acked(50).await;
+    assert_eq!(seqs(&pushes), expected);
+    server.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_watch_is_idempotent_and_the_latest_call_applies() {
+    let f = Fixture::new(config(), 1).await;
+    let (id, _) = write(&f.store, &f.keys, json!(0)).await;
+    let mut wire = f.wire("app-1").await;
+    let first = watch_ok(
+        &mut wire,
+        1,
+        json!({"event":"update","id":id,"key":f.reader(),"message":"old"}),
+    )
+    .await;
+    let second = watch_ok(
+        &mut wire,
+        2,
+        json!({"event":"update","id":id,"key":f.reader(),"message":"new","withValue":true}),
+    )
+    .await;
+    assert_eq!(first, second);
+    let seq = update(&f.store, &f.keys, &id, json!("v")).await;
+    let push = wire.next_push_acked().await;
+    assert_eq!(push["seq"], json!(seq));
+    assert_eq!(push["message"], json!("new"));
+    assert_eq!(push["value"], json!("v"));
+    // Exactly one push: the next event's push comes next.
+    let seq = update(&f.store, &f.keys, &id, json!("w")).await;
+    assert_eq!(wire.next_push_acked().await["seq"], json!(seq));
+    f.server.stop().await;
+}
+
+#[actix_rt::test]
+async fn gap_when_the_log_no_longer_holds_the_events() {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let store: Arc<dyn Store> = Arc::new(
+        MemoryStore::new(MemoryStoreConfig {
+            boss_key: "boss".into(),
+            max_events_per_item: 3,
+            ..Default::default()
+        })
+        .expect("store"),
+    );
+    let server = start(ServerConfig {
+        store: Some(store.clone()),
+        ..config()
+    })
+    .await;
+    let keys = keys(&store, "boss", 1).await;
+    let (id, written) = write(&store, &keys, json!(0)).await;
+    let mut seqs_written = Vec::new();
+    for n in 1..=6 {
+        seqs_written.push(update(&store, &keys, &id, json!(n)).await);
+    }
+    let mut wire = Wire::passed(&server.ws_url(), "any", "app-1").await;
+    let reply = watch(
+        &mut wire,
+        1,
+        json!({"event":"update","id":id,"key":keys.readers[0],"after":written}),
+    )
+    .await;
+    assert_eq!(reply["gap"], json!(true), "{reply}");
+    let pushes = wire.pushes_acked(3).await;
+    assert_eq!(seqs(&pushes), seqs_written[3..]);
+    // After a seq the log still covers: no gap.
+    let mut other = Wire::passed(&server.ws_url(), "any", "app-2").await;
+    let reply = watch(
+        &mut other,
+        1,
+        json!({"event":"update","id":id,"key":keys.readers[0],"after":seqs_written[3]}),
+    )
+    .await;
+    assert_eq!(reply["gap"], json!(false), "{reply}");
+    server.stop().await;
+}
+
+#[actix_rt::test]
+async fn unwatch_stops_pushes_and_foreign_watchables_are_404() {
+    let f = Fixture::new(config(), 1).await;
+    let (id, _) = write(&f.store, &f.keys, json!(0)).await;
+    let (barrier, _) = write(&f.store, &f.keys, json!(0)).await;
+    let mut wire = f.wire("app-1").await;
+    let watchable = watch_ok(
+        &mut wire,
+        1,
+        json!({"event":"update","id":id,"key":f.reader()}),
+    )
+    .await;
+    watch_ok(
+        &mut wire,
+        2,
+        json!({"event":"update","id":barrier,"key":f.reader()}),
+    )
+    .await;
+
+    let mut other = f.wire("app-2").await;
+    let reply = other
+        .call(1, "unwatch", json!({"watchable": watchable}))
+        .await;
+    assert_eq!(
+        reply["code"],
+        json!(404),
+        "another push id's watch: {reply}"
+    );
+    let reply = wire
+        .call(3, "unwatch", json!({"watchable": "w-nope"}))
+        .await;
+    assert_eq!(reply["code"], json!(404));
+    let reply = wire
+        .call(4, "unwatch", json!({"watchable": watchable}))
+        .await;
+    assert_eq!(reply, json!({"ok": true}));
+
+    update(&f.store, &f.keys, &id, json!(1)).await;
+    let after = update(&f.store, &f.keys, &barrier, json!(1)).await;
+    let push = wire.next_push_acked().await;
+    assert_eq!(
+        push["seq"],
+        json!(after),
+        "the unwatched item pushed: {push}"
+    );
+    f.server.stop().await;
+}
+
+#[actix_rt::test]
+async fn watch_checks_the_key_and_the_payload() {
+    let f = Fixture::new(config(), 1).await;
+    let (id, _) = write(&f.store, &f.keys, json!(0)).await;
+    let mut wire = f.wire("app-1").await;
+    let cases = [
+        (json!({"event":"update","id":id,"key":f.keys.stranger}), 403),
+        (
+            json!({"event":"update","id":id,"key":"rk0123456789abcdef0123456789abcdef"}),
+            401,
+        ),
+        (
+            json!({"event":"update","id":"0123456789abcdef0123456789abcdef","key":f.reader()}),
+            404,
+        ),
+        (
+            json!({"event":"update","id":"no-such-alias","key":f.reader()}),
+            404,
+        ),
+        (json!({"event":"explode","id":id,"key":f.reader()}), 400),
+        (json!({"id":id}), 400),
+    ];
+    for (n, (args, code)) in cases.into_iter().enumerate() {
+        let reply = watch(&mut wire, n as u64 + 1, args.clone()).await;
+        assert_eq!(reply["ok"], json!(false), "{args}: {reply}");
+        assert_eq!(reply["code"], json!(code), "{args}: {reply}");
+        assert!(reply["error"].as_str().is_some_and(|e| !e.is_empty()));
+    }
+    // Before a pass: 401.
+    let (mut unpassed, _) = Wire::joined(&f.server.ws_url()).await;
+    let reply = watch(
+        &mut unpassed,
+        1,
+        json!({"event":"update","id":id,"key":f.reader()}),
+    )
+    .await;
+    assert_eq!(reply["code"], json!(401));
+    f.server.stop().await;
+}
+
+#[actix_rt::test]
+async fn in_flight_bound_ack_timeout_and_redelivery_by_replay() {
+    let f = Fixture::new(
+        ServerConfig {
+            max_in_flight: 5,
+            ack_timeout: Duration::from_millis(700),
+            ..config()
+        },
+        1,
+    )
+    .await;
+    let (id, written) = write(&f.store, &f.keys, json!(0)).await;
+    let mut wire = f.wire("app-1").await;
+    let args = json!({"event":"update","id":id,"key":f.reader()});
+    let watchable = watch_ok(&mut wire, 1, args.clone()).await;
+    let mut expected = Vec::new();
+    for n in 0..20 {
+        expected.push(update(&f.store, &f.keys, &id, json!(n)).await);
+    }
+    // Never acked: exactly 5 pushes, then the ack timeout closes the socket.
+    let mut received = Vec::new();
+    let code = loop {
+        match wire.next().await {
+            Received::Text(text) => match common::wire::classify(&text) {
+                Incoming::Push(_, push) => received.push(push),
+                other => panic!("unexpected {other:?}"),
+            },
+            Received::Close(code, _) => break code,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(1002));
+    assert_eq!(seqs(&received), expected[..5]);
+
+    // The client reconnects and re-watches with its last handled seq (none
+    // handled): every event comes again, acked as it goes.
+    let mut again = f.wire("app-1").await;
+    let mut rewatch = args.clone();
+    rewatch["after"] = json!(written);
+    assert_eq!(watch_ok(&mut again, 1, rewatch).await, watchable);
+    let pushes = again.pushes_acked(20).await;
+    assert_eq!(seqs(&pushes), expected);
+    f.server.stop().await;
+}
+
+#[actix_rt::test]
+async fn one_update_reaches_100_connections_with_10_watches_each() {
+    let f = Fixture::new(config(), 10).await;
+    let (id, _) = write(&f.store, &f.keys, json!(0)).await;
+    let mut wires = Vec::new();
+    for c in 0..100 {
+        let mut wire = f.wire(&format!("app-{c}")).await;
+        for (k, key) in f.keys.readers.iter().enumerate() {
+            watch_ok(
+                &mut wire,
+                k as u64 + 1,
+                json!({"event":"update","id":id,"key":key}),
+            )
+            .await;
+        }
+        wires.push(wire);
+    }
+    let seq = update(&f.store, &f.keys, &id, json!("all")).await;
+    let mut total = 0;
+    for wire in &mut wires {
+        let pushes = wire.pushes_acked(10).await;
+        assert!(pushes.iter().all(|p| p["seq"] == json!(seq)));
+        let distinct: std::collections::HashSet<&str> = pushes
+            .iter()
+            .map(|p| p["watchable"].as_str().unwrap())
+            .collect();
+        assert_eq!(distinct.len(), 10);
+        total += pushes.len();
+    }
+    assert_eq!(total, 1000);
+    f.server.stop().await;
+}
+
+#[actix_rt::test]
+async fn an_alias_watch_follows_the_alias() {
+    let f = Fixture::new(config(), 1).await;
+    let (first, _) = write_with(&f.store, &f.keys, json!("a"), |item| {
+        item.alias = Some("current".into());
+    })
+    .await;
+    let (second, _) = write(&f.store, &f.keys, json!("b")).await;
+    let mut wire = f.wire("app-1").await;
+    let watchable = watch_ok(
+        &mut wire,
+        1,
+        json!({"event":"update","id":"current","key":f.reader()}),
+    )
+    .await;
+    let seq = update(&f.store, &f.keys, &first, json!("a1")).await;
+    let push = wire.next_push_acked().await;
+    assert_eq!(push["seq"], json!(seq));
+    assert_eq!(push["id"], json!(first));
+    assert_eq!(push["alias"], json!("current"));
+
+    f.store
+        .alias(&f.keys.writer, "current", &second)
+        .await
+        .expect("re-point");
+    update(&f.store, &f.keys, &first, json!("a2")).await;
+    let seq = update(&f.store, &f.keys, &second, json!("b1")).await;
+    let push = wire.next_push_acked().await;
+    assert_eq!(push["seq"], json!(seq), "the old item pushed: {push}");
+    assert_eq!(push["id"], json!(second));
+    assert_eq!(push["watchable"], json!(watchable));
+    // Watching the alias and the item itself are two watches.
+    let direct = watch_ok(
+        &mut wire,
+        2,
+        json!({"event":"update","id":second,"key":f.reader()}),
+    )
+    .await;
+    assert_ne!(direct, watchable);
+    f.server.stop().await;
+}
+
+#[actix_rt::test]
+async fn the_final_push_is_replayed_to_a_client_that_missed_it() {
+    let f = Fixture::new(config(), 1).await;
+    let (id, written) = write(&f.store, &f.keys, json!(0)).await;
+    let mut wire = f.wire("app-1").await;
+    let args = json!({"event":"remove","id":id,"key":f.reader()});
+    let watchable = watch_ok(&mut wire, 1, args.clone()).await;
+    let removed = f
+        .store
+        .remove(&f.keys.writer, &id)
+        .await
+        .expect("remove")
+        .seq;
+    // Received, never acked: the client drops.
+    let (_, push) = wire.next_push().await;
+    assert_eq!(push["seq"], json!(removed));
+    wire.close(1000).await;
+    drop(wire);
+
+    let mut again = f.wire("app-1").await;
+    let mut rewatch = args.clone();
+    rewatch["after"] = json!(written);
+    assert_eq!(watch_ok(&mut again, 1, rewatch.clone()).await, watchable);
+    let push = again.next_push_acked().await;
+    assert_eq!(
+        (push["seq"].clone(), push["event"].clone()),
+        (json!(removed), json!("remove"))
+    );
+    // Acked now: the watch has ended, and the gone item is 404 from the final seq on.
+    let reply = again
+        .call(2, "unwatch", json!({"watchable": watchable}))
+        .await;
+    assert_eq!(reply["code"], json!(404));
+    rewatch["after"] = json!(removed);
+    let reply = watch(&mut again, 3, rewatch).await;
+    assert_eq!(reply["code"], json!(404));
+    f.server.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// Webhooks
+
+/// A tiny HTTP receiver: answers each request with the next planned status
+/// (200 once the plan is empty) and reports (status, body) of every request.
+struct Receiver {
+    url: String,
+    plan: Arc<Mutex<VecDeque<u16>>>,
+    requests: mpsc::UnboundedReceiver<(u16, Value)>,
+    server: actix_web::dev::ServerHandle,
+}
+
+impl Receiver {
+    async fn start() -> Self {
+        let plan = Arc::new(Mutex::new(VecDeque::new()));
+        let (tx, requests) = mpsc::unbounded_channel();
+        let state = (plan.clone(), tx);
+        let http = HttpServer::new(move || {
+            let state = state.clone();
+            App::new().default_service(web::to(move |body: web::Bytes| {
+                let (plan, tx) = state.clone();
+                async move {
+                    let status = plan.lock().unwrap().pop_front().unwrap_or(200);
+                    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let _ = tx.send((status, body));
+                    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
+                        .finish()
+                }
+            }))
+        })
+        .workers(1)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))
+        .expect("bind");
+        let addr = http.addrs()[0];
+        let server = http.run();
+        let handle = server.handle();
+        actix_rt::spawn(server);
+        Receiver {
+            url: format!("http://{addr}/hook"),
+            plan,
+            requests,
+            server: handle,
+        }
+    }
+
+    fn fail_next(&self, statuses: &[u16]) {
+        self.plan.lock().unwrap().extend(statuses);
+    }
+
+    async fn next(&mut self) -> (u16, Value) {
+        tokio::time::timeout(WAIT, self.requests.recv())
+            .await
+            .expect("a webhook request within the wait")
+            .expect("receiver running")
+    }
+
+    async fn expect_none(&mut self, wait: Duration) {
+        if let Ok(got) = tokio::time::timeout(wait, self.requests.recv()).await {
+            panic!("expected no webhook request, got {got:?}");
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn webhook_watch_is_delivered_retried_and_ended_after_its_budget() {
+    let f = Fixture::new(
+        ServerConfig {
+            webhook_retry_base: Duration::from_millis(20),
+            webhook_retries: 2,
+            webhook_timeout: Duration::from_secs(2),
+            ..config()
+        },
+        1,
+    )
+    .await;
+    let (id, _) = write(&f.store, &f.keys, json!(0)).await;
+    let mut hook = Receiver::start().await;
+    let client = http_client(None);
+    let watches = format!("{}/watches", f.server.http_url());
+
+    // Refused: a key that may not read the item, a bad URL.
+    let mut response = client
+        .post(&watches)
+        .bearer_auth(&f.keys.stranger)
+        .send_json(&json!({"event":"update","id":id,"url":hook.url}))
+        .await
+        .expect("POST");
+    assert_eq!(response.status().as_u16(), 403);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["code"], json!(403));
+    let response = client
+        .post(&watches)
+        .bearer_auth(f.reader())
+        .send_json(&json!({"event":"update","id":id,"url":"ftp://x"}))
+        .await
+        .expect("POST");
+    assert_eq!(response.status().as_u16(), 400);
+
+    let mut response = client
+        .post(format!("{watches}?key={}", f.reader()))
+        .send_json(&json!({"event":"update","id":id,"url":hook.url,"message":{"m":1}}))
+        .await
+        .expect("POST");
+    assert_eq!(response.status().as_u16(), 201);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["ok"], json!(true));
+    let watchable = body["watchable"].as_str().expect("watchable").to_owned();
+
+    // Delivered after one 500.
+    hook.fail_next(&[500]);
+    let seq = update(&f.store, &f.keys, &id, json!(1)).await;
+    let expected = json!({"watchable": watchable, "event": "update", "id": id,
+        "seq": seq, "at": hook_at(&f.store, &f.keys, &id, seq).await, "message": {"m": 1}});
+    assert_eq!(hook.next().await, (500, expected.clone()));
+    assert_eq!(hook.next().await, (200, expected));
+    // One delivery per event.
+    let seq = update(&f.store, &f.keys, &id, json!(2)).await;
+    let (status, body) = hook.next().await;
+    assert_eq!((status, body["seq"].clone()), (200, json!(seq)));
+
+    // A URL that keeps failing: 1 attempt + 2 retries, then the watch ends.
+    hook.fail_next(&[500, 502, 503]);
+    let seq = update(&f.store, &f.keys, &id, json!(3)).await;
+    for status in [500, 502, 503] {
+        let (got, body) = hook.next().await;
+        assert_eq!((got, body["seq"].clone()), (status, json!(seq)));
+    }
+    update(&f.store, &f.keys, &id, json!(4)).await;
+    hook.expect_none(Duration::from_millis(500)).await;
+    let mut response = client
+        .delete(format!("{watches}/{watchable}"))
+        .bearer_auth(f.reader())
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(
+        response.status().as_u16(),
+        404,
+        "the watch should have ended"
+    );
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["ok"], json!(false));
+    hook.server.stop(false).await;
+    f.server.stop().await;
+}
+
+#[actix_rt::test]
+async fn webhook_watch_is_deleted_by_the_key_that_made_it() {
+    let f = Fixture::new(config(), 2).await;
+    let (id, _) = write(&f.store, &f.keys, json!(0)).await;
+    let mut hook = Receiver::start().await;
+    let client = http_client(None);
+    let watches = format!("{}/watches", f.server.http_url());
+    let mut response = client
+        .post(&watches)
+        .bearer_auth(f.reader())
+        .send_json(&json!({"event":"update","id":id,"url":hook.url}))
+        .await
+        .expect("POST");
+    assert_eq!(response.status().as_u16(), 201);
+    let body: Value = response.json().await.expect("JSON");
+    let watchable = body["watchable"].as_str().unwrap().to_owned();
+    let delete = |key: String| {
+        let request = client
+            .delete(format!("{watches}/{watchable}"))
+            .bearer_auth(key);
+        async move { request.send().await.expect("DELETE").status().as_u16() }
+    };
+    assert_eq!(delete(f.keys.readers[1].clone()).await, 404);
+    assert_eq!(delete(f.reader().to_owned()).await, 200);
+    assert_eq!(delete(f.reader().to_owned()).await, 404);
+    // No delivery after the delete; a second webhook is the barrier.
+    let mut barrier = Receiver::start().await;
+    let response = client
+        .post(&watches)
+        .bearer_auth(f.reader())
+        .send_json(&json!({"event":"update","id":id,"url":barrier.url}))
+        .await
+        .expect("POST");
+    assert_eq!(response.status().as_u16(), 201);
+    let seq = update(&f.store, &f.keys, &id, json!(1)).await;
+    assert_eq!(barrier.next().await.1["seq"], json!(seq));
+    hook.expect_none(Duration::from_millis(200)).await;
+    hook.server.stop(false).await;
+    barrier.server.stop(false).await;
+    f.server.stop().await;
+}
+
+/// The `at` of event `seq` of an item, from the pull event log.
+async fn hook_at(store: &Arc<dyn Store>, keys: &Keys, id: &str, seq: u64) -> u64 {
+    let page = store
+        .events(
+            &keys.readers[0],
+            id,
+            effex::store::EventQuery {
+                since: seq - 1,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("events");
+    page.events[0].at
+}
+
+#[actix_rt::test]
+async fn a_full_push_queue_closes_with_1013_and_replay_loses_nothing() {
+    let f = Fixture::new(
+        ServerConfig {
+            max_in_flight: 2,
+            max_queued_pushes: 5,
+            ..config()
+        },
+        1,
+    )
+    .await;
+    let (id, written) = write(&f.store, &f.keys, json!(0)).await;
+    let mut wire = f.wire("app-1").await;
+    let args = json!({"event":"update","id":id,"key":f.reader()});
+    watch_ok(&mut wire, 1, args.clone()).await;
+    let mut expected = Vec::new();
+    for n in 0..20 {
+        expected.push(update(&f.store, &f.keys, &id, json!(n)).await);
+    }
+    let mut received = Vec::new();
+    let code = loop {
+        match wire.next().await {
+            Received::Text(text) => match common::wire::classify(&text) {
+                Incoming::Push(_, push) => received.push(push),
+                other => panic!("unexpected {other:?}"),
+            },
+            Received::Close(code, _) => break code,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(1013));
+    // Never more than the in-flight window, and a prefix of the events.
+    assert_eq!(seqs(&received), expected[..received.len()]);
+    assert!(received.len() <= 2, "{} pushes in flight", received.len());
+
+    let mut again = f.wire("app-1").await;
+    let mut rewatch = args;
+    rewatch["after"] = json!(written);
+    watch_ok(&mut again, 1, rewatch).await;
+    assert_eq!(seqs(&again.pushes_acked(20).await), expected);
+    f.server.stop().await;
+}
+
+#[actix_rt::test]
+async fn dormant_watches_get_no_live_pushes_and_are_forgotten_after_the_grace() {
+    let f = Fixture::new(
+        ServerConfig {
+            watch_grace: Duration::from_millis(300),
+            ..config()
+        },
+        1,
+    )
+    .await;
+    let (id, _) = write(&f.store, &f.keys, json!(0)).await;
+    let (barrier, _) = write(&f.store, &f.keys, json!(0)).await;
+    let args = json!({"event":"update","id":id,"key":f.reader()});
+    let mut wire = f.wire("app-1").await;
+    let watchable = watch_ok(&mut wire, 1, args.clone()).await;
+
+    // Reconnected (the older socket is replaced) but not re-watched: dormant.
+    let mut again = f.wire("app-1").await;
+    wire.expect_goodbye().await;
+    watch_ok(
+        &mut again,
+        1,
+        json!({"event":"update","id":barrier,"key":f.reader()}),
+    )
+    .await;
+    update(&f.store, &f.keys, &id, json!(1)).await;
+    let seq = update(&f.store, &f.keys, &barrier, json!(1)).await;
+    assert_eq!(again.next_push_acked().await["seq"], json!(seq));
+    // Within the grace a re-watch finds the same watch.
+    assert_eq!(watch_ok(&mut again, 2, args.clone()).await, watchable);
+
+    // Dormant for longer than the grace: forgotten, a re-watch makes a new one.
+    drop(again);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mut later = f.wire("app-1").await;
+    assert_ne!(watch_ok(&mut later, 1, args).await, watchable);
+    f.server.stop().await;
+}
