@@ -11,13 +11,17 @@
 //! sequential connections. Goals: 100,000 waiters answered within 50 ms of the
 //! pass ack; handshake p50 under 250 µs.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix::Actor;
 use effex::client::{ClientConfig, ConnectionActor, Disconnect, GetConnected, Session};
 use effex::server::{Server, ServerConfig};
+use support::{fmt, machine, percentile};
 use tokio::sync::Notify;
 
 const PASS: &str = "bench";
@@ -135,31 +139,4 @@ impl Tally {
         }
         self.answered += 1;
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
-fn fmt(d: Duration) -> String {
-    if d < Duration::from_millis(1) {
-        format!("{} µs", d.as_micros())
-    } else {
-        format!("{:.2} ms", d.as_secs_f64() * 1e3)
-    }
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{cpu}, {cores} cores")
 }

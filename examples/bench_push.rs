@@ -1,0 +1,409 @@
+//! Benchmark: push delivery, end to end, on loopback.
+//!
+//! ```text
+//! cargo build --release --bin effex        # (d) runs the server as its own process
+//! cargo run --release --example bench_push
+//! cargo run --release --example bench_push -- throughput fanout paced memory   # pick parts
+//! ```
+//!
+//! Prints a table:
+//! - (a) one connection: acked pushes per second reaching the handler, over
+//!   1,000,000 events;
+//! - (b) fan-out: 1,000 connections watching one item, one update → time
+//!   until the last handler has it, p50/p99 over 100 rounds;
+//! - (c) 10,000 updates/s for 5 s: store event → handler latency p50/p99;
+//! - (d) server memory per idle passed connection at 10,000 connections
+//!   (the `effex serve` binary in its own process, RSS delta / connections).
+//!
+//! Events enter through the store the server runs on (no REST round trip),
+//! so the figures are the push path's: store → hub → session → socket →
+//! ConnectionActor → SubscriberActor → handler → ack.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use effex::client::{
+    ClientConfig, ConnectionActor, EffexClient, GetConnected, KeyType, KeysRequest, NewItem,
+    Subscribe, SubscriberActor,
+};
+use effex::protocol::messages::EventKind;
+use effex::server::{Server, ServerConfig, ServerHandle};
+use effex::store::{MemoryStore, MemoryStoreConfig, Store, UpdateItem};
+use serde_json::json;
+use support::{fmt, machine, percentile};
+use tokio::sync::Notify;
+
+const PASS: &str = "bench";
+const BOSS: &str = "bench boss";
+
+struct Bench {
+    server: ServerHandle,
+    store: Arc<dyn Store>,
+    writer: String,
+    reader: String,
+    item: String,
+}
+
+impl Bench {
+    async fn start() -> Self {
+        let store: Arc<dyn Store> = Arc::new(
+            MemoryStore::new(MemoryStoreConfig {
+                boss_key: BOSS.to_owned(),
+                ..MemoryStoreConfig::default()
+            })
+            .expect("a memory store"),
+        );
+        let server = Server::start(ServerConfig {
+            passphrase: Some(PASS.to_owned()),
+            store: Some(store.clone()),
+            boss_key: Some(BOSS.to_owned()),
+            ..ServerConfig::default()
+        })
+        .await
+        .expect("start the in-process server");
+        let rest = EffexClient::new(server.http_url()).expect("a REST client");
+        let key = |kind| {
+            let rest = rest.clone();
+            async move {
+                rest.make_keys(BOSS, KeysRequest::new(kind))
+                    .await
+                    .expect("keys")
+                    .keys
+                    .remove(0)
+            }
+        };
+        let (writer, reader) = (key(KeyType::Writer).await, key(KeyType::Reader).await);
+        let item = NewItem::new(json!(0))
+            .lifetime(Duration::from_secs(3600))
+            .reader(&reader);
+        let item = rest.write(&writer, &item).await.expect("write the item").id;
+        Self {
+            server,
+            store,
+            writer,
+            reader,
+            item,
+        }
+    }
+
+    fn connection(&self) -> Addr<ConnectionActor> {
+        let config = ClientConfig::builder(self.server.ws_url())
+            .pass(PASS)
+            .build()
+            .expect("config");
+        ConnectionActor::new(config).start()
+    }
+
+    async fn update(&self, n: u64) -> u64 {
+        let update = UpdateItem {
+            value: json!(n),
+            intent: None,
+        };
+        self.store
+            .update(&self.writer, &self.item, update)
+            .await
+            .expect("update")
+            .seq
+    }
+}
+
+#[actix::main]
+async fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let parts: Vec<String> = std::env::args().skip(1).collect();
+    let wanted = |name: &str| parts.is_empty() || parts.iter().any(|p| p == name);
+    println!("effex bench_push — {}", machine());
+    println!();
+    println!("| measure | effex | Node socket.io 4.8.4 (same machine) | goal |");
+    println!("|---|---:|---:|---:|");
+    if wanted("throughput") {
+        let rate = throughput(1_000_000).await;
+        println!("| (a) acked pushes/s, one connection, 1,000,000 events | {rate:.0} /s | 89,578 /s | ≥ 500,000 /s |");
+    }
+    if wanted("fanout") {
+        let (p50, p99) = fan_out(1_000, 100).await;
+        println!("| (b) fan-out to 1,000 connections, p50 / p99 | {} / {} | 18.4 ms / 32.6 ms | ≤ 3 ms / ≤ 6 ms |", fmt(p50), fmt(p99));
+    }
+    if wanted("paced") {
+        let (p50, p99) = paced(10_000, Duration::from_secs(5)).await;
+        println!("| (c) 10,000 updates/s for 5 s: event → handler, p50 / p99 | {} / {} | 173 µs / 604 µs | ≤ 80 µs / ≤ 250 µs |", fmt(p50), fmt(p99));
+    }
+    if wanted("memory") {
+        match memory_per_connection(10_000).await {
+            Ok(bytes) => println!("| (d) server memory per idle passed connection (10,000) | {:.1} KiB | 17.8 KiB | ≤ 8 KiB |", bytes / 1024.0),
+            Err(e) => println!("| (d) server memory per idle passed connection | not measured: {e} | 17.8 KiB | ≤ 8 KiB |"),
+        }
+    }
+}
+
+/// (a) One connection, one watch: how fast acked pushes reach the handler.
+/// The producer stays at most `WINDOW` events ahead of the handler, so the
+/// server never has to shed a connection for falling behind.
+async fn throughput(events: u64) -> f64 {
+    const WINDOW: u64 = 4_000;
+    let bench = Bench::start().await;
+    let handled = Rc::new(Cell::new(0u64));
+    let caught_up = Rc::new(Notify::new());
+    let sub = {
+        let (handled, caught_up) = (handled.clone(), caught_up.clone());
+        SubscriberActor::with_handler(bench.connection(), move |_| {
+            handled.set(handled.get() + 1);
+            caught_up.notify_one();
+        })
+        .start()
+    };
+    sub.send(Subscribe::new(
+        EventKind::Update,
+        &bench.item,
+        &bench.reader,
+    ))
+    .await
+    .expect("alive")
+    .expect("watch");
+
+    let start = Instant::now();
+    for n in 1..=events {
+        while n > handled.get() + WINDOW {
+            caught_up.notified().await;
+        }
+        bench.update(n).await;
+        if n % 256 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    while handled.get() < events {
+        caught_up.notified().await;
+    }
+    let rate = events as f64 / start.elapsed().as_secs_f64();
+    bench.server.stop().await;
+    rate
+}
+
+/// (b) One update, `connections` handlers: time until the last has it.
+async fn fan_out(connections: usize, rounds: usize) -> (Duration, Duration) {
+    let bench = Bench::start().await;
+    let received = Rc::new(Cell::new(0usize));
+    let last = Rc::new(Cell::new(Instant::now()));
+    let all = Rc::new(Notify::new());
+    let mut subscribers = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let (received, last, all) = (received.clone(), last.clone(), all.clone());
+        let sub = SubscriberActor::with_handler(bench.connection(), move |_| {
+            received.set(received.get() + 1);
+            if received.get() % connections == 0 {
+                last.set(Instant::now());
+                all.notify_one();
+            }
+        })
+        .start();
+        sub.send(Subscribe::new(
+            EventKind::Update,
+            &bench.item,
+            &bench.reader,
+        ))
+        .await
+        .expect("alive")
+        .expect("watch");
+        subscribers.push(sub);
+    }
+    let mut samples = Vec::with_capacity(rounds);
+    for round in 1..=rounds {
+        let start = Instant::now();
+        bench.update(round as u64).await;
+        while received.get() < round * connections {
+            all.notified().await;
+        }
+        samples.push(last.get() - start);
+    }
+    bench.server.stop().await;
+    samples.sort();
+    (percentile(&samples, 50.0), percentile(&samples, 99.0))
+}
+
+/// (c) A steady `rate` of updates from another thread; latency from just
+/// before each store update to its handler.
+async fn paced(rate: u64, duration: Duration) -> (Duration, Duration) {
+    let bench = Bench::start().await;
+    let total = rate * duration.as_secs();
+    let started: Arc<Mutex<Vec<Option<Instant>>>> =
+        Arc::new(Mutex::new(vec![None; total as usize + 1]));
+    let first_seq = bench.update(0).await + 1;
+    let latencies = Rc::new(RefCell::new(Vec::with_capacity(total as usize)));
+    let done = Rc::new(Notify::new());
+    let sub = {
+        let (started, latencies, done) = (started.clone(), latencies.clone(), done.clone());
+        SubscriberActor::with_handler(bench.connection(), move |push| {
+            let slot = (push.seq - first_seq) as usize;
+            let at = started
+                .lock()
+                .expect("not poisoned")
+                .get(slot)
+                .copied()
+                .flatten();
+            if let Some(at) = at {
+                let mut latencies = latencies.borrow_mut();
+                latencies.push(at.elapsed());
+                if latencies.len() as u64 == total {
+                    done.notify_one();
+                }
+            }
+        })
+        .start()
+    };
+    sub.send(Subscribe::new(
+        EventKind::Update,
+        &bench.item,
+        &bench.reader,
+    ))
+    .await
+    .expect("alive")
+    .expect("watch");
+
+    let (store, writer, item) = (
+        bench.store.clone(),
+        bench.writer.clone(),
+        bench.item.clone(),
+    );
+    let producer = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let period = Duration::from_nanos(1_000_000_000 / rate);
+        let begin = Instant::now();
+        for n in 0..total {
+            let target = begin + period * n as u32;
+            if let Some(wait) = target.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let at = Instant::now();
+            let update = UpdateItem {
+                value: json!(n),
+                intent: None,
+            };
+            let seq = runtime
+                .block_on(store.update(&writer, &item, update))
+                .expect("update")
+                .seq;
+            if let Some(slot) = started
+                .lock()
+                .expect("not poisoned")
+                .get_mut((seq - first_seq) as usize)
+            {
+                *slot = Some(at);
+            }
+        }
+    });
+    tokio::time::timeout(duration * 4, done.notified())
+        .await
+        .ok();
+    producer.join().expect("the producer thread");
+    let mut samples = std::mem::take(&mut *latencies.borrow_mut());
+    bench.server.stop().await;
+    samples.sort();
+    (percentile(&samples, 50.0), percentile(&samples, 99.0))
+}
+
+/// (d) The `effex serve` binary in its own process; RSS before and after
+/// `connections` idle passed connections.
+async fn memory_per_connection(connections: usize) -> Result<f64, String> {
+    let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).map_err(|e| e.to_string())?;
+    let want = (connections as u64 * 2 + 1_000).min(hard);
+    if soft < want {
+        rlimit::setrlimit(rlimit::Resource::NOFILE, want, hard)
+            .map_err(|e| format!("raise the open-file limit: {e}"))?;
+    }
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| Some(p.parent()?.parent()?.join("effex")))
+        .filter(|p| p.exists())
+        .ok_or("build it first: cargo build --release --bin effex")?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let mut server = std::process::Command::new(binary)
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--passphrase",
+            PASS,
+            "--log-level",
+            "error",
+        ])
+        .env("RUST_LOG", "error")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let url = format!("ws://127.0.0.1:{port}");
+    let result = async {
+        // Wait until it answers, then warm up with a few connections.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let rest =
+            EffexClient::new(format!("http://127.0.0.1:{port}")).map_err(|e| e.to_string())?;
+        while rest.ping().await.is_err() {
+            if Instant::now() > deadline {
+                return Err("the server did not start".to_owned());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut conns = Vec::with_capacity(connections);
+        let connect = |conns: &mut Vec<Addr<ConnectionActor>>, n: usize| {
+            let start = conns.len();
+            for _ in 0..n {
+                let config = ClientConfig::builder(url.as_str())
+                    .pass(PASS)
+                    .build()
+                    .expect("config");
+                conns.push(ConnectionActor::new(config).start());
+            }
+            let batch: Vec<_> = conns[start..]
+                .iter()
+                .map(|c| c.send(GetConnected))
+                .collect();
+            futures_util::future::join_all(batch)
+        };
+        let warm = 100;
+        for reply in connect(&mut conns, warm).await {
+            reply
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+        }
+        let before = rss(server.id())?;
+        while conns.len() < connections {
+            let n = (connections - conns.len()).min(250);
+            for reply in connect(&mut conns, n).await {
+                reply
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        let after = rss(server.id())?;
+        Ok((after.saturating_sub(before)) as f64 / (connections - warm) as f64)
+    }
+    .await;
+    let _ = server.kill();
+    let _ = server.wait();
+    result
+}
+
+/// A process's resident memory in bytes.
+fn rss(pid: u32) -> Result<u64, String> {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .ok_or_else(|| "no VmRSS".to_owned())
+}

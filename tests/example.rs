@@ -1,0 +1,55 @@
+//! The README's main job: `examples/subscriber.rs` runs to completion.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `cargo test` builds the examples next to the test binaries.
+fn example(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps/<test>");
+    profile_dir.join("examples").join(name)
+}
+
+#[test]
+fn the_example_subscriber_shows_the_whole_story_and_exits_0() {
+    let path = example("subscriber");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo test`, which builds the examples",
+        path.display()
+    );
+    let mut child = Command::new(&path)
+        .env_remove("EFFEX_URL")
+        .env_remove("EFFEX_KEY")
+        .env_remove("EFFEX_ID")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the example");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll the example") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the example did not finish within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let output = child.wait_with_output().expect("the example's output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        status.success(),
+        "exit {status}\nstdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Three updates of each item, one removal, one expiry: each once.
+    assert_eq!(stdout.matches("] update of ").count(), 6, "{stdout}");
+    assert_eq!(stdout.matches("] remove of ").count(), 1, "{stdout}");
+    assert_eq!(stdout.matches("] expire of ").count(), 1, "{stdout}");
+    assert!(stdout.contains("done:"), "{stdout}");
+}
