@@ -582,27 +582,10 @@ async fn expire_events_are_logged_within_10ms_of_the_deadline() {
     eprintln!("expire lateness over 500 items: p50 {p50:?}, p99 {p99:?}, max {max:?}");
     // The clock itself is ~1 ms late (tokio's timer tick); the margin above
     // 10 ms is for a loaded 2-core test machine descheduling this thread.
-    // The strict benchmark bound is in the ignored test below.
+    // The strict bound (p99 under 5 ms for 100,000 items over 10 s) is a
+    // benchmark, not a test: `cargo run --release --example bench_rest`.
     assert!(p50 < Duration::from_millis(5), "p50 {p50:?}");
     assert!(p99 < Duration::from_millis(25), "p99 {p99:?}");
-}
-
-/// The benchmark scenario: 100,000 items spread over 10 s (run with `--ignored`).
-#[tokio::test]
-#[ignore = "slow: 100,000 items over 10 s"]
-async fn expire_lateness_100k_items_over_10s() {
-    let store = store_with(MemoryStoreConfig {
-        event_capacity: 200_000,
-        ..config()
-    });
-    let lateness = expiry_lateness(&store, 100_000, Duration::from_secs(10)).await;
-    let (p50, p99, max) = (
-        percentile(&lateness, 0.5),
-        percentile(&lateness, 0.99),
-        lateness[lateness.len() - 1],
-    );
-    eprintln!("expire lateness over 100k items: p50 {p50:?}, p99 {p99:?}, max {max:?}");
-    assert!(p99 < Duration::from_millis(5), "p99 {p99:?}");
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@
 //! | `DELETE /items/{id or alias}` | owner | 200 [`Removed`] |
 //! | `PUT /aliases/{alias}` `{"id"}` | owner | 201 [`Aliased`] |
 //! | `GET /items/{id}/events?since=&event=` | reader | 200 [`EventsPage`] |
-//! | `POST /watches`, `DELETE /watches/{id}` | — | 501: webhook watches come with the hub |
+//! | `POST /watches`, `DELETE /watches/{id}` | reader | served by the `webhooks` module, mounted before these routes |
 //!
 //! - The key travels in `Authorization: Bearer <key>` or `?key=<key>` (the
 //!   header wins when both are given). No key at all is 401.
@@ -28,9 +28,6 @@
 //!   it crosses the limit. (actix-http then lingers on the connection, reading
 //!   and dropping the rest for a moment, so the client gets the 413 instead of
 //!   a reset.) The body is read into memory only up to the limit.
-//! - `POST /watches` and `DELETE /watches/{id}` (webhook watches) are mounted
-//!   and answer 501 with a message pointing at the push endpoint: they belong
-//!   to the hub, which will replace [`webhooks_not_implemented`].
 
 use std::collections::HashMap;
 
@@ -76,14 +73,6 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .service(resource(
             "/aliases/{alias}",
             vec![(Method::PUT, web::put().to(alias))],
-        ))
-        .service(resource(
-            "/watches",
-            vec![(Method::POST, web::post().to(webhooks_not_implemented))],
-        ))
-        .service(resource(
-            "/watches/{watchable}",
-            vec![(Method::DELETE, web::delete().to(webhooks_not_implemented))],
         ))
         // The push endpoint's own routes (registered first) take GET; any other
         // method on its path gets the same JSON 405 as the REST routes.
@@ -139,21 +128,10 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
         StatusCode::NOT_FOUND,
         format!(
             "no route {} {}: the REST API serves /ping, /info, /keys, /items, \
-             /items/{{id}}, /items/{{id}}/events and /aliases/{{alias}}",
+             /items/{{id}}, /items/{{id}}/events, /aliases/{{alias}} and /watches",
             req.method(),
             req.path()
         ),
-    )
-    .error_response()
-}
-
-/// 501 for the webhook watch routes until the hub serves them.
-async fn webhooks_not_implemented() -> HttpResponse {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "webhook watches are not implemented by this server yet: \
-         watch over the push endpoint (/socket.io/, the `watch` event) \
-         or poll GET /items/{id}/events?since=<seq>",
     )
     .error_response()
 }

@@ -1,0 +1,435 @@
+//! Benchmark: the REST API's throughput, the store's expiry accuracy and its
+//! memory per item, on the embedded server over loopback.
+//!
+//! ```text
+//! cargo run --release --example bench_rest
+//! BENCH_WORKERS=2 cargo run --release --example bench_rest   # server worker threads (default 1)
+//! ```
+//!
+//! Prints one markdown table:
+//!
+//! - REST write (`POST /items`), read (`GET /items/{id}`) and update
+//!   (`PUT /items/{id}`) requests per second, with 64 concurrent keep-alive
+//!   clients (64 `EffexClient`s, each with its own awc connection pool, each
+//!   sending its next request when the last is answered), each measured over
+//!   3 s, with per-request latency p50 / p99. The hub and the clients share
+//!   the bench's thread; the server's workers have their own.
+//! - Expiry accuracy: 100,000 items with deadlines spread over 10 s; the
+//!   lateness of each `expire` event (received on `Store::subscribe` − the
+//!   deadline asked for), p50 / p99 / max. Goal: p99 under 5 ms.
+//! - Memory per stored 1 KiB item, two ways: a counting global allocator
+//!   (bytes this thread holds, modelled as glibc chunks: request + 8, rounded
+//!   up to 16, at least 32) around 10,000 direct store writes; and the
+//!   process's RSS growth over 100,000 items. Goal: under 2 KiB per item.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use effex::client::{EffexClient, KeyType, KeysRequest, NewItem};
+use effex::server::{Server, ServerConfig};
+use effex::store::{
+    EventKind, KeyKind, MakeKeys, MemoryStore, MemoryStoreConfig, Store, WriteItem,
+};
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+const CLIENTS: usize = 64;
+const PHASE: Duration = Duration::from_secs(3);
+const WARMUP: Duration = Duration::from_millis(500);
+const EXPIRING_ITEMS: usize = 100_000;
+const EXPIRY_SPREAD: Duration = Duration::from_secs(10);
+const COUNTED_ITEMS: usize = 10_000;
+const RSS_ITEMS: usize = 100_000;
+const BOSS: &str = "bench boss key";
+
+#[global_allocator]
+static ALLOCATOR: counting::Counting = counting::Counting;
+
+#[actix_rt::main]
+async fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let workers: usize = std::env::var("BENCH_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(1);
+    println!("effex bench_rest — {}", machine());
+    println!();
+    println!("| measurement | result | goal |");
+    println!("|---|---|---|");
+    // Memory first: RSS growth is only meaningful on a heap that has not
+    // yet grown and shrunk for the other measurements.
+    memory_per_item().await;
+    rest_throughput(workers).await;
+    expiry_accuracy().await;
+    println!();
+    println!(
+        "REST: {CLIENTS} keep-alive clients on one thread, server with {workers} worker \
+         thread(s), {} s per operation after a {} ms warm-up; the load average \
+         when it ended was {}.",
+        PHASE.as_secs(),
+        WARMUP.as_millis(),
+        load_average()
+    );
+}
+
+/// The 1-minute load average (other processes compete for the cores).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+// ---- REST throughput ------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Write,
+    Read,
+    Update,
+}
+
+async fn rest_throughput(workers: usize) {
+    let server = Server::start(ServerConfig {
+        workers,
+        ..ServerConfig::default()
+    })
+    .await
+    .expect("start the in-process server");
+    let boss = server.boss_key().unwrap().to_owned();
+    let setup = EffexClient::new(server.http_url()).unwrap();
+    let writer = setup
+        .make_keys(&boss, KeysRequest::new(KeyType::Writer))
+        .await
+        .unwrap()
+        .keys
+        .remove(0);
+    let value = |i: usize| json!({"sku": format!("item-{i:06}"), "price": 12.5, "stock": i, "tags": ["bench", "rest"], "note": "x"});
+    let size = serde_json::to_string(&value(0)).unwrap().len();
+    // One item per client for reads and updates.
+    let mut ids = Vec::with_capacity(CLIENTS);
+    for i in 0..CLIENTS {
+        let item = NewItem::new(value(i)).lifetime(Duration::from_secs(600));
+        ids.push(setup.write(&writer, &item).await.unwrap().id);
+    }
+    for op in [Op::Write, Op::Read, Op::Update] {
+        let (rate, p50, p99, errors) =
+            run_phase(&server.http_url(), &writer, &ids, op, &value).await;
+        let (name, route) = match op {
+            Op::Write => ("write", "POST /items"),
+            Op::Read => ("read", "GET /items/{id}"),
+            Op::Update => ("update", "PUT /items/{id}"),
+        };
+        println!(
+            "| REST {name} (`{route}`, {size}-byte value) | **{rate:.0} req/s** (p50 {}, p99 {}){} | — |",
+            fmt(p50),
+            fmt(p99),
+            if errors > 0 { format!(", {errors} errors") } else { String::new() }
+        );
+    }
+    server.stop().await;
+}
+
+/// Runs `op` from [`CLIENTS`] clients for [`WARMUP`] + [`PHASE`]; returns the
+/// rate over the phase, latency p50 / p99, and the number of failed requests.
+async fn run_phase(
+    url: &str,
+    key: &str,
+    ids: &[String],
+    op: Op,
+    value: &dyn Fn(usize) -> Value,
+) -> (f64, Duration, Duration, usize) {
+    let start = Instant::now();
+    let measure_from = start + WARMUP;
+    let stop = measure_from + PHASE;
+    let errors = Rc::new(Cell::new(0usize));
+    let mut tasks = Vec::with_capacity(CLIENTS);
+    for (client, id) in ids.iter().enumerate().take(CLIENTS) {
+        let effex = EffexClient::new(url).unwrap();
+        let (key, id, errors) = (key.to_owned(), id.clone(), errors.clone());
+        let body = value(client);
+        tasks.push(actix_rt::spawn(async move {
+            let mut latencies = Vec::with_capacity(100_000);
+            let mut n = 0u64;
+            loop {
+                let sent = Instant::now();
+                if sent >= stop {
+                    break;
+                }
+                let ok = match op {
+                    Op::Write => {
+                        let item = NewItem::new(body.clone()).lifetime(Duration::from_secs(60));
+                        effex.write(&key, &item).await.is_ok()
+                    }
+                    Op::Read => effex.read(&key, &id).await.is_ok(),
+                    Op::Update => {
+                        n += 1;
+                        effex.update(&key, &id, json!(n), None).await.is_ok()
+                    }
+                };
+                let done = Instant::now();
+                if !ok {
+                    errors.set(errors.get() + 1);
+                }
+                if sent >= measure_from && done <= stop {
+                    latencies.push(done - sent);
+                }
+            }
+            latencies
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.expect("client task"));
+    }
+    latencies.sort();
+    let rate = latencies.len() as f64 / PHASE.as_secs_f64();
+    (
+        rate,
+        percentile(&latencies, 50.0),
+        percentile(&latencies, 99.0),
+        errors.get(),
+    )
+}
+
+// ---- expiry accuracy ------------------------------------------------------------
+
+async fn expiry_accuracy() {
+    let store: Arc<dyn Store> = Arc::new(
+        MemoryStore::new(MemoryStoreConfig {
+            boss_key: BOSS.into(),
+            event_capacity: 2 * EXPIRING_ITEMS,
+            ..MemoryStoreConfig::default()
+        })
+        .unwrap(),
+    );
+    let lateness = expiry_lateness(&store, EXPIRING_ITEMS, EXPIRY_SPREAD).await;
+    let (p50, p99, max) = (
+        percentile(&lateness, 50.0),
+        percentile(&lateness, 99.0),
+        lateness[lateness.len() - 1],
+    );
+    let verdict = if p99 < Duration::from_millis(5) {
+        "✓"
+    } else {
+        "✗"
+    };
+    println!(
+        "| expire lateness, {EXPIRING_ITEMS} items over {} s (`Store::subscribe`) | p50 {} · **p99 {}** · max {} | p99 < 5 ms {verdict} |",
+        EXPIRY_SPREAD.as_secs(),
+        fmt(p50),
+        fmt(p99),
+        fmt(max)
+    );
+}
+
+/// Writes `count` items with deadlines spread evenly over `spread` (starting
+/// once all are written) and returns the lateness of each `expire` event
+/// (time received − the deadline asked for), sorted.
+async fn expiry_lateness(store: &Arc<dyn Store>, count: usize, spread: Duration) -> Vec<Duration> {
+    let writer = writer_key(store).await;
+    let mut rx = store.subscribe();
+    let mut deadlines = std::collections::HashMap::with_capacity(count);
+    let first =
+        Instant::now() + Duration::from_millis(50) + Duration::from_micros(20) * count as u32;
+    for i in 0..count {
+        let deadline = first + spread * i as u32 / count as u32;
+        let written = store
+            .write(
+                &writer,
+                WriteItem {
+                    lifetime: Some(deadline - Instant::now()),
+                    ..WriteItem::new(json!({"i": i}))
+                },
+            )
+            .await
+            .unwrap();
+        deadlines.insert(written.id, deadline);
+        if i % 1000 == 999 {
+            tokio::task::yield_now().await; // let the clock run, as other threads would
+        }
+    }
+    assert!(Instant::now() < first, "writing took longer than planned");
+    let mut lateness = Vec::with_capacity(count);
+    tokio::time::timeout(spread + Duration::from_secs(10), async {
+        while lateness.len() < count {
+            let event = rx.recv().await.expect("no lag, channel open");
+            let now = Instant::now();
+            if event.kind == EventKind::Expire {
+                let deadline = deadlines[&event.id];
+                assert!(now >= deadline, "expired before its deadline");
+                lateness.push(now - deadline);
+            }
+        }
+    })
+    .await
+    .expect("every item expired in time");
+    lateness.sort();
+    lateness
+}
+
+// ---- memory per item --------------------------------------------------------------
+
+async fn memory_per_item() {
+    let one_kib_string = json!("x".repeat(1022));
+    let one_kib_object = Value::Object(
+        (0..20)
+            .map(|i| (format!("field{i:02}"), json!(format!("{i:0>37}"))))
+            .collect(),
+    );
+    let store = fresh_store();
+    let writer = writer_key(&store).await;
+    let before = rss_bytes();
+    for _ in 0..RSS_ITEMS {
+        store
+            .write(&writer, WriteItem::new(one_kib_string.clone()))
+            .await
+            .unwrap();
+    }
+    let after = rss_bytes();
+    match (before, after) {
+        (Some(before), Some(after)) => {
+            let per_item = (after as i64 - before as i64) / RSS_ITEMS as i64;
+            let verdict = if per_item < 2048 { "✓" } else { "✗" };
+            println!(
+                "| memory per stored 1024-byte item (string), RSS growth / {RSS_ITEMS} items | **{per_item} B** | < 2 KiB {verdict} |"
+            );
+        }
+        _ => println!("| memory per stored item, RSS growth | (no /proc/self/statm here) | |"),
+    }
+    drop(store);
+    for (shape, value) in [
+        ("string", &one_kib_string),
+        ("object of 20 fields", &one_kib_object),
+    ] {
+        let size = serde_json::to_string(value).unwrap().len();
+        let store = fresh_store();
+        let writer = writer_key(&store).await;
+        let before = counting::held();
+        for _ in 0..COUNTED_ITEMS {
+            store
+                .write(&writer, WriteItem::new(value.clone()))
+                .await
+                .unwrap();
+        }
+        let per_item = (counting::held() - before) / COUNTED_ITEMS as i64;
+        let verdict = if per_item < 2048 { "✓" } else { "✗" };
+        println!(
+            "| memory per stored {size}-byte item ({shape}), counting allocator, {COUNTED_ITEMS} items | **{per_item} B** | < 2 KiB {verdict} |"
+        );
+    }
+}
+
+fn fresh_store() -> Arc<dyn Store> {
+    Arc::new(
+        MemoryStore::new(MemoryStoreConfig {
+            boss_key: BOSS.into(),
+            ..MemoryStoreConfig::default()
+        })
+        .unwrap(),
+    )
+}
+
+async fn writer_key(store: &Arc<dyn Store>) -> String {
+    store
+        .make_keys(BOSS, MakeKeys::new(KeyKind::Writer))
+        .await
+        .unwrap()
+        .keys
+        .remove(0)
+}
+
+/// The resident set size from `/proc/self/statm` (Linux), in bytes.
+fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+// ---- helpers ----------------------------------------------------------------------
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+fn fmt(d: Duration) -> String {
+    if d < Duration::from_millis(1) {
+        format!("{} µs", d.as_micros())
+    } else {
+        format!("{:.2} ms", d.as_secs_f64() * 1e3)
+    }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cpu}, {cores} cores")
+}
+
+/// Counts the bytes each thread holds (as glibc would: request + 8, rounded
+/// up to 16, at least 32), so the bench can measure what the store keeps per
+/// item: the store's writes run on the bench's own thread.
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    pub struct Counting;
+
+    thread_local! {
+        static HELD: Cell<i64> = const { Cell::new(0) };
+    }
+
+    fn chunk(layout: Layout) -> i64 {
+        (((layout.size() + 8).max(32) + 15) & !15) as i64
+    }
+
+    fn add(delta: i64) {
+        let _ = HELD.try_with(|held| held.set(held.get() + delta));
+    }
+
+    /// Bytes held by this thread's allocations.
+    pub fn held() -> i64 {
+        HELD.with(|held| held.get())
+    }
+
+    // SAFETY: forwards to the system allocator unchanged; only counts.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            add(chunk(layout));
+            unsafe { System.alloc(layout) }
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            add(-chunk(layout));
+            unsafe { System.dealloc(ptr, layout) }
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            add(chunk(layout));
+            unsafe { System.alloc_zeroed(layout) }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            add(-chunk(layout));
+            // SAFETY: the caller guarantees `new_size` is valid for `layout.align()`.
+            add(chunk(unsafe {
+                Layout::from_size_align_unchecked(new_size, layout.align())
+            }));
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+}
