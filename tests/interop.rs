@@ -10,23 +10,29 @@
 //! ```
 //!
 //! The Node side lives in `tests/interop/client.js` (one scenario per run,
-//! one JSON line on stdout) and `tests/interop/server.js` (prints
-//! `{"port":N}`, exits when its stdin closes). Node processes are driven
-//! with `std::process` and reader threads (the crate's tokio has no
-//! `process` feature); every wait is bounded.
+//! one JSON line on stdout), `tests/interop/watcher.js` (a push client driven
+//! one command per stdin line, one JSON event per stdout line; protocol.md
+//! §2.3, §2.4) and `tests/interop/server.js` (prints `{"port":N}`, exits when
+//! its stdin closes). Node processes are driven with `std::process` and
+//! reader threads (the crate's tokio has no `process` feature); every wait is
+//! bounded.
 #![cfg(feature = "interop")]
 
-use std::io::{BufRead, BufReader, Read};
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use common::exchange::Exchange;
 use effex::client::{
     ClientConfig, ConnectError, ConnectionActor, ConnectionState, Emit, GetConnected, Session,
     SubscribeState,
 };
+use effex::protocol::messages::Push;
 use effex::server::{Server, ServerConfig, ServerHandle};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
@@ -461,6 +467,324 @@ async fn node_client_with_a_bad_push_id_in_connect_auth_gets_connect_error_400()
         json!({"message": "bad pushId", "data": {"code": 400}})
     );
     server.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// Node socket.io-client as a push client: watch, push, ack, replay
+// ---------------------------------------------------------------------------
+
+/// A running `node watcher.js`: commands go in on its stdin, one JSON line
+/// each; its events come out on stdout, one JSON line each, read by a thread
+/// into a channel. Killed and reaped on drop.
+struct NodeWatcher {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::UnboundedReceiver<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl NodeWatcher {
+    fn start(url: &str, pass: &str, push_id: &str) -> NodeWatcher {
+        let mut command = node_command("watcher.js");
+        command
+            .args([url, pass, push_id])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = spawn_node(command, "watcher.js");
+        let stderr = collect_stderr(&mut child);
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        NodeWatcher {
+            child,
+            stdin,
+            lines,
+            stderr,
+        }
+    }
+
+    fn log(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    fn send(&mut self, command: Value) {
+        let stdin = self.stdin.as_mut().expect("watcher.js stdin open");
+        writeln!(stdin, "{command}")
+            .and_then(|()| stdin.flush())
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot send {command} to watcher.js: {e}; stderr:\n{}",
+                    self.stderr.lock().unwrap()
+                )
+            });
+    }
+
+    /// The next line within `bound`, or `None` when none came.
+    async fn next_within(&mut self, bound: Duration) -> Option<Value> {
+        let line = match tokio::time::timeout(bound, self.lines.recv()).await {
+            Err(_) => return None,
+            Ok(None) => panic!(
+                "watcher.js closed its stdout (exit {:?}); stderr:\n{}",
+                self.child.try_wait(),
+                self.log()
+            ),
+            Ok(Some(line)) => line,
+        };
+        let value: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
+            panic!(
+                "watcher.js printed {line:?}, not JSON ({e}); stderr:\n{}",
+                self.log()
+            )
+        });
+        assert_ne!(
+            value["event"],
+            json!("error"),
+            "watcher.js failed: {value}; stderr:\n{}",
+            self.log()
+        );
+        Some(value)
+    }
+
+    /// The next line, which must be the event `event`.
+    async fn expect(&mut self, event: &str) -> Value {
+        let Some(line) = self.next_within(STEP_BOUND).await else {
+            panic!(
+                "watcher.js printed no {event:?} within {STEP_BOUND:?}; stderr:\n{}",
+                self.log()
+            );
+        };
+        assert_eq!(
+            line["event"],
+            json!(event),
+            "expected {event:?} from watcher.js, got {line}"
+        );
+        line
+    }
+
+    /// Connects a new socket and passes; returns the pass reply.
+    async fn connect(&mut self) -> Value {
+        self.send(json!({"cmd": "connect"}));
+        let reply = self.expect("passed").await["reply"].take();
+        assert_eq!(reply["ok"], json!(true), "pass reply: {reply}");
+        reply
+    }
+
+    /// Watches with `watch`, acking the first `ack` pushes (all for `None`).
+    async fn watch(&mut self, watch: Value, ack: Option<usize>) -> Value {
+        self.send(json!({"cmd": "watch", "watch": watch, "ack": ack}));
+        self.expect("watched").await["reply"].take()
+    }
+
+    /// The next `n` pushes, each with whether watcher.js acked it.
+    async fn pushes(&mut self, n: usize) -> Vec<(Push, bool)> {
+        let mut got = Vec::with_capacity(n);
+        for _ in 0..n {
+            let line = self.expect("push").await;
+            let push: Push = serde_json::from_value(line["push"].clone())
+                .unwrap_or_else(|e| panic!("not a push object ({e}): {line}"));
+            let acked = line["acked"].as_bool().expect("acked is a bool");
+            got.push((push, acked));
+        }
+        got
+    }
+
+    /// Quits and checks the exit status.
+    async fn quit(mut self) {
+        self.send(json!({"cmd": "quit"}));
+        // A clean goodbye may be reported before the bye.
+        loop {
+            let line = self.expect_any().await;
+            match line["event"].as_str() {
+                Some("bye") => break,
+                Some("disconnected") => continue,
+                _ => panic!("expected bye from watcher.js, got {line}"),
+            }
+        }
+        drop(self.stdin.take());
+        let status = wait_exit(&mut self.child, NODE_BOUND)
+            .await
+            .unwrap_or_else(|| panic!("watcher.js did not exit within {NODE_BOUND:?}"));
+        assert!(status.success(), "watcher.js exited with {status}");
+    }
+
+    async fn expect_any(&mut self) -> Value {
+        match self.next_within(STEP_BOUND).await {
+            Some(line) => line,
+            None => panic!(
+                "watcher.js printed nothing within {STEP_BOUND:?}; stderr:\n{}",
+                self.log()
+            ),
+        }
+    }
+}
+
+impl Drop for NodeWatcher {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// How the first connection of the replay scenario ends.
+#[derive(Debug, Clone, Copy)]
+enum Drops {
+    /// Node disconnects itself (`socket.disconnect()`).
+    ClientDisconnects,
+    /// Node keeps the pushes unacked until the server's ack timeout closes the socket.
+    AckTimeout,
+}
+
+/// Updates sent while Node watches, and how many of them it acks before the
+/// connection drops.
+const UPDATES: usize = 6;
+const ACKED: usize = 2;
+
+/// The replay scenario (protocol.md §2.3, §2.4): Node passes and watches
+/// `update`, acks the first [`ACKED`] of [`UPDATES`] pushes and not the
+/// rest; the connection drops; Node reconnects with the same push id,
+/// passes, re-watches with `after` = the last acked seq, and must get
+/// exactly the unacked pushes again, in seq order.
+async fn node_watcher_replays_unacked_pushes(drops: Drops) {
+    let config = match drops {
+        Drops::ClientDisconnects => ServerConfig::default(),
+        Drops::AckTimeout => ServerConfig {
+            ack_timeout: Duration::from_millis(1000),
+            ..ServerConfig::default()
+        },
+    };
+    let exchange = Exchange::start(config).await;
+    let (id, written_seq) = exchange
+        .write(json!({"n": 0}), Duration::from_secs(120))
+        .await;
+    let push_id = format!("node-watcher-{drops:?}");
+    let mut node = NodeWatcher::start(&exchange.server.ws_url(), common::exchange::PASS, &push_id);
+
+    // First connection: pass, watch, pushes in seq order, the first ACKED acked.
+    let passed = node.connect().await;
+    assert_eq!(passed["pushId"], json!(push_id), "pass reply: {passed}");
+    let watch = json!({"event": "update", "id": id, "key": exchange.reader});
+    let watched = node.watch(watch.clone(), Some(ACKED)).await;
+    assert_eq!(watched["ok"], json!(true), "watch reply: {watched}");
+    assert_eq!(watched["gap"], json!(false), "watch reply: {watched}");
+    assert!(
+        watched["seq"].as_u64().is_some_and(|s| s >= written_seq),
+        "watch reply: {watched} (the write was at seq {written_seq})"
+    );
+    let watchable = watched["watchable"]
+        .as_str()
+        .expect("a watchable")
+        .to_owned();
+
+    let mut seqs = Vec::with_capacity(UPDATES);
+    for n in 1..=UPDATES {
+        seqs.push(exchange.update(&id, json!({ "n": n })).await);
+    }
+    let first = node.pushes(UPDATES).await;
+    for (i, (push, acked)) in first.iter().enumerate() {
+        assert_eq!(push.seq, seqs[i], "push {i} of the first connection");
+        assert_eq!(push.watchable, watchable);
+        assert_eq!(push.event.as_str(), "update");
+        assert_eq!(push.id, id);
+        assert!(push.at > 0, "{push:?}");
+        assert!(push.value.is_none(), "no withValue, no value: {push:?}");
+        assert_eq!(
+            *acked,
+            i < ACKED,
+            "push {i}: watcher.js acks the first {ACKED}"
+        );
+    }
+    let last_acked = seqs[ACKED - 1];
+
+    // The drop.
+    if let Drops::ClientDisconnects = drops {
+        node.send(json!({"cmd": "disconnect"}));
+    }
+    let bound = STEP_BOUND + Duration::from_secs(2);
+    let Some(dropped) = node.next_within(bound).await else {
+        panic!(
+            "the first connection did not drop within {bound:?} ({drops:?}); stderr:\n{}",
+            node.log()
+        );
+    };
+    assert_eq!(dropped["event"], json!("disconnected"), "got {dropped}");
+    match drops {
+        Drops::ClientDisconnects => {
+            assert_eq!(
+                dropped["reason"],
+                json!("io client disconnect"),
+                "{dropped}"
+            )
+        }
+        // The server closes the WebSocket (1002 "push ack timeout").
+        Drops::AckTimeout => assert_eq!(dropped["reason"], json!("transport close"), "{dropped}"),
+    }
+
+    // Second connection, same push id: re-watch with `after`, ack everything.
+    let passed = node.connect().await;
+    assert_eq!(passed["pushId"], json!(push_id), "pass reply: {passed}");
+    let mut rewatch = watch;
+    rewatch["after"] = json!(last_acked);
+    let rewatched = node.watch(rewatch, None).await;
+    assert_eq!(rewatched["ok"], json!(true), "re-watch reply: {rewatched}");
+    assert_eq!(
+        rewatched["watchable"],
+        json!(watchable),
+        "the same (push id, event, item, key) keeps its watchable: {rewatched}"
+    );
+    assert_eq!(
+        rewatched["gap"],
+        json!(false),
+        "re-watch reply: {rewatched}"
+    );
+    let replayed = node.pushes(UPDATES - ACKED).await;
+    let replayed_seqs: Vec<u64> = replayed.iter().map(|(push, _)| push.seq).collect();
+    assert_eq!(
+        replayed_seqs,
+        seqs[ACKED..],
+        "exactly the unacked pushes again, in seq order (acked: {:?})",
+        &seqs[..ACKED]
+    );
+    for (push, acked) in &replayed {
+        assert_eq!(push.watchable, watchable);
+        assert!(*acked, "the second connection acks everything");
+    }
+    // Nothing else: no acked push again, no duplicate.
+    if let Some(extra) = node.next_within(Duration::from_millis(500)).await {
+        panic!("an extra line after the replay: {extra}");
+    }
+
+    // Everything acked now: a live update still arrives, and only once.
+    let live = exchange.update(&id, json!({"n": "live"})).await;
+    let after = node.pushes(1).await;
+    assert_eq!(after[0].0.seq, live);
+    if let Some(extra) = node.next_within(Duration::from_millis(300)).await {
+        panic!("an extra line after the live push: {extra}");
+    }
+
+    node.quit().await;
+    let stats = exchange.server.stats();
+    assert_eq!((stats.passes_ok, stats.passes_failed), (2, 0), "{stats:?}");
+    exchange.server.stop().await;
+}
+
+#[actix_rt::test]
+async fn node_client_watches_acks_and_gets_unacked_pushes_again_after_it_reconnects() {
+    node_watcher_replays_unacked_pushes(Drops::ClientDisconnects).await;
+}
+
+#[actix_rt::test]
+async fn node_client_that_does_not_ack_is_dropped_and_gets_the_pushes_again() {
+    node_watcher_replays_unacked_pushes(Drops::AckTimeout).await;
 }
 
 // ---------------------------------------------------------------------------
