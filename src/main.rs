@@ -1,17 +1,24 @@
 //! The `effex` binary: `effex serve` runs an exchange (REST API and push
 //! endpoint on one port); `effex keys | write | read | update | remove | alias
 //! | events | ping | info` are a thin command line over the REST API
-//! ([`EffexClient`]) that prints the server's JSON reply. It owns argument
+//! ([`EffexClient`]) that prints the server's JSON reply; `effex watch`
+//! follows an item over the push connection ([`ConnectionActor`] +
+//! [`SubscriberActor`]) and prints each push as a JSON line. It owns argument
 //! parsing, logging setup and exit codes, nothing else.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use actix::prelude::*;
 use clap::{Args, Parser, Subcommand};
-use effex::client::{EffexClient, EffexError, KeyType, KeysRequest, NewItem};
-use effex::protocol::messages::{EventKind, Success};
+use effex::client::{
+    ClientConfig, ConnectError, ConnectionActor, ConnectionState, EffexClient, EffexError, KeyType,
+    KeysRequest, NewItem, Stop, Subscribe, SubscribeState, SubscriberActor, SubscriberEvent,
+    Unsubscribe, WatchError,
+};
+use effex::protocol::messages::{EventKind, Push, Success};
 use effex::server::{Server, ServerConfig};
 use serde::Serialize;
 use serde_json::Value;
@@ -27,6 +34,7 @@ Example session (a server in one terminal, the CLI in another):
   $ export EFFEX_KEY=wk…                         # the writer key writes
   $ effex write '{\"price\": 3}' --lifetime 60     # → {\"ok\":true,\"id\":\"…\",…}
   $ effex read <id>
+  $ effex watch <id> --key <reader key>          # one JSON line per push, until Ctrl-C
 
 Every client command prints the server's JSON reply on stdout. On an error it
 prints the server's message on stderr and exits with 1 (2 for a usage error).";
@@ -91,6 +99,20 @@ Examples:
   effex events <id> --key <reader key>
   effex events latest --since 41 --event update")]
     Events(EventsArgs),
+    /// Follow an item's events over the push connection; print each push as a JSON line.
+    #[command(after_help = "\
+Prints one JSON line per push, as the server sent it, until Ctrl-C, or until
+the item is gone: after a remove or expire push it exits with 0 (the item's
+other watches end with it; a watch of updates alone is not told, so it runs
+until Ctrl-C). Errors (bad key 401, 403, 404, no connection, bad passphrase)
+go to stderr with exit code 1. Dropped connections are retried, and the
+pushes missed meanwhile are replayed.
+
+Examples:
+  effex watch <id> --key <reader key>
+  effex watch latest --event update --with-value --pass push-secret
+  effex watch <id> --push-id my-laptop --after 41   # resume after seq 41")]
+    Watch(WatchArgs),
 }
 
 /// Where the server is.
@@ -248,6 +270,41 @@ struct EventsArgs {
     keyed: Keyed,
 }
 
+#[derive(Args, Debug)]
+struct WatchArgs {
+    /// The item's id or alias.
+    id: String,
+    /// Which events to follow, comma-separated: update, remove, expire.
+    #[arg(
+        long,
+        value_name = "KINDS",
+        value_delimiter = ',',
+        default_value = "update,remove,expire"
+    )]
+    event: Vec<EventKind>,
+    /// The server's push passphrase (`effex serve --passphrase`).
+    #[arg(
+        long,
+        env = "EFFEX_PASS",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true
+    )]
+    pass: String,
+    /// The push id naming this client across reconnects (printable ASCII,
+    /// 1 to 128 bytes); a random one by default.
+    #[arg(long, env = "EFFEX_PUSH_ID", value_name = "PUSH_ID")]
+    push_id: Option<String>,
+    /// Update pushes carry the new value.
+    #[arg(long)]
+    with_value: bool,
+    /// Replay every logged event after this seq first (the last seq you handled).
+    #[arg(long, value_name = "SEQ")]
+    after: Option<u64>,
+    #[command(flatten)]
+    keyed: Keyed,
+}
+
 /// Parses (fractional) seconds.
 fn seconds(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
@@ -262,6 +319,7 @@ fn main() -> ExitCode {
     let system = actix_rt::System::new();
     match cli.command {
         Command::Serve(args) => system.block_on(serve(args)),
+        Command::Watch(args) => system.block_on(watch(args)),
         command => system.block_on(client(command)),
     }
 }
@@ -374,7 +432,9 @@ fn json_value(text: &str) -> Result<Value, String> {
 
 async fn run_client(command: Command) -> Result<String, String> {
     match command {
-        Command::Serve(_) => unreachable!("serve is not a client command"),
+        Command::Serve(_) | Command::Watch(_) => {
+            unreachable!("serve and watch are not request-reply commands")
+        }
         Command::Ping(target) => {
             #[derive(Serialize)]
             struct Pong {
@@ -436,6 +496,208 @@ async fn run_client(command: Command) -> Result<String, String> {
                     .events(&args.keyed.key, &args.id, args.since, args.event)
                     .await,
             )
+        }
+    }
+}
+
+/// What the `watch` loop hears from the push handler, the subscriber and the
+/// connection.
+enum Heard {
+    /// A remove or expire push was printed: the item is gone, and with it
+    /// every watch of it (protocol.md §2.3).
+    Final,
+    /// A push could not be written to stdout.
+    WriteFailed(std::io::Error),
+    Subscriber(SubscriberEvent),
+    Connection(ConnectionState),
+}
+
+/// Relays subscriber events and connection states to the `watch` loop.
+struct Relay(tokio::sync::mpsc::UnboundedSender<Heard>);
+
+impl Actor for Relay {
+    type Context = Context<Self>;
+}
+
+impl Handler<SubscriberEvent> for Relay {
+    type Result = ();
+    fn handle(&mut self, event: SubscriberEvent, _: &mut Context<Self>) {
+        let _ = self.0.send(Heard::Subscriber(event));
+    }
+}
+
+impl Handler<ConnectionState> for Relay {
+    type Result = ();
+    fn handle(&mut self, state: ConnectionState, _: &mut Context<Self>) {
+        let _ = self.0.send(Heard::Connection(state));
+    }
+}
+
+/// How long the goodbye (unwatches, then the Socket.IO disconnect) may take.
+const GOODBYE: Duration = Duration::from_secs(2);
+
+/// `effex watch`: subscribes, prints pushes until the item is gone or Ctrl-C.
+async fn watch(args: WatchArgs) -> ExitCode {
+    match run_watch(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("effex: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_watch(args: WatchArgs) -> Result<(), String> {
+    let target = &args.keyed.target;
+    let mut config = ClientConfig::builder(target.url.as_str())
+        .pass(args.pass.as_str())
+        .connect_timeout(target.timeout)
+        .pass_timeout(target.timeout)
+        .ack_timeout(target.timeout);
+    if let Some(push_id) = &args.push_id {
+        config = config.push_id(push_id.as_str());
+    }
+    let config = config.build().map_err(|e| e.to_string())?;
+    let conn = ConnectionActor::new(config).start();
+
+    let (tx, mut heard) = tokio::sync::mpsc::unbounded_channel();
+    let printer = tx.clone();
+    // The subscriber acks a push once this returns: printed (and flushed) first.
+    let subscriber = SubscriberActor::with_handler(conn.clone(), move |push: &Push| {
+        let mut out = std::io::stdout().lock();
+        let written = serde_json::to_writer(&mut out, push)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out))
+            .and_then(|()| out.flush());
+        let heard = match written {
+            Err(e) => Heard::WriteFailed(e),
+            Ok(()) if matches!(push.event, EventKind::Remove | EventKind::Expire) => Heard::Final,
+            Ok(()) => return,
+        };
+        let _ = printer.send(heard);
+    });
+    let relay = Relay(tx).start();
+    let subscriber = subscriber.notify(relay.clone().recipient()).start();
+
+    let mut kinds: Vec<EventKind> = Vec::new();
+    for kind in &args.event {
+        if !kinds.contains(kind) {
+            kinds.push(*kind);
+        }
+    }
+    let mut watchables = Vec::with_capacity(kinds.len());
+    let mut from = u64::MAX;
+    let mut outcome = Ok(());
+    for &kind in &kinds {
+        let mut subscribe = Subscribe::new(kind, args.id.as_str(), args.keyed.key.as_str());
+        if args.with_value {
+            subscribe = subscribe.with_value();
+        }
+        if let Some(after) = args.after {
+            subscribe = subscribe.after(after);
+        }
+        match subscriber.send(subscribe).await {
+            Ok(Ok(ok)) => {
+                from = from.min(args.after.unwrap_or(ok.seq));
+                watchables.push(ok.watchable);
+            }
+            Ok(Err(e)) => {
+                outcome = Err(format!("cannot watch {kind} of {}: {e}", args.id));
+                break;
+            }
+            Err(_) => {
+                outcome = Err("the subscriber stopped".to_owned());
+                break;
+            }
+        }
+    }
+    let mut online = !watchables.is_empty();
+    if outcome.is_ok() {
+        // On stderr, so stdout is pushes only; printed once every watch is in place.
+        let kinds: Vec<&str> = kinds.iter().map(|kind| kind.as_str()).collect();
+        eprintln!(
+            "effex: watching {} of {} after seq {from} (Ctrl-C to stop)",
+            kinds.join(", "),
+            args.id
+        );
+        conn.do_send(SubscribeState(relay.recipient()));
+        outcome = follow(&args.id, &watchables, &mut heard, &mut online).await;
+    }
+
+    // Goodbye: unwatch (a round trip, so the server has read every ack sent
+    // before it, the final push's included), then a clean disconnect.
+    if online {
+        let unwatches = watchables.iter().map(|watchable| {
+            subscriber.send(Unsubscribe {
+                watchable: watchable.clone(),
+            })
+        });
+        let _ = tokio::time::timeout(GOODBYE, futures_util::future::join_all(unwatches)).await;
+    }
+    let _ = tokio::time::timeout(GOODBYE, conn.send(Stop)).await;
+    // The socket's writer task sends the goodbye on its next turn.
+    actix_rt::time::sleep(Duration::from_millis(50)).await;
+    outcome
+}
+
+/// Reports what happens until the watch ends (`Ok`), fails (`Err`) or Ctrl-C.
+/// `online` tracks whether the push connection is up.
+async fn follow(
+    id: &str,
+    watchables: &[String],
+    heard: &mut tokio::sync::mpsc::UnboundedReceiver<Heard>,
+    online: &mut bool,
+) -> Result<(), String> {
+    let mut live: Vec<&str> = watchables.iter().map(String::as_str).collect();
+    let stop = stop_signal();
+    tokio::pin!(stop);
+    loop {
+        let heard = tokio::select! {
+            _ = &mut stop => return Ok(()),
+            heard = heard.recv() => match heard {
+                Some(heard) => heard,
+                None => return Err("the subscriber stopped".to_owned()),
+            },
+        };
+        match heard {
+            Heard::Final => return Ok(()),
+            // `effex watch … | head -n 3`: the reader has seen enough.
+            Heard::WriteFailed(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Heard::WriteFailed(e) => return Err(format!("cannot write a push to stdout: {e}")),
+            Heard::Subscriber(SubscriberEvent::Ended { watchable, error }) => {
+                live.retain(|w| *w != watchable);
+                match error {
+                    // A re-watch after a reconnect found the item gone.
+                    Some(WatchError::Refused { code: 404, message }) => {
+                        eprintln!("effex: {id} is gone: {message}");
+                    }
+                    Some(error) => return Err(format!("the watch of {id} ended: {error}")),
+                    None => {}
+                }
+                if live.is_empty() {
+                    return Ok(());
+                }
+            }
+            Heard::Subscriber(SubscriberEvent::Gap { .. }) => eprintln!(
+                "effex: the event log no longer holds every event missed while offline: re-read {id}"
+            ),
+            Heard::Subscriber(SubscriberEvent::Disconnected(reason)) => {
+                *online = false;
+                eprintln!("effex: connection lost ({reason}); reconnecting");
+            }
+            Heard::Subscriber(SubscriberEvent::Reconnected(_)) => {
+                eprintln!("effex: reconnected; missed pushes are replayed");
+            }
+            Heard::Connection(ConnectionState::Connected(_)) => *online = true,
+            Heard::Connection(ConnectionState::ConnectFailed(error)) => {
+                *online = false;
+                if let ConnectError::Rejected { .. } = error {
+                    // No automatic retry follows a refusal.
+                    return Err(format!("reconnecting failed: {error}"));
+                }
+                eprintln!("effex: reconnecting failed: {error}; retrying");
+            }
+            Heard::Connection(_) => {}
         }
     }
 }

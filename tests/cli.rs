@@ -1,5 +1,6 @@
-//! The `effex` binary: the client commands against an in-process server on
-//! port 0, and `effex serve` as its own process (generated boss key, Ctrl-C).
+//! The `effex` binary: the client commands (and `effex watch`) against an
+//! in-process server on port 0, and `effex serve` as its own process
+//! (generated boss key, Ctrl-C).
 //!
 //! The binary runs as a child process; every wait on it is bounded (the test
 //! polls `try_wait` and kills the child when the bound passes), and the
@@ -10,8 +11,9 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use effex::client::{EffexClient, KeyType, KeysRequest, NewItem};
 use effex::server::{Server, ServerConfig, ServerHandle};
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::time::{sleep, Instant};
 
 const EFFEX: &str = env!("CARGO_BIN_EXE_effex");
@@ -184,13 +186,13 @@ async fn help_explains_each_command_with_an_example() {
         .unwrap();
     let help = String::from_utf8(finish(child, "effex --help").await.stdout).unwrap();
     for command in [
-        "serve", "keys", "write", "read", "update", "remove", "alias", "events",
+        "serve", "keys", "write", "read", "update", "remove", "alias", "events", "watch",
     ] {
         assert!(help.contains(command), "{command} missing from:\n{help}");
     }
     assert!(help.contains("Example session"), "{help}");
     for command in [
-        "serve", "keys", "write", "read", "update", "remove", "alias", "events",
+        "serve", "keys", "write", "read", "update", "remove", "alias", "events", "watch",
     ] {
         let child = Command::new(EFFEX)
             .args([command, "--help"])
@@ -284,4 +286,263 @@ async fn serve_prints_a_boss_key_and_stops_on_ctrl_c() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(next_line().as_deref(), Some("effex stopped"));
+}
+
+/// A running `effex watch`: its stdout and stderr lines arrive on channels
+/// (read by threads, so waiting on them never blocks the in-process server).
+struct Watch {
+    child: Option<Child>,
+    stdout: tokio::sync::mpsc::UnboundedReceiver<String>,
+    stderr: tokio::sync::mpsc::UnboundedReceiver<String>,
+    /// Every stderr line read so far, for failure messages.
+    errors: Vec<String>,
+}
+
+fn lines_of(
+    pipe: impl std::io::Read + Send + 'static,
+) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+impl Watch {
+    fn start(url: &str, key: &str, pass: &str, args: &[&str]) -> Watch {
+        let mut child = Command::new(EFFEX)
+            .arg("watch")
+            .args(args)
+            .args(["--url", url, "--key", key])
+            .env("EFFEX_PASS", pass)
+            .env_remove("EFFEX_TIMEOUT")
+            .env_remove("EFFEX_PUSH_ID")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the effex binary runs");
+        let stdout = lines_of(child.stdout.take().unwrap());
+        let stderr = lines_of(child.stderr.take().unwrap());
+        Watch {
+            child: Some(child),
+            stdout,
+            stderr,
+            errors: Vec::new(),
+        }
+    }
+
+    /// Waits (bounded) for the stderr line saying every watch is in place.
+    async fn watching(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let line = tokio::time::timeout_at(deadline, self.stderr.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no `watching` within {WAIT:?}: {:?}", self.errors))
+                .unwrap_or_else(|| panic!("effex watch ended: {:?}", self.errors));
+            let started = line.starts_with("effex: watching");
+            self.errors.push(line);
+            if started {
+                return;
+            }
+        }
+    }
+
+    /// The next push line (bounded).
+    async fn push(&mut self) -> Value {
+        let line = tokio::time::timeout(WAIT, self.stdout.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no push line within {WAIT:?}; stderr: {:?}", self.errors))
+            .unwrap_or_else(|| panic!("effex watch closed stdout; stderr: {:?}", self.errors));
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"))
+    }
+
+    /// Waits (bounded) for the exit; returns the status, the stdout lines
+    /// not read yet and all of stderr.
+    async fn exit(mut self) -> (std::process::ExitStatus, Vec<String>, String) {
+        let output = finish(self.child.take().unwrap(), "effex watch").await;
+        // The pipes are at EOF now: the reader threads end.
+        let mut rest = Vec::new();
+        while let Some(line) = self.stdout.recv().await {
+            rest.push(line);
+        }
+        while let Some(line) = self.stderr.recv().await {
+            self.errors.push(line);
+        }
+        (output.status, rest, self.errors.join("\n"))
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Keys and an item on a server with a push passphrase.
+async fn watched_item(server: &ServerHandle) -> (EffexClient, String, String, String, u64) {
+    let rest = EffexClient::new(server.http_url()).unwrap();
+    let boss = server.boss_key().unwrap();
+    let writer = rest
+        .make_keys(boss, KeysRequest::new(KeyType::Writer))
+        .await
+        .unwrap()
+        .keys
+        .remove(0);
+    let reader = rest
+        .make_keys(boss, KeysRequest::new(KeyType::Reader))
+        .await
+        .unwrap()
+        .keys
+        .remove(0);
+    let item = NewItem::new(json!({"price": 1}))
+        .lifetime(Duration::from_secs(60))
+        .reader(&reader);
+    let written = rest.write(&writer, &item).await.unwrap();
+    (rest, writer, reader, written.id, written.seq)
+}
+
+const PUSH_PASS: &str = "cli push pass";
+
+async fn start_with_pass() -> ServerHandle {
+    let _ = env_logger::builder().is_test(true).try_init();
+    Server::start(ServerConfig {
+        passphrase: Some(PUSH_PASS.to_owned()),
+        ..ServerConfig::default()
+    })
+    .await
+    .expect("server starts")
+}
+
+/// `effex watch`: one JSON line per push, in seq order, and exit 0 after the
+/// remove; then `--after` replays the final push of a removed item.
+#[actix_rt::test]
+async fn watch_prints_each_push_and_exits_when_the_item_is_removed() {
+    let server = start_with_pass().await;
+    let (rest, writer, reader, id, written) = watched_item(&server).await;
+
+    let mut watch = Watch::start(
+        &server.http_url(),
+        &reader,
+        PUSH_PASS,
+        &[&id, "--with-value"],
+    );
+    watch.watching().await;
+    let first = rest
+        .update(&writer, &id, json!({"price": 2}), None)
+        .await
+        .unwrap()
+        .seq;
+    let second = rest
+        .update(&writer, &id, json!({"price": 3}), None)
+        .await
+        .unwrap()
+        .seq;
+    let removed = rest.remove(&writer, &id).await.unwrap().seq;
+
+    let mut lines = Vec::new();
+    for _ in 0..3 {
+        lines.push(watch.push().await);
+    }
+    let (status, rest_lines, stderr) = watch.exit().await;
+    assert!(status.success(), "exit {status}; stderr:\n{stderr}");
+    assert!(
+        rest_lines.is_empty(),
+        "lines after the remove: {rest_lines:?}"
+    );
+    let seen: Vec<(&str, u64)> = lines
+        .iter()
+        .map(|push| {
+            (
+                push["event"].as_str().unwrap(),
+                push["seq"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [("update", first), ("update", second), ("remove", removed)],
+        "{lines:?}"
+    );
+    for push in &lines {
+        // The push object as the server sent it.
+        let parsed: effex::protocol::messages::Push =
+            serde_json::from_value(push.clone()).unwrap_or_else(|e| panic!("{push}: {e}"));
+        assert_eq!(parsed.id, id);
+        assert!(push["watchable"].as_str().is_some_and(|w| !w.is_empty()));
+        assert!(push["at"].as_u64().is_some_and(|at| at > 0));
+    }
+    assert_eq!(lines[0]["value"], json!({"price": 2}), "--with-value");
+    assert_eq!(lines[1]["value"], json!({"price": 3}));
+    assert!(lines[2].get("value").is_none());
+
+    // The item is gone; a watch of removes with `--after` below the remove
+    // still gets that final push, then exits 0.
+    let after = written.to_string();
+    let mut again = Watch::start(
+        &server.http_url(),
+        &reader,
+        PUSH_PASS,
+        &[&id, "--event", "remove", "--after", &after],
+    );
+    let replayed = again.push().await;
+    assert_eq!(
+        (replayed["event"].as_str(), replayed["seq"].as_u64()),
+        (Some("remove"), Some(removed))
+    );
+    let (status, rest_lines, stderr) = again.exit().await;
+    assert!(status.success(), "exit {status}; stderr:\n{stderr}");
+    assert!(rest_lines.is_empty(), "{rest_lines:?}");
+    server.stop().await;
+}
+
+/// Refusals: the server's message on stderr, exit 1, nothing on stdout.
+#[actix_rt::test]
+async fn watch_refusals_say_why_and_exit_1() {
+    let server = start_with_pass().await;
+    let (_rest, _writer, reader, id, _) = watched_item(&server).await;
+    let url = server.http_url();
+
+    for (what, key, pass, item, expect) in [
+        (
+            "an unknown key",
+            "no-such-key",
+            PUSH_PASS,
+            id.as_str(),
+            "(401): unknown or expired access key",
+        ),
+        (
+            "no such item",
+            reader.as_str(),
+            PUSH_PASS,
+            "no-such-item",
+            "(404)",
+        ),
+        (
+            "a wrong passphrase",
+            reader.as_str(),
+            "wrong",
+            id.as_str(),
+            "(401): bad passphrase",
+        ),
+    ] {
+        let watch = Watch::start(&url, key, pass, &[item]);
+        let (status, stdout, stderr) = watch.exit().await;
+        assert_eq!(status.code(), Some(1), "{what}: {stderr}");
+        assert!(stdout.is_empty(), "{what}: {stdout:?}");
+        assert!(stderr.contains(expect), "{what}: {stderr}");
+    }
+
+    server.stop().await;
+    let watch = Watch::start(&url, &reader, PUSH_PASS, &[&id, "--timeout", "2"]);
+    let (status, _, stderr) = watch.exit().await;
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("could not open the WebSocket"), "{stderr}");
 }
