@@ -307,6 +307,11 @@ async fn paced(rate: u64, duration: Duration) -> (Duration, Duration) {
     let mut samples = std::mem::take(&mut *latencies.borrow_mut());
     bench.server.stop().await;
     samples.sort();
+    if std::env::var_os("EFFEX_BENCH_DETAIL").is_some() {
+        for p in [50.0, 90.0, 95.0, 98.0, 99.0, 99.9, 100.0] {
+            eprintln!("paced p{p}: {}", fmt(percentile(&samples, p)));
+        }
+    }
     (percentile(&samples, 50.0), percentile(&samples, 99.0))
 }
 

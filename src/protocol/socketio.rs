@@ -231,23 +231,39 @@ impl Packet {
                     "a CONNECT_ERROR payload must be an object",
                 )),
             },
-            PacketKind::Event | PacketKind::BinaryEvent => {
-                let first = self.array_items()?.into_iter().next();
-                match first.map(json_shape) {
-                    Some(JsonShape::String) => Ok(()),
-                    Some(_) => Err(DecodeError::Malformed("an event name must be a string")),
-                    None => Err(DecodeError::Malformed(
-                        "an EVENT payload must be a non-empty array",
-                    )),
+            // The payload is valid JSON (RawValue checked it), so looking at
+            // its first tokens is enough: no second scan of the whole array.
+            PacketKind::Event | PacketKind::BinaryEvent => match (shape, self.first_token()) {
+                (Some(JsonShape::Array), Some(b'"')) => Ok(()),
+                (Some(JsonShape::Array), Some(b']') | None) | (None, _) => Err(
+                    DecodeError::Malformed("an EVENT payload must be a non-empty array"),
+                ),
+                (Some(JsonShape::Array), Some(_)) => {
+                    Err(DecodeError::Malformed("an event name must be a string"))
                 }
-            }
+                (Some(_), _) => Err(DecodeError::Malformed(
+                    "an EVENT payload must be a non-empty array",
+                )),
+            },
             PacketKind::Ack | PacketKind::BinaryAck => {
                 if self.ack_id.is_none() {
                     return Err(DecodeError::Malformed("an ACK needs an ack id"));
                 }
-                self.array_items().map(drop)
+                match shape {
+                    Some(JsonShape::Array) => Ok(()),
+                    _ => Err(DecodeError::Malformed("this packet needs a JSON array")),
+                }
             }
         }
+    }
+
+    /// The first byte inside the payload's array, after white space.
+    fn first_token(&self) -> Option<u8> {
+        let data = self.data.as_deref()?.get().as_bytes();
+        data.get(1..)?
+            .iter()
+            .copied()
+            .find(|b| !b.is_ascii_whitespace())
     }
 
     fn array_items(&self) -> Result<Vec<&RawValue>, DecodeError> {
@@ -264,8 +280,13 @@ impl Packet {
         if !matches!(self.kind, PacketKind::Event | PacketKind::BinaryEvent) {
             return None;
         }
-        let items = self.array_items().ok()?;
-        serde_json::from_str(items.first()?.get()).ok()
+        // Reads only the name: the array's first element.
+        let data = self.data.as_deref()?.get();
+        let inner = data.strip_prefix('[')?;
+        serde_json::Deserializer::from_str(inner)
+            .into_iter::<String>()
+            .next()?
+            .ok()
     }
 
     /// The arguments: an event's array after its name, or an ack's whole array.
@@ -279,11 +300,20 @@ impl Packet {
 
     /// Deserializes the first argument (the effex payload) into `T`.
     pub fn first_arg<T: DeserializeOwned>(&self) -> Result<T, DecodeError> {
-        let args = self.args();
-        let first = args
-            .first()
+        let data = self
+            .data
+            .as_deref()
             .ok_or(DecodeError::Malformed("the packet has no argument"))?;
-        serde_json::from_str(first.get()).map_err(|e| DecodeError::Json(e.to_string()))
+        // One pass: skip the event name (if any), read the argument, skip the rest.
+        let skip = usize::from(matches!(
+            self.kind,
+            PacketKind::Event | PacketKind::BinaryEvent
+        ));
+        let mut deserializer = serde_json::Deserializer::from_str(data.get());
+        let arg =
+            serde::Deserializer::deserialize_seq(&mut deserializer, NthElement::<T>::new(skip))
+                .map_err(|e| DecodeError::Json(e.to_string()))?;
+        arg.ok_or(DecodeError::Malformed("the packet has no argument"))
     }
 
     /// Encodes the Socket.IO text (without the Engine.IO `4`).
@@ -318,6 +348,40 @@ impl Packet {
             let _ = write!(out, "{id}");
         }
         out.push_str(data);
+    }
+}
+
+/// Reads element `skip` of a JSON array as `T`, ignoring the others.
+struct NthElement<T> {
+    skip: usize,
+    _element: std::marker::PhantomData<T>,
+}
+
+impl<T> NthElement<T> {
+    fn new(skip: usize) -> Self {
+        Self {
+            skip,
+            _element: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for NthElement<T> {
+    type Value = Option<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON array")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Option<T>, A::Error> {
+        for _ in 0..self.skip {
+            if seq.next_element::<serde::de::IgnoredAny>()?.is_none() {
+                return Ok(None);
+            }
+        }
+        let wanted = seq.next_element::<T>()?;
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(wanted)
     }
 }
 
