@@ -22,8 +22,7 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use std::cell::{Cell, RefCell};
-use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,7 +31,7 @@ use effex::client::{
     ClientConfig, ConnectionActor, EffexClient, GetConnected, KeyType, KeysRequest, NewItem,
     Subscribe, SubscriberActor,
 };
-use effex::protocol::messages::EventKind;
+use effex::protocol::messages::{EventKind, Push};
 use effex::server::{Server, ServerConfig, ServerHandle};
 use effex::store::{MemoryStore, MemoryStoreConfig, Store, UpdateItem};
 use serde_json::json;
@@ -42,8 +41,11 @@ use tokio::sync::Notify;
 const PASS: &str = "bench";
 const BOSS: &str = "bench boss";
 
+/// The server (hub and store on this thread, sessions on its worker) and a
+/// separate client thread, as a server and its subscribers would be.
 struct Bench {
     server: ServerHandle,
+    client: ArbiterHandle,
     store: Arc<dyn Store>,
     writer: String,
     reader: String,
@@ -71,11 +73,8 @@ impl Bench {
         let key = |kind| {
             let rest = rest.clone();
             async move {
-                rest.make_keys(BOSS, KeysRequest::new(kind))
-                    .await
-                    .expect("keys")
-                    .keys
-                    .remove(0)
+                let mut keys = rest.make_keys(BOSS, KeysRequest::new(kind)).await;
+                keys.as_mut().expect("keys").keys.remove(0)
             }
         };
         let (writer, reader) = (key(KeyType::Writer).await, key(KeyType::Reader).await);
@@ -83,8 +82,10 @@ impl Bench {
             .lifetime(Duration::from_secs(3600))
             .reader(&reader);
         let item = rest.write(&writer, &item).await.expect("write the item").id;
+        let client = Arbiter::new().handle();
         Self {
             server,
+            client,
             store,
             writer,
             reader,
@@ -92,12 +93,24 @@ impl Bench {
         }
     }
 
-    fn connection(&self) -> Addr<ConnectionActor> {
+    /// A subscriber on its own connection, both on the client thread (where
+    /// the handler runs), watching the item's updates.
+    async fn subscriber(
+        &self,
+        handler: impl FnMut(&Push) + Send + 'static,
+    ) -> Addr<SubscriberActor> {
         let config = ClientConfig::builder(self.server.ws_url())
             .pass(PASS)
             .build()
             .expect("config");
-        ConnectionActor::new(config).start()
+        let conn =
+            ConnectionActor::start_in_arbiter(&self.client, move |_| ConnectionActor::new(config));
+        let sub = SubscriberActor::start_in_arbiter(&self.client, move |_| {
+            SubscriberActor::with_handler(conn, handler)
+        });
+        let watch = Subscribe::new(EventKind::Update, &self.item, &self.reader);
+        sub.send(watch).await.expect("alive").expect("watch");
+        sub
     }
 
     async fn update(&self, n: u64) -> u64 {
@@ -105,11 +118,8 @@ impl Bench {
             value: json!(n),
             intent: None,
         };
-        self.store
-            .update(&self.writer, &self.item, update)
-            .await
-            .expect("update")
-            .seq
+        let updated = self.store.update(&self.writer, &self.item, update).await;
+        updated.expect("update").seq
     }
 }
 
@@ -148,28 +158,19 @@ async fn main() {
 async fn throughput(events: u64) -> f64 {
     const WINDOW: u64 = 4_000;
     let bench = Bench::start().await;
-    let handled = Rc::new(Cell::new(0u64));
-    let caught_up = Rc::new(Notify::new());
-    let sub = {
-        let (handled, caught_up) = (handled.clone(), caught_up.clone());
-        SubscriberActor::with_handler(bench.connection(), move |_| {
-            handled.set(handled.get() + 1);
-            caught_up.notify_one();
+    let handled = Arc::new(AtomicU64::new(0));
+    let caught_up = Arc::new(Notify::new());
+    let (counter, waker) = (handled.clone(), caught_up.clone());
+    let _sub = bench
+        .subscriber(move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            waker.notify_one();
         })
-        .start()
-    };
-    sub.send(Subscribe::new(
-        EventKind::Update,
-        &bench.item,
-        &bench.reader,
-    ))
-    .await
-    .expect("alive")
-    .expect("watch");
+        .await;
 
     let start = Instant::now();
     for n in 1..=events {
-        while n > handled.get() + WINDOW {
+        while n > handled.load(Ordering::Relaxed) + WINDOW {
             caught_up.notified().await;
         }
         bench.update(n).await;
@@ -177,7 +178,7 @@ async fn throughput(events: u64) -> f64 {
             tokio::task::yield_now().await;
         }
     }
-    while handled.get() < events {
+    while handled.load(Ordering::Relaxed) < events {
         caught_up.notified().await;
     }
     let rate = events as f64 / start.elapsed().as_secs_f64();
@@ -188,45 +189,37 @@ async fn throughput(events: u64) -> f64 {
 /// (b) One update, `connections` handlers: time until the last has it.
 async fn fan_out(connections: usize, rounds: usize) -> (Duration, Duration) {
     let bench = Bench::start().await;
-    let received = Rc::new(Cell::new(0usize));
-    let last = Rc::new(Cell::new(Instant::now()));
-    let all = Rc::new(Notify::new());
+    let received = Arc::new(AtomicUsize::new(0));
+    let last = Arc::new(Mutex::new(Instant::now()));
+    let all = Arc::new(Notify::new());
     let mut subscribers = Vec::with_capacity(connections);
     for _ in 0..connections {
         let (received, last, all) = (received.clone(), last.clone(), all.clone());
-        let sub = SubscriberActor::with_handler(bench.connection(), move |_| {
-            received.set(received.get() + 1);
-            if received.get() % connections == 0 {
-                last.set(Instant::now());
-                all.notify_one();
-            }
-        })
-        .start();
-        sub.send(Subscribe::new(
-            EventKind::Update,
-            &bench.item,
-            &bench.reader,
-        ))
-        .await
-        .expect("alive")
-        .expect("watch");
+        let sub = bench
+            .subscriber(move |_| {
+                if (received.fetch_add(1, Ordering::Relaxed) + 1) % connections == 0 {
+                    *last.lock().expect("not poisoned") = Instant::now();
+                    all.notify_one();
+                }
+            })
+            .await;
         subscribers.push(sub);
     }
     let mut samples = Vec::with_capacity(rounds);
     for round in 1..=rounds {
         let start = Instant::now();
         bench.update(round as u64).await;
-        while received.get() < round * connections {
+        while received.load(Ordering::Relaxed) < round * connections {
             all.notified().await;
         }
-        samples.push(last.get() - start);
+        samples.push(*last.lock().expect("not poisoned") - start);
     }
     bench.server.stop().await;
     samples.sort();
     (percentile(&samples, 50.0), percentile(&samples, 99.0))
 }
 
-/// (c) A steady `rate` of updates from another thread; latency from just
+/// (c) A steady `rate` of updates from a producer thread; latency from just
 /// before each store update to its handler.
 async fn paced(rate: u64, duration: Duration) -> (Duration, Duration) {
     let bench = Bench::start().await;
@@ -234,36 +227,27 @@ async fn paced(rate: u64, duration: Duration) -> (Duration, Duration) {
     let started: Arc<Mutex<Vec<Option<Instant>>>> =
         Arc::new(Mutex::new(vec![None; total as usize + 1]));
     let first_seq = bench.update(0).await + 1;
-    let latencies = Rc::new(RefCell::new(Vec::with_capacity(total as usize)));
-    let done = Rc::new(Notify::new());
-    let sub = {
-        let (started, latencies, done) = (started.clone(), latencies.clone(), done.clone());
-        SubscriberActor::with_handler(bench.connection(), move |push| {
-            let slot = (push.seq - first_seq) as usize;
-            let at = started
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(total as usize)));
+    let done = Arc::new(Notify::new());
+    let (slots, measured, finished) = (started.clone(), latencies.clone(), done.clone());
+    let _sub = bench
+        .subscriber(move |push| {
+            let slot = push.seq.saturating_sub(first_seq) as usize;
+            let at = slots
                 .lock()
                 .expect("not poisoned")
                 .get(slot)
                 .copied()
                 .flatten();
             if let Some(at) = at {
-                let mut latencies = latencies.borrow_mut();
-                latencies.push(at.elapsed());
-                if latencies.len() as u64 == total {
-                    done.notify_one();
+                let mut measured = measured.lock().expect("not poisoned");
+                measured.push(at.elapsed());
+                if measured.len() as u64 == total {
+                    finished.notify_one();
                 }
             }
         })
-        .start()
-    };
-    sub.send(Subscribe::new(
-        EventKind::Update,
-        &bench.item,
-        &bench.reader,
-    ))
-    .await
-    .expect("alive")
-    .expect("watch");
+        .await;
 
     let (store, writer, item) = (
         bench.store.clone(),
@@ -282,29 +266,26 @@ async fn paced(rate: u64, duration: Duration) -> (Duration, Duration) {
             if let Some(wait) = target.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
             }
-            let at = Instant::now();
+            // Only this producer changes the store, so update n gets seq
+            // first_seq + n; its start time is in place before the push can be.
+            if let Some(slot) = started.lock().expect("not poisoned").get_mut(n as usize) {
+                *slot = Some(Instant::now());
+            }
             let update = UpdateItem {
                 value: json!(n),
                 intent: None,
             };
-            let seq = runtime
-                .block_on(store.update(&writer, &item, update))
-                .expect("update")
-                .seq;
-            if let Some(slot) = started
-                .lock()
-                .expect("not poisoned")
-                .get_mut((seq - first_seq) as usize)
-            {
-                *slot = Some(at);
-            }
+            let seq = runtime.block_on(store.update(&writer, &item, update));
+            assert_eq!(
+                seq.expect("update").seq,
+                first_seq + n,
+                "another writer changed the store"
+            );
         }
     });
-    tokio::time::timeout(duration * 4, done.notified())
-        .await
-        .ok();
+    let _ = tokio::time::timeout(duration * 4, done.notified()).await;
     producer.join().expect("the producer thread");
-    let mut samples = std::mem::take(&mut *latencies.borrow_mut());
+    let mut samples = std::mem::take(&mut *latencies.lock().expect("not poisoned"));
     bench.server.stop().await;
     samples.sort();
     if std::env::var_os("EFFEX_BENCH_DETAIL").is_some() {
