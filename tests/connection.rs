@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::states::watch_states;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,7 +12,7 @@ use actix::prelude::*;
 use common::fake_server::{FakeServer, Script, Seen};
 use effex::client::{
     ClientConfig, ConnectError, ConnectionActor, ConnectionState, Disconnect, DisconnectReason,
-    Emit, EmitError, GetConnected, Stage, Stop, SubscribeState,
+    Emit, EmitError, GetConnected, Stage, Stop,
 };
 use effex::server::{Server, ServerConfig, ServerHandle};
 use futures_util::future::join_all;
@@ -38,27 +40,6 @@ fn client(url: &str) -> effex::client::ClientConfigBuilder {
         .pass(PASS)
         .connect_timeout(Duration::from_secs(3))
         .pass_timeout(Duration::from_secs(3))
-}
-
-/// Forwards state changes into a channel the test can wait on.
-struct StateProbe(mpsc::UnboundedSender<ConnectionState>);
-
-impl Actor for StateProbe {
-    type Context = Context<Self>;
-}
-
-impl Handler<ConnectionState> for StateProbe {
-    type Result = ();
-    fn handle(&mut self, state: ConnectionState, _: &mut Context<Self>) {
-        let _ = self.0.send(state);
-    }
-}
-
-async fn watch_states(conn: &Addr<ConnectionActor>) -> mpsc::UnboundedReceiver<ConnectionState> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let probe = StateProbe(tx).start();
-    conn.send(SubscribeState(probe.recipient())).await.unwrap();
-    rx
 }
 
 /// Waits (bounded) for the next state change matching `want`.

@@ -20,6 +20,8 @@
 
 mod common;
 
+use common::states::watch_states;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
@@ -30,7 +32,6 @@ use actix::prelude::*;
 use common::exchange::Exchange;
 use effex::client::{
     ClientConfig, ConnectError, ConnectionActor, ConnectionState, Emit, GetConnected, Session,
-    SubscribeState,
 };
 use effex::protocol::messages::Push;
 use effex::server::{Server, ServerConfig, ServerHandle};
@@ -305,30 +306,6 @@ async fn effex_server() -> ServerHandle {
     })
     .await
     .expect("start the in-process effex server")
-}
-
-/// Forwards the ConnectionActor's state changes into a channel.
-struct StateProbe(mpsc::UnboundedSender<ConnectionState>);
-
-impl Actor for StateProbe {
-    type Context = Context<Self>;
-}
-
-impl Handler<ConnectionState> for StateProbe {
-    type Result = ();
-    fn handle(&mut self, state: ConnectionState, _: &mut Context<Self>) {
-        let _ = self.0.send(state);
-    }
-}
-
-async fn watch_states(conn: &Addr<ConnectionActor>) -> mpsc::UnboundedReceiver<ConnectionState> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let probe = StateProbe(tx).start();
-    tokio::time::timeout(STEP_BOUND, conn.send(SubscribeState(probe.recipient())))
-        .await
-        .expect("SubscribeState answered in time")
-        .expect("connection actor alive");
-    rx
 }
 
 fn connection_actor(url: &str, pass: &str, push_id: &str) -> Addr<ConnectionActor> {

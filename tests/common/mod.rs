@@ -3,4 +3,5 @@
 
 pub mod exchange;
 pub mod fake_server;
+pub mod states;
 pub mod wire;
