@@ -14,7 +14,8 @@
 //!
 //! Features: `client` and `server` are on by default; an application that
 //! only subscribes uses `default-features = false, features = ["client"]`.
-//! `interop` and `redis` only switch on tests that need Node or redis-server.
+//! `cli` builds the `effex` binary; `interop` only switches on the tests
+//! that need Node (run `npm ci` in `tests/interop` first).
 //!
 //! ## One connection, many askers
 //!
