@@ -11,7 +11,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use awc::http::Method;
 use bytes::Bytes;
 use effex::client::{EffexClient, EffexError, KeyType, KeysRequest, NewItem};
-use effex::protocol::messages::EventKind as WireEventKind;
 use effex::server::{Server, ServerConfig, ServerHandle, BODY_HEADROOM};
 use effex::store::{EventKind, MemoryStore, MemoryStoreConfig};
 use serde_json::{json, Value};
@@ -1143,14 +1142,14 @@ async fn effex_client_covers_every_operation() {
             &readers.keys[0],
             &written.id,
             written.seq,
-            Some(WireEventKind::Update),
+            Some(EventKind::Update),
         )
         .await
         .unwrap();
     assert_eq!(page.events.len(), 1);
     assert_eq!(
         (page.events[0].seq, page.events[0].event),
-        (updated.seq, WireEventKind::Update)
+        (updated.seq, EventKind::Update)
     );
 
     let second = effex

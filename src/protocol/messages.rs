@@ -208,6 +208,16 @@ impl EventKind {
             Self::Expire => "expire",
         }
     }
+
+    /// A dense index (0, 1, 2) for per-kind tables.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Self::Update => 0,
+            Self::Remove => 1,
+            Self::Expire => 2,
+        }
+    }
 }
 
 impl std::fmt::Display for EventKind {

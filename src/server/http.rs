@@ -41,8 +41,8 @@ use serde::{Deserialize, Serialize};
 use super::Shared;
 use crate::protocol::messages::{Failure, Success};
 use crate::store::{
-    Aliased, EventKind, EventQuery, EventsPage, Keys, MakeKeys, ReadItem, Removed, StoreError,
-    StoreInfo, UpdateItem, Updated, WriteItem, Written,
+    parse_event_kind, Aliased, EventQuery, EventsPage, Keys, MakeKeys, ReadItem, Removed,
+    StoreError, StoreInfo, UpdateItem, Updated, WriteItem, Written,
 };
 
 /// Registers the REST routes, the JSON 405s and the JSON 404 for every
@@ -428,7 +428,7 @@ async fn events(req: HttpRequest, id: web::Path<String>, shared: web::Data<Share
     };
     let kind = params
         .get("event")
-        .map(|kind| kind.parse::<EventKind>())
+        .map(|kind| parse_event_kind(kind))
         .transpose()?;
     let query = EventQuery {
         since,

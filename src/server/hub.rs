@@ -462,23 +462,6 @@ struct Hub {
     scratch: Vec<WatchId>,
 }
 
-fn kind_index(kind: EventKind) -> usize {
-    match kind {
-        EventKind::Update => 0,
-        EventKind::Remove => 1,
-        EventKind::Expire => 2,
-    }
-}
-
-/// The store's kind for a protocol kind (the same three names).
-pub(crate) fn store_kind(kind: messages::EventKind) -> EventKind {
-    match kind {
-        messages::EventKind::Update => EventKind::Update,
-        messages::EventKind::Remove => EventKind::Remove,
-        messages::EventKind::Expire => EventKind::Expire,
-    }
-}
-
 /// A store error as the failure reply with the same code.
 pub(crate) fn failure(error: &StoreError) -> Failure {
     Failure::new(error.code(), error.to_string())
@@ -567,7 +550,7 @@ impl Hub {
         let last = event.kind != EventKind::Update;
         let mut ids = std::mem::take(&mut self.scratch);
         ids.clear();
-        ids.extend_from_slice(&index.by_kind[kind_index(event.kind)]);
+        ids.extend_from_slice(&index.by_kind[event.kind.index()]);
         if !ids.is_empty() {
             let wants_value = event.kind == EventKind::Update
                 && ids
@@ -641,7 +624,7 @@ impl Hub {
         };
         for (k, ids) in index.by_kind.into_iter().enumerate() {
             for id in ids {
-                if k == kind_index(kind) {
+                if k == kind.index() {
                     if let Some(entry) = self.watches.get_mut(&id) {
                         entry.ending = true;
                         // A webhook or session that got no final push (dormant)
@@ -790,8 +773,7 @@ impl Hub {
 
     fn index(&mut self, id: WatchId) {
         if let Some(entry) = self.watches.get(&id) {
-            let list =
-                &mut self.by_item.entry(entry.item).or_default().by_kind[kind_index(entry.kind)];
+            let list = &mut self.by_item.entry(entry.item).or_default().by_kind[entry.kind.index()];
             if !list.contains(&id) {
                 list.push(id);
             }
@@ -803,7 +785,7 @@ impl Hub {
             return;
         };
         if let Some(index) = self.by_item.get_mut(&entry.item) {
-            index.by_kind[kind_index(entry.kind)].retain(|w| *w != id);
+            index.by_kind[entry.kind.index()].retain(|w| *w != id);
             if index.is_empty() {
                 self.by_item.remove(&entry.item);
             }
@@ -892,7 +874,7 @@ impl Hub {
         ack_id: u64,
         watch: Watch,
     ) -> Result<(), Failure> {
-        let kind = store_kind(watch.event);
+        let kind = watch.event;
         let query = |since| EventQuery {
             since,
             kind: Some(kind),

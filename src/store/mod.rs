@@ -131,6 +131,7 @@ mod types;
 
 pub use error::StoreError;
 pub use memory::{MemoryStore, MemoryStoreConfig};
+pub(crate) use types::parse_event_kind;
 pub use types::{
     seconds, Aliased, Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, JsonText, KeyKind,
     Keys, MakeKeys, ReadItem, Removed, StoreInfo, UpdateItem, Updated, WriteItem, Written,

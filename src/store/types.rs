@@ -253,56 +253,13 @@ impl<'de> Deserialize<'de> for JsonText {
     }
 }
 
-/// What happened to an item. A new item logs no event (see [`Written::seq`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EventKind {
-    /// The value was replaced.
-    Update,
-    /// The owner removed the item (final event).
-    Remove,
-    /// The item reached its deadline (final event).
-    Expire,
-}
+/// What happened to an item: the protocol's kind (update, remove, expire).
+/// A new item logs no event (see [`Written::seq`]).
+pub use crate::protocol::messages::EventKind;
 
-impl EventKind {
-    /// The lowercase name used on the wire (`"update"`, `"remove"`, `"expire"`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Update => "update",
-            EventKind::Remove => "remove",
-            EventKind::Expire => "expire",
-        }
-    }
-
-    pub(crate) fn index(self) -> usize {
-        match self {
-            EventKind::Update => 0,
-            EventKind::Remove => 1,
-            EventKind::Expire => 2,
-        }
-    }
-}
-
-impl fmt::Display for EventKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for EventKind {
-    type Err = StoreError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "update" => Ok(EventKind::Update),
-            "remove" => Ok(EventKind::Remove),
-            "expire" => Ok(EventKind::Expire),
-            other => Err(StoreError::BadRequest(format!(
-                "event {other:?} is not one of \"update\", \"remove\", \"expire\""
-            ))),
-        }
-    }
+/// Parses an event kind from a request, as the store's bad-request error.
+pub(crate) fn parse_event_kind(s: &str) -> Result<EventKind, StoreError> {
+    s.parse().map_err(StoreError::BadRequest)
 }
 
 /// One event of the store-wide log: live on [`Store::subscribe`](super::Store::subscribe),
