@@ -22,6 +22,9 @@
 //!   up to 16, at least 32) around 10,000 direct store writes; and the
 //!   process's RSS growth over 100,000 items. Goal: under 2 KiB per item.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -33,6 +36,7 @@ use effex::store::{
     EventKind, KeyKind, MakeKeys, MemoryStore, MemoryStoreConfig, Store, WriteItem,
 };
 use serde_json::{json, Value};
+use support::{fmt, machine, percentile};
 use tokio::time::Instant;
 
 const CLIENTS: usize = 64;
@@ -45,7 +49,7 @@ const RSS_ITEMS: usize = 100_000;
 const BOSS: &str = "bench boss key";
 
 #[global_allocator]
-static ALLOCATOR: counting::Counting = counting::Counting;
+static ALLOCATOR: support::counting::Counting = support::counting::Counting;
 
 #[actix_rt::main]
 async fn main() {
@@ -307,14 +311,14 @@ async fn memory_per_item() {
         let size = serde_json::to_string(value).unwrap().len();
         let store = fresh_store();
         let writer = writer_key(&store).await;
-        let before = counting::held();
+        let before = support::counting::held();
         for _ in 0..COUNTED_ITEMS {
             store
                 .write(&writer, WriteItem::new(value.clone()))
                 .await
                 .unwrap();
         }
-        let per_item = (counting::held() - before) / COUNTED_ITEMS as i64;
+        let per_item = (support::counting::held() - before) / COUNTED_ITEMS as i64;
         let verdict = if per_item < 2048 { "✓" } else { "✗" };
         println!(
             "| memory per stored {size}-byte item ({shape}), counting allocator, {COUNTED_ITEMS} items | **{per_item} B** | < 2 KiB {verdict} |"
@@ -346,90 +350,4 @@ fn rss_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages * 4096)
-}
-
-// ---- helpers ----------------------------------------------------------------------
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
-fn fmt(d: Duration) -> String {
-    if d < Duration::from_millis(1) {
-        format!("{} µs", d.as_micros())
-    } else {
-        format!("{:.2} ms", d.as_secs_f64() * 1e3)
-    }
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{cpu}, {cores} cores")
-}
-
-/// Counts the bytes each thread holds (as glibc would: request + 8, rounded
-/// up to 16, at least 32), so the bench can measure what the store keeps per
-/// item: the store's writes run on the bench's own thread.
-mod counting {
-    use std::alloc::{GlobalAlloc, Layout, System};
-    use std::cell::Cell;
-
-    pub struct Counting;
-
-    thread_local! {
-        static HELD: Cell<i64> = const { Cell::new(0) };
-    }
-
-    fn chunk(layout: Layout) -> i64 {
-        (((layout.size() + 8).max(32) + 15) & !15) as i64
-    }
-
-    fn add(delta: i64) {
-        let _ = HELD.try_with(|held| held.set(held.get() + delta));
-    }
-
-    /// Bytes held by this thread's allocations.
-    pub fn held() -> i64 {
-        HELD.with(|held| held.get())
-    }
-
-    // SAFETY: forwards to the system allocator unchanged; only counts.
-    unsafe impl GlobalAlloc for Counting {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            add(chunk(layout));
-            unsafe { System.alloc(layout) }
-        }
-
-        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            add(-chunk(layout));
-            unsafe { System.dealloc(ptr, layout) }
-        }
-
-        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-            add(chunk(layout));
-            unsafe { System.alloc_zeroed(layout) }
-        }
-
-        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-            add(-chunk(layout));
-            // SAFETY: the caller guarantees `new_size` is valid for `layout.align()`.
-            add(chunk(unsafe {
-                Layout::from_size_align_unchecked(new_size, layout.align())
-            }));
-            unsafe { System.realloc(ptr, layout, new_size) }
-        }
-    }
 }

@@ -1,9 +1,11 @@
-//! What the benchmark programs share: the machine line, percentiles, and
-//! duration formatting. (Not an example itself: cargo only builds
-//! `examples/*.rs` and `examples/*/main.rs`.)
+//! What the benchmark programs share: the machine line, percentiles,
+//! duration formatting, and a counting allocator. (Not an example itself:
+//! cargo only builds `examples/*.rs` and `examples/*/main.rs`.)
 #![allow(dead_code)]
 
 use std::time::Duration;
+
+pub mod counting;
 
 /// "CPU model, N cores", for the header of every table.
 pub fn machine() -> String {
