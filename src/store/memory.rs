@@ -1104,20 +1104,9 @@ impl Inner {
     /// Expires the due items of one shard and drops tombstones whose log has
     /// aged out; returns the shard's next deadline.
     fn tick_items(&self, lock: &RwLock<ItemShard>, now: &Now) -> Option<Instant> {
-        match read_lock(lock).due.first() {
-            Some(&(t, _)) if t > now.instant => return Some(t),
-            None => return None,
-            Some(_) => {}
-        }
-        let mut guard = write_lock(lock);
-        let shard = &mut *guard;
-        while let Some(&(t, id)) = shard.due.first() {
-            if t > now.instant {
-                break;
-            }
-            shard.due.pop_first();
+        expire_due(lock, now.instant, |shard, id| {
             let Some(entry) = shard.map.get_mut(&id) else {
-                continue;
+                return;
             };
             match &entry.state {
                 State::Live(live) if live.deadline <= now.instant => {
@@ -1133,23 +1122,11 @@ impl Inner {
                 }
                 _ => {} // a stale deadline
             }
-        }
-        shard.due.first().map(|&(t, _)| t)
+        })
     }
 
     fn tick_keys(&self, lock: &RwLock<KeyShard>, now: &Now) -> Option<Instant> {
-        match read_lock(lock).due.first() {
-            Some(&(t, _)) if t > now.instant => return Some(t),
-            None => return None,
-            Some(_) => {}
-        }
-        let mut guard = write_lock(lock);
-        let shard = &mut *guard;
-        while let Some(&(t, bits)) = shard.due.first() {
-            if t > now.instant {
-                break;
-            }
-            shard.due.pop_first();
+        expire_due(lock, now.instant, |shard, bits| {
             if shard
                 .map
                 .get(&bits)
@@ -1157,22 +1134,11 @@ impl Inner {
             {
                 shard.map.remove(&bits);
             }
-        }
-        shard.due.first().map(|&(t, _)| t)
+        })
     }
 
     fn tick_aliases(&self, lock: &RwLock<AliasShard>, now: &Now) -> Option<Instant> {
-        match read_lock(lock).due.first() {
-            Some((t, _)) if *t > now.instant => return Some(*t),
-            None => return None,
-            Some(_) => {}
-        }
-        let mut guard = write_lock(lock);
-        let shard = &mut *guard;
-        while shard.due.first().is_some_and(|(t, _)| *t <= now.instant) {
-            let Some((_, name)) = shard.due.pop_first() else {
-                break;
-            };
+        expire_due(lock, now.instant, |shard, name| {
             if shard
                 .map
                 .get(&name)
@@ -1180,9 +1146,71 @@ impl Inner {
             {
                 shard.map.remove(&name);
             }
-        }
-        shard.due.first().map(|(t, _)| *t)
+        })
     }
+}
+
+/// A shard whose entries fall due at deadlines (items, keys, aliases).
+trait DueShard {
+    type Key: Ord;
+    fn due(&self) -> &BTreeSet<(Instant, Self::Key)>;
+    fn due_mut(&mut self) -> &mut BTreeSet<(Instant, Self::Key)>;
+}
+
+impl DueShard for ItemShard {
+    type Key = ItemId;
+    fn due(&self) -> &BTreeSet<(Instant, ItemId)> {
+        &self.due
+    }
+    fn due_mut(&mut self) -> &mut BTreeSet<(Instant, ItemId)> {
+        &mut self.due
+    }
+}
+
+impl DueShard for KeyShard {
+    type Key = u128;
+    fn due(&self) -> &BTreeSet<(Instant, u128)> {
+        &self.due
+    }
+    fn due_mut(&mut self) -> &mut BTreeSet<(Instant, u128)> {
+        &mut self.due
+    }
+}
+
+impl DueShard for AliasShard {
+    type Key = Box<str>;
+    fn due(&self) -> &BTreeSet<(Instant, Box<str>)> {
+        &self.due
+    }
+    fn due_mut(&mut self) -> &mut BTreeSet<(Instant, Box<str>)> {
+        &mut self.due
+    }
+}
+
+/// The expiry clock's pass over one shard: takes each deadline that has
+/// passed off the shard and hands its key to `expire` (under the write lock;
+/// it may schedule new deadlines, which are handled in the same pass if
+/// already due). Returns the shard's next deadline. Only a read lock when
+/// nothing is due.
+fn expire_due<S: DueShard>(
+    lock: &RwLock<S>,
+    now: Instant,
+    mut expire: impl FnMut(&mut S, S::Key),
+) -> Option<Instant> {
+    match read_lock(lock).due().first() {
+        Some((t, _)) if *t > now => return Some(*t),
+        None => return None,
+        Some(_) => {}
+    }
+    let mut guard = write_lock(lock);
+    let shard = &mut *guard;
+    while shard.due().first().is_some_and(|(t, _)| *t <= now) {
+        let Some((_, key)) = shard.due_mut().pop_first() else {
+            break;
+        };
+        expire(shard, key);
+    }
+    shard.due().first().map(|(t, _)| *t)
 }
 
 impl Expire for Inner {
