@@ -283,6 +283,32 @@ pub enum ServerConfigError {
 /// what tokio's timer wheel and the open packet's `u64` milliseconds hold).
 const MAX_TIMER: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// A duration setting of at least 1 ms.
+fn at_least_1ms(field: &'static str, value: Duration) -> Result<(), ServerConfigError> {
+    if value < Duration::from_millis(1) {
+        return Err(ServerConfigError::TooShort { field, value });
+    }
+    Ok(())
+}
+
+/// A duration setting of at most [`MAX_TIMER`].
+fn at_most_max_timer(field: &'static str, value: Duration) -> Result<(), ServerConfigError> {
+    if value > MAX_TIMER {
+        return Err(ServerConfigError::TooLong {
+            field,
+            value,
+            max: MAX_TIMER,
+        });
+    }
+    Ok(())
+}
+
+/// A timer: at least 1 ms, at most [`MAX_TIMER`].
+fn check_timer(field: &'static str, value: Duration) -> Result<(), ServerConfigError> {
+    at_least_1ms(field, value)?;
+    at_most_max_timer(field, value)
+}
+
 impl ServerConfig {
     /// Checks every field; [`Server::start`](super::Server::start) calls it.
     pub fn validate(&self) -> Result<(), ServerConfigError> {
@@ -291,24 +317,9 @@ impl ServerConfig {
             ("ping_timeout", self.ping_timeout),
             ("pass_timeout", self.pass_timeout),
         ] {
-            if value < Duration::from_millis(1) {
-                return Err(ServerConfigError::TooShort { field, value });
-            }
-            if value > MAX_TIMER {
-                return Err(ServerConfigError::TooLong {
-                    field,
-                    value,
-                    max: MAX_TIMER,
-                });
-            }
+            check_timer(field, value)?;
         }
-        if self.shutdown_timeout > MAX_TIMER {
-            return Err(ServerConfigError::TooLong {
-                field: "shutdown_timeout",
-                value: self.shutdown_timeout,
-                max: MAX_TIMER,
-            });
-        }
+        at_most_max_timer("shutdown_timeout", self.shutdown_timeout)?;
         if self.max_payload < MIN_MAX_PAYLOAD {
             return Err(ServerConfigError::MaxPayloadTooSmall(self.max_payload));
         }
@@ -333,16 +344,7 @@ impl ServerConfig {
             ("webhook_timeout", self.webhook_timeout),
             ("webhook_retry_base", self.webhook_retry_base),
         ] {
-            if value < Duration::from_millis(1) {
-                return Err(ServerConfigError::TooShort { field, value });
-            }
-            if value > MAX_TIMER {
-                return Err(ServerConfigError::TooLong {
-                    field,
-                    value,
-                    max: MAX_TIMER,
-                });
-            }
+            check_timer(field, value)?;
         }
         for (field, value) in [
             ("max_in_flight", self.max_in_flight),
@@ -368,9 +370,7 @@ impl ServerConfig {
             ("max_lifetime", self.max_lifetime),
             ("intent_lifetime", self.intent_lifetime),
         ] {
-            if value < Duration::from_millis(1) {
-                return Err(ServerConfigError::TooShort { field, value });
-            }
+            at_least_1ms(field, value)?;
         }
         Ok(())
     }
