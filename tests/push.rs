@@ -113,6 +113,28 @@ impl Fixture {
         }
     }
 
+    /// A server on a memory store of this config (boss key "boss"), one reader.
+    async fn with_store(store_config: MemoryStoreConfig) -> Self {
+        let store: Arc<dyn Store> = Arc::new(
+            MemoryStore::new(MemoryStoreConfig {
+                boss_key: "boss".into(),
+                ..store_config
+            })
+            .expect("store"),
+        );
+        let server = start(ServerConfig {
+            store: Some(store.clone()),
+            ..config()
+        })
+        .await;
+        let keys = keys(&store, "boss", 1).await;
+        Fixture {
+            server,
+            store,
+            keys,
+        }
+    }
+
     async fn wire(&self, push_id: &str) -> Wire {
         Wire::passed(&self.server.ws_url(), "any", push_id).await
     }
@@ -322,21 +344,15 @@ async fn replay_sends_the_backlog_then_live_events_without_duplicates() {
 
 #[actix_rt::test]
 async fn a_lagging_hub_catches_up_from_the_log() {
-    let _ = env_logger::builder().is_test(true).try_init();
-    let store: Arc<dyn Store> = Arc::new(
-        MemoryStore::new(MemoryStoreConfig {
-            boss_key: "boss".into(),
-            event_capacity: 4,
-            ..Default::default()
-        })
-        .expect("store"),
-    );
-    let server = start(ServerConfig {
-        store: Some(store.clone()),
-        ..config()
+    let Fixture {
+        server,
+        store,
+        keys,
+    } = Fixture::with_store(MemoryStoreConfig {
+        event_capacity: 4,
+        ..Default::default()
     })
     .await;
-    let keys = keys(&store, "boss", 1).await;
     let (id, _) = write(&store, &keys, json!(0)).await;
     let mut wire = Wire::passed(&server.ws_url(), "any", "app-1").await;
     watch_ok(
@@ -387,21 +403,15 @@ async fn a_watch_is_idempotent_and_the_latest_call_applies() {
 
 #[actix_rt::test]
 async fn gap_when_the_log_no_longer_holds_the_events() {
-    let _ = env_logger::builder().is_test(true).try_init();
-    let store: Arc<dyn Store> = Arc::new(
-        MemoryStore::new(MemoryStoreConfig {
-            boss_key: "boss".into(),
-            max_events_per_item: 3,
-            ..Default::default()
-        })
-        .expect("store"),
-    );
-    let server = start(ServerConfig {
-        store: Some(store.clone()),
-        ..config()
+    let Fixture {
+        server,
+        store,
+        keys,
+    } = Fixture::with_store(MemoryStoreConfig {
+        max_events_per_item: 3,
+        ..Default::default()
     })
     .await;
-    let keys = keys(&store, "boss", 1).await;
     let (id, written) = write(&store, &keys, json!(0)).await;
     let mut seqs_written = Vec::new();
     for n in 1..=6 {
