@@ -200,6 +200,10 @@ pub struct ConnectionActor {
     retries: u32,
     /// The pending automatic reconnect, if any.
     retry: Option<SpawnHandle>,
+    /// When the current connection passed: one that lasted the backoff's
+    /// `stable_after` resets the retry count when it drops. (A timestamp, not
+    /// a timer: actix polls every pending timer of an actor on each wake.)
+    connected_at: Option<Instant>,
 }
 
 enum State {
@@ -334,6 +338,7 @@ impl ConnectionActor {
             finals: HashMap::new(),
             retries: 0,
             retry: None,
+            connected_at: None,
         }
     }
 
@@ -540,6 +545,14 @@ impl ConnectionActor {
                 };
                 log::info!("disconnected (epoch {}): {reason}", self.epoch);
                 link.shut(farewell, &reason, ctx);
+                let stable = self.config.reconnect().stable_after;
+                if self
+                    .connected_at
+                    .take()
+                    .is_some_and(|at| at.elapsed() >= stable)
+                {
+                    self.retries = 0;
+                }
                 let requested = reason == DisconnectReason::Requested;
                 self.notify(ConnectionState::Disconnected {
                     epoch: self.epoch,
@@ -858,12 +871,7 @@ impl ConnectionActor {
             self.waiters.borrow().len()
         );
         self.answer_waiters(Ok(session.clone()));
-        let epoch = self.epoch;
-        ctx.run_later(self.config.reconnect().stable_after, move |act, _| {
-            if act.epoch == epoch && matches!(act.state, State::Connected(_)) {
-                act.retries = 0;
-            }
-        });
+        self.connected_at = Some(Instant::now());
         self.notify(ConnectionState::Connected(session));
     }
 
