@@ -8,7 +8,7 @@
 //!   returns a [`ServerHandle`] (address, URLs, [`ServerStats`], graceful
 //!   [`ServerHandle::stop`]).
 //! - [`ServerConfig`]: bind address, passphrase, heartbeat, limits, TLS, and
-//!   the store (the embedded [`MemoryStore`](crate::store::MemoryStore) by
+//!   the store (the embedded [`MemoryStore`] by
 //!   default, with a generated boss key unless one is given).
 //! - The push endpoint: `GET /socket.io/?EIO=4&transport=websocket` (protocol.md
 //!   §1, §2) with `watch`, `unwatch` and acked pushes: the `hub` module
