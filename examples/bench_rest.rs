@@ -32,10 +32,9 @@ use std::time::Duration;
 
 use effex::client::{EffexClient, KeyType, KeysRequest, NewItem};
 use effex::server::{Server, ServerConfig};
-use effex::store::{
-    EventKind, KeyKind, MakeKeys, MemoryStore, MemoryStoreConfig, Store, WriteItem,
-};
+use effex::store::{KeyKind, MakeKeys, MemoryStore, MemoryStoreConfig, Store, WriteItem};
 use serde_json::{json, Value};
+use support::expiry::expiry_lateness;
 use support::{fmt, machine, percentile};
 use tokio::time::Instant;
 
@@ -209,7 +208,8 @@ async fn expiry_accuracy() {
         })
         .unwrap(),
     );
-    let lateness = expiry_lateness(&store, EXPIRING_ITEMS, EXPIRY_SPREAD).await;
+    let writer = writer_key(&store).await;
+    let lateness = expiry_lateness(&store, &writer, EXPIRING_ITEMS, EXPIRY_SPREAD).await;
     let (p50, p99, max) = (
         percentile(&lateness, 50.0),
         percentile(&lateness, 99.0),
@@ -227,51 +227,6 @@ async fn expiry_accuracy() {
         fmt(p99),
         fmt(max)
     );
-}
-
-/// Writes `count` items with deadlines spread evenly over `spread` (starting
-/// once all are written) and returns the lateness of each `expire` event
-/// (time received − the deadline asked for), sorted.
-async fn expiry_lateness(store: &Arc<dyn Store>, count: usize, spread: Duration) -> Vec<Duration> {
-    let writer = writer_key(store).await;
-    let mut rx = store.subscribe();
-    let mut deadlines = std::collections::HashMap::with_capacity(count);
-    let first =
-        Instant::now() + Duration::from_millis(50) + Duration::from_micros(20) * count as u32;
-    for i in 0..count {
-        let deadline = first + spread * i as u32 / count as u32;
-        let written = store
-            .write(
-                &writer,
-                WriteItem {
-                    lifetime: Some(deadline - Instant::now()),
-                    ..WriteItem::new(json!({"i": i}))
-                },
-            )
-            .await
-            .unwrap();
-        deadlines.insert(written.id, deadline);
-        if i % 1000 == 999 {
-            tokio::task::yield_now().await; // let the clock run, as other threads would
-        }
-    }
-    assert!(Instant::now() < first, "writing took longer than planned");
-    let mut lateness = Vec::with_capacity(count);
-    tokio::time::timeout(spread + Duration::from_secs(10), async {
-        while lateness.len() < count {
-            let event = rx.recv().await.expect("no lag, channel open");
-            let now = Instant::now();
-            if event.kind == EventKind::Expire {
-                let deadline = deadlines[&event.id];
-                assert!(now >= deadline, "expired before its deadline");
-                lateness.push(now - deadline);
-            }
-        }
-    })
-    .await
-    .expect("every item expired in time");
-    lateness.sort();
-    lateness
 }
 
 // ---- memory per item --------------------------------------------------------------

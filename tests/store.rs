@@ -15,7 +15,7 @@ use effex::store::{
 };
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
-use tokio::time::{sleep, timeout, Instant};
+use tokio::time::{sleep, timeout};
 
 const BOSS: &str = "test boss key";
 const WAIT: Duration = Duration::from_secs(5);
@@ -513,59 +513,6 @@ async fn an_item_is_unreadable_from_its_deadline_even_before_the_clock_runs() {
     assert_eq!(store.info().await.unwrap().items, 0);
 }
 
-/// Writes `count` items with deadlines spread evenly over `spread` (starting
-/// once all are written) and returns the lateness of each `expire` event
-/// (time received − the deadline asked for; the store's own is a few µs later).
-async fn expiry_lateness(store: &Arc<dyn Store>, count: usize, spread: Duration) -> Vec<Duration> {
-    let writer = key(store, KeyKind::Writer).await;
-    let mut rx = store.subscribe();
-    let mut deadlines = std::collections::HashMap::new();
-    // Writing takes a while in a debug build: the first deadline comes after it.
-    let first =
-        Instant::now() + Duration::from_millis(50) + Duration::from_micros(20) * count as u32;
-    for i in 0..count {
-        let deadline = first + spread * i as u32 / count as u32;
-        let before = Instant::now();
-        let written = store
-            .write(
-                &writer,
-                WriteItem {
-                    lifetime: Some(deadline - before),
-                    ..item(json!({"i": i}))
-                },
-            )
-            .await
-            .unwrap();
-        deadlines.insert(written.id, deadline);
-        if i % 1000 == 999 {
-            tokio::task::yield_now().await; // let the clock run, as other threads would
-        }
-    }
-    let written_all = Instant::now();
-    assert!(
-        written_all < first,
-        "writing took {:?} too long",
-        written_all - first
-    );
-    let mut lateness = Vec::with_capacity(count);
-    let overall = spread + Duration::from_secs(10);
-    timeout(overall, async {
-        while lateness.len() < count {
-            let event = rx.recv().await.expect("no lag, channel open");
-            let now = Instant::now();
-            if event.kind == EventKind::Expire {
-                let deadline = deadlines[&event.id];
-                assert!(now >= deadline, "expired before its deadline");
-                lateness.push(now - deadline);
-            }
-        }
-    })
-    .await
-    .expect("every item expired in time");
-    lateness.sort();
-    lateness
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
@@ -573,7 +520,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 #[tokio::test]
 async fn expire_events_are_logged_within_10ms_of_the_deadline() {
     let store = store_with(config());
-    let lateness = expiry_lateness(&store, 500, Duration::from_millis(500)).await;
+    let writer = key(&store, KeyKind::Writer).await;
+    let lateness = expiry::expiry_lateness(&store, &writer, 500, Duration::from_millis(500)).await;
     let (p50, p99, max) = (
         percentile(&lateness, 0.5),
         percentile(&lateness, 0.99),
@@ -1123,6 +1071,10 @@ async fn seq_is_strictly_increasing_across_concurrent_updates() {
 /// thread, so other tests do not disturb the count.
 #[path = "../examples/support/counting.rs"]
 mod counting;
+
+/// The expiry measurement `bench_rest` uses too.
+#[path = "../examples/support/expiry.rs"]
+mod expiry;
 
 #[global_allocator]
 static ALLOCATOR: counting::Counting = counting::Counting;

@@ -1,11 +1,13 @@
 //! What the benchmark programs share: the machine line, percentiles,
-//! duration formatting, and a counting allocator. (Not an example itself:
+//! duration formatting, a counting allocator, and the expiry-lateness
+//! measurement. (Not an example itself:
 //! cargo only builds `examples/*.rs` and `examples/*/main.rs`.)
 #![allow(dead_code)]
 
 use std::time::Duration;
 
 pub mod counting;
+pub mod expiry;
 
 /// "CPU model, N cores", for the header of every table.
 pub fn machine() -> String {
