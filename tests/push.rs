@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::{web, App, HttpResponse, HttpServer};
-use common::wire::{http_client, Incoming, Received, Wire, WAIT};
+use common::wire::{http_client, Wire, WAIT};
 use effex::server::{Server, ServerConfig, ServerHandle};
 use effex::store::{
     KeyKind, MakeKeys, MemoryStore, MemoryStoreConfig, Store, UpdateItem, WriteItem,
@@ -547,17 +547,7 @@ async fn in_flight_bound_ack_timeout_and_redelivery_by_replay() {
         expected.push(update(&f.store, &f.keys, &id, json!(n)).await);
     }
     // Never acked: exactly 5 pushes, then the ack timeout closes the socket.
-    let mut received = Vec::new();
-    let code = loop {
-        match wire.next().await {
-            Received::Text(text) => match common::wire::classify(&text) {
-                Incoming::Push(_, push) => received.push(push),
-                other => panic!("unexpected {other:?}"),
-            },
-            Received::Close(code, _) => break code,
-            other => panic!("unexpected {other:?}"),
-        }
-    };
+    let (received, code) = wire.pushes_until_close().await;
     assert_eq!(code, Some(1002));
     assert_eq!(seqs(&received), expected[..5]);
 
@@ -910,17 +900,7 @@ async fn a_full_push_queue_closes_with_1013_and_replay_loses_nothing() {
     for n in 0..20 {
         expected.push(update(&f.store, &f.keys, &id, json!(n)).await);
     }
-    let mut received = Vec::new();
-    let code = loop {
-        match wire.next().await {
-            Received::Text(text) => match common::wire::classify(&text) {
-                Incoming::Push(_, push) => received.push(push),
-                other => panic!("unexpected {other:?}"),
-            },
-            Received::Close(code, _) => break code,
-            other => panic!("unexpected {other:?}"),
-        }
-    };
+    let (received, code) = wire.pushes_until_close().await;
     assert_eq!(code, Some(1013));
     // Never more than the in-flight window, and a prefix of the events.
     assert_eq!(seqs(&received), expected[..received.len()]);

@@ -168,6 +168,22 @@ impl Wire {
             .unwrap_or_else(|| panic!("nothing received within {WAIT:?}"))
     }
 
+    /// Every push received (without acking any) until the server closes the
+    /// socket, and the close code; panics on any other frame.
+    pub async fn pushes_until_close(&mut self) -> (Vec<Value>, Option<u16>) {
+        let mut pushes = Vec::new();
+        loop {
+            match self.next().await {
+                Received::Text(text) => match classify(&text) {
+                    Incoming::Push(_, push) => pushes.push(push),
+                    other => panic!("unexpected {other:?}"),
+                },
+                Received::Close(code, _) => return (pushes, code),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
     /// The next text frame; panics on anything else.
     pub async fn next_text(&mut self) -> String {
         match self.next().await {
