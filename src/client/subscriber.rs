@@ -434,6 +434,7 @@ impl Handler<ConnectionState> for SubscriberActor {
                 self.dropped = true;
                 // Pushes not yet handled come again by replay.
                 self.queue.clear();
+                self.early.clear();
                 self.tell(SubscriberEvent::Disconnected(reason));
             }
             ConnectionState::Connected(session) if self.dropped => {
