@@ -172,7 +172,10 @@ async fn a_late_pass_ack_from_an_abandoned_socket_is_ignored() {
         stage: Stage::Pass,
         after: pass_timeout,
     };
-    assert_eq!(conn.send(GetConnected).await.unwrap(), Err(timed_out.clone()));
+    assert_eq!(
+        conn.send(GetConnected).await.unwrap(),
+        Err(timed_out.clone())
+    );
 
     let second = actix_rt::spawn(conn.send(GetConnected));
     let seen = fake
@@ -184,7 +187,8 @@ async fn a_late_pass_ack_from_an_abandoned_socket_is_ignored() {
         "the late ack (id 0) must reach the still-open socket 1: {seen:?}"
     );
     assert!(
-        seen.iter().any(|s| matches!(s, Seen::Text(2, t) if t.starts_with("420["))),
+        seen.iter()
+            .any(|s| matches!(s, Seen::Text(2, t) if t.starts_with("420["))),
         "the ack went out while attempt 2 waited for its pass (id 0): {seen:?}"
     );
     let second = tokio::time::timeout(BOUND, second)

@@ -36,7 +36,7 @@ use effex::client::{
     GetConnected, Session,
 };
 use effex::protocol::messages::Push;
-use effex::server::{Server, ServerConfig, ServerHandle};
+use effex::server::{ServerConfig, ServerHandle};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
@@ -285,12 +285,11 @@ impl Drop for NodeServer {
 // ---------------------------------------------------------------------------
 
 async fn effex_server() -> ServerHandle {
-    Server::start(ServerConfig {
+    common::server::start(ServerConfig {
         passphrase: Some(PASS.to_owned()),
         ..ServerConfig::default()
     })
     .await
-    .expect("start the in-process effex server")
 }
 
 fn connection_actor(url: &str, pass: &str, push_id: &str) -> Addr<ConnectionActor> {

@@ -167,7 +167,11 @@ async fn pongs_keep_the_socket_alive() {
     // lower bound: a slow machine only makes it later). Three of them came
     // after a first pingInterval + pingTimeout had passed: pongs kept the
     // socket alive.
-    assert!(started.elapsed() >= 5 * PING_INTERVAL, "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= 5 * PING_INTERVAL,
+        "{:?}",
+        started.elapsed()
+    );
     // Still alive: a CONNECT is answered.
     wire.auto_pong = true;
     wire.join().await;
@@ -576,9 +580,9 @@ async fn stop_says_goodbye_to_every_session() {
     match again {
         // Refused at TCP: nothing listens any more (not a timeout, not an
         // HTTP answer from a server still half up).
-        Err(awc::error::WsClientError::SendRequest(
-            awc::error::SendRequestError::Connect(e),
-        )) => assert!(e.to_string().to_lowercase().contains("refused"), "{e}"),
+        Err(awc::error::WsClientError::SendRequest(awc::error::SendRequestError::Connect(e))) => {
+            assert!(e.to_string().to_lowercase().contains("refused"), "{e}")
+        }
         Err(e) => panic!("expected the connection to be refused, got {e}"),
         Ok(_) => panic!("a new socket after stop"),
     }

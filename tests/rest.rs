@@ -689,7 +689,9 @@ async fn an_intent_locks_out_others_until_used() {
         assert!(reply.error().contains("locked"), "{}", reply.error());
     }
     assert_eq!(c.take_intent(&fx, &c.other).await.status, 423);
-    let plain = fx.call(Method::GET, &c.item, Some(&c.other), Body::None).await;
+    let plain = fx
+        .call(Method::GET, &c.item, Some(&c.other), Body::None)
+        .await;
     assert_eq!(plain.status, 200, "plain reads ignore intents");
 
     let used = c.update(&fx, &c.holder, 7, Some(&intent)).await;
@@ -735,7 +737,10 @@ async fn an_intent_lapses_by_itself() {
                 423 => None,
                 200 => {
                     // +2: the server's and this clock's millisecond roundings.
-                    assert!(at + 2 >= expires, "got in at {at}, before the lapse at {expires}");
+                    assert!(
+                        at + 2 >= expires,
+                        "got in at {at}, before the lapse at {expires}"
+                    );
                     Some(at)
                 }
                 _ => panic!("{:?}", reply.body),

@@ -9,8 +9,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 /// `ServerConfig::tls_config`), and a client config that trusts exactly that
 /// certificate (ring provider, safe default versions).
 pub fn self_signed(host: &str) -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
-    let certified =
-        rcgen::generate_simple_self_signed(vec![host.to_owned()]).expect("a self-signed certificate");
+    let certified = rcgen::generate_simple_self_signed(vec![host.to_owned()])
+        .expect("a self-signed certificate");
     let cert = CertificateDer::from(certified.cert.der().to_vec());
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
     let server = effex::server::ServerConfig::tls_config(vec![cert.clone()], key)
