@@ -21,6 +21,7 @@
 mod common;
 
 use common::child::{lines_of, wait_exit};
+use common::poll::poll_within;
 use common::states::{state_within, watch_states};
 
 use std::io::{Read, Write};
@@ -159,11 +160,13 @@ async fn run_client(url: &str, scenario: &str, pass: &str, push_id: &str) -> Cli
             panic!("client.js {scenario} closed its stdout but did not exit within {NODE_BOUND:?}");
         }
     };
-    // The stderr reader ends at EOF, right after the exit; give it a moment.
-    let deadline = Instant::now() + Duration::from_millis(500);
-    while Arc::strong_count(&stderr) > 1 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // The stderr reader ends at EOF, right after the exit; give it a moment
+    // (best effort: stderr only feeds failure messages).
+    let _ = poll_within(Duration::from_millis(500), || {
+        let read_all = Arc::strong_count(&stderr) == 1;
+        async move { read_all.then_some(()) }
+    })
+    .await;
     let stderr = stderr.lock().unwrap().clone();
     let lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(
