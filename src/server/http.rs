@@ -346,6 +346,9 @@ async fn make_keys(
 /// `POST /items` with a writer key.
 async fn write(req: HttpRequest, payload: web::Payload, shared: web::Data<Shared>) -> ApiResult {
     let key = access_key(&req)?;
+    if let Err(limited) = shared.limits.writes.check(&key) {
+        return Ok(limited.response());
+    }
     let item: WriteItem = json_body(
         &req,
         payload,
@@ -381,6 +384,9 @@ async fn update(
     shared: web::Data<Shared>,
 ) -> ApiResult {
     let key = access_key(&req)?;
+    if let Err(limited) = shared.limits.writes.check(&key) {
+        return Ok(limited.response());
+    }
     let update: UpdateItem =
         json_body(&req, payload, &shared, r#"{"value":<json>,"intent"?:"…"}"#).await?;
     let updated: Updated = shared.store.update(&key, &id, update).await?;
