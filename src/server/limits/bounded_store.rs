@@ -96,7 +96,7 @@ mod tests {
     fn keys_past_the_cap_share_one_bucket() {
         let quota = Quota::per_second(NonZeroU32::MIN).allow_burst(NonZeroU32::MIN);
         let store = BoundedStore::<u32>::new(2, "test keys");
-        let limiter = RateLimiter::new(quota, store, MonotonicClock);
+        let limiter: RateLimiter<u32, _, _> = RateLimiter::new(quota, store, MonotonicClock);
         assert!(limiter.check_key(&1).is_ok());
         assert!(limiter.check_key(&2).is_ok());
         assert_eq!(limiter.len(), 2);

@@ -42,7 +42,7 @@ impl Rate {
 
     /// "N per second, M at once" (or "one per P" for slow rates).
     fn describe(self) -> String {
-        if self.period >= Duration::from_secs(1) {
+        if self.period > Duration::from_secs(1) {
             format!("{} at once, then one per {:?}", self.burst, self.period)
         } else {
             let per_second = Duration::from_secs(1).as_nanos() / self.period.as_nanos().max(1);
