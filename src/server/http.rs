@@ -28,6 +28,9 @@
 //!   it crosses the limit. (actix-http then lingers on the connection, reading
 //!   and dropping the rest for a moment, so the client gets the 413 instead of
 //!   a reset.) The body is read into memory only up to the limit.
+//! - Writes and updates are rate-limited per access key (429 with
+//!   `Retry-After`); the per-address limits wrap every route (see the
+//!   `limits` module).
 
 use std::collections::HashMap;
 

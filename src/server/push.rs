@@ -73,7 +73,7 @@ async fn upgrade(req: HttpRequest, body: web::Payload, shared: web::Data<Shared>
     let slot = match shared.limits.connections.open(client) {
         Ok(slot) => slot,
         Err(refused) => {
-            log::info!("push endpoint: refused a connection from {client}: {refused}");
+            log::debug!("push endpoint: refused a connection from {client}: {refused}");
             return failure(StatusCode::SERVICE_UNAVAILABLE, refused.to_string());
         }
     };

@@ -860,8 +860,7 @@ impl Session {
     /// CONNECT_ERROR 429 with `retryAfter` to a pass from a locked-out
     /// address (not checked), then close 1000 (protocol.md §2.2).
     fn refuse_connect_limited(&mut self, limited: &Limited) -> Flow {
-        log::info!("{}: pass refused: {}", self.name(), limited.message);
-        self.count_refused_pass();
+        self.count_locked_out_pass(limited);
         self.close_refused(&limited.connect_refusal())
     }
 
@@ -937,8 +936,7 @@ impl Session {
     fn on_pass_event(&mut self, ack_id: u64, packet: &socketio::Packet) -> Flow {
         if let Err(limited) = self.pass_allowed() {
             // Locked out: answered without checking the pass (protocol.md §2.2).
-            log::info!("{}: pass refused: {}", self.name(), limited.message);
-            self.count_refused_pass();
+            self.count_locked_out_pass(&limited);
             self.queue_ack(ack_id, &limited.pass_reply());
             return Flow::End(Ending::Disconnect("too many attempts"));
         }
@@ -991,6 +989,14 @@ impl Session {
             .limits
             .failed_auth
             .record_failure(self.client);
+    }
+
+    /// Counts (and logs) a pass refused unchecked because the client's
+    /// address is locked out.
+    fn count_locked_out_pass(&self, limited: &Limited) {
+        // Debug: a locked-out flood must not flood the log too.
+        log::debug!("{}: pass refused: {}", self.name(), limited.message);
+        self.count_refused_pass();
     }
 
     /// Counts a refused pass in the stats.
