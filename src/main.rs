@@ -202,7 +202,7 @@ struct LimitArgs {
     #[arg(long, env = "EFFEX_WRITE_BURST_PER_KEY", value_name = "N")]
     write_burst_per_key: Option<u32>,
     /// Failed authentications (401, refused pass) one address may have at
-    /// once before it is locked out [default: 20].
+    /// once before it is locked out [default: 50].
     #[arg(long, env = "EFFEX_FAILED_AUTH_BURST", value_name = "N")]
     failed_auth_burst: Option<u32>,
     /// Seconds per further failed authentication after the burst, and the

@@ -202,7 +202,7 @@ pub struct ServerConfig {
     /// before it is locked out. After the burst, one more per
     /// [`failed_auth_period`](ServerConfig::failed_auth_period).
     ///
-    /// Defaults to 20.
+    /// Defaults to 50.
     pub failed_auth_burst: u32,
     /// How often one more failed authentication is allowed after the burst,
     /// and the first lockout's length; each further lockout of the same
@@ -274,7 +274,7 @@ impl Default for ServerConfig {
             request_burst_per_address: 20_000,
             writes_per_second_per_key: 1_000,
             write_burst_per_key: 10_000,
-            failed_auth_burst: 20,
+            failed_auth_burst: 50,
             failed_auth_period: Duration::from_secs(1),
             failed_auth_max_lockout: Duration::from_secs(15 * 60),
             max_connections: 50_000,

@@ -18,7 +18,7 @@
 //!   `failed_auth_max_lockout`; so are the address's records.
 //!
 //! In the long run an address gets at most `failed_auth_burst` guesses per
-//! lockout, whose length doubles up to the maximum (with the defaults: 20
+//! lockout, whose length doubles up to the maximum (with the defaults: 50
 //! guesses per 15 minutes).
 //!
 //! At most `max_tracked_clients` addresses are tracked; past that, new ones
