@@ -211,6 +211,41 @@ async fn a_flood_of_invalid_keys_locks_the_address_out() {
     server.stop().await;
 }
 
+#[actix_rt::test]
+async fn each_further_lockout_is_longer() {
+    // One failure at once, one more each 2 s; lockouts of 2 s, then 4 s, …
+    let server = start(ServerConfig {
+        failed_auth_burst: 1,
+        failed_auth_period: Duration::from_secs(2),
+        ..ServerConfig::default()
+    })
+    .await;
+    let item = format!("{}/items/some-item", server.http_url());
+    let bad_key = || get(1, &item, &[("authorization", "Bearer not-a-key")]);
+    let (first, _) = until_429(|_| bad_key()).await;
+    assert_limited(&first, Duration::from_secs(2));
+    // Wait (bounded) for the lockout to end: the next answer is a checked 401.
+    let deadline = Instant::now() + BOUND;
+    loop {
+        let reply = bad_key().await;
+        if reply.status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+        assert!(
+            Instant::now() < deadline,
+            "still locked out after {BOUND:?}"
+        );
+        sleep(Duration::from_millis(50)).await;
+    }
+    // The next lockout is twice as long: 4 s, so more than the first's 2 s
+    // are left when it is first answered (a margin of over a second).
+    let (second, _) = until_429(|_| bad_key()).await;
+    assert_limited(&second, Duration::from_secs(4));
+    assert!(second.retry_after >= Some(3), "{second:?}");
+    server.stop().await;
+}
+
 /// Opens a push socket from 127.0.0.`from` and reads the open packet.
 async fn open_from(from: u8, url: &str) -> Wire {
     let mut wire = Wire::try_connect_with(&client_from(from), url)
