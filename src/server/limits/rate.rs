@@ -23,11 +23,12 @@ pub(crate) struct Rate {
 }
 
 impl Rate {
-    /// `per_second` a second, `burst` at once.
+    /// `per_second` a second, `burst` at once. Over a billion a second is
+    /// one a nanosecond (governor's finest period), i.e. no limit at all.
     pub(crate) fn per_second(per_second: u32, burst: u32) -> Self {
         Self {
             burst,
-            period: Duration::from_secs(1) / per_second.max(1),
+            period: (Duration::from_secs(1) / per_second.max(1)).max(Duration::from_nanos(1)),
         }
     }
 
@@ -121,6 +122,13 @@ mod tests {
         );
         assert!(rate.check(&"b").is_ok());
         assert_eq!(rate.len(), 2);
+    }
+
+    #[test]
+    fn huge_rates_lift_the_limit() {
+        // Not 0 ns (no quota, which would fall back to the smallest rate).
+        let rate = Rate::per_second(u32::MAX, 1);
+        assert_eq!(rate.quota().replenish_interval(), Duration::from_nanos(1));
     }
 
     #[test]
