@@ -26,7 +26,7 @@
 //! flood from very many addresses is slowed down as a whole.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use super::answer::Limited;
@@ -43,8 +43,9 @@ struct Lockout {
 /// Failures per address and the lockouts they earned.
 pub(crate) struct FailedAuth {
     failures: KeyedRate<ClientKey>,
-    /// `None` is the shared entry of the addresses past the cap.
-    lockouts: Mutex<HashMap<Option<ClientKey>, Lockout>>,
+    /// `None` is the shared entry of the addresses past the cap. Read on
+    /// every request, written only on a lockout and by pruning.
+    lockouts: RwLock<HashMap<Option<ClientKey>, Lockout>>,
     first_lockout: Duration,
     max_lockout: Duration,
     cap: usize,
@@ -61,16 +62,22 @@ impl FailedAuth {
                 "client addresses (failed authentication)",
                 "too many failed authentications",
             ),
-            lockouts: Mutex::new(HashMap::new()),
+            lockouts: RwLock::new(HashMap::new()),
             first_lockout: rate.period.min(max_lockout),
             max_lockout,
             cap: cap.max(1),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<Option<ClientKey>, Lockout>> {
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<Option<ClientKey>, Lockout>> {
         // Plain data: still consistent after a panic elsewhere.
-        self.lockouts.lock().unwrap_or_else(PoisonError::into_inner)
+        self.lockouts.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<Option<ClientKey>, Lockout>> {
+        self.lockouts
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The map key of `client`: itself, or the shared entry past the cap.
@@ -89,7 +96,7 @@ impl FailedAuth {
 
     /// `Err` with the time left while `client` is locked out.
     pub(crate) fn check(&self, client: ClientKey) -> Result<(), Limited> {
-        let lockouts = self.lock();
+        let lockouts = self.read();
         let key = self.entry_key(&lockouts, client);
         let Some(lockout) = lockouts.get(&key) else {
             return Ok(());
@@ -116,7 +123,7 @@ impl FailedAuth {
             return;
         }
         let now = Instant::now();
-        let mut lockouts = self.lock();
+        let mut lockouts = self.write();
         if !lockouts.contains_key(&Some(client)) && lockouts.len() >= self.cap {
             self.forget_lapsed(&mut lockouts, now);
         }
@@ -160,7 +167,7 @@ impl FailedAuth {
     /// Forgets idle addresses (full buckets, lapsed strikes).
     pub(crate) fn prune(&self) {
         self.failures.prune();
-        let mut lockouts = self.lock();
+        let mut lockouts = self.write();
         self.forget_lapsed(&mut lockouts, Instant::now());
         lockouts.shrink_to_fit();
     }
@@ -197,7 +204,7 @@ mod tests {
         assert!(auth.check(a).unwrap_err().retry_after <= period);
         // The next lockout (the lockout ended, no cell came back) is twice as long.
         {
-            let mut lockouts = auth.lock();
+            let mut lockouts = auth.write();
             let l = lockouts.get_mut(&Some(a)).unwrap();
             l.until = Instant::now();
         }
@@ -222,7 +229,7 @@ mod tests {
             auth.record_failure(a);
             auth.record_failure(a);
             assert!(auth.check(a).unwrap_err().retry_after <= Duration::from_secs(90));
-            let mut lockouts = auth.lock();
+            let mut lockouts = auth.write();
             let l = lockouts.get_mut(&Some(a)).unwrap();
             assert_eq!(l.strikes, strike + 1);
             l.until = Instant::now();
@@ -249,6 +256,6 @@ mod tests {
         auth.record_failure(client(3));
         auth.record_failure(client(4));
         assert!(auth.check(client(5)).is_err());
-        assert!(auth.lock().len() <= 3);
+        assert!(auth.read().len() <= 3);
     }
 }
