@@ -66,11 +66,7 @@ impl std::fmt::Display for ClientKey {
 
 /// The client behind a request from `peer` with these `headers`, given the
 /// trusted proxies (see the module docs).
-pub(crate) fn client_ip(
-    peer: Option<SocketAddr>,
-    headers: &HeaderMap,
-    trusted: &[IpNet],
-) -> IpAddr {
+fn client_ip(peer: Option<SocketAddr>, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let Some(peer) = peer.map(|p| p.ip()) else {
         return NO_PEER;
     };
