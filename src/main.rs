@@ -19,7 +19,7 @@ use effex::client::{
     Unsubscribe, WatchError,
 };
 use effex::protocol::messages::{EventKind, Push, Success};
-use effex::server::{Server, ServerConfig};
+use effex::server::{IpNet, Server, ServerConfig};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -177,6 +177,104 @@ struct ServeArgs {
     /// The log filter (env_logger syntax: error, warn, info, debug, effex=debug,…).
     #[arg(long, env = "EFFEX_LOG", default_value = "info", value_name = "FILTER")]
     log_level: String,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// `effex serve`'s rate and connection limits; each unset one keeps
+/// [`ServerConfig`]'s default.
+#[derive(Args, Debug)]
+struct LimitArgs {
+    /// A reverse proxy (IP or CIDR network) whose X-Forwarded-For names the
+    /// client; repeat for several. From other peers the header is ignored.
+    #[arg(long = "trusted-proxy", env = "EFFEX_TRUSTED_PROXIES", value_delimiter = ',', value_name = "CIDR", value_parser = network)]
+    trusted_proxies: Vec<IpNet>,
+    /// HTTP requests per second one client address may make [default: 10000].
+    #[arg(long, env = "EFFEX_REQUESTS_PER_SECOND_PER_ADDRESS", value_name = "N")]
+    requests_per_second_per_address: Option<u32>,
+    /// HTTP requests one client address may make at once [default: 20000].
+    #[arg(long, env = "EFFEX_REQUEST_BURST_PER_ADDRESS", value_name = "N")]
+    request_burst_per_address: Option<u32>,
+    /// Writes and updates per second one access key may make [default: 1000].
+    #[arg(long, env = "EFFEX_WRITES_PER_SECOND_PER_KEY", value_name = "N")]
+    writes_per_second_per_key: Option<u32>,
+    /// Writes and updates one access key may make at once [default: 10000].
+    #[arg(long, env = "EFFEX_WRITE_BURST_PER_KEY", value_name = "N")]
+    write_burst_per_key: Option<u32>,
+    /// Failed authentications (401, refused pass) one address may have at
+    /// once before it is locked out [default: 50].
+    #[arg(long, env = "EFFEX_FAILED_AUTH_BURST", value_name = "N")]
+    failed_auth_burst: Option<u32>,
+    /// Seconds per further failed authentication after the burst, and the
+    /// first lockout; each further lockout doubles [default: 1].
+    #[arg(long, env = "EFFEX_FAILED_AUTH_PERIOD", value_name = "SECONDS", value_parser = seconds)]
+    failed_auth_period: Option<Duration>,
+    /// The longest lockout, in seconds [default: 900].
+    #[arg(long, env = "EFFEX_FAILED_AUTH_MAX_LOCKOUT", value_name = "SECONDS", value_parser = seconds)]
+    failed_auth_max_lockout: Option<Duration>,
+    /// Push connections open at once; more get 503 [default: 50000].
+    #[arg(long, env = "EFFEX_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<usize>,
+    /// Push connections open at once from one client address [default: 5000].
+    #[arg(long, env = "EFFEX_MAX_CONNECTIONS_PER_ADDRESS", value_name = "N")]
+    max_connections_per_address: Option<usize>,
+    /// Client addresses (and access keys) each rate table tracks before new
+    /// ones share one limit [default: 100000].
+    #[arg(long, env = "EFFEX_MAX_TRACKED_CLIENTS", value_name = "N")]
+    max_tracked_clients: Option<usize>,
+}
+
+impl LimitArgs {
+    /// Sets the limits given on `config`.
+    fn apply(self, config: &mut ServerConfig) {
+        config.trusted_proxies = self.trusted_proxies;
+        let counts = [
+            (
+                self.requests_per_second_per_address,
+                &mut config.requests_per_second_per_address,
+            ),
+            (
+                self.request_burst_per_address,
+                &mut config.request_burst_per_address,
+            ),
+            (
+                self.writes_per_second_per_key,
+                &mut config.writes_per_second_per_key,
+            ),
+            (self.write_burst_per_key, &mut config.write_burst_per_key),
+            (self.failed_auth_burst, &mut config.failed_auth_burst),
+        ];
+        for (given, field) in counts {
+            if let Some(value) = given {
+                *field = value;
+            }
+        }
+        let sizes = [
+            (self.max_connections, &mut config.max_connections),
+            (
+                self.max_connections_per_address,
+                &mut config.max_connections_per_address,
+            ),
+            (self.max_tracked_clients, &mut config.max_tracked_clients),
+        ];
+        for (given, field) in sizes {
+            if let Some(value) = given {
+                *field = value;
+            }
+        }
+        let durations = [
+            (self.failed_auth_period, &mut config.failed_auth_period),
+            (
+                self.failed_auth_max_lockout,
+                &mut config.failed_auth_max_lockout,
+            ),
+        ];
+        for (given, field) in durations {
+            if let Some(value) = given {
+                *field = value;
+            }
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -305,6 +403,14 @@ struct WatchArgs {
     keyed: Keyed,
 }
 
+/// Parses a network (`10.0.0.0/8`) or one address (`10.0.0.1`, as /32 or /128).
+fn network(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{text:?} is not an IP address or CIDR network (e.g. 10.0.0.0/8)"))
+}
+
 /// Parses (fractional) seconds.
 fn seconds(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
@@ -333,7 +439,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let config = ServerConfig {
+    let mut config = ServerConfig {
         bind: SocketAddr::new(args.bind, args.port),
         passphrase: args.passphrase,
         boss_key: args.boss_key,
@@ -342,6 +448,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         workers,
         ..ServerConfig::default()
     };
+    args.limits.apply(&mut config);
     let server = match Server::start(config).await {
         Ok(server) => server,
         Err(e) => {

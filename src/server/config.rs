@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::store::{MemoryStoreConfig, Store};
@@ -167,6 +168,75 @@ pub struct ServerConfig {
     ///
     /// Defaults to 8.
     pub webhook_retries: u32,
+    /// Reverse proxies whose `X-Forwarded-For` names the client: only from a
+    /// peer inside one of these networks is the header read (the right-most
+    /// address in it that is not itself a listed proxy is the client). The
+    /// per-address limits count every other request under its TCP peer.
+    ///
+    /// Defaults to none (the header is ignored).
+    pub trusted_proxies: Vec<IpNet>,
+    /// The sustained rate of HTTP requests (every route, the push upgrade
+    /// too) one client address may make, per second. Over it (and its
+    /// burst): 429 with `Retry-After`. IPv6 addresses count by /64.
+    ///
+    /// Defaults to 10,000.
+    pub requests_per_second_per_address: u32,
+    /// How many HTTP requests one client address may make at once, above
+    /// its sustained rate.
+    ///
+    /// Defaults to 20,000.
+    pub request_burst_per_address: u32,
+    /// The sustained rate of writes and updates (`POST /items`,
+    /// `PUT /items/{id}`) one access key may make, per second. Over it (and
+    /// its burst): 429 with `Retry-After`.
+    ///
+    /// Defaults to 1,000.
+    pub writes_per_second_per_key: u32,
+    /// How many writes and updates one access key may make at once, above
+    /// its sustained rate.
+    ///
+    /// Defaults to 10,000.
+    pub write_burst_per_key: u32,
+    /// How many failed authentications (HTTP 401: missing, unknown or
+    /// expired key; a refused `pass`) one client address may have at once
+    /// before it is locked out. After the burst, one more per
+    /// [`failed_auth_period`](ServerConfig::failed_auth_period).
+    ///
+    /// Defaults to 50.
+    pub failed_auth_burst: u32,
+    /// How often one more failed authentication is allowed after the burst,
+    /// and the first lockout's length; each further lockout of the same
+    /// address is twice as long, up to
+    /// [`failed_auth_max_lockout`](ServerConfig::failed_auth_max_lockout).
+    /// A locked-out address gets 429 with `Retry-After` on HTTP and
+    /// `{"ok":false,"code":429,"error":"too many attempts","retryAfter":<ms>}`
+    /// to a pass, without its credentials being checked.
+    ///
+    /// Defaults to 1 s.
+    pub failed_auth_period: Duration,
+    /// The longest lockout, and how long an address must stay out of
+    /// lockout before its lockouts start again from the shortest.
+    ///
+    /// Defaults to 15 minutes.
+    pub failed_auth_max_lockout: Duration,
+    /// The most push connections open at once. A new one over it is refused
+    /// with 503 before the WebSocket upgrade.
+    ///
+    /// Defaults to 50,000 (about 1 GB of connection buffers).
+    pub max_connections: usize,
+    /// The most push connections open at once from one client address
+    /// (IPv6: one /64). A new one over it is refused with 503 before the
+    /// upgrade.
+    ///
+    /// Defaults to 5,000.
+    pub max_connections_per_address: usize,
+    /// The most client addresses (and, in its own table, access keys) each
+    /// rate-limit table tracks. Past it, new ones share one entry (they are
+    /// limited together, and a warning is logged) until idle entries are
+    /// pruned (every 10 s).
+    ///
+    /// Defaults to 100,000.
+    pub max_tracked_clients: usize,
 }
 
 /// How much larger than [`ServerConfig::max_item_size`] a REST request body
@@ -199,6 +269,17 @@ impl Default for ServerConfig {
             webhook_timeout: Duration::from_secs(10),
             webhook_retry_base: Duration::from_secs(1),
             webhook_retries: 8,
+            trusted_proxies: Vec::new(),
+            requests_per_second_per_address: 10_000,
+            request_burst_per_address: 20_000,
+            writes_per_second_per_key: 1_000,
+            write_burst_per_key: 10_000,
+            failed_auth_burst: 50,
+            failed_auth_period: Duration::from_secs(1),
+            failed_auth_max_lockout: Duration::from_secs(15 * 60),
+            max_connections: 50_000,
+            max_connections_per_address: 5_000,
+            max_tracked_clients: 100_000,
         }
     }
 }
@@ -230,6 +311,23 @@ impl std::fmt::Debug for ServerConfig {
             .field("webhook_timeout", &self.webhook_timeout)
             .field("webhook_retry_base", &self.webhook_retry_base)
             .field("webhook_retries", &self.webhook_retries)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field(
+                "requests_per_second_per_address",
+                &self.requests_per_second_per_address,
+            )
+            .field("request_burst_per_address", &self.request_burst_per_address)
+            .field("writes_per_second_per_key", &self.writes_per_second_per_key)
+            .field("write_burst_per_key", &self.write_burst_per_key)
+            .field("failed_auth_burst", &self.failed_auth_burst)
+            .field("failed_auth_period", &self.failed_auth_period)
+            .field("failed_auth_max_lockout", &self.failed_auth_max_lockout)
+            .field("max_connections", &self.max_connections)
+            .field(
+                "max_connections_per_address",
+                &self.max_connections_per_address,
+            )
+            .field("max_tracked_clients", &self.max_tracked_clients)
             .finish()
     }
 }
@@ -274,6 +372,9 @@ pub enum ServerConfigError {
     /// A count that must be at least 1 is 0 (`max_in_flight`, `max_queued_pushes`).
     #[error("{0} is 0: set it to at least 1")]
     Zero(&'static str),
+    /// A rate or connection limit is 0 (it cannot be turned off).
+    #[error("{0} is 0: set it to at least 1 (to lift the limit, set a large number)")]
+    ZeroLimit(&'static str),
     /// The certificate or key given to [`ServerConfig::tls_config`] was refused.
     #[error("TLS certificate or key refused by rustls: {0}")]
     Tls(String),
@@ -330,6 +431,7 @@ impl ServerConfig {
             return Err(ServerConfigError::EmptyPassphrase);
         }
         self.validate_push_settings()?;
+        self.validate_limits()?;
         if self.store.is_none() {
             self.validate_store_settings()?;
         }
@@ -353,6 +455,44 @@ impl ServerConfig {
             if value == 0 {
                 return Err(ServerConfigError::Zero(field));
             }
+        }
+        Ok(())
+    }
+
+    /// The checks of the rate and connection limits: every count at least 1,
+    /// the failed-auth durations timers.
+    fn validate_limits(&self) -> Result<(), ServerConfigError> {
+        for (field, value) in [
+            (
+                "requests_per_second_per_address",
+                self.requests_per_second_per_address as usize,
+            ),
+            (
+                "request_burst_per_address",
+                self.request_burst_per_address as usize,
+            ),
+            (
+                "writes_per_second_per_key",
+                self.writes_per_second_per_key as usize,
+            ),
+            ("write_burst_per_key", self.write_burst_per_key as usize),
+            ("failed_auth_burst", self.failed_auth_burst as usize),
+            ("max_connections", self.max_connections),
+            (
+                "max_connections_per_address",
+                self.max_connections_per_address,
+            ),
+            ("max_tracked_clients", self.max_tracked_clients),
+        ] {
+            if value == 0 {
+                return Err(ServerConfigError::ZeroLimit(field));
+            }
+        }
+        for (field, value) in [
+            ("failed_auth_period", self.failed_auth_period),
+            ("failed_auth_max_lockout", self.failed_auth_max_lockout),
+        ] {
+            check_timer(field, value)?;
         }
         Ok(())
     }

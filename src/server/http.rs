@@ -28,6 +28,9 @@
 //!   it crosses the limit. (actix-http then lingers on the connection, reading
 //!   and dropping the rest for a moment, so the client gets the 413 instead of
 //!   a reset.) The body is read into memory only up to the limit.
+//! - Writes and updates are rate-limited per access key (429 with
+//!   `Retry-After`); the per-address limits wrap every route (see the
+//!   `limits` module).
 
 use std::collections::HashMap;
 
@@ -346,6 +349,9 @@ async fn make_keys(
 /// `POST /items` with a writer key.
 async fn write(req: HttpRequest, payload: web::Payload, shared: web::Data<Shared>) -> ApiResult {
     let key = access_key(&req)?;
+    if let Err(limited) = shared.limits.writes.check(&key) {
+        return Ok(limited.response());
+    }
     let item: WriteItem = json_body(
         &req,
         payload,
@@ -381,6 +387,9 @@ async fn update(
     shared: web::Data<Shared>,
 ) -> ApiResult {
     let key = access_key(&req)?;
+    if let Err(limited) = shared.limits.writes.check(&key) {
+        return Ok(limited.response());
+    }
     let update: UpdateItem =
         json_body(&req, payload, &shared, r#"{"value":<json>,"intent"?:"…"}"#).await?;
     let updated: Updated = shared.store.update(&key, &id, update).await?;

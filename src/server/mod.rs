@@ -44,9 +44,11 @@
 //! # }).unwrap();
 //! ```
 
+mod client_addr;
 mod config;
 mod http;
 mod hub;
+mod limits;
 mod push;
 mod registry;
 mod session;
@@ -63,6 +65,8 @@ use tokio::time::Instant;
 pub use self::config::{ServerConfig, ServerConfigError, BODY_HEADROOM, MIN_MAX_PAYLOAD};
 use self::registry::{send_command, Command, Registry};
 use crate::store::{MemoryStore, Store, StoreError};
+/// A network (`10.0.0.0/8`, `2001:db8::/32`), as [`ServerConfig::trusted_proxies`] lists them.
+pub use ipnet::IpNet;
 
 /// State shared by every worker's app and every session.
 pub(crate) struct Shared {
@@ -75,6 +79,8 @@ pub(crate) struct Shared {
     pub(crate) body_limit: usize,
     /// The watch registry and fan-out (see the `hub` module).
     pub(crate) hub: hub::HubHandle,
+    /// Rate and connection limits (see the `limits` module).
+    pub(crate) limits: Arc<limits::Limits>,
 }
 
 /// Why the server could not start.
@@ -141,7 +147,10 @@ impl Server {
         // The hub follows the store's events; the store is wrapped so that
         // alias re-points reach it too.
         let (hub, store) = hub::start(store, hub::HubSettings::from(&config));
+        let limits = Arc::new(limits::Limits::new(&config));
+        limits::Limits::start_pruning(&limits);
         let shared = web::Data::new(Shared {
+            limits,
             hub,
             config,
             registry: Registry::new(),
@@ -152,6 +161,7 @@ impl Server {
         let http = HttpServer::new(move || {
             App::new()
                 .app_data(app_shared.clone())
+                .wrap(actix_web::middleware::from_fn(limits::limit_requests))
                 .configure(push::routes)
                 // Before the REST routes, so that these take /watches.
                 .configure(webhooks::routes)

@@ -1,6 +1,12 @@
 //! The push endpoint's HTTP side: `GET /socket.io/` query checks and the
 //! WebSocket upgrade, which hands the socket to a new session task
 //! ([`session`](super::session)); it must not speak Socket.IO itself.
+//!
+//! The connection limits are checked here, before the upgrade: over
+//! [`ServerConfig::max_connections`](super::ServerConfig::max_connections) in
+//! total or
+//! [`max_connections_per_address`](super::ServerConfig::max_connections_per_address)
+//! from the client's address, the answer is HTTP 503 and no WebSocket opens.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -63,6 +69,14 @@ async fn upgrade(req: HttpRequest, body: web::Payload, shared: web::Data<Shared>
             "the server is shutting down",
         );
     }
+    let client = shared.limits.client(req.peer_addr(), req.headers());
+    let slot = match shared.limits.connections.open(client) {
+        Ok(slot) => slot,
+        Err(refused) => {
+            log::debug!("push endpoint: refused a connection from {client}: {refused}");
+            return failure(StatusCode::SERVICE_UNAVAILABLE, refused.to_string());
+        }
+    };
     let (response, ws, stream) = match actix_ws::handle(&req, body) {
         Ok(parts) => parts,
         Err(e) => {
@@ -89,8 +103,7 @@ async fn upgrade(req: HttpRequest, body: web::Payload, shared: web::Data<Shared>
     let peer = req
         .peer_addr()
         .map_or_else(|| "unknown peer".to_owned(), |a| a.to_string());
-    // The session runs on this worker's thread: actix-ws' stream is !Send.
-    actix_rt::spawn(session::run(SessionStart {
+    let start = SessionStart {
         id,
         link: Arc::new(SessionLink::new(id, mailbox_tx)),
         shared: shared.into_inner(),
@@ -98,7 +111,14 @@ async fn upgrade(req: HttpRequest, body: web::Payload, shared: web::Data<Shared>
         stream,
         mailbox,
         peer,
-    }));
+        client,
+    };
+    // The session runs on this worker's thread: actix-ws' stream is !Send.
+    // The connection stays counted until it ends.
+    actix_rt::spawn(async move {
+        session::run(start).await;
+        drop(slot);
+    });
     response
 }
 

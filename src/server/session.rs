@@ -59,7 +59,9 @@ use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
+use super::client_addr::ClientKey;
 use super::hub::{Outgoing, Request, SessionLink};
+use super::limits::Limited;
 use super::registry::{send_command, Command, SessionId};
 use super::Shared;
 use crate::protocol::engineio::{self, OpenPacket};
@@ -93,6 +95,8 @@ pub(crate) struct SessionStart {
     pub(crate) mailbox: mpsc::UnboundedReceiver<Command>,
     /// The peer's address, for logs.
     pub(crate) peer: String,
+    /// The client's address as the limits count it (the failed-pass penalty).
+    pub(crate) client: ClientKey,
 }
 
 /// Serves one socket until it ends, then forgets it in the registry.
@@ -105,6 +109,7 @@ pub(crate) async fn run(start: SessionStart) {
         mut stream,
         mut mailbox,
         peer,
+        client,
     } = start;
     let now = Instant::now();
     let mut session = Session {
@@ -127,6 +132,7 @@ pub(crate) async fn run(start: SessionStart) {
         pass_deadline: now + shared.config.pass_timeout,
         outbox: Vec::with_capacity(4),
         peer,
+        client,
     };
     log::debug!("{}: push socket opened", session.name());
     session.queue_open_packet(&shared);
@@ -255,6 +261,8 @@ struct Session {
     /// Frames queued by the current turn, written together by [`Session::flush`].
     outbox: Vec<Message>,
     peer: String,
+    /// The client's address as the limits count it.
+    client: ClientKey,
 }
 
 /// What woke the loop up.
@@ -828,6 +836,9 @@ impl Session {
         };
         // Without a pass the client passes later with the `pass` event.
         if let Some(pass) = auth.pass {
+            if let Err(limited) = self.pass_allowed() {
+                return self.refuse_connect_limited(&limited);
+            }
             let push_id = auth.push_id.unwrap_or_default();
             if let Err(failure) = self.check_pass(&pass, &push_id) {
                 return self.refuse_connect(failure);
@@ -843,10 +854,19 @@ impl Session {
     /// CONNECT_ERROR, then close 1000 (the namespace is all effex serves).
     fn refuse_connect(&mut self, failure: Failure) -> Flow {
         self.count_failed_pass();
-        self.queue_socketio(&socketio::Packet::connect_error(&ConnectRefused::new(
-            failure.code,
-            failure.error,
-        )));
+        self.close_refused(&ConnectRefused::new(failure.code, failure.error))
+    }
+
+    /// CONNECT_ERROR 429 with `retryAfter` to a pass from a locked-out
+    /// address (not checked), then close 1000 (protocol.md §2.2).
+    fn refuse_connect_limited(&mut self, limited: &Limited) -> Flow {
+        self.count_locked_out_pass(limited);
+        self.close_refused(&limited.connect_refusal())
+    }
+
+    /// Sends the CONNECT_ERROR `refusal`, then closes with 1000.
+    fn close_refused(&mut self, refusal: &impl Serialize) -> Flow {
+        self.queue_socketio(&socketio::Packet::connect_error(refusal));
         Flow::End(Ending::Close(CloseReason {
             code: CloseCode::Normal,
             description: Some("connect refused".to_owned()),
@@ -914,6 +934,12 @@ impl Session {
 
     /// `["pass", {"pass","pushId"}]`.
     fn on_pass_event(&mut self, ack_id: u64, packet: &socketio::Packet) -> Flow {
+        if let Err(limited) = self.pass_allowed() {
+            // Locked out: answered without checking the pass (protocol.md §2.2).
+            self.count_locked_out_pass(&limited);
+            self.queue_ack(ack_id, &limited.pass_reply());
+            return Flow::End(Ending::Disconnect("too many attempts"));
+        }
         let pass = match packet.first_arg::<Pass>() {
             Ok(pass) => pass,
             Err(e) => {
@@ -954,13 +980,42 @@ impl Session {
         Flow::End(Ending::Disconnect("pass refused"))
     }
 
+    /// Counts a pass that was checked and failed: in the stats, and against
+    /// the client address's failed-authentication allowance.
     fn count_failed_pass(&self) {
+        self.count_refused_pass();
+        self.registration
+            .shared
+            .limits
+            .failed_auth
+            .record_failure(self.client);
+    }
+
+    /// Counts (and logs) a pass refused unchecked because the client's
+    /// address is locked out.
+    fn count_locked_out_pass(&self, limited: &Limited) {
+        // Debug: a locked-out flood must not flood the log too.
+        log::debug!("{}: pass refused: {}", self.name(), limited.message);
+        self.count_refused_pass();
+    }
+
+    /// Counts a refused pass in the stats.
+    fn count_refused_pass(&self) {
         self.registration
             .shared
             .registry
             .counters
             .passes_failed
             .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `Err` while the client's address is locked out for failed passes.
+    fn pass_allowed(&self) -> Result<(), Limited> {
+        self.registration
+            .shared
+            .limits
+            .failed_auth
+            .check(self.client)
     }
 
     /// The pushId first (400), then the passphrase (401).

@@ -1,0 +1,49 @@
+//! The HTTP side of the per-address limits, as an actix middleware around
+//! every route: the failed-authentication lockout, the request rate, and the
+//! counting of 401 answers as failed authentication. It must not know the
+//! routes beyond the push endpoint's path.
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
+use actix_web::web;
+
+use crate::server::push::SOCKET_IO_PATH;
+use crate::server::Shared;
+
+/// Refuses a locked-out address (429, except on the push endpoint, whose
+/// `pass` answers it) and an address over its request rate (429); counts a
+/// 401 answer as a failed authentication of the address.
+pub(crate) async fn limit_requests<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    let Some(shared) = req.app_data::<web::Data<Shared>>().cloned() else {
+        // Every app of the server has it; nothing to limit without it.
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    let limits = &shared.limits;
+    let client = limits.client(req.peer_addr(), req.headers());
+    let push_endpoint = req.path().trim_end_matches('/') == SOCKET_IO_PATH.trim_end_matches('/');
+    let refused = if push_endpoint {
+        Ok(())
+    } else {
+        limits.failed_auth.check(client)
+    }
+    .and_then(|()| limits.requests.check(&client));
+    if let Err(limited) = refused {
+        log::debug!(
+            "client {client}: {} {}: {}",
+            req.method(),
+            req.path(),
+            limited.message
+        );
+        return Ok(req.into_response(limited.response()).map_into_right_body());
+    }
+    let response = next.call(req).await?;
+    if response.status() == StatusCode::UNAUTHORIZED {
+        limits.failed_auth.record_failure(client);
+    }
+    Ok(response.map_into_left_body())
+}
