@@ -323,6 +323,10 @@ async fn memory_per_connection(connections: usize) -> Result<f64, String> {
             &port.to_string(),
             "--passphrase",
             PASS,
+            // Every bench connection comes from 127.0.0.1: lift the
+            // per-address cap (default 5,000) above the count measured.
+            "--max-connections-per-address",
+            &(connections + 1_000).to_string(),
             "--log-level",
             "error",
         ])
