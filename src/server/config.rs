@@ -167,6 +167,21 @@ pub struct ServerConfig {
     ///
     /// Defaults to 8.
     pub webhook_retries: u32,
+    /// Webhook targets allowed although they are in the server's own network
+    /// (loopback, private, link-local, CGNAT, …, which are refused by
+    /// default at `POST /watches` and at every delivery). Each entry is a
+    /// network (`10.1.0.0/16`, `fd00::/8`), an address (`127.0.0.1`, `::1`)
+    /// or a host name (`hooks.internal`: that exact name, whatever it
+    /// resolves to).
+    ///
+    /// Defaults to empty (nothing local is allowed).
+    pub webhook_allow: Vec<String>,
+    /// The most webhook requests in flight to one target host at once; more
+    /// deliveries to that host wait (in order) until one ends. Waiting does
+    /// not count as a failed attempt.
+    ///
+    /// Defaults to 64.
+    pub webhook_max_per_host: usize,
 }
 
 /// How much larger than [`ServerConfig::max_item_size`] a REST request body
@@ -199,6 +214,8 @@ impl Default for ServerConfig {
             webhook_timeout: Duration::from_secs(10),
             webhook_retry_base: Duration::from_secs(1),
             webhook_retries: 8,
+            webhook_allow: Vec::new(),
+            webhook_max_per_host: 64,
         }
     }
 }
@@ -230,6 +247,8 @@ impl std::fmt::Debug for ServerConfig {
             .field("webhook_timeout", &self.webhook_timeout)
             .field("webhook_retry_base", &self.webhook_retry_base)
             .field("webhook_retries", &self.webhook_retries)
+            .field("webhook_allow", &self.webhook_allow)
+            .field("webhook_max_per_host", &self.webhook_max_per_host)
             .finish()
     }
 }
@@ -274,6 +293,9 @@ pub enum ServerConfigError {
     /// A count that must be at least 1 is 0 (`max_in_flight`, `max_queued_pushes`).
     #[error("{0} is 0: set it to at least 1")]
     Zero(&'static str),
+    /// An entry of `webhook_allow` is not a network, an address or a host name.
+    #[error("webhook_allow: {0}")]
+    WebhookAllow(String),
     /// The certificate or key given to [`ServerConfig::tls_config`] was refused.
     #[error("TLS certificate or key refused by rustls: {0}")]
     Tls(String),
@@ -330,6 +352,7 @@ impl ServerConfig {
             return Err(ServerConfigError::EmptyPassphrase);
         }
         self.validate_push_settings()?;
+        self.validate_webhook_egress()?;
         if self.store.is_none() {
             self.validate_store_settings()?;
         }
@@ -353,6 +376,18 @@ impl ServerConfig {
             if value == 0 {
                 return Err(ServerConfigError::Zero(field));
             }
+        }
+        Ok(())
+    }
+
+    /// The checks of the webhook egress settings.
+    fn validate_webhook_egress(&self) -> Result<(), ServerConfigError> {
+        for entry in &self.webhook_allow {
+            super::egress::AllowRule::parse(entry)
+                .map_err(|e| ServerConfigError::WebhookAllow(e.to_string()))?;
+        }
+        if self.webhook_max_per_host == 0 {
+            return Err(ServerConfigError::Zero("webhook_max_per_host"));
         }
         Ok(())
     }

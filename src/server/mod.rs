@@ -45,10 +45,13 @@
 //! ```
 
 mod config;
+mod egress;
+mod host_limit;
 mod http;
 mod hub;
 mod push;
 mod registry;
+mod request;
 mod session;
 mod webhooks;
 
