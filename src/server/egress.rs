@@ -50,7 +50,7 @@ pub(crate) enum EgressError {
     NoHost,
     /// The host is, or resolves to, an address webhooks may not reach.
     #[error(
-        "url host {host} is or resolves to {addr}, a {why} address: webhooks may not reach \
+        "url host {host} is or resolves to {addr} ({why} address): webhooks may not reach \
          the server's own network (an operator may allow it with --webhook-allow)"
     )]
     Refused {
