@@ -18,6 +18,7 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use common::exchange::{Exchange, BOUND};
 use common::wire::http_client;
 use effex::client::ClientConfig;
+use effex::protocol::messages::{ConnectAuth, Pass, Watch};
 use effex::server::ServerConfig;
 use effex::store::MemoryStoreConfig;
 use serde_json::{json, Value};
@@ -339,12 +340,47 @@ async fn keys_and_passphrases_never_show_in_debug_output() {
         boss_key: "store-boss-secret".into(),
         ..Default::default()
     };
-    let shown = format!("{shown} {client:?} {store:?}");
-    for secret in ["passphrase-secret", "boss-secret", "client-pass-secret"] {
+    let pass = Pass {
+        pass: "pass-event-secret".into(),
+        push_id: "app-1".into(),
+    };
+    let auth: ConnectAuth =
+        serde_json::from_value(json!({"pass": "connect-secret", "pushId": "app-1"})).expect("auth");
+    let watch: Watch = serde_json::from_value(
+        json!({"event": "update", "id": "item", "key": "watch-key-secret"}),
+    )
+    .expect("watch");
+    let shown = format!("{shown} {client:?} {store:?} {pass:?} {auth:?} {watch:?}");
+    for secret in [
+        "passphrase-secret",
+        "boss-secret",
+        "client-pass-secret",
+        "store-boss-secret",
+        "pass-event-secret",
+        "connect-secret",
+        "watch-key-secret",
+    ] {
         assert!(!shown.contains(secret), "{secret} in {shown}");
     }
     assert!(shown.contains("127.0.0.1"), "the allow-list is no secret");
     server.stop().await;
+}
+
+#[test]
+fn a_bad_allow_list_entry_says_what_to_give() {
+    for entry in ["http://10.0.0.1", "10.0.0.0/40", "host:80", ""] {
+        let config = ServerConfig {
+            webhook_allow: vec![entry.into()],
+            ..Default::default()
+        };
+        let error = config.validate().expect_err(entry).to_string();
+        assert!(error.starts_with("webhook_allow"), "{entry:?}: {error}");
+    }
+    let zero = ServerConfig {
+        webhook_max_per_host: 0,
+        ..Default::default()
+    };
+    assert!(zero.validate().is_err());
 }
 
 #[actix_rt::test]
