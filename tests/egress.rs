@@ -245,7 +245,9 @@ async fn deliveries_to_one_host_are_bounded() {
     // Two requests arrive and are held; the other three wait their turn.
     hook.next().await;
     hook.next().await;
-    if let Ok(Some(extra)) = tokio::time::timeout(Duration::from_millis(300), hook.arrivals.recv()).await {
+    if let Ok(Some(extra)) =
+        tokio::time::timeout(Duration::from_millis(300), hook.arrivals.recv()).await
+    {
         panic!("a third request to the host while two were in flight: {extra}");
     }
     gate.add_permits(5);
@@ -290,11 +292,8 @@ async fn webhook_urls_are_logged_without_credentials_or_query() {
     let (id, _) = fx.write(json!(0), Duration::from_secs(60)).await;
     let mut hook = Receiver::start(Answer::Fail).await;
     let shown = format!("{}/secret-path", hook.url);
-    let url = shown.replacen(
-        "http://",
-        "http://hookuser:hookpassword@",
-        1,
-    ) + "?token=querysecret#fragmentsecret";
+    let url = shown.replacen("http://", "http://hookuser:hookpassword@", 1)
+        + "?token=querysecret#fragmentsecret";
     let watchable = watch_ok(&fx, &id, &url).await;
     fx.update(&id, json!(1)).await;
     hook.next().await;
@@ -304,11 +303,15 @@ async fn webhook_urls_are_logged_without_credentials_or_query() {
     let logs = LOGS.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let about_it: Vec<_> = logs.iter().filter(|l| l.contains(&watchable)).collect();
     assert!(
-        about_it.iter().any(|l| l.contains("retry") && l.contains(&shown)),
+        about_it
+            .iter()
+            .any(|l| l.contains("retry") && l.contains(&shown)),
         "the retry is logged with the URL: {about_it:#?}"
     );
     assert!(
-        about_it.iter().any(|l| l.contains("ended") && l.contains(&shown)),
+        about_it
+            .iter()
+            .any(|l| l.contains("ended") && l.contains(&shown)),
         "the end is logged with the URL: {about_it:#?}"
     );
     for secret in ["hookuser", "hookpassword", "querysecret", "fragmentsecret"] {
@@ -346,10 +349,9 @@ async fn keys_and_passphrases_never_show_in_debug_output() {
     };
     let auth: ConnectAuth =
         serde_json::from_value(json!({"pass": "connect-secret", "pushId": "app-1"})).expect("auth");
-    let watch: Watch = serde_json::from_value(
-        json!({"event": "update", "id": "item", "key": "watch-key-secret"}),
-    )
-    .expect("watch");
+    let watch: Watch =
+        serde_json::from_value(json!({"event": "update", "id": "item", "key": "watch-key-secret"}))
+            .expect("watch");
     let shown = format!("{shown} {client:?} {store:?} {pass:?} {auth:?} {watch:?}");
     for secret in [
         "passphrase-secret",

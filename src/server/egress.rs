@@ -29,6 +29,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_service::Service;
 use actix_tls::connect::tcp::TcpConnectorService;
@@ -70,6 +71,11 @@ pub(crate) enum EgressError {
         #[source]
         source: io::Error,
     },
+    /// The resolver did not answer within [`RESOLVE_TIMEOUT`].
+    #[error(
+        "url host {0} did not resolve within {RESOLVE_TIMEOUT:?}: check the name, or retry later"
+    )]
+    ResolveTimeout(String),
     /// The host name resolved to no address at all.
     #[error("url host {0} resolves to no address: check the name")]
     NoAddress(String),
@@ -212,7 +218,8 @@ fn refusal_v4(ip: Ipv4Addr) -> Option<&'static str> {
 fn refusal_v6(ip: Ipv6Addr) -> Option<&'static str> {
     let segments = ip.segments();
     let octets = ip.octets();
-    let embedded = |at: usize| Ipv4Addr::new(octets[at], octets[at + 1], octets[at + 2], octets[at + 3]);
+    let embedded =
+        |at: usize| Ipv4Addr::new(octets[at], octets[at + 1], octets[at + 2], octets[at + 3]);
     if ip.is_unspecified() {
         return Some("unspecified");
     }
@@ -243,6 +250,11 @@ fn refusal_v6(ip: Ipv6Addr) -> Option<&'static str> {
         _ => None,
     }
 }
+
+/// The longest wait for a host name's addresses (at `POST /watches` and on
+/// each delivery connection); then the name counts as unresolved, so a slow
+/// resolver holds neither a request nor a delivery for long.
+pub(crate) const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How host names become addresses: the system resolver, or a test's.
 pub(crate) trait Lookup: Send + Sync {
@@ -373,10 +385,9 @@ impl EgressPolicy {
             return Ok(vec![SocketAddr::new(ip, port)]);
         }
         let name = bare.to_ascii_lowercase();
-        let addrs = self
-            .lookup
-            .lookup(&name, port)
+        let addrs = tokio::time::timeout(RESOLVE_TIMEOUT, self.lookup.lookup(&name, port))
             .await
+            .map_err(|_| EgressError::ResolveTimeout(name.clone()))?
             .map_err(|source| EgressError::Unresolved {
                 host: name.clone(),
                 source,
@@ -440,7 +451,7 @@ impl Service<ConnectInfo<Uri>> for GuardedConnector {
 
     fn call(&self, request: ConnectInfo<Uri>) -> Self::Future {
         let policy = self.policy.clone();
-        let tcp = self.tcp.clone();
+        let tcp = self.tcp;
         Box::pin(async move {
             let host = request.hostname().to_owned();
             let addrs = policy
