@@ -46,6 +46,14 @@ pub(crate) enum EgressError {
     /// Another scheme than http or https.
     #[error("url scheme {0:?} is not allowed: use http:// or https://")]
     Scheme(String),
+    /// The URL is valid, but awc's stricter URI parser refuses it.
+    #[error("url {shown} cannot be requested ({why}): percent-encode unusual characters")]
+    Unrequestable {
+        /// The URL without its secrets.
+        shown: String,
+        /// The URI parser's complaint.
+        why: String,
+    },
     /// No host (e.g. `http:///x` normalised away) or an opaque one.
     #[error("url has no host: send an absolute http:// or https:// URL")]
     NoHost,
@@ -359,13 +367,20 @@ impl EgressPolicy {
     }
 
     /// Parses and checks a webhook URL (at `POST /watches`): http or https,
-    /// a host, and every address of that host allowed.
+    /// requestable by awc, a host, and every address of that host allowed.
     pub(crate) async fn check_url(&self, raw: &str) -> Result<WebhookUrl, EgressError> {
         let mut url = url::Url::parse(raw).map_err(EgressError::NotAUrl)?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(EgressError::Scheme(url.scheme().to_owned()));
         }
         url.set_fragment(None);
+        // Deliveries send with awc, whose URI parser is stricter than WHATWG's.
+        if let Err(e) = url.as_str().parse::<Uri>() {
+            return Err(EgressError::Unrequestable {
+                shown: redact(&url),
+                why: e.to_string(),
+            });
+        }
         let host = url.host_str().ok_or(EgressError::NoHost)?.to_owned();
         let port = url.port_or_known_default().ok_or(EgressError::NoHost)?;
         self.resolve_checked(&host, port).await?;
