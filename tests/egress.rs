@@ -176,7 +176,13 @@ async fn ssrf_targets_are_refused_at_post_watches() {
         assert!(error.contains(why), "{url}: {error}");
         assert!(error.contains("--webhook-allow"), "{url}: {error}");
     }
-    for url in ["ftp://example.com/hook", "file:///etc/passwd", "not a url"] {
+    let long = format!("https://example.com/{}", "a".repeat(9000));
+    for url in [
+        "ftp://example.com/hook",
+        "file:///etc/passwd",
+        "not a url",
+        &long,
+    ] {
         let (status, body) = post_watch(&fx, &id, url).await;
         assert_eq!(status, 400, "{url}: {body}");
     }

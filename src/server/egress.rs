@@ -40,6 +40,9 @@ use tokio::net::TcpStream;
 /// Why a webhook target is refused; the message says what to do.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum EgressError {
+    /// The URL is longer than [`MAX_URL_LEN`].
+    #[error("url is {0} bytes long: the limit is {MAX_URL_LEN} bytes; use a shorter URL")]
+    TooLong(usize),
     /// The URL does not parse.
     #[error("url is not a URL ({0}): send an absolute http:// or https:// URL")]
     NotAUrl(url::ParseError),
@@ -259,6 +262,11 @@ fn refusal_v6(ip: Ipv6Addr) -> Option<&'static str> {
     }
 }
 
+/// The longest webhook URL accepted, in bytes (each webhook watch keeps its
+/// URL for as long as it lives; real ones are far shorter). A longer one is
+/// refused with 400 at `POST /watches`.
+pub(crate) const MAX_URL_LEN: usize = 8 * 1024;
+
 /// The longest wait for a host name's addresses (at `POST /watches` and on
 /// each delivery connection); then the name counts as unresolved, so a slow
 /// resolver holds neither a request nor a delivery for long.
@@ -369,6 +377,9 @@ impl EgressPolicy {
     /// Parses and checks a webhook URL (at `POST /watches`): http or https,
     /// requestable by awc, a host, and every address of that host allowed.
     pub(crate) async fn check_url(&self, raw: &str) -> Result<WebhookUrl, EgressError> {
+        if raw.len() > MAX_URL_LEN {
+            return Err(EgressError::TooLong(raw.len()));
+        }
         let mut url = url::Url::parse(raw).map_err(EgressError::NotAUrl)?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(EgressError::Scheme(url.scheme().to_owned()));
