@@ -177,14 +177,18 @@ async fn ssrf_targets_are_refused_at_post_watches() {
         assert!(error.contains("--webhook-allow"), "{url}: {error}");
     }
     let long = format!("https://example.com/{}", "a".repeat(9000));
-    for url in [
-        "ftp://example.com/hook",
-        "file:///etc/passwd",
-        "not a url",
-        &long,
+    for (url, why) in [
+        ("ftp://example.com/hook", "scheme"),
+        ("file:///etc/passwd", "scheme"),
+        ("not a url", "not a URL"),
+        (long.as_str(), "the limit is 8192 bytes"),
     ] {
         let (status, body) = post_watch(&fx, &id, url).await;
         assert_eq!(status, 400, "{url}: {body}");
+        assert!(
+            body["error"].as_str().expect("error").contains(why),
+            "{body}"
+        );
     }
     fx.server.stop().await;
 }
