@@ -129,23 +129,6 @@ async fn watch_ok(fx: &Exchange, id: &str, url: &str) -> String {
     body["watchable"].as_str().expect("watchable").to_owned()
 }
 
-/// Waits (bounded) until the watch has ended: its DELETE answers 404.
-async fn until_ended(fx: &Exchange, watchable: &str) {
-    let client = http_client(None);
-    let url = format!("{}/watches/{watchable}", fx.server.http_url());
-    tokio::time::timeout(BOUND, async {
-        loop {
-            let response = client.delete(&url).bearer_auth(&fx.reader).send().await;
-            if response.expect("DELETE").status().as_u16() == 404 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the watch ends within the bound");
-}
-
 #[actix_rt::test]
 async fn ssrf_targets_are_refused_at_post_watches() {
     let fx = Exchange::start(ServerConfig::default()).await;
@@ -216,19 +199,21 @@ async fn the_allow_list_lets_a_local_receiver_work() {
 #[actix_rt::test]
 async fn redirects_are_failed_deliveries_and_never_followed() {
     let fx = Exchange::start(allow_local(ServerConfig {
-        webhook_retries: 0,
+        webhook_retries: 1,
+        webhook_retry_base: Duration::from_millis(10),
         ..Default::default()
     }))
     .await;
     let (id, _) = fx.write(json!(0), Duration::from_secs(60)).await;
     let mut second = Receiver::start(Answer::Ok).await;
     let mut first = Receiver::start(Answer::Redirect(format!("{}/second", second.url))).await;
-    let watchable = watch_ok(&fx, &id, &format!("{}/first", first.url)).await;
+    watch_ok(&fx, &id, &format!("{}/first", first.url)).await;
     fx.update(&id, json!(1)).await;
     assert_eq!(first.next().await, "/first");
-    // The 302 was a failed delivery: with no retries, the watch ends. A
-    // followed redirect would have been answered 200 before that.
-    until_ended(&fx, &watchable).await;
+    // The 302 was a failed attempt, so the push is tried again. A followed
+    // redirect would have reached the second receiver (answering 200) within
+    // the first attempt, and there would be no retry.
+    assert_eq!(first.next().await, "/first");
     assert!(
         second.arrivals.try_recv().is_err(),
         "the redirect target was requested"
@@ -269,8 +254,24 @@ async fn deliveries_to_one_host_are_bounded() {
     fx.server.stop().await;
 }
 
-/// Every log line of the effex crate, from every test of this binary.
+/// Every log line of the effex crate, from every test of this binary (once
+/// [`capture_logs`] has run).
 static LOGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Sends the log records of this test binary to [`LOGS`].
+fn capture_logs() {
+    static CAPTURE: Capture = Capture;
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        log::set_logger(&CAPTURE).expect("no other logger in this test binary");
+        log::set_max_level(log::LevelFilter::Trace);
+    });
+}
+
+/// The captured log lines so far.
+fn logs() -> Vec<String> {
+    LOGS.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
 
 struct Capture;
 
@@ -289,9 +290,7 @@ impl log::Log for Capture {
 
 #[actix_rt::test]
 async fn webhook_urls_are_logged_without_credentials_or_query() {
-    static CAPTURE: Capture = Capture;
-    log::set_logger(&CAPTURE).expect("no other logger in this test binary");
-    log::set_max_level(log::LevelFilter::Trace);
+    capture_logs();
 
     let fx = Exchange::start(allow_local(ServerConfig {
         webhook_retries: 1,
@@ -308,9 +307,22 @@ async fn webhook_urls_are_logged_without_credentials_or_query() {
     fx.update(&id, json!(1)).await;
     hook.next().await;
     hook.next().await;
-    until_ended(&fx, &watchable).await;
-
-    let logs = LOGS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    // The watch is ended (and logged) after the last failed attempt.
+    let ended = tokio::time::timeout(BOUND, async {
+        loop {
+            let logs = logs();
+            if logs
+                .iter()
+                .any(|l| l.contains(&watchable) && l.contains("ended"))
+            {
+                return logs;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let logs = ended
+        .await
+        .expect("the end of the watch is logged within the bound");
     let about_it: Vec<_> = logs.iter().filter(|l| l.contains(&watchable)).collect();
     assert!(
         about_it
