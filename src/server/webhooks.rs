@@ -13,8 +13,9 @@
 //! - `method` is `POST` (the default), `PUT` or `PATCH`; `url` is an absolute
 //!   `http://` or `https://` URL (https is checked against Mozilla's roots).
 //! - The URL must not reach the server's own network: the `egress` module's
-//!   rules are checked at `POST /watches` (400 saying why) and on every
-//!   connection a delivery opens (a refused address is a failed attempt).
+//!   rules (and the operator's [`ServerConfig::webhook_allow`]) are checked at
+//!   `POST /watches` (400 saying why) and on every connection a delivery
+//!   opens (a refused address is a failed attempt).
 //!   Redirects are not followed: a 3xx reply is a failed attempt.
 //! - At most [`ServerConfig::webhook_max_per_host`] requests are in flight to
 //!   one host; further deliveries to it wait for one to end (the
@@ -37,6 +38,7 @@
 //! [`ServerConfig::webhook_retry_base`]: super::ServerConfig::webhook_retry_base
 //! [`ServerConfig::webhook_retries`]: super::ServerConfig::webhook_retries
 //! [`ServerConfig::webhook_max_per_host`]: super::ServerConfig::webhook_max_per_host
+//! [`ServerConfig::webhook_allow`]: super::ServerConfig::webhook_allow
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
