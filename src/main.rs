@@ -174,6 +174,24 @@ struct ServeArgs {
     /// HTTP worker threads; by default one per core.
     #[arg(long, env = "EFFEX_WORKERS")]
     workers: Option<usize>,
+    /// Allow webhooks to reach this network, address or host name although it
+    /// is local (loopback, private, link-local…, refused by default); repeat
+    /// for several (the variable takes a comma-separated list).
+    #[arg(
+        long,
+        env = "EFFEX_WEBHOOK_ALLOW",
+        value_name = "CIDR|HOST",
+        value_delimiter = ','
+    )]
+    webhook_allow: Vec<String>,
+    /// The most webhook requests in flight to one host; more wait their turn.
+    #[arg(
+        long,
+        env = "EFFEX_WEBHOOK_MAX_PER_HOST",
+        default_value = "64",
+        value_name = "N"
+    )]
+    webhook_max_per_host: usize,
     /// The log filter (env_logger syntax: error, warn, info, debug, effex=debug,…).
     #[arg(long, env = "EFFEX_LOG", default_value = "info", value_name = "FILTER")]
     log_level: String,
@@ -446,6 +464,8 @@ async fn serve(args: ServeArgs) -> ExitCode {
         max_item_size: args.max_item_size,
         max_lifetime: args.max_lifetime,
         workers,
+        webhook_allow: args.webhook_allow,
+        webhook_max_per_host: args.webhook_max_per_host,
         ..ServerConfig::default()
     };
     args.limits.apply(&mut config);

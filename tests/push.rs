@@ -673,6 +673,15 @@ async fn the_final_push_is_replayed_to_a_client_that_missed_it() {
 // ---------------------------------------------------------------------------
 // Webhooks
 
+/// The test receivers listen on 127.0.0.1, which webhooks may reach only when
+/// the operator allows it.
+fn webhook_config() -> ServerConfig {
+    ServerConfig {
+        webhook_allow: vec!["127.0.0.1".into()],
+        ..config()
+    }
+}
+
 /// A tiny HTTP receiver: answers each request with the next planned status
 /// (200 once the plan is empty) and reports (status, body) of every request.
 struct Receiver {
@@ -741,7 +750,7 @@ async fn webhook_watch_is_delivered_retried_and_ended_after_its_budget() {
             webhook_retry_base: Duration::from_millis(20),
             webhook_retries: 2,
             webhook_timeout: Duration::from_secs(2),
-            ..config()
+            ..webhook_config()
         },
         1,
     )
@@ -750,6 +759,21 @@ async fn webhook_watch_is_delivered_retried_and_ended_after_its_budget() {
     let mut hook = Receiver::start().await;
     let client = http_client(None);
     let watches = format!("{}/watches", f.server.http_url());
+
+    // Without the allow-list, a receiver on 127.0.0.1 is refused.
+    let closed = Fixture::new(config(), 1).await;
+    let (closed_id, _) = write(&closed.store, &closed.keys, json!(0)).await;
+    let mut response = client
+        .post(format!("{}/watches", closed.server.http_url()))
+        .bearer_auth(closed.reader())
+        .send_json(&json!({"event":"update","id":closed_id,"url":hook.url}))
+        .await
+        .expect("POST");
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = response.json().await.expect("JSON");
+    let error = body["error"].as_str().expect("error");
+    assert!(error.contains("loopback"), "{error}");
+    closed.server.stop().await;
 
     // Refused: a key that may not read the item, a bad URL.
     let mut response = client
@@ -819,7 +843,7 @@ async fn webhook_watch_is_delivered_retried_and_ended_after_its_budget() {
 
 #[actix_rt::test]
 async fn webhook_watch_is_deleted_by_the_key_that_made_it() {
-    let f = Fixture::new(config(), 2).await;
+    let f = Fixture::new(webhook_config(), 2).await;
     let (id, _) = write(&f.store, &f.keys, json!(0)).await;
     let mut hook = Receiver::start().await;
     let client = http_client(None);

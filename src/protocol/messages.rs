@@ -43,7 +43,8 @@ pub fn is_valid_push_id(push_id: &str) -> bool {
 }
 
 /// `["pass", {"pass":…,"pushId":…}]`; the same object is accepted as CONNECT auth.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Its `Debug` hides the passphrase.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Pass {
     /// The server's passphrase.
@@ -54,15 +55,34 @@ pub struct Pass {
     pub push_id: String,
 }
 
+impl std::fmt::Debug for Pass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pass")
+            .field("pass", &"<hidden>")
+            .field("push_id", &self.push_id)
+            .finish()
+    }
+}
+
 /// The CONNECT auth payload as a server receives it: `pass` may be absent
-/// (then the client passes later with the `pass` event).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+/// (then the client passes later with the `pass` event). Its `Debug` hides
+/// the passphrase.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectAuth {
     /// The passphrase, if the client sent it with CONNECT.
     pub pass: Option<String>,
     /// The push id, if the client sent it with CONNECT.
     pub push_id: Option<String>,
+}
+
+impl std::fmt::Debug for ConnectAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectAuth")
+            .field("pass", &self.pass.as_ref().map(|_| "<hidden>"))
+            .field("push_id", &self.push_id)
+            .finish()
+    }
 }
 
 /// A successful `pass` reply.
@@ -240,8 +260,9 @@ impl std::str::FromStr for EventKind {
     }
 }
 
-/// `["watch", {…}]`: follow one kind of event of an item.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `["watch", {…}]`: follow one kind of event of an item. Its `Debug` hides
+/// the access key.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Watch {
     /// Which event to follow.
@@ -259,6 +280,19 @@ pub struct Watch {
     /// Whether update pushes carry the new value.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub with_value: bool,
+}
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watch")
+            .field("event", &self.event)
+            .field("id", &self.id)
+            .field("key", &"<hidden>")
+            .field("after", &self.after)
+            .field("message", &self.message)
+            .field("with_value", &self.with_value)
+            .finish()
+    }
 }
 
 /// A successful `watch` reply.

@@ -241,6 +241,21 @@ pub struct ServerConfig {
     ///
     /// Defaults to 100,000.
     pub max_tracked_clients: usize,
+    /// Webhook targets allowed although they are in the server's own network
+    /// (loopback, private, link-local, CGNAT, …, which are refused by
+    /// default at `POST /watches` and at every delivery). Each entry is a
+    /// network (`10.1.0.0/16`, `fd00::/8`), an address (`127.0.0.1`, `::1`)
+    /// or a host name (`hooks.internal`: that exact name, whatever it
+    /// resolves to).
+    ///
+    /// Defaults to empty (nothing local is allowed).
+    pub webhook_allow: Vec<String>,
+    /// The most webhook requests in flight to one target host at once; more
+    /// deliveries to that host wait (in order) until one ends. Waiting does
+    /// not count as a failed attempt.
+    ///
+    /// Defaults to 64.
+    pub webhook_max_per_host: usize,
 }
 
 /// How much larger than [`ServerConfig::max_item_size`] a REST request body
@@ -284,6 +299,8 @@ impl Default for ServerConfig {
             max_connections: 50_000,
             max_connections_per_address: 5_000,
             max_tracked_clients: 100_000,
+            webhook_allow: Vec::new(),
+            webhook_max_per_host: 64,
         }
     }
 }
@@ -332,6 +349,8 @@ impl std::fmt::Debug for ServerConfig {
                 &self.max_connections_per_address,
             )
             .field("max_tracked_clients", &self.max_tracked_clients)
+            .field("webhook_allow", &self.webhook_allow)
+            .field("webhook_max_per_host", &self.webhook_max_per_host)
             .finish()
     }
 }
@@ -379,6 +398,9 @@ pub enum ServerConfigError {
     /// A rate or connection limit is 0 (it cannot be turned off).
     #[error("{0} is 0: set it to at least 1 (to lift the limit, set a large number)")]
     ZeroLimit(&'static str),
+    /// An entry of `webhook_allow` is not a network, an address or a host name.
+    #[error("webhook_allow: {0}")]
+    WebhookAllow(String),
     /// The certificate or key given to [`ServerConfig::tls_config`] was refused.
     #[error("TLS certificate or key refused by rustls: {0}")]
     Tls(String),
@@ -436,6 +458,7 @@ impl ServerConfig {
         }
         self.validate_push_settings()?;
         self.validate_limits()?;
+        self.validate_webhook_egress()?;
         if self.store.is_none() {
             self.validate_store_settings()?;
         }
@@ -497,6 +520,18 @@ impl ServerConfig {
             ("failed_auth_max_lockout", self.failed_auth_max_lockout),
         ] {
             check_timer(field, value)?;
+        }
+        Ok(())
+    }
+
+    /// The checks of the webhook egress settings.
+    fn validate_webhook_egress(&self) -> Result<(), ServerConfigError> {
+        for entry in &self.webhook_allow {
+            super::egress::AllowRule::parse(entry)
+                .map_err(|e| ServerConfigError::WebhookAllow(e.to_string()))?;
+        }
+        if self.webhook_max_per_host == 0 {
+            return Err(ServerConfigError::Zero("webhook_max_per_host"));
         }
         Ok(())
     }

@@ -16,7 +16,8 @@
 //! | `POST /watches`, `DELETE /watches/{id}` | reader | served by the `webhooks` module, mounted before these routes |
 //!
 //! - The key travels in `Authorization: Bearer <key>` or `?key=<key>` (the
-//!   header wins when both are given). No key at all is 401.
+//!   header wins when both are given). No key at all is 401. The key, query
+//!   and body readers are the `request` module's, shared with the webhook routes.
 //! - Every error is `{"ok":false,"code","error"}` with `code` as the HTTP
 //!   status: the store's errors keep their code and message
 //!   ([`StoreError::code`]); a body over the limit is 413 (before it is
@@ -32,15 +33,12 @@
 //!   `Retry-After`); the per-address limits wrap every route (see the
 //!   `limits` module).
 
-use std::collections::HashMap;
-
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
-use futures_util::StreamExt;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::request::{access_key, json_body, query, RequestError};
 use super::Shared;
 use crate::protocol::messages::{Failure, Success};
 use crate::store::{
@@ -160,10 +158,6 @@ impl ApiError {
     fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }
-
-    fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, message)
-    }
 }
 
 impl std::fmt::Display for ApiError {
@@ -179,6 +173,12 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         HttpResponse::build(self.status).json(Failure::new(self.status.as_u16(), &self.message))
+    }
+}
+
+impl From<RequestError> for ApiError {
+    fn from(error: RequestError) -> Self {
+        ApiError::new(error.status(), error.to_string())
     }
 }
 
@@ -203,98 +203,8 @@ fn reply<T: Serialize>(status: StatusCode, body: T) -> HttpResponse {
 // ---------------------------------------------------------------------------
 // Request parts
 
-/// The query string's parameters (400 when it does not decode).
-fn query(req: &HttpRequest) -> Result<HashMap<String, String>, ApiError> {
-    web::Query::<HashMap<String, String>>::from_query(req.query_string())
-        .map(web::Query::into_inner)
-        .map_err(|e| ApiError::bad_request(format!("unreadable query string: {e}")))
-}
-
-/// The caller's key: `Authorization: Bearer <key>`, else `?key=<key>`.
-fn access_key(req: &HttpRequest) -> Result<String, ApiError> {
-    const HOW: &str = "send Authorization: Bearer <key> or ?key=<key>";
-    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
-        let value = value.to_str().map_err(|_| {
-            ApiError::unauthorized(format!(
-                "the Authorization header is not readable text: {HOW}"
-            ))
-        })?;
-        let (scheme, key) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(ApiError::unauthorized(format!(
-                "Authorization scheme {scheme:?} is not supported: {HOW}"
-            )));
-        }
-        let key = key.trim();
-        if key.is_empty() {
-            return Err(ApiError::unauthorized(format!(
-                "the Authorization header has no key: {HOW}"
-            )));
-        }
-        return Ok(key.to_owned());
-    }
-    match query(req)?.remove("key") {
-        Some(key) if !key.is_empty() => Ok(key),
-        _ => Err(ApiError::unauthorized(format!("no access key: {HOW}"))),
-    }
-}
-
-/// Reads the body (at most `shared.body_limit` bytes, else 413) and parses it
-/// as `T` (400 saying what is wrong and what `shape` was expected).
-async fn json_body<T: DeserializeOwned>(
-    req: &HttpRequest,
-    mut payload: web::Payload,
-    shared: &Shared,
-    shape: &str,
-) -> Result<T, ApiError> {
-    let limit = shared.body_limit;
-    let too_large = |size: &str| {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "request body is {size} bytes; the limit is {limit} bytes \
-                 (the server's maxSize {} plus {} for the rest of the request): \
-                 store a smaller value or split it over several items",
-                limit - super::BODY_HEADROOM,
-                super::BODY_HEADROOM
-            ),
-        )
-    };
-    let announced = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if let Some(length) = announced {
-        if length > limit as u64 {
-            return Err(too_large(&length.to_string()));
-        }
-    }
-    let mut body = web::BytesMut::with_capacity(announced.map_or(1024, |n| n as usize));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::bad_request(format!("the request body could not be read: {e}"))
-        })?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large("more than that"));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request(format!(
-            "the request body is empty: send a JSON object {shape}"
-        )));
-    }
-    serde_json::from_slice(&body).map_err(|e| {
-        use serde_json::error::Category;
-        ApiError::bad_request(match e.classify() {
-            Category::Syntax | Category::Eof | Category::Io => {
-                format!("the request body is not valid JSON ({e}): send a JSON object {shape}")
-            }
-            Category::Data => format!("the request body does not fit: {e}; send {shape}"),
-        })
-    })
-}
+// `query`, `access_key` and `json_body` are shared with the webhook routes:
+// see the `request` module.
 
 // ---------------------------------------------------------------------------
 // Handlers

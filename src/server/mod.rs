@@ -46,11 +46,14 @@
 
 mod client_addr;
 mod config;
+mod egress;
+mod host_limit;
 mod http;
 mod hub;
 mod limits;
 mod push;
 mod registry;
+mod request;
 mod session;
 mod webhooks;
 

@@ -12,6 +12,15 @@
 //!   watchable that does not exist, or was made with another key, is 404.
 //! - `method` is `POST` (the default), `PUT` or `PATCH`; `url` is an absolute
 //!   `http://` or `https://` URL (https is checked against Mozilla's roots).
+//! - The URL must not reach the server's own network: the `egress` module's
+//!   rules (and the operator's [`ServerConfig::webhook_allow`]) are checked at
+//!   `POST /watches` (400 saying why) and on every connection a delivery
+//!   opens (a refused address is a failed attempt).
+//!   Redirects are not followed: a 3xx reply is a failed attempt.
+//! - At most [`ServerConfig::webhook_max_per_host`] requests are in flight to
+//!   one host; further deliveries to it wait for one to end (the
+//!   `host_limit` module).
+//! - Logs show a webhook URL without its user info, query and fragment.
 //! - A webhook watch follows its item (or alias) from the moment it is made
 //!   (live events only, no `after`). Each push object — the same
 //!   `{"watchable","event","id","alias"?,"seq","at","message"?}` a socket gets
@@ -28,6 +37,8 @@
 //! [`ServerConfig::webhook_timeout`]: super::ServerConfig::webhook_timeout
 //! [`ServerConfig::webhook_retry_base`]: super::ServerConfig::webhook_retry_base
 //! [`ServerConfig::webhook_retries`]: super::ServerConfig::webhook_retries
+//! [`ServerConfig::webhook_max_per_host`]: super::ServerConfig::webhook_max_per_host
+//! [`ServerConfig::webhook_allow`]: super::ServerConfig::webhook_allow
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -36,12 +47,14 @@ use std::time::Duration;
 use actix_web::http::header;
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use super::egress::{EgressPolicy, GuardedConnector, WebhookUrl};
+use super::host_limit::HostLimits;
 use super::hub::{Outgoing, Request, WatchId, WeakHub};
+use super::request::{access_key, json_body, RequestError};
 use super::{ServerConfig, Shared};
 use crate::protocol::messages::{Empty, Failure, Success};
 use crate::store::EventKind;
@@ -56,6 +69,8 @@ pub(crate) struct WebhookSettings {
     retry_base: Duration,
     retries: u32,
     tls: Arc<rustls::ClientConfig>,
+    egress: Arc<EgressPolicy>,
+    host_limits: Arc<HostLimits>,
 }
 
 impl std::fmt::Debug for WebhookSettings {
@@ -64,6 +79,7 @@ impl std::fmt::Debug for WebhookSettings {
             .field("timeout", &self.timeout)
             .field("retry_base", &self.retry_base)
             .field("retries", &self.retries)
+            .field("egress", &self.egress)
             .finish_non_exhaustive()
     }
 }
@@ -75,12 +91,33 @@ impl From<&ServerConfig> for WebhookSettings {
             retry_base: config.webhook_retry_base,
             retries: config.webhook_retries,
             tls: Arc::new(default_tls()),
+            egress: Arc::new(EgressPolicy::new(&config.webhook_allow)),
+            host_limits: Arc::new(HostLimits::new(config.webhook_max_per_host)),
         }
     }
 }
 
+/// The HTTP client of one webhook watch's deliveries: every connection goes
+/// through the egress guard, redirects are not followed, and one request
+/// takes at most `timeout`.
+pub(crate) fn delivery_client(
+    timeout: Duration,
+    tls: Arc<rustls::ClientConfig>,
+    egress: Arc<EgressPolicy>,
+) -> awc::Client {
+    awc::Client::builder()
+        .disable_redirects()
+        .timeout(timeout)
+        .connector(
+            awc::Connector::new()
+                .connector(GuardedConnector::new(egress))
+                .rustls_0_23(tls),
+        )
+        .finish()
+}
+
 /// Mozilla's root certificates with rustls' ring provider, HTTP/1.1 by ALPN.
-fn default_tls() -> rustls::ClientConfig {
+pub(crate) fn default_tls() -> rustls::ClientConfig {
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
@@ -111,7 +148,8 @@ pub(crate) struct WebhookSpec {
     pub(crate) kind: EventKind,
     pub(crate) id: String,
     pub(crate) message: Option<Value>,
-    url: String,
+    /// Checked by the egress rules; its `Debug` is the redacted URL.
+    url: WebhookUrl,
     method: Method,
 }
 
@@ -162,7 +200,7 @@ pub(crate) fn spawn_delivery(
 struct Delivery {
     watch: WatchId,
     watchable: String,
-    url: String,
+    url: WebhookUrl,
     method: Method,
     settings: WebhookSettings,
     hub: WeakHub,
@@ -177,10 +215,15 @@ fn backoff(base: Duration, retry: u32) -> Duration {
 }
 
 async fn deliver(mut d: Delivery) {
-    let client = awc::Client::builder()
-        .timeout(d.settings.timeout)
-        .connector(awc::Connector::new().rustls_0_23(d.settings.tls.clone()))
-        .finish();
+    let client = delivery_client(
+        d.settings.timeout,
+        d.settings.tls.clone(),
+        d.settings.egress.clone(),
+    );
+    let host_gate = d.settings.host_limits.for_host(d.url.host());
+    // What the logs show: never the user info or the query (secrets).
+    let shown = d.url.redacted();
+    let target = d.url.url.as_str();
     while let Some(push) = d.rx.recv().await {
         d.queued.fetch_sub(1, Ordering::Relaxed);
         if !push.view.is_live() {
@@ -189,13 +232,21 @@ async fn deliver(mut d: Delivery) {
         let body = push.object();
         let mut retry = 0;
         loop {
-            let sent = client
-                .request(d.method.clone(), &d.url)
-                .insert_header((header::CONTENT_TYPE, "application/json"))
-                .send_body(body.clone())
-                .await;
+            let sent = {
+                // The semaphore is never closed, so the permit always comes;
+                // it is held for this one request.
+                let _permit = host_gate.acquire().await.ok();
+                client
+                    .request(d.method.clone(), target)
+                    .insert_header((header::CONTENT_TYPE, "application/json"))
+                    .send_body(body.clone())
+                    .await
+            };
             let why = match sent {
                 Ok(response) if response.status().is_success() => break,
+                Ok(response) if response.status().is_redirection() => {
+                    format!("HTTP {} (redirects are not followed)", response.status())
+                }
                 Ok(response) => format!("HTTP {}", response.status()),
                 Err(e) => e.to_string(),
             };
@@ -204,11 +255,10 @@ async fn deliver(mut d: Delivery) {
             }
             if retry >= d.settings.retries {
                 log::warn!(
-                    "webhook watch {}: {} {} failed {} time(s), last with {why}; the watch is ended \
+                    "webhook watch {}: {} {shown} failed {} time(s), last with {why}; the watch is ended \
                      (seq {} and later are still in GET /items/{{id}}/events)",
                     d.watchable,
                     d.method,
-                    d.url,
                     retry + 1,
                     push.event.seq
                 );
@@ -218,10 +268,9 @@ async fn deliver(mut d: Delivery) {
             let delay = backoff(d.settings.retry_base, retry);
             retry += 1;
             log::info!(
-                "webhook watch {}: {} {} failed ({why}); retry {retry} of {} in {delay:?}",
+                "webhook watch {}: {} {shown} failed ({why}); retry {retry} of {} in {delay:?}",
                 d.watchable,
                 d.method,
-                d.url,
                 d.settings.retries
             );
             tokio::time::sleep(delay).await;
@@ -278,29 +327,9 @@ fn method_not_allowed(req: &HttpRequest, allow: &'static str) -> HttpResponse {
     response
 }
 
-/// The caller's key: `Authorization: Bearer <key>`, else `?key=<key>` (as
-/// the REST API reads it).
-fn access_key(req: &HttpRequest) -> Result<String, Failure> {
-    const HOW: &str = "send Authorization: Bearer <key> or ?key=<key>";
-    let unauthorized = |why: &str| Failure::new(401, format!("{why}: {HOW}"));
-    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
-        let value = value
-            .to_str()
-            .map_err(|_| unauthorized("the Authorization header is not readable text"))?
-            .trim();
-        let (scheme, key) = value.split_once(' ').unwrap_or((value, ""));
-        if !scheme.eq_ignore_ascii_case("bearer") || key.trim().is_empty() {
-            return Err(unauthorized("the Authorization header is not Bearer <key>"));
-        }
-        return Ok(key.trim().to_owned());
-    }
-    let query =
-        web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
-            .map_err(|e| Failure::new(400, format!("unreadable query string: {e}")))?;
-    match query.into_inner().remove("key") {
-        Some(key) if !key.is_empty() => Ok(key),
-        _ => Err(unauthorized("no access key")),
-    }
+/// A request part that cannot be used, as a JSON error.
+fn from_request_error(e: RequestError) -> HttpResponse {
+    error(e.status(), e.to_string())
 }
 
 /// The body of `POST /watches`.
@@ -319,18 +348,9 @@ struct NewWebhook {
 const SHAPE: &str = r#"{"event":"update"|"remove"|"expire","id":"<item id or alias>","url":"http(s)://…","method"?:"POST"|"PUT"|"PATCH","message"?:<json>}"#;
 
 impl NewWebhook {
-    fn check(self) -> Result<WebhookSpec, Failure> {
+    /// The checked spec: a URL the egress `policy` allows, a known method.
+    async fn check(self, policy: &EgressPolicy) -> Result<WebhookSpec, Failure> {
         let bad = |why: String| Failure::new(400, why);
-        let uri: awc::http::Uri = self
-            .url
-            .parse()
-            .map_err(|e| bad(format!("url {:?} is not a URL ({e})", self.url)))?;
-        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-            return Err(bad(format!(
-                "url {:?} must be an absolute http:// or https:// URL",
-                self.url
-            )));
-        }
         let method = match self
             .method
             .as_deref()
@@ -346,31 +366,18 @@ impl NewWebhook {
                 )))
             }
         };
+        let url = policy
+            .check_url(&self.url)
+            .await
+            .map_err(|e| bad(e.to_string()))?;
         Ok(WebhookSpec {
             kind: self.event,
             id: self.id,
             message: self.message,
-            url: self.url,
+            url,
             method,
         })
     }
-}
-
-/// Reads the body, at most `limit` bytes (else 413).
-async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, Failure> {
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk
-            .map_err(|e| Failure::new(400, format!("the request body could not be read: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(Failure::new(
-                413,
-                format!("request body is larger than {limit} bytes"),
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 /// `POST /watches`.
@@ -385,23 +392,18 @@ async fn create(
     }
     let key = match access_key(&req) {
         Ok(key) => key,
-        Err(failure) => return from_failure(failure),
+        Err(e) => return from_request_error(e),
     };
-    let body = match read_body(payload, shared.body_limit).await {
-        Ok(body) => body,
-        Err(failure) => return from_failure(failure),
+    let new: NewWebhook = match json_body(&req, payload, &shared, SHAPE).await {
+        Ok(new) => new,
+        Err(e) => return from_request_error(e),
     };
-    let spec = match serde_json::from_slice::<NewWebhook>(&body) {
-        Ok(new) => match new.check() {
-            Ok(spec) => spec,
-            Err(failure) => return from_failure(failure),
-        },
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("the request body does not fit ({e}): send {SHAPE}"),
-            )
-        }
+    // A handful of allow-list entries: cheap to read per request, and always
+    // the config's current rules (validated when the server started).
+    let policy = EgressPolicy::new(&shared.config.webhook_allow);
+    let spec = match new.check(&policy).await {
+        Ok(spec) => spec,
+        Err(failure) => return from_failure(failure),
     };
     let (reply, answer) = oneshot::channel();
     if !shared.hub.send(Request::AddWebhook { key, spec, reply }) {
@@ -428,7 +430,7 @@ async fn delete(
 ) -> HttpResponse {
     let key = match access_key(&req) {
         Ok(key) => key,
-        Err(failure) => return from_failure(failure),
+        Err(e) => return from_request_error(e),
     };
     let (reply, answer) = oneshot::channel();
     let request = Request::RemoveWebhook {
