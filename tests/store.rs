@@ -617,12 +617,12 @@ async fn update_intents_lock_out_others_until_used_or_lapsed() {
         423
     );
     let wrong = UpdateItem {
-        value: json!(1),
+        value: json!(1).into(),
         intent: Some("0".repeat(32)),
     };
     assert_eq!(code(&store.update(&holder, &id, wrong).await), 423);
     let malformed = UpdateItem {
-        value: json!(1),
+        value: json!(1).into(),
         intent: Some("nope".into()),
     };
     assert_eq!(code(&store.update(&holder, &id, malformed).await), 400);
@@ -633,7 +633,7 @@ async fn update_intents_lock_out_others_until_used_or_lapsed() {
     );
 
     let with_intent = UpdateItem {
-        value: json!("held"),
+        value: json!("held").into(),
         intent: Some(intent.clone()),
     };
     store.update(&holder, &id, with_intent).await.unwrap();
@@ -657,7 +657,7 @@ async fn update_intents_lock_out_others_until_used_or_lapsed() {
         .unwrap();
     assert_ne!(first, second);
     let stale = UpdateItem {
-        value: json!(2),
+        value: json!(2).into(),
         intent: Some(first),
     };
     assert_eq!(code(&store.update(&holder, &id, stale).await), 423);
@@ -827,8 +827,8 @@ async fn events_since_returns_exactly_the_later_events_in_order() {
             (up.seq, EventKind::Update, written.id)
         );
         assert_eq!(
-            live.value.as_deref(),
-            Some(&json!(n)),
+            live.value.map(|v| v.to_value().unwrap()),
+            Some(json!(n)),
             "live updates carry the value"
         );
     }
@@ -862,7 +862,13 @@ async fn events_since_returns_exactly_the_later_events_in_order() {
     };
     let newest = store.events(&reader, &id, with_value).await.unwrap();
     assert_eq!(newest.events.len(), 1);
-    assert_eq!(newest.events[0].value.as_deref(), Some(&json!(5)));
+    assert_eq!(
+        newest.events[0]
+            .value
+            .as_ref()
+            .map(|v| v.to_value().unwrap()),
+        Some(json!(5))
+    );
 
     let removes = EventQuery {
         kind: Some(EventKind::Remove),

@@ -25,7 +25,7 @@
 //! objects). Ids and keys are kept as `u128`, not strings. A 1 KiB item costs
 //! about 1.4 KiB: the text, ~130 bytes of entry, its map slot and its deadline.
 //! Events in the log are 24 bytes and carry no value; a live `update` event
-//! shares the caller's `Arc<Value>` with the broadcast channel only.
+//! shares the item's `JsonText` with the broadcast channel only.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeSet, HashMap};
@@ -35,7 +35,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
@@ -44,10 +43,10 @@ use super::expiry::{self, Expire, Wake};
 use super::time::{self, Now};
 use super::types::{
     hex128, parse_hex128, random128, AccessKey, Aliased, Event, EventKind, EventQuery, EventsPage,
-    ItemId, ItemRef, JsonText, KeyKind, Keys, MakeKeys, ReadItem, Removed, StoreInfo, UpdateItem,
-    Updated, WriteItem, Written,
+    ItemId, ItemRef, KeyKind, Keys, MakeKeys, ReadItem, Removed, StoreInfo, UpdateItem, Updated,
+    WriteItem, Written,
 };
-use super::{Store, StoreError, StoreFuture};
+use super::{JsonText, Store, StoreError, StoreFuture};
 
 /// Longest alias accepted, in bytes.
 const MAX_ALIAS_LEN: usize = 128;
@@ -630,7 +629,7 @@ impl Inner {
         id: ItemId,
         at: u64,
         now_ms: u64,
-        value: Option<Arc<Value>>,
+        value: Option<JsonText>,
     ) -> u64 {
         let seq = {
             let _order = lock(&self.sequencer);
@@ -745,7 +744,7 @@ impl Inner {
         if let Some(alias) = &item.alias {
             validate_alias(alias)?;
         }
-        let value = JsonText::from_value(&item.value)?;
+        let value = item.value;
         let size = value.len();
         if size > self.config.max_size {
             return Err(StoreError::TooLarge {
@@ -918,8 +917,7 @@ impl Inner {
                 ))
             })?),
         };
-        // Serialize before taking the lock.
-        let value = JsonText::from_value(&update.value)?;
+        let value = update.value;
         let size = value.len();
         let mut shard = write_lock(self.item_shard(id));
         let entry = shard.map.get_mut(&id).ok_or_else(|| gone(id))?;
@@ -944,9 +942,9 @@ impl Inner {
             }
         }
         live.intent = None;
-        let old = std::mem::replace(&mut live.value, value);
+        let old = std::mem::replace(&mut live.value, value.clone());
         live.modified = now.unix_ms;
-        let value = Some(Arc::new(update.value));
+        let value = Some(value);
         let seq = self.emit(
             &mut entry.log,
             EventKind::Update,
@@ -1087,7 +1085,7 @@ impl Inner {
         };
         if let Some((seq, text)) = current {
             if let Some(last) = found.events.last_mut().filter(|e| e.seq == seq) {
-                last.value = Some(Arc::new(text.to_value()?));
+                last.value = Some(text);
             }
         }
         Ok(EventsPage {

@@ -125,16 +125,18 @@ use tokio::sync::broadcast;
 mod error;
 mod event_log;
 mod expiry;
+mod json_text;
 mod memory;
 mod time;
 mod types;
 
 pub use error::StoreError;
+pub use json_text::JsonText;
 pub use memory::{MemoryStore, MemoryStoreConfig};
 pub(crate) use types::parse_event_kind;
 pub use types::{
-    seconds, Aliased, Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, JsonText, KeyKind,
-    Keys, MakeKeys, ReadItem, Removed, StoreInfo, UpdateItem, Updated, WriteItem, Written,
+    seconds, Aliased, Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, KeyKind, Keys,
+    MakeKeys, ReadItem, Removed, StoreInfo, UpdateItem, Updated, WriteItem, Written,
 };
 
 /// The future every [`Store`] operation returns: boxed so that the trait stays
