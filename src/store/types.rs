@@ -479,7 +479,9 @@ pub struct EventsPage {
     /// The oldest seq still retained for this item (any kind), if any.
     pub oldest: Option<u64>,
     /// True when events (of the asked kind) with `seq > since` were dropped by
-    /// retention: the caller missed events and should re-read the item.
+    /// retention, or when `since` is above the store's latest seq (the caller
+    /// saw history this store no longer has): the caller missed events and
+    /// should re-read the item.
     pub gap: bool,
     /// The store's latest event seq at the query.
     pub latest: u64,
@@ -493,6 +495,9 @@ pub struct StoreInfo {
     pub store: &'static str,
     /// Items currently stored (live, not yet expired or removed).
     pub items: usize,
+    /// Value bytes (serialized JSON) of those items, as counted against the
+    /// store's total-bytes quota.
+    pub bytes: usize,
     /// The store's latest event seq.
     pub latest_seq: u64,
     /// Largest serialized value accepted, in bytes.
