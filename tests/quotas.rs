@@ -475,10 +475,11 @@ async fn a_1mb_json_array_costs_about_its_text_size() {
     assert_eq!(status, 200);
     assert_eq!(read["value"].as_array().map(Vec::len), Some(500_000));
     // On its way in the value was never a tree: the request's peak is a few
-    // copies of the text (the body, its checked text, the stored text), far
-    // below the ~16 MB a Value tree would cost.
+    // copies of the text (the client's and the server's buffers, the checked
+    // text, the stored text: about 4.3 MB), far below the ~21 MB measured
+    // when the body goes through a Value tree.
     assert!(
-        peak < 5 * text.len(),
+        peak < 8 * text.len(),
         "writing {} bytes of JSON peaked at {peak} bytes allocated",
         text.len()
     );
