@@ -69,8 +69,9 @@ impl Quotas {
         let max_items = self.limits.max_items_per_key;
         if !take(&key.items, 1, max_items) {
             return Err(StoreError::QuotaExceeded(format!(
-                "this writer key already holds {max_items} items (max_items_per_key): \
-                 remove items it no longer needs, or write with another writer key"
+                "this writer key already holds its most items ({max_items}, \
+                 max_items_per_key): remove items it no longer needs, or write with \
+                 another writer key"
             )));
         }
         if let Err(e) = self.charge_bytes(key, bytes) {
@@ -110,8 +111,9 @@ impl Quotas {
             return Ok(());
         }
         Err(StoreError::QuotaExceeded(format!(
-            "this writer key already holds {max} aliases (max_aliases_per_key): \
-             re-point one of its aliases instead, or use another writer key"
+            "this writer key already holds its most aliases ({max}, \
+             max_aliases_per_key): re-point one of its aliases instead, or use \
+             another writer key"
         )))
     }
 
