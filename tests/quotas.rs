@@ -83,7 +83,13 @@ impl Api {
 
     /// A request; returns the status and the JSON reply (checking that an
     /// error carries its code and a message).
-    async fn call(&self, method: Method, path: &str, key: &str, body: Option<Value>) -> (u16, Value) {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let url = format!("{}{path}", self.exchange.server.http_url());
         let request = self.http.request(method.clone(), &url).bearer_auth(key);
         let sent = match body {
@@ -209,7 +215,11 @@ async fn a_full_store_is_507_while_reads_work_and_a_remove_makes_room() {
     assert_eq!(api.info().await["bytes"], json!(700));
 
     assert_eq!(api.remove(writer, &first).await, 200);
-    assert_eq!(api.info().await["bytes"], json!(0), "a remove gives its bytes back");
+    assert_eq!(
+        api.info().await["bytes"],
+        json!(0),
+        "a remove gives its bytes back"
+    );
     api.written(&other, json!({ "value": text_of(500) })).await;
 }
 
@@ -242,7 +252,10 @@ async fn per_key_items_and_bytes_are_429_while_another_writer_keeps_writing() {
     // Bytes: 60 held, 50 more do not fit.
     let third = api.key(KeyType::Writer).await;
     let big = api
-        .written(&third, json!({ "value": text_of(60), "updaters": [updater] }))
+        .written(
+            &third,
+            json!({ "value": text_of(60), "updaters": [updater] }),
+        )
         .await;
     let (status, refused) = api.write(&third, json!({ "value": text_of(50) })).await;
     assert_eq!(status, 429, "{refused}");
@@ -316,7 +329,11 @@ async fn aliases_per_key_are_429_and_repointing_is_free() {
         json!(2),
         "a write refused for its alias stores nothing"
     );
-    assert_eq!(api.alias(writer, "first", &b).await, 201, "re-pointing is free");
+    assert_eq!(
+        api.alias(writer, "first", &b).await,
+        201,
+        "re-pointing is free"
+    );
     let c = api.written(&other, json!({ "value": 4 })).await;
     assert_eq!(api.alias(&other, "third", &c).await, 201);
 }

@@ -1127,7 +1127,11 @@ async fn quota_accounting_follows_writes_updates_removes_and_expiry() {
         let store = Arc::clone(store);
         async move { store.info().await.unwrap().bytes }
     };
-    let a = store.write(&owner, item(json!("abcdefgh"))).await.unwrap().id; // 10 bytes
+    let a = store
+        .write(&owner, item(json!("abcdefgh")))
+        .await
+        .unwrap()
+        .id; // 10 bytes
     assert_eq!(bytes(&store).await, 10);
     store
         .update(&owner, &a.to_string(), UpdateItem::new(json!([1, 2, 3])))
@@ -1146,13 +1150,19 @@ async fn quota_accounting_follows_writes_updates_removes_and_expiry() {
             },
         )
         .await;
-    assert!(matches!(refused, Err(StoreError::QuotaExceeded(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(StoreError::QuotaExceeded(_))),
+        "{refused:?}"
+    );
     let info = store.info().await.unwrap();
     assert_eq!((info.items, info.bytes), (1, 7));
 
     // Too large for the store: 507, nothing charged.
     let full = store.write(&owner, item(json!("x".repeat(98)))).await;
-    assert!(matches!(full, Err(StoreError::StoreFull { .. })), "{full:?}");
+    assert!(
+        matches!(full, Err(StoreError::StoreFull { .. })),
+        "{full:?}"
+    );
     assert_eq!(code(&full), 507);
     assert_eq!(bytes(&store).await, 7);
 
@@ -1174,7 +1184,7 @@ async fn quota_accounting_follows_writes_updates_removes_and_expiry() {
 }
 
 #[tokio::test]
-async fn an_alias_taken_over_after_its_owner_expired_counts_for_the_new_owner() {
+async fn an_alias_freed_by_its_owners_expiry_counts_for_its_next_owner() {
     let store = store_with(MemoryStoreConfig {
         max_aliases_per_key: 1,
         ..config()
@@ -1188,7 +1198,12 @@ async fn an_alias_taken_over_after_its_owner_expired_counts_for_the_new_owner() 
         .await
         .unwrap();
     next_event(&mut rx, |e| e.id == briefs && e.kind == EventKind::Expire).await;
-    let heirs = store.write(&heir, item(json!(2))).await.unwrap().id.to_string();
+    let heirs = store
+        .write(&heir, item(json!(2)))
+        .await
+        .unwrap()
+        .id
+        .to_string();
     store.alias(&heir, "shared", &heirs).await.unwrap();
     assert_eq!(code(&store.alias(&heir, "second", &heirs).await), 429);
     store.alias(&heir, "shared", &heirs).await.unwrap();
@@ -1217,7 +1232,10 @@ async fn the_owners_update_breaks_an_intent_and_renewals_stop_at_the_hold() {
     let id = written.id.to_string();
     let first = store.read(&holder, &id, true).await.unwrap();
     let renewed = store.read(&holder, &id, true).await.unwrap();
-    let (first_ms, renewed_ms) = (first.intent_expires.unwrap(), renewed.intent_expires.unwrap());
+    let (first_ms, renewed_ms) = (
+        first.intent_expires.unwrap(),
+        renewed.intent_expires.unwrap(),
+    );
     assert!(
         renewed_ms.abs_diff(first_ms) <= 1,
         "a renewal keeps the run's total hold (60 s = one lifetime here): {first_ms} {renewed_ms}"
@@ -1239,7 +1257,12 @@ async fn the_owners_update_breaks_an_intent_and_renewals_stop_at_the_hold() {
 async fn events_after_the_latest_seq_report_a_gap() {
     let store = store_with(config());
     let owner = key(&store, KeyKind::Writer).await;
-    let id = store.write(&owner, item(json!(0))).await.unwrap().id.to_string();
+    let id = store
+        .write(&owner, item(json!(0)))
+        .await
+        .unwrap()
+        .id
+        .to_string();
     let seq = store
         .update(&owner, &id, UpdateItem::new(json!(1)))
         .await
