@@ -360,7 +360,8 @@ async fn renewals_stop_at_the_total_hold_and_then_others_take_the_item() {
         )
         .await;
 
-    // The holder renews well within each intent's lifetime until refused.
+    // The holder renews well within each intent's lifetime (and updates in
+    // between) until refused.
     let (status, first) = api.read(&holder, &id, true).await;
     assert_eq!(status, 200, "{first}");
     let first_expires = first["intentExpires"].as_u64().unwrap();
@@ -379,6 +380,12 @@ async fn renewals_stop_at_the_total_hold_and_then_others_take_the_item() {
                 expires <= hold_end + 5,
                 "a renewal's lock ends by the total hold: {expires} > {hold_end}"
             );
+            // Updating with the intent between renewals does not restart the hold.
+            if renewals % 2 == 0 {
+                let body = json!({ "value": renewals, "intent": reply["intent"] });
+                let (status, reply) = api.update(&holder, &id, body).await;
+                assert_eq!(status, 200, "{reply}");
+            }
         }
     })
     .await

@@ -37,17 +37,26 @@ impl Intent {
     pub(crate) fn in_force(&self, now: &Now) -> bool {
         self.expires > now.instant
     }
+
+    /// Ends the lock at `now` (an update went through) but keeps the run, so
+    /// that updating between renewals does not restart the holder's total hold.
+    pub(crate) fn lapse(&mut self, now: &Now) {
+        self.expires = self.expires.min(now.instant);
+        self.expires_ms = self.expires_ms.min(now.unix_ms);
+    }
 }
 
 impl IntentRules {
     /// A new intent for `holder` on an item whose current intent is `held`:
     ///
     /// - another key's intent in force: 423 until it lapses;
-    /// - `holder`'s own intent in force: a renewal, part of the same run, and
-    ///   its lock ends at the run's total hold at the latest;
-    /// - `holder`'s run that reached its total hold: 423 for one `lifetime`
-    ///   after the hold ended, so that others can take the item;
-    /// - otherwise (none, or a lapsed one): a new run.
+    /// - `holder`'s own intent, in force or lapsed, before its run's total
+    ///   hold has passed: a renewal, part of the same run, whose lock ends at
+    ///   the run's total hold at the latest;
+    /// - `holder`'s run that locked the item until its total hold: 423 for one
+    ///   `lifetime` after the hold ended, so that others can take the item;
+    /// - otherwise (none, another key's lapsed intent, or the holder's run
+    ///   that let go before its total hold): a new run.
     pub(crate) fn take(
         &self,
         held: Option<&Intent>,
@@ -63,7 +72,7 @@ impl IntentRules {
             }
             Some(held) => {
                 let hold_end = time::add(held.held_since, self.max_hold);
-                if held.in_force(now) {
+                if now.instant < hold_end {
                     held.held_since
                 } else if held.expires >= hold_end {
                     let cooled = time::add(hold_end, self.lifetime);
@@ -144,12 +153,22 @@ mod tests {
     }
 
     #[test]
-    fn a_run_that_lapsed_early_starts_again() {
+    fn a_lapsed_intent_taken_again_within_the_hold_continues_the_run() {
         let t0 = Instant::now();
-        let first = RULES.take(None, 1, &at(t0, 0)).unwrap();
+        let mut first = RULES.take(None, 1, &at(t0, 0)).unwrap();
+        first.lapse(&at(t0, 3)); // the holder updated
+        assert!(!first.in_force(&at(t0, 3)));
         let again = RULES.take(Some(&first), 1, &at(t0, 12)).unwrap();
         assert_eq!(again.expires, t0 + Duration::from_secs(22));
         let renewed = RULES.take(Some(&again), 1, &at(t0, 21)).unwrap();
-        assert_eq!(renewed.expires, t0 + Duration::from_secs(31));
+        assert_eq!(renewed.expires, t0 + Duration::from_secs(25), "capped");
+    }
+
+    #[test]
+    fn a_run_that_let_go_before_its_hold_starts_again_after_it() {
+        let t0 = Instant::now();
+        let first = RULES.take(None, 1, &at(t0, 0)).unwrap();
+        let fresh = RULES.take(Some(&first), 1, &at(t0, 26)).unwrap();
+        assert_eq!(fresh.expires, t0 + Duration::from_secs(36));
     }
 }

@@ -1034,8 +1034,11 @@ impl Inner {
         }
         let old_size = live.value.len();
         self.quotas.charge_resize(&entry.usage, old_size, size)?;
+        // Found live above under the same lock and `now`: cannot be gone.
         let live = entry.live_mut(&now).ok_or_else(|| gone(id))?;
-        live.intent = None;
+        if let Some(held) = live.intent.as_mut() {
+            held.lapse(&now);
+        }
         let old = std::mem::replace(&mut live.value, value.clone());
         live.modified = now.unix_ms;
         let value = Some(value);

@@ -87,13 +87,16 @@
 //! item for the store's intent lifetime and returns an intent id and its
 //! expiry. While the lock is in force every update and intent read gets 423
 //! [`StoreError::Locked`], except an update that carries that intent id (it
-//! succeeds and clears the lock) and the owner's update, which is never
-//! locked out: it breaks the intent. An intent read by the same key that
-//! holds the lock renews it (a new intent id), but no run of renewals locks
-//! the item past the store's `intent_max_hold` from the run's first intent;
-//! after a run has held that long, the holder's intent reads get 423 for one
-//! intent lifetime, while other keys may take the item. The lock lapses by
-//! itself at its expiry. Plain reads and the owner's remove ignore intents.
+//! succeeds and ends the lock) and the owner's update, which is never
+//! locked out: it breaks the intent. The lock lapses by itself at its expiry.
+//! Plain reads and the owner's remove ignore intents.
+//!
+//! An intent read by the key that took the item's last intent renews it (a
+//! new intent id), in force or not, and belongs to the same run; no run locks
+//! the item past the store's `intent_max_hold` from its first intent. After a
+//! run has locked the item that long, the holder's intent reads get 423 for
+//! one intent lifetime, while other keys may take the item. A holder that let
+//! go before its hold ran out starts a new run once that time has passed.
 //!
 //! # Event log and live events
 //!
