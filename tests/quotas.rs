@@ -376,8 +376,10 @@ async fn renewals_stop_at_the_total_hold_and_then_others_take_the_item() {
             }
             renewals += 1;
             let expires = reply["intentExpires"].as_u64().unwrap();
+            // (Slack for the server's two clock readings on a loaded machine;
+            // an uncapped renewal would end up to a lifetime, 1 s, later.)
             assert!(
-                expires <= hold_end + 5,
+                expires <= hold_end + 250,
                 "a renewal's lock ends by the total hold: {expires} > {hold_end}"
             );
             // Updating with the intent between renewals does not restart the hold.

@@ -654,7 +654,6 @@ async fn an_intent_locks_out_others_until_used_or_lapsed() {
 
     for (who, key) in [
         ("another updater", &other),
-        ("the owner", &owner),
         ("the holder without the id", &holder),
     ] {
         let reply = update(key.clone(), 1, None).await;
@@ -1124,7 +1123,7 @@ async fn effex_client_covers_every_operation() {
     let intent = held.intent.clone().expect("an intent id");
     assert!(held.intent_expires.is_some());
     let locked = effex
-        .update(&writer, alias, json!(0), None)
+        .update(&updater, alias, json!(0), None)
         .await
         .unwrap_err();
     assert!(
