@@ -510,3 +510,26 @@ async fn a_1mb_json_array_costs_about_its_text_size() {
         text.len()
     );
 }
+
+// --- settings --------------------------------------------------------------------
+
+#[test]
+fn quota_settings_are_validated_with_what_to_fix() {
+    let zero = ServerConfig {
+        max_items_per_key: 0,
+        ..ServerConfig::default()
+    };
+    let err = zero.validate().unwrap_err().to_string();
+    assert!(err.contains("max_items_per_key is 0"), "{err}");
+    let short_hold = ServerConfig {
+        intent_lifetime: Duration::from_secs(10),
+        intent_max_hold: Duration::from_secs(5),
+        ..ServerConfig::default()
+    };
+    let err = short_hold.validate().unwrap_err().to_string();
+    assert!(
+        err.contains("intent_max_hold") && err.contains("at least intent_lifetime"),
+        "{err}"
+    );
+    assert!(ServerConfig::default().validate().is_ok());
+}
