@@ -7,14 +7,16 @@
 //! in-process server keeps running meanwhile because the polling is async.
 #![cfg(feature = "cli")]
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use common::child::{lines_of, wait_exit};
 use effex::client::{EffexClient, KeyType, KeysRequest, NewItem};
-use effex::server::{Server, ServerConfig, ServerHandle};
+use effex::server::{ServerConfig, ServerHandle};
 use serde_json::{json, Value};
-use tokio::time::{sleep, Instant};
+use tokio::time::Instant;
 
 const EFFEX: &str = env!("CARGO_BIN_EXE_effex");
 /// The bound on one CLI run.
@@ -22,21 +24,15 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// Waits (bounded) for `child` to exit and collects its output.
 async fn finish(mut child: Child, what: &str) -> Output {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match child.try_wait().expect("try_wait") {
-            Some(_) => return child.wait_with_output().expect("output"),
-            None if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let output = child.wait_with_output().expect("output");
-                panic!(
-                    "{what}: still running after {WAIT:?}; stderr: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            }
-            None => sleep(Duration::from_millis(10)).await,
-        }
+    if wait_exit(&mut child, WAIT).await.is_none() {
+        let _ = child.kill();
+        let output = child.wait_with_output().expect("output");
+        panic!(
+            "{what}: still running after {WAIT:?}; stderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
+    child.wait_with_output().expect("output")
 }
 
 /// Runs `effex ARGS` against `server` with `key` in `EFFEX_KEY`.
@@ -69,10 +65,7 @@ async fn ok(server: &ServerHandle, key: &str, args: &[&str]) -> Value {
 }
 
 async fn start() -> ServerHandle {
-    let _ = env_logger::builder().is_test(true).try_init();
-    Server::start(ServerConfig::default())
-        .await
-        .expect("server starts")
+    common::server::start(ServerConfig::default()).await
 }
 
 #[actix_rt::test]
@@ -226,34 +219,21 @@ async fn serve_prints_a_boss_key_and_stops_on_ctrl_c() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Read the first two lines on a thread (blocking reads), bounded by WAIT.
-    let stdout = child.stdout.take().unwrap();
-    let (lines_tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    // Its stdout lines, read by a thread; every wait bounded by WAIT.
+    let mut lines = lines_of(child.stdout.take().unwrap());
     let deadline = Instant::now() + WAIT;
-    let next_line = || loop {
-        match lines.try_recv() {
-            Ok(line) => return Some(line),
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => return None,
-            Err(std::sync::mpsc::TryRecvError::Empty) => {
-                assert!(Instant::now() < deadline, "effex serve printed nothing");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
+    let mut next_line = async || {
+        tokio::time::timeout_at(deadline, lines.recv())
+            .await
+            .unwrap_or_else(|_| panic!("effex serve printed no further line within {WAIT:?}"))
     };
-    let listening = next_line().expect("a first line");
+    let listening = next_line().await.expect("a first line");
     let url = listening
         .split_whitespace()
         .find(|word| word.starts_with("http://"))
         .unwrap_or_else(|| panic!("no URL in {listening:?}"))
         .to_owned();
-    let boss_line = next_line().expect("a boss key line");
+    let boss_line = next_line().await.expect("a boss key line");
     let boss = boss_line
         .rsplit(' ')
         .next()
@@ -285,7 +265,7 @@ async fn serve_prints_a_boss_key_and_stops_on_ctrl_c() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert_eq!(next_line().as_deref(), Some("effex stopped"));
+    assert_eq!(next_line().await.as_deref(), Some("effex stopped"));
 }
 
 /// A running `effex watch`: its stdout and stderr lines arrive on channels
@@ -296,20 +276,6 @@ struct Watch {
     stderr: tokio::sync::mpsc::UnboundedReceiver<String>,
     /// Every stderr line read so far, for failure messages.
     errors: Vec<String>,
-}
-
-fn lines_of(
-    pipe: impl std::io::Read + Send + 'static,
-) -> tokio::sync::mpsc::UnboundedReceiver<String> {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 impl Watch {
@@ -412,13 +378,11 @@ async fn watched_item(server: &ServerHandle) -> (EffexClient, String, String, St
 const PUSH_PASS: &str = "cli push pass";
 
 async fn start_with_pass() -> ServerHandle {
-    let _ = env_logger::builder().is_test(true).try_init();
-    Server::start(ServerConfig {
+    common::server::start(ServerConfig {
         passphrase: Some(PUSH_PASS.to_owned()),
         ..ServerConfig::default()
     })
     .await
-    .expect("server starts")
 }
 
 /// `effex watch`: one JSON line per push, in seq order, and exit 0 after the

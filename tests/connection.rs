@@ -3,61 +3,22 @@
 
 mod common;
 
-use common::states::watch_states;
-
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use common::exchange::{client_config as client, pass_config as server_config};
 use common::fake_server::{FakeServer, Script, Seen};
+use common::server::start as server;
+use common::states::{next_state, state_within, watch_states};
 use effex::client::{
-    ClientConfig, ConnectError, ConnectionActor, ConnectionState, Disconnect, DisconnectReason,
-    Emit, EmitError, GetConnected, Stage, Stop,
+    ConnectError, ConnectionActor, ConnectionState, Disconnect, DisconnectReason, Emit, EmitError,
+    GetConnected, Stage, Stop,
 };
-use effex::server::{Server, ServerConfig, ServerHandle};
+use effex::server::ServerConfig;
 use futures_util::future::join_all;
 use serde_json::json;
-use tokio::sync::mpsc;
 
-const PASS: &str = "correct horse";
-const BOUND: Duration = Duration::from_secs(5);
-
-async fn server(config: ServerConfig) -> ServerHandle {
-    Server::start(config)
-        .await
-        .expect("start the in-process server")
-}
-
-fn server_config() -> ServerConfig {
-    ServerConfig {
-        passphrase: Some(PASS.to_owned()),
-        ..ServerConfig::default()
-    }
-}
-
-fn client(url: &str) -> effex::client::ClientConfigBuilder {
-    ClientConfig::builder(url)
-        .pass(PASS)
-        .connect_timeout(Duration::from_secs(3))
-        .pass_timeout(Duration::from_secs(3))
-}
-
-/// Waits (bounded) for the next state change matching `want`.
-async fn next_state(
-    rx: &mut mpsc::UnboundedReceiver<ConnectionState>,
-    want: impl Fn(&ConnectionState) -> bool,
-) -> ConnectionState {
-    tokio::time::timeout(BOUND, async {
-        loop {
-            let state = rx.recv().await.expect("probe alive");
-            if want(&state) {
-                return state;
-            }
-        }
-    })
-    .await
-    .expect("state change within the bound")
-}
+const BOUND: Duration = Duration::from_secs(10);
 
 #[actix_rt::test]
 async fn a_thousand_concurrent_waiters_share_one_socket_and_one_session() {
@@ -191,34 +152,61 @@ async fn a_pass_never_acked_times_out_every_waiter_and_closes_the_socket() {
 
 #[actix_rt::test]
 async fn a_late_pass_ack_from_an_abandoned_socket_is_ignored() {
-    // The ack arrives after the pass timeout: the attempt is over, its epoch is
-    // stale, and the next GetConnected must open a fresh socket.
+    // Socket 1's pass ack is held until socket 2 sends its pass: it then
+    // arrives on socket 1 (kept open by the fake past the client's close)
+    // while attempt 2 waits for its own pass ack, with the same ack id 0.
+    // The stale ack must not complete attempt 2, which times out as socket 2
+    // never answers.
     let fake = FakeServer::start(Script {
-        answer_pass: Some(Duration::from_millis(400)),
+        late_pass_ack: true,
         ..Script::default()
     });
+    let pass_timeout = Duration::from_millis(500);
     let config = client(&fake.url())
-        .pass_timeout(Duration::from_millis(150))
+        .pass_timeout(pass_timeout)
         .build()
         .unwrap();
     let conn = ConnectionActor::new(config).start();
-    let first = conn.send(GetConnected).await.unwrap();
-    assert!(matches!(
-        first,
-        Err(ConnectError::Timeout {
-            stage: Stage::Pass,
-            ..
-        })
-    ));
-    let second = conn.send(GetConnected).await.unwrap();
-    assert!(matches!(
-        second,
-        Err(ConnectError::Timeout {
-            stage: Stage::Pass,
-            ..
-        })
-    ));
+    let mut states = watch_states(&conn).await;
+    let timed_out = ConnectError::Timeout {
+        stage: Stage::Pass,
+        after: pass_timeout,
+    };
+    assert_eq!(
+        conn.send(GetConnected).await.unwrap(),
+        Err(timed_out.clone())
+    );
+
+    let second = actix_rt::spawn(conn.send(GetConnected));
+    let seen = fake
+        .wait_for(BOUND, |s| matches!(s, Seen::Sent(1, _) | Seen::Ended(1)))
+        .await
+        .expect("socket 1 either got its late ack written or ended");
+    assert!(
+        matches!(seen.last(), Some(Seen::Sent(1, ack)) if ack.starts_with("430[")),
+        "the late ack (id 0) must reach the still-open socket 1: {seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|s| matches!(s, Seen::Text(2, t) if t.starts_with("420["))),
+        "the ack went out while attempt 2 waited for its pass (id 0): {seen:?}"
+    );
+    let second = tokio::time::timeout(BOUND, second)
+        .await
+        .expect("attempt 2 answered")
+        .unwrap()
+        .unwrap();
+    assert_eq!(second, Err(timed_out), "the stale ack completed attempt 2");
     assert_eq!(fake.connections(), 2);
+    assert!(
+        state_within(&mut states, Duration::ZERO, |s| matches!(
+            s,
+            ConnectionState::Connected(_)
+        ))
+        .await
+        .is_none(),
+        "no attempt may count as connected"
+    );
 }
 
 #[actix_rt::test]
@@ -244,16 +232,16 @@ async fn a_wrong_pass_rejects_every_waiter_without_retrying() {
     })
     .await;
     // No retry storm: nothing connects again on its own.
-    let retry = tokio::time::timeout(Duration::from_millis(300), states.recv()).await;
-    assert!(retry.is_err(), "unexpected state change: {retry:?}");
+    let retry = state_within(&mut states, Duration::from_millis(500), |_| true).await;
+    assert!(retry.is_none(), "unexpected state change: {retry:?}");
     assert_eq!(server.stats().connections_opened, 1);
     server.stop().await;
 }
 
 #[actix_rt::test]
 async fn a_server_that_stops_pinging_is_detected_within_the_window() {
-    let interval = Duration::from_millis(100);
-    let timeout = Duration::from_millis(100);
+    let interval = Duration::from_millis(300);
+    let timeout = Duration::from_millis(300);
     let fake = FakeServer::start(Script {
         ping_interval: interval,
         ping_timeout: timeout,
@@ -262,15 +250,16 @@ async fn a_server_that_stops_pinging_is_detected_within_the_window() {
     });
     let conn = ConnectionActor::new(client(&fake.url()).build().unwrap()).start();
     let mut states = watch_states(&conn).await;
+    // The window starts at the open packet, which comes after this.
+    let asked = Instant::now();
     conn.send(GetConnected).await.unwrap().unwrap();
-    let connected = Instant::now();
 
     let state = next_state(&mut states, |s| {
         matches!(s, ConnectionState::Disconnected { .. })
     })
     .await;
 
-    let elapsed = connected.elapsed();
+    let elapsed = asked.elapsed();
     let ConnectionState::Disconnected { reason, .. } = state else {
         unreachable!()
     };
@@ -278,10 +267,9 @@ async fn a_server_that_stops_pinging_is_detected_within_the_window() {
         reason,
         DisconnectReason::HeartbeatTimeout(interval + timeout)
     );
-    assert!(
-        elapsed <= interval + timeout + Duration::from_millis(500),
-        "{elapsed:?}"
-    );
+    // Not before the window (the watchdog must not count a live link as
+    // dead); after it only within the bound (a loaded machine runs late).
+    assert!(elapsed >= interval + timeout, "{elapsed:?}");
     // The next GetConnected opens a new socket.
     conn.send(GetConnected).await.unwrap().unwrap();
     assert_eq!(fake.connections(), 2);
@@ -312,25 +300,29 @@ async fn pings_are_answered_and_the_client_never_pings() {
 
 #[actix_rt::test]
 async fn the_real_server_keeps_a_ponging_client_connected() {
+    let ping = Duration::from_millis(300);
     let server = server(ServerConfig {
-        ping_interval: Duration::from_millis(50),
-        ping_timeout: Duration::from_millis(50),
+        ping_interval: ping,
+        ping_timeout: ping,
         ..server_config()
     })
     .await;
     let conn = ConnectionActor::new(client(&server.ws_url()).build().unwrap()).start();
     let mut states = watch_states(&conn).await;
     let session = conn.send(GetConnected).await.unwrap().unwrap();
-    // Ten ping intervals: a client that failed to pong would be closed after one.
-    let quiet = tokio::time::timeout(Duration::from_millis(500), async {
-        loop {
-            if let Some(ConnectionState::Disconnected { reason, .. }) = states.recv().await {
-                return reason;
-            }
-        }
+    // Five heartbeat windows: a client that failed to pong would be closed
+    // after one (pingInterval + pingTimeout). A dead probe fails the wait.
+    let dropped = state_within(&mut states, 10 * ping, |s| {
+        matches!(s, ConnectionState::Disconnected { .. })
     })
     .await;
-    assert!(quiet.is_err(), "dropped: {quiet:?}");
+    assert!(dropped.is_none(), "dropped: {dropped:?}");
+    let stats = server.stats();
+    assert_eq!(
+        (stats.connections_opened, stats.connections_active),
+        (1, 1),
+        "{stats:?}"
+    );
     assert!(conn
         .send(GetConnected)
         .await
@@ -602,9 +594,12 @@ async fn an_unanswered_emit_times_out_and_frees_its_slot() {
     let config = client(&fake.url()).max_pending_acks(1).build().unwrap();
     let conn = ConnectionActor::new(config).start();
     conn.send(GetConnected).await.unwrap().unwrap();
-    let timeout = Duration::from_millis(100);
+    // Long enough that the slot is surely still taken when "b" comes, even
+    // on a loaded machine; "b" and "c" never wait for it.
+    let slow_timeout = Duration::from_secs(2);
+    let timeout = Duration::from_millis(300);
 
-    let slow = actix_rt::spawn(conn.send(Emit::new("a", json!(1)).timeout(timeout)));
+    let slow = actix_rt::spawn(conn.send(Emit::new("a", json!(1)).timeout(slow_timeout)));
     // While the first is pending, the single slot is taken.
     fake.wait_for(
         BOUND,
@@ -620,7 +615,7 @@ async fn an_unanswered_emit_times_out_and_frees_its_slot() {
 
     assert_eq!(
         slow.await.unwrap().unwrap(),
-        Err(EmitError::Timeout(timeout))
+        Err(EmitError::Timeout(slow_timeout))
     );
     // The slot is free again: the next emit is sent (and times out in turn).
     let again = conn
@@ -646,33 +641,14 @@ async fn a_pending_emit_fails_with_disconnected_when_the_socket_drops() {
 
 #[actix_rt::test]
 async fn wss_connects_with_a_certificate_made_in_the_test() {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let cert_der = cert.cert.der().clone();
-    let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls_server = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert_der.clone()], key_der)
-        .unwrap();
+    let (tls_server, tls_client) = common::tls::self_signed("localhost");
     let server = server(ServerConfig {
-        tls: Some(Arc::new(tls_server)),
+        tls: Some(tls_server),
         ..server_config()
     })
     .await;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert_der).unwrap();
-    let tls_client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     let url = format!("wss://localhost:{}", server.addr().port());
-    let config = client(&url)
-        .tls_config(Arc::new(tls_client))
-        .build()
-        .unwrap();
+    let config = client(&url).tls_config(tls_client).build().unwrap();
     let conn = ConnectionActor::new(config).start();
 
     let session = conn.send(GetConnected).await.unwrap().unwrap();
@@ -684,9 +660,10 @@ async fn wss_connects_with_a_certificate_made_in_the_test() {
 
 #[actix_rt::test]
 async fn an_actor_whose_addresses_are_all_dropped_closes_its_socket() {
+    // The actor notices at its next heartbeat check (one window: 400 ms).
     let fake = FakeServer::start(Script {
-        ping_interval: Duration::from_millis(50),
-        ping_timeout: Duration::from_millis(50),
+        ping_interval: Duration::from_millis(200),
+        ping_timeout: Duration::from_millis(200),
         ..Script::default()
     });
     let conn = ConnectionActor::new(client(&fake.url()).build().unwrap()).start();

@@ -1,7 +1,14 @@
 //! The README's main job: `examples/subscriber.rs` runs to completion.
 
+mod common;
+
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::child::wait_exit;
+
+/// The bound on the example's run.
+const EXAMPLE_BOUND: Duration = Duration::from_secs(60);
 
 /// `cargo test` builds the examples next to the test binaries.
 fn example(name: &str) -> std::path::PathBuf {
@@ -13,8 +20,8 @@ fn example(name: &str) -> std::path::PathBuf {
     profile_dir.join("examples").join(name)
 }
 
-#[test]
-fn the_example_subscriber_shows_the_whole_story_and_exits_0() {
+#[actix_rt::test]
+async fn the_example_subscriber_shows_the_whole_story_and_exits_0() {
     let path = example("subscriber");
     assert!(
         path.exists(),
@@ -29,16 +36,10 @@ fn the_example_subscriber_shows_the_whole_story_and_exits_0() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start the example");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("poll the example") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the example did not finish within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let Some(status) = wait_exit(&mut child, EXAMPLE_BOUND).await else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the example did not finish within {EXAMPLE_BOUND:?}");
     };
     let output = child.wait_with_output().expect("the example's output");
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -1,8 +1,10 @@
 //! Tests of `effex::store` through the `Store` trait on a `MemoryStore`.
 //!
-//! Time-dependent behaviour uses short configured lifetimes. Waiting for the
-//! expiry clock is always on the broadcast receiver under a bounded timeout;
-//! sleeps are used only to pass a deadline that every access checks exactly.
+//! Time-dependent behaviour uses short configured lifetimes, on tokio's
+//! paused time where a test's steps must fit in them (the store's deadlines
+//! and its expiry clock run on tokio time). Waiting for the expiry clock is
+//! always on the broadcast receiver under a bounded timeout; sleeps are used
+//! only to pass a deadline that every access checks exactly.
 #![cfg(feature = "server")]
 
 use std::collections::HashSet;
@@ -140,7 +142,9 @@ async fn keys_are_prefixed_random_and_need_the_boss() {
     assert_eq!(code(&store.make_keys(BOSS, too_many).await), 400);
 }
 
-#[tokio::test]
+// Paused time: no step can take longer than the short lifetimes here on
+// a loaded machine; the sleeps and the clock advance it.
+#[tokio::test(start_paused = true)]
 async fn key_lifetime_is_capped_and_keys_expire_exactly() {
     let store = store_with(MemoryStoreConfig {
         max_key_lifetime: Duration::from_secs(60),
@@ -391,7 +395,9 @@ async fn write_read_update_round_trip() {
     assert_eq!(store.kind(), "memory");
 }
 
-#[tokio::test]
+// Paused time: no step can take longer than the short lifetimes here on
+// a loaded machine; the sleeps and the clock advance it.
+#[tokio::test(start_paused = true)]
 async fn lifetime_is_capped_by_max_lifetime_and_writer_key() {
     let store = store_with(MemoryStoreConfig {
         default_lifetime: Duration::from_secs(5),
@@ -427,16 +433,8 @@ async fn lifetime_is_capped_by_max_lifetime_and_writer_key() {
     let brief = key_for(&store, KeyKind::Writer, Duration::from_millis(300)).await;
     let mut rx = store.subscribe();
     let written = store.write(&brief, item(json!("brief"))).await.unwrap();
-    assert!(
-        written.lifetime <= Duration::from_millis(300),
-        "{:?}",
-        written.lifetime
-    );
-    assert!(
-        written.lifetime >= Duration::from_millis(250),
-        "{:?}",
-        written.lifetime
-    );
+    // On paused time no time passed since the key was made: exactly its life.
+    assert_eq!(written.lifetime, Duration::from_millis(300));
     let expired = next_event(&mut rx, |e| e.id == written.id).await;
     assert_eq!(expired.kind, EventKind::Expire);
 }
@@ -513,27 +511,24 @@ async fn an_item_is_unreadable_from_its_deadline_even_before_the_clock_runs() {
     assert_eq!(store.info().await.unwrap().items, 0);
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-#[tokio::test]
-async fn expire_events_are_logged_within_10ms_of_the_deadline() {
+#[tokio::test(start_paused = true)]
+async fn expire_events_come_at_their_deadline() {
+    // Paused time: the clock task runs on this test's runtime, and time moves
+    // only when every task waits, straight to the next timer. The lateness
+    // measured is then the clock's own, free of a loaded machine's
+    // scheduling: tokio's timer rounds a deadline up to the next millisecond,
+    // nothing more. (Real-time lateness percentiles are a benchmark:
+    // `cargo run --release --example bench_rest`.)
     let store = store_with(config());
     let writer = key(&store, KeyKind::Writer).await;
+    // expiry_lateness also checks that no item expires before its deadline.
     let lateness = expiry::expiry_lateness(&store, &writer, 500, Duration::from_millis(500)).await;
-    let (p50, p99, max) = (
-        percentile(&lateness, 0.5),
-        percentile(&lateness, 0.99),
-        lateness[lateness.len() - 1],
+    assert_eq!(lateness.len(), 500);
+    let latest = lateness[lateness.len() - 1];
+    assert!(
+        latest <= Duration::from_millis(1),
+        "an expire event came {latest:?} after its deadline"
     );
-    eprintln!("expire lateness over 500 items: p50 {p50:?}, p99 {p99:?}, max {max:?}");
-    // The clock itself is ~1 ms late (tokio's timer tick); the margin above
-    // 10 ms is for a loaded 2-core test machine descheduling this thread.
-    // The strict bound (p99 under 5 ms for 100,000 items over 10 s) is a
-    // benchmark, not a test: `cargo run --release --example bench_rest`.
-    assert!(p50 < Duration::from_millis(5), "p50 {p50:?}");
-    assert!(p99 < Duration::from_millis(25), "p99 {p99:?}");
 }
 
 #[tokio::test]
@@ -577,7 +572,9 @@ async fn one_clock_task_that_stops_with_the_store() {
 
 // --- intents ------------------------------------------------------------------
 
-#[tokio::test]
+// Paused time: no step can take longer than the short lifetimes here on
+// a loaded machine; the sleeps and the clock advance it.
+#[tokio::test(start_paused = true)]
 async fn update_intents_lock_out_others_until_used_or_lapsed() {
     let store = store_with(MemoryStoreConfig {
         intent_lifetime: Duration::from_millis(200),
@@ -763,7 +760,9 @@ async fn aliases_resolve_repoint_and_conflict() {
     assert_eq!(store.read(&owner, "config", false).await.unwrap().id, a);
 }
 
-#[tokio::test]
+// Paused time: no step can take longer than the short lifetimes here on
+// a loaded machine; the sleeps and the clock advance it.
+#[tokio::test(start_paused = true)]
 async fn an_alias_is_freed_when_its_owner_key_expires() {
     let store = store_with(config());
     let brief = key_for(&store, KeyKind::Writer, Duration::from_millis(60)).await;
@@ -939,10 +938,12 @@ async fn retention_by_count_reports_a_gap() {
     assert!(!page.gap);
 }
 
+// Real time: event ages are wall-clock (unix ms). The retention is long
+// enough for the steps between a remove and the read after it.
 #[tokio::test]
 async fn retention_by_age_reports_a_gap_and_forgets_gone_items() {
     let store = store_with(MemoryStoreConfig {
-        event_retention: Duration::from_millis(100),
+        event_retention: Duration::from_millis(500),
         ..config()
     });
     let owner = key(&store, KeyKind::Writer).await;
@@ -957,7 +958,7 @@ async fn retention_by_age_reports_a_gap_and_forgets_gone_items() {
         .await
         .unwrap()
         .seq;
-    sleep(Duration::from_millis(120)).await; // past the event's age limit
+    sleep(Duration::from_millis(600)).await; // past the event's age limit
     let page = store
         .events(&owner, &id, EventQuery::default())
         .await

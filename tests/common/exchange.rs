@@ -10,7 +10,7 @@ use effex::client::{
     SubscriberActor, SubscriberEvent,
 };
 use effex::protocol::messages::Push;
-use effex::server::{Server, ServerConfig, ServerHandle};
+use effex::server::{ServerConfig, ServerHandle};
 use effex::store::Store;
 use tokio::sync::mpsc;
 
@@ -31,12 +31,11 @@ pub struct Exchange {
 impl Exchange {
     /// A server with the given config (passphrase set here).
     pub async fn start(config: ServerConfig) -> Self {
-        let server = Server::start(ServerConfig {
+        let server = super::server::start(ServerConfig {
             passphrase: Some(PASS.to_owned()),
             ..config
         })
-        .await
-        .expect("start the in-process server");
+        .await;
         let boss = server.boss_key().map(str::to_owned);
         Self::around(server, boss).await
     }
@@ -55,12 +54,11 @@ impl Exchange {
         if let Some(bind) = bind {
             config.bind = bind;
         }
-        let server = Server::start(ServerConfig {
+        let server = super::server::start(ServerConfig {
             passphrase: Some(PASS.to_owned()),
             ..config
         })
-        .await
-        .expect("start the in-process server");
+        .await;
         Self::around(server, Some(boss.to_owned())).await
     }
 
@@ -105,15 +103,29 @@ impl Exchange {
 
     /// A client config for this server.
     pub fn client(&self) -> ClientConfigBuilder {
-        ClientConfig::builder(self.server.ws_url())
-            .pass(PASS)
-            .connect_timeout(Duration::from_secs(3))
-            .pass_timeout(Duration::from_secs(3))
+        client_config(&self.server.ws_url())
     }
 
     /// A connection actor for this server.
     pub fn connect(&self) -> Addr<ConnectionActor> {
         ConnectionActor::new(self.client().build().expect("client config")).start()
+    }
+}
+
+/// A client config for the server at `url` with [`PASS`] and connect and
+/// pass timeouts (3 s) that only a broken server meets.
+pub fn client_config(url: &str) -> ClientConfigBuilder {
+    ClientConfig::builder(url)
+        .pass(PASS)
+        .connect_timeout(Duration::from_secs(3))
+        .pass_timeout(Duration::from_secs(3))
+}
+
+/// A server config with [`PASS`] as its passphrase and default timers.
+pub fn pass_config() -> ServerConfig {
+    ServerConfig {
+        passphrase: Some(PASS.to_owned()),
+        ..ServerConfig::default()
     }
 }
 
@@ -167,9 +179,12 @@ impl Collected {
 
     /// Asserts no further push arrives within `quiet` (a bounded window:
     /// used only after everything expected has arrived).
+    /// A closed channel fails too: a collector that died is not a quiet one.
     pub async fn no_more_pushes(&mut self, quiet: Duration) {
-        if let Ok(Some(extra)) = tokio::time::timeout(quiet, self.pushes.recv()).await {
-            panic!("an unexpected extra push: {extra:?}");
+        match tokio::time::timeout(quiet, self.pushes.recv()).await {
+            Err(_) => {}
+            Ok(Some(extra)) => panic!("an unexpected extra push: {extra:?}"),
+            Ok(None) => panic!("the push collector is gone: cannot tell whether pushes came"),
         }
     }
 

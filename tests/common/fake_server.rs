@@ -31,6 +31,13 @@ pub struct Script {
     pub close_on_event: bool,
     /// Close the socket (1000) right after CONNECT arrives.
     pub close_on_connect: bool,
+    /// Hold each connection's `pass` ack (instead of `answer_pass`) until the
+    /// next connection sends its own `pass`, then write it on the older
+    /// socket, which stays open after the client's close frame: a late ack
+    /// that really reaches the client while it waits for a newer pass ack
+    /// (with the same ack id). The newest connection's pass stays unanswered.
+    /// Each late ack written is reported as [`Seen::Sent`].
+    pub late_pass_ack: bool,
 }
 
 impl Default for Script {
@@ -45,6 +52,7 @@ impl Default for Script {
             ack_events: true,
             close_on_event: false,
             close_on_connect: false,
+            late_pass_ack: false,
         }
     }
 }
@@ -60,6 +68,9 @@ pub enum Seen {
     Close(usize, Option<u16>),
     /// The connection's stream ended.
     Ended(usize),
+    /// A held (late) frame was written on this connection (see
+    /// [`Script::late_pass_ack`]).
+    Sent(usize, String),
 }
 
 /// A running fake server.
@@ -74,6 +85,9 @@ struct Shared {
     script: Script,
     connections: Arc<AtomicUsize>,
     seen: mpsc::UnboundedSender<Seen>,
+    /// The held pass ack of the latest connection (`late_pass_ack`), and
+    /// where to send it to have that connection write it.
+    held_pass: std::sync::Mutex<Option<(mpsc::UnboundedSender<String>, String)>>,
 }
 
 impl FakeServer {
@@ -85,6 +99,7 @@ impl FakeServer {
             script,
             connections: connections.clone(),
             seen: tx,
+            held_pass: std::sync::Mutex::new(None),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -183,6 +198,7 @@ async fn run(
     let mut ping = tokio::time::interval(script.ping_interval);
     ping.tick().await;
     let (delayed_tx, mut delayed_rx) = mpsc::unbounded_channel::<String>();
+    let (late_tx, mut late_rx) = mpsc::unbounded_channel::<String>();
     loop {
         tokio::select! {
             _ = ping.tick(), if script.send_pings && script.send_open => {
@@ -190,6 +206,10 @@ async fn run(
             }
             Some(text) = delayed_rx.recv() => {
                 if session.text(text).await.is_err() { break; }
+            }
+            Some(text) = late_rx.recv() => {
+                if session.text(text.clone()).await.is_err() { break; }
+                report(Seen::Sent(number, text));
             }
             message = stream.recv() => {
                 let Some(Ok(message)) = message else { break };
@@ -209,7 +229,15 @@ async fn run(
                         } else if let Some(rest) = text.strip_prefix("42") {
                             let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
                             let body = &rest[digits.len()..];
-                            if body.starts_with("[\"pass\"") {
+                            if body.starts_with("[\"pass\"") && script.late_pass_ack {
+                                let reply = format!(
+                                    r#"43{digits}[{{"ok":true,"connection":"s{number}","pushId":"p","serverTime":1}}]"#
+                                );
+                                let mut held = shared.held_pass.lock().expect("held pass lock");
+                                if let Some((older, late)) = held.replace((late_tx.clone(), reply)) {
+                                    let _ = older.send(late);
+                                }
+                            } else if body.starts_with("[\"pass\"") {
                                 if let Some(delay) = script.answer_pass {
                                     let reply = format!(
                                         r#"43{digits}[{{"ok":true,"connection":"s{number}","pushId":"p","serverTime":1}}]"#
@@ -234,6 +262,10 @@ async fn run(
                     }
                     Message::Close(reason) => {
                         report(Seen::Close(number, reason.map(|r| u16::from(r.code))));
+                        if script.late_pass_ack {
+                            // Keep the socket open: the held ack may come later.
+                            continue;
+                        }
                         break;
                     }
                     _ => {}

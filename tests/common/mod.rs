@@ -1,7 +1,12 @@
 //! Fixtures shared by the integration tests (each test binary uses a part).
 #![allow(dead_code)]
 
+pub mod child;
 pub mod exchange;
 pub mod fake_server;
+pub mod logs;
+pub mod poll;
+pub mod server;
 pub mod states;
+pub mod tls;
 pub mod wire;

@@ -35,3 +35,40 @@ pub async fn watch_states(
     .expect("connection actor alive");
     rx
 }
+
+/// The bound on a state wait in [`next_state`].
+pub const STATE_BOUND: Duration = Duration::from_secs(10);
+
+/// The next state change matching `want`, within [`STATE_BOUND`]; panics on
+/// a timeout or when the probe is gone (neither counts as the state).
+pub async fn next_state(
+    rx: &mut mpsc::UnboundedReceiver<ConnectionState>,
+    want: impl Fn(&ConnectionState) -> bool,
+) -> ConnectionState {
+    state_within(rx, STATE_BOUND, want)
+        .await
+        .unwrap_or_else(|| panic!("no matching state change within {STATE_BOUND:?}"))
+}
+
+/// The first state change matching `want` within `bound`, or `None` when
+/// none came. Panics when the probe is gone: a closed channel is not a quiet
+/// one.
+pub async fn state_within(
+    rx: &mut mpsc::UnboundedReceiver<ConnectionState>,
+    bound: Duration,
+    want: impl Fn(&ConnectionState) -> bool,
+) -> Option<ConnectionState> {
+    tokio::time::timeout(bound, async {
+        loop {
+            let state = rx
+                .recv()
+                .await
+                .expect("the state probe ended: the connection actor is gone");
+            if want(&state) {
+                return state;
+            }
+        }
+    })
+    .await
+    .ok()
+}
