@@ -115,7 +115,7 @@ impl Bench {
 
     async fn update(&self, n: u64) -> u64 {
         let update = UpdateItem {
-            value: json!(n),
+            value: json!(n).into(),
             intent: None,
         };
         let updated = self.store.update(&self.writer, &self.item, update).await;
@@ -272,7 +272,7 @@ async fn paced(rate: u64, duration: Duration) -> (Duration, Duration) {
                 *slot = Some(Instant::now());
             }
             let update = UpdateItem {
-                value: json!(n),
+                value: json!(n).into(),
                 intent: None,
             };
             let seq = runtime.block_on(store.update(&writer, &item, update));

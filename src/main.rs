@@ -171,6 +171,42 @@ struct ServeArgs {
     /// The longest item lifetime granted, in seconds (longer asks are capped).
     #[arg(long, env = "EFFEX_MAX_LIFETIME", default_value = "86400", value_name = "SECONDS", value_parser = seconds)]
     max_lifetime: Duration,
+    /// The longest one key may hold an update intent in a row, renewals
+    /// included, in seconds (at least the intent lifetime, 10 s).
+    #[arg(long, env = "EFFEX_INTENT_MAX_HOLD", default_value = "60", value_name = "SECONDS", value_parser = seconds)]
+    intent_max_hold: Duration,
+    /// The most value bytes stored over all items (more: 507).
+    #[arg(
+        long,
+        env = "EFFEX_MAX_TOTAL_BYTES",
+        default_value = "1073741824",
+        value_name = "BYTES"
+    )]
+    max_total_bytes: usize,
+    /// The most live items one writer key owns (more: 429).
+    #[arg(
+        long,
+        env = "EFFEX_MAX_ITEMS_PER_KEY",
+        default_value = "100000",
+        value_name = "COUNT"
+    )]
+    max_items_per_key: usize,
+    /// The most value bytes one writer key's items hold (more: 429).
+    #[arg(
+        long,
+        env = "EFFEX_MAX_BYTES_PER_KEY",
+        default_value = "268435456",
+        value_name = "BYTES"
+    )]
+    max_bytes_per_key: usize,
+    /// The most aliases one writer key holds (more: 429).
+    #[arg(
+        long,
+        env = "EFFEX_MAX_ALIASES_PER_KEY",
+        default_value = "10000",
+        value_name = "COUNT"
+    )]
+    max_aliases_per_key: usize,
     /// HTTP worker threads; by default one per core.
     #[arg(long, env = "EFFEX_WORKERS")]
     workers: Option<usize>,
@@ -463,6 +499,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
         boss_key: args.boss_key,
         max_item_size: args.max_item_size,
         max_lifetime: args.max_lifetime,
+        intent_max_hold: args.intent_max_hold,
+        max_total_bytes: args.max_total_bytes,
+        max_items_per_key: args.max_items_per_key,
+        max_bytes_per_key: args.max_bytes_per_key,
+        max_aliases_per_key: args.max_aliases_per_key,
         workers,
         webhook_allow: args.webhook_allow,
         webhook_max_per_host: args.webhook_max_per_host,

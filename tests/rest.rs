@@ -681,7 +681,6 @@ async fn an_intent_locks_out_others_until_used() {
 
     for (who, key) in [
         ("another updater", &c.other),
-        ("the owner", &c.owner),
         ("the holder without the id", &c.holder),
     ] {
         let reply = c.update(&fx, key, 1, None).await;
@@ -701,6 +700,10 @@ async fn an_intent_locks_out_others_until_used() {
         200,
         "the lock is gone"
     );
+    // The owner's update is never locked out: it breaks another's intent.
+    assert_eq!(c.take_intent(&fx, &c.holder).await.status, 200);
+    assert_eq!(c.update(&fx, &c.owner, 9, None).await.status, 200);
+    assert_eq!(c.take_intent(&fx, &c.other).await.status, 200);
 
     let bad = fx
         .call(
@@ -1160,7 +1163,7 @@ async fn effex_client_covers_every_operation() {
     let intent = held.intent.clone().expect("an intent id");
     assert!(held.intent_expires.is_some());
     let locked = effex
-        .update(&writer, alias, json!(0), None)
+        .update(&updater, alias, json!(0), None)
         .await
         .unwrap_err();
     assert!(

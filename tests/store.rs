@@ -609,17 +609,13 @@ async fn update_intents_lock_out_others_until_used_or_lapsed() {
         other => panic!("expected 423, got {other:?}"),
     }
     assert_eq!(code(&store.read(&other, &id, true).await), 423);
-    assert_eq!(
-        code(&store.update(&owner, &id, UpdateItem::new(json!(1))).await),
-        423
-    );
     let wrong = UpdateItem {
-        value: json!(1),
+        value: json!(1).into(),
         intent: Some("0".repeat(32)),
     };
     assert_eq!(code(&store.update(&holder, &id, wrong).await), 423);
     let malformed = UpdateItem {
-        value: json!(1),
+        value: json!(1).into(),
         intent: Some("nope".into()),
     };
     assert_eq!(code(&store.update(&holder, &id, malformed).await), 400);
@@ -630,7 +626,7 @@ async fn update_intents_lock_out_others_until_used_or_lapsed() {
     );
 
     let with_intent = UpdateItem {
-        value: json!("held"),
+        value: json!("held").into(),
         intent: Some(intent.clone()),
     };
     store.update(&holder, &id, with_intent).await.unwrap();
@@ -654,7 +650,7 @@ async fn update_intents_lock_out_others_until_used_or_lapsed() {
         .unwrap();
     assert_ne!(first, second);
     let stale = UpdateItem {
-        value: json!(2),
+        value: json!(2).into(),
         intent: Some(first),
     };
     assert_eq!(code(&store.update(&holder, &id, stale).await), 423);
@@ -826,8 +822,8 @@ async fn events_since_returns_exactly_the_later_events_in_order() {
             (up.seq, EventKind::Update, written.id)
         );
         assert_eq!(
-            live.value.as_deref(),
-            Some(&json!(n)),
+            live.value.map(|v| v.to_value().unwrap()),
+            Some(json!(n)),
             "live updates carry the value"
         );
     }
@@ -861,7 +857,13 @@ async fn events_since_returns_exactly_the_later_events_in_order() {
     };
     let newest = store.events(&reader, &id, with_value).await.unwrap();
     assert_eq!(newest.events.len(), 1);
-    assert_eq!(newest.events[0].value.as_deref(), Some(&json!(5)));
+    assert_eq!(
+        newest.events[0]
+            .value
+            .as_ref()
+            .map(|v| v.to_value().unwrap()),
+        Some(json!(5))
+    );
 
     let removes = EventQuery {
         kind: Some(EventKind::Remove),
@@ -1107,5 +1109,194 @@ async fn a_stored_1kib_item_costs_under_2kib() {
         let per_item = (counting::held() - before) / ITEMS;
         eprintln!("a {size}-byte {shape} item costs {per_item} bytes in the store");
         assert!(per_item < 2048, "{shape}: {per_item} bytes per item");
+    }
+}
+
+// --- quotas, intent hold, gap above latest (issue 7) --------------------------
+
+#[tokio::test]
+async fn quota_accounting_follows_writes_updates_removes_and_expiry() {
+    let store = store_with(MemoryStoreConfig {
+        max_total_bytes: 100,
+        max_items_per_key: 2,
+        max_aliases_per_key: 1,
+        ..config()
+    });
+    let owner = key(&store, KeyKind::Writer).await;
+    let mut rx = store.subscribe();
+    let bytes = |store: &Arc<dyn Store>| {
+        let store = Arc::clone(store);
+        async move { store.info().await.unwrap().bytes }
+    };
+    let a = store
+        .write(&owner, item(json!("abcdefgh")))
+        .await
+        .unwrap()
+        .id; // 10 bytes
+    assert_eq!(bytes(&store).await, 10);
+    store
+        .update(&owner, &a.to_string(), UpdateItem::new(json!([1, 2, 3])))
+        .await
+        .unwrap(); // 7 bytes replace 10
+    assert_eq!(bytes(&store).await, 7);
+
+    // A write refused for its alias quota stores and charges nothing.
+    store.alias(&owner, "mine", &a.to_string()).await.unwrap();
+    let refused = store
+        .write(
+            &owner,
+            WriteItem {
+                alias: Some("another".into()),
+                ..item(json!(1))
+            },
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::QuotaExceeded(_))),
+        "{refused:?}"
+    );
+    let info = store.info().await.unwrap();
+    assert_eq!((info.items, info.bytes), (1, 7));
+
+    // Too large for the store: 507, nothing charged.
+    let full = store.write(&owner, item(json!("x".repeat(98)))).await;
+    assert!(
+        matches!(full, Err(StoreError::StoreFull { .. })),
+        "{full:?}"
+    );
+    assert_eq!(code(&full), 507);
+    assert_eq!(bytes(&store).await, 7);
+
+    // Expiry and remove give bytes and items back.
+    let short = WriteItem {
+        lifetime: Some(Duration::from_millis(50)),
+        ..item(json!("x".repeat(91)))
+    };
+    let b = store.write(&owner, short).await.unwrap().id;
+    assert_eq!(bytes(&store).await, 100);
+    assert_eq!(code(&store.write(&owner, item(json!(1))).await), 429);
+    next_event(&mut rx, |e| e.id == b && e.kind == EventKind::Expire).await;
+    assert_eq!(bytes(&store).await, 7);
+    store.remove(&owner, &a.to_string()).await.unwrap();
+    let info = store.info().await.unwrap();
+    assert_eq!((info.items, info.bytes), (0, 0));
+    store.write(&owner, item(json!(1))).await.unwrap();
+    store.write(&owner, item(json!(2))).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_alias_freed_by_its_owners_expiry_counts_for_its_next_owner() {
+    let store = store_with(MemoryStoreConfig {
+        max_aliases_per_key: 1,
+        ..config()
+    });
+    let brief = key_for(&store, KeyKind::Writer, Duration::from_millis(60)).await;
+    let heir = key(&store, KeyKind::Writer).await;
+    let mut rx = store.subscribe();
+    let briefs = store.write(&brief, item(json!(1))).await.unwrap().id;
+    store
+        .alias(&brief, "shared", &briefs.to_string())
+        .await
+        .unwrap();
+    next_event(&mut rx, |e| e.id == briefs && e.kind == EventKind::Expire).await;
+    let heirs = store
+        .write(&heir, item(json!(2)))
+        .await
+        .unwrap()
+        .id
+        .to_string();
+    store.alias(&heir, "shared", &heirs).await.unwrap();
+    assert_eq!(code(&store.alias(&heir, "second", &heirs).await), 429);
+    store.alias(&heir, "shared", &heirs).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_owners_update_breaks_an_intent_and_renewals_stop_at_the_hold() {
+    let store = store_with(MemoryStoreConfig {
+        intent_lifetime: Duration::from_secs(60),
+        intent_max_hold: Duration::from_secs(60),
+        ..config()
+    });
+    let owner = key(&store, KeyKind::Writer).await;
+    let holder = key(&store, KeyKind::Updater).await;
+    let rival = key(&store, KeyKind::Updater).await;
+    let written = store
+        .write(
+            &owner,
+            WriteItem {
+                updaters: vec![holder.clone(), rival.clone()],
+                ..item(json!(0))
+            },
+        )
+        .await
+        .unwrap();
+    let id = written.id.to_string();
+    let first = store.read(&holder, &id, true).await.unwrap();
+    let renewed = store.read(&holder, &id, true).await.unwrap();
+    let (first_ms, renewed_ms) = (
+        first.intent_expires.unwrap(),
+        renewed.intent_expires.unwrap(),
+    );
+    assert!(
+        renewed_ms.abs_diff(first_ms) <= 1,
+        "a renewal keeps the run's total hold (60 s = one lifetime here): {first_ms} {renewed_ms}"
+    );
+    assert_eq!(code(&store.read(&rival, &id, true).await), 423);
+    store
+        .update(&owner, &id, UpdateItem::new(json!("owner")))
+        .await
+        .expect("the owner's update is never locked out");
+    store
+        .read(&rival, &id, true)
+        .await
+        .expect("the owner's update broke the intent");
+    let stale = UpdateItem::new(json!("holder")).with_intent(renewed.intent.unwrap());
+    assert_eq!(code(&store.update(&holder, &id, stale).await), 423);
+}
+
+#[tokio::test]
+async fn events_after_the_latest_seq_report_a_gap() {
+    let store = store_with(config());
+    let owner = key(&store, KeyKind::Writer).await;
+    let id = store
+        .write(&owner, item(json!(0)))
+        .await
+        .unwrap()
+        .id
+        .to_string();
+    let seq = store
+        .update(&owner, &id, UpdateItem::new(json!(1)))
+        .await
+        .unwrap()
+        .seq;
+    let at = |since| EventQuery {
+        since,
+        ..Default::default()
+    };
+    let page = store.events(&owner, &id, at(seq + 5)).await.unwrap();
+    assert!(page.gap && page.events.is_empty(), "{page:?}");
+    assert_eq!(page.latest, seq);
+    assert!(!store.events(&owner, &id, at(seq)).await.unwrap().gap);
+}
+
+#[tokio::test]
+async fn quota_settings_are_validated() {
+    for bad in [
+        MemoryStoreConfig {
+            max_total_bytes: 0,
+            ..config()
+        },
+        MemoryStoreConfig {
+            max_aliases_per_key: 0,
+            ..config()
+        },
+        MemoryStoreConfig {
+            intent_lifetime: Duration::from_secs(10),
+            intent_max_hold: Duration::from_secs(5),
+            ..config()
+        },
+    ] {
+        let err = MemoryStore::new(bad).unwrap_err();
+        assert_eq!(err.code(), 400, "{err}");
     }
 }

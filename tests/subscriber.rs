@@ -143,7 +143,7 @@ async fn a_server_restart_on_the_same_store_loses_nothing() {
     // Events keep happening while the server is down.
     for n in 4..=6 {
         let update = UpdateItem {
-            value: json!(n),
+            value: json!(n).into(),
             intent: None,
         };
         expected.push(store.update(&writer, &id, update).await.unwrap().seq);

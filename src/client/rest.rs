@@ -533,7 +533,8 @@ pub struct EventsReply {
     /// The item's id (empty if the server did not say).
     #[serde(default)]
     pub id: String,
-    /// True when events after `since` were dropped by retention: re-read the item.
+    /// True when events after `since` were dropped by retention, or when
+    /// `since` is above the server's latest seq: re-read the item.
     #[serde(default)]
     pub gap: bool,
     /// The store's latest event seq (0 if the server did not say).

@@ -117,6 +117,34 @@ pub struct ServerConfig {
     ///
     /// Defaults to 10 s.
     pub intent_lifetime: Duration,
+    /// The longest one key may hold an item's update intent in a row, however
+    /// often it renews; after such a hold its own intent reads get 423 for one
+    /// `intent_lifetime` while others may take the item. At least
+    /// `intent_lifetime`. Ignored when [`store`](ServerConfig::store) is set.
+    ///
+    /// Defaults to 60 s.
+    pub intent_max_hold: Duration,
+    /// The most value bytes the embedded store holds over all live items; a
+    /// write or update that does not fit gets 507. Ignored when
+    /// [`store`](ServerConfig::store) is set.
+    ///
+    /// Defaults to 1 GiB (1,073,741,824).
+    pub max_total_bytes: usize,
+    /// The most live items one writer key owns; one more gets 429. Ignored
+    /// when [`store`](ServerConfig::store) is set.
+    ///
+    /// Defaults to 100,000.
+    pub max_items_per_key: usize,
+    /// The most value bytes one writer key's live items hold; more gets 429.
+    /// Ignored when [`store`](ServerConfig::store) is set.
+    ///
+    /// Defaults to 256 MiB (268,435,456).
+    pub max_bytes_per_key: usize,
+    /// The most aliases one writer key holds; one more gets 429. Ignored when
+    /// [`store`](ServerConfig::store) is set.
+    ///
+    /// Defaults to 10,000.
+    pub max_aliases_per_key: usize,
     /// A store to serve instead of the embedded
     /// [`MemoryStore`](crate::store::MemoryStore) built from the fields above
     /// (e.g. one shared with the application, or a Redis store). Its boss key
@@ -280,6 +308,11 @@ impl Default for ServerConfig {
             default_lifetime: Duration::from_secs(3600),
             max_lifetime: Duration::from_secs(86_400),
             intent_lifetime: Duration::from_secs(10),
+            intent_max_hold: Duration::from_secs(60),
+            max_total_bytes: 1 << 30,
+            max_items_per_key: 100_000,
+            max_bytes_per_key: 256 << 20,
+            max_aliases_per_key: 10_000,
             store: None,
             max_in_flight: 1000,
             max_queued_pushes: 10_000,
@@ -324,6 +357,11 @@ impl std::fmt::Debug for ServerConfig {
             .field("default_lifetime", &self.default_lifetime)
             .field("max_lifetime", &self.max_lifetime)
             .field("intent_lifetime", &self.intent_lifetime)
+            .field("intent_max_hold", &self.intent_max_hold)
+            .field("max_total_bytes", &self.max_total_bytes)
+            .field("max_items_per_key", &self.max_items_per_key)
+            .field("max_bytes_per_key", &self.max_bytes_per_key)
+            .field("max_aliases_per_key", &self.max_aliases_per_key)
             .field("store", &self.store.as_ref().map(|s| s.kind()))
             .field("max_in_flight", &self.max_in_flight)
             .field("max_queued_pushes", &self.max_queued_pushes)
@@ -392,7 +430,8 @@ pub enum ServerConfigError {
     /// `max_item_size` is zero.
     #[error("max_item_size is 0: set it to at least 1 byte (the default is 1 MiB)")]
     NoMaxItemSize,
-    /// A count that must be at least 1 is 0 (`max_in_flight`, `max_queued_pushes`).
+    /// A count that must be at least 1 is 0 (`max_in_flight`, `max_queued_pushes`,
+    /// the store quotas).
     #[error("{0} is 0: set it to at least 1")]
     Zero(&'static str),
     /// A rate or connection limit is 0 (it cannot be turned off).
@@ -401,6 +440,17 @@ pub enum ServerConfigError {
     /// An entry of `webhook_allow` is not a network, an address or a host name.
     #[error("webhook_allow: {0}")]
     WebhookAllow(String),
+    /// `intent_max_hold` is shorter than `intent_lifetime`.
+    #[error(
+        "intent_max_hold is {hold:?}, shorter than intent_lifetime {lifetime:?}: \
+         set it to at least intent_lifetime (the default is 60 s)"
+    )]
+    IntentHoldTooShort {
+        /// The `intent_max_hold` found.
+        hold: Duration,
+        /// The `intent_lifetime` found.
+        lifetime: Duration,
+    },
     /// The certificate or key given to [`ServerConfig::tls_config`] was refused.
     #[error("TLS certificate or key refused by rustls: {0}")]
     Tls(String),
@@ -548,8 +598,25 @@ impl ServerConfig {
             ("default_lifetime", self.default_lifetime),
             ("max_lifetime", self.max_lifetime),
             ("intent_lifetime", self.intent_lifetime),
+            ("intent_max_hold", self.intent_max_hold),
         ] {
             at_least_1ms(field, value)?;
+        }
+        if self.intent_max_hold < self.intent_lifetime {
+            return Err(ServerConfigError::IntentHoldTooShort {
+                hold: self.intent_max_hold,
+                lifetime: self.intent_lifetime,
+            });
+        }
+        for (field, value) in [
+            ("max_total_bytes", self.max_total_bytes),
+            ("max_items_per_key", self.max_items_per_key),
+            ("max_bytes_per_key", self.max_bytes_per_key),
+            ("max_aliases_per_key", self.max_aliases_per_key),
+        ] {
+            if value == 0 {
+                return Err(ServerConfigError::Zero(field));
+            }
         }
         Ok(())
     }
@@ -562,6 +629,11 @@ impl ServerConfig {
             max_lifetime: self.max_lifetime,
             max_size: self.max_item_size,
             intent_lifetime: self.intent_lifetime,
+            intent_max_hold: self.intent_max_hold,
+            max_total_bytes: self.max_total_bytes,
+            max_items_per_key: self.max_items_per_key,
+            max_bytes_per_key: self.max_bytes_per_key,
+            max_aliases_per_key: self.max_aliases_per_key,
             ..MemoryStoreConfig::default()
         }
     }

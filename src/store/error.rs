@@ -53,13 +53,31 @@ pub enum StoreError {
         /// Seconds until the lock lapses by itself (fractional).
         seconds_left: f64,
     },
+    /// 429: the writer key that owns the item holds its most items, bytes or
+    /// aliases (the text says which quota and what to do).
+    #[error("quota reached: {0}")]
+    QuotaExceeded(String),
+    /// 507: the store holds its most value bytes (`max_total_bytes`); reads,
+    /// removes and writes that fit keep working.
+    #[error(
+        "the store is full: it cannot take {size} more bytes of values \
+         (max_total_bytes is {max_total}): remove items you no longer need, \
+         wait for some to expire, or ask the operator to raise max_total_bytes"
+    )]
+    StoreFull {
+        /// Bytes that did not fit (a new value, or an update's growth).
+        size: usize,
+        /// The store's `max_total_bytes`.
+        max_total: usize,
+    },
     /// 500: the backend failed (for the memory store: a broken invariant).
     #[error("store backend failed: {0}")]
     Backend(String),
 }
 
 impl StoreError {
-    /// The HTTP-like status code of this error (400, 401, 403, 404, 409, 413, 423 or 500).
+    /// The HTTP-like status code of this error (400, 401, 403, 404, 409, 413,
+    /// 423, 429, 500 or 507).
     pub fn code(&self) -> u16 {
         match self {
             StoreError::BadRequest(_) => 400,
@@ -69,6 +87,8 @@ impl StoreError {
             StoreError::Conflict(_) => 409,
             StoreError::TooLarge { .. } => 413,
             StoreError::Locked { .. } => 423,
+            StoreError::QuotaExceeded(_) => 429,
+            StoreError::StoreFull { .. } => 507,
             StoreError::Backend(_) => 500,
         }
     }

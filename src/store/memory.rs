@@ -25,7 +25,7 @@
 //! objects). Ids and keys are kept as `u128`, not strings. A 1 KiB item costs
 //! about 1.4 KiB: the text, ~130 bytes of entry, its map slot and its deadline.
 //! Events in the log are 24 bytes and carry no value; a live `update` event
-//! shares the caller's `Arc<Value>` with the broadcast channel only.
+//! shares the item's `JsonText` with the broadcast channel only.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeSet, HashMap};
@@ -35,19 +35,20 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use super::event_log::{EventLog, LogQuery, Logged, Retention};
 use super::expiry::{self, Expire, Wake};
+use super::intent::{locked, Intent, IntentRules};
+use super::quota::{KeyUsage, Limits, Quotas};
 use super::time::{self, Now};
 use super::types::{
     hex128, parse_hex128, random128, AccessKey, Aliased, Event, EventKind, EventQuery, EventsPage,
-    ItemId, ItemRef, JsonText, KeyKind, Keys, MakeKeys, ReadItem, Removed, StoreInfo, UpdateItem,
-    Updated, WriteItem, Written,
+    ItemId, ItemRef, KeyKind, Keys, MakeKeys, ReadItem, Removed, StoreInfo, UpdateItem, Updated,
+    WriteItem, Written,
 };
-use super::{Store, StoreError, StoreFuture};
+use super::{JsonText, Store, StoreError, StoreFuture};
 
 /// Longest alias accepted, in bytes.
 const MAX_ALIAS_LEN: usize = 128;
@@ -92,6 +93,26 @@ pub struct MemoryStoreConfig {
     pub max_list_len: usize,
     /// How long an update intent locks an item. Defaults to 10 s.
     pub intent_lifetime: Duration,
+    /// The longest one key may hold an item's update intent in a row, however
+    /// often it renews (each renewal's lock ends by then at the latest). After
+    /// a hold has run this long, the holder's own intent reads get 423 for one
+    /// `intent_lifetime`, so that others can take the item. At least
+    /// `intent_lifetime`. Defaults to 60 s.
+    pub intent_max_hold: Duration,
+    /// The most value bytes (serialized JSON) the store holds over all live
+    /// items; a write or update that would pass it gets 507. Defaults to 1 GiB
+    /// (1,073,741,824).
+    pub max_total_bytes: usize,
+    /// The most live items one writer key owns; one more gets 429. Defaults
+    /// to 100,000.
+    pub max_items_per_key: usize,
+    /// The most value bytes one writer key's live items hold (updates by
+    /// updater keys count against the owner); more gets 429. Defaults to
+    /// 256 MiB (268,435,456).
+    pub max_bytes_per_key: usize,
+    /// The most aliases one writer key holds (re-pointing one is free); one
+    /// more gets 429. Defaults to 10,000.
+    pub max_aliases_per_key: usize,
     /// The most events kept per item (older ones are dropped, which a query
     /// reports as a `gap`). Defaults to 1,000.
     pub max_events_per_item: usize,
@@ -118,6 +139,11 @@ impl Default for MemoryStoreConfig {
             max_keys_per_request: 100,
             max_list_len: 100,
             intent_lifetime: Duration::from_secs(10),
+            intent_max_hold: Duration::from_secs(60),
+            max_total_bytes: 1 << 30,
+            max_items_per_key: 100_000,
+            max_bytes_per_key: 256 << 20,
+            max_aliases_per_key: 10_000,
             max_events_per_item: 1000,
             event_retention: Duration::from_secs(3600),
             event_capacity: 65_536,
@@ -139,6 +165,11 @@ impl fmt::Debug for MemoryStoreConfig {
             .field("max_keys_per_request", &self.max_keys_per_request)
             .field("max_list_len", &self.max_list_len)
             .field("intent_lifetime", &self.intent_lifetime)
+            .field("intent_max_hold", &self.intent_max_hold)
+            .field("max_total_bytes", &self.max_total_bytes)
+            .field("max_items_per_key", &self.max_items_per_key)
+            .field("max_bytes_per_key", &self.max_bytes_per_key)
+            .field("max_aliases_per_key", &self.max_aliases_per_key)
             .field("max_events_per_item", &self.max_events_per_item)
             .field("event_retention", &self.event_retention)
             .field("event_capacity", &self.event_capacity)
@@ -161,6 +192,7 @@ impl MemoryStoreConfig {
             ("key_lifetime", self.key_lifetime),
             ("max_key_lifetime", self.max_key_lifetime),
             ("intent_lifetime", self.intent_lifetime),
+            ("intent_max_hold", self.intent_max_hold),
             ("event_retention", self.event_retention),
         ] {
             if d.is_zero() {
@@ -172,10 +204,21 @@ impl MemoryStoreConfig {
             ("max_keys_per_request", self.max_keys_per_request),
             ("max_events_per_item", self.max_events_per_item),
             ("event_capacity", self.event_capacity),
+            ("max_total_bytes", self.max_total_bytes),
+            ("max_items_per_key", self.max_items_per_key),
+            ("max_bytes_per_key", self.max_bytes_per_key),
+            ("max_aliases_per_key", self.max_aliases_per_key),
         ] {
             if n == 0 {
                 return bad(&format!("{name} must be more than 0"));
             }
+        }
+        if self.intent_max_hold < self.intent_lifetime {
+            return bad(&format!(
+                "intent_max_hold ({:?}) is shorter than intent_lifetime ({:?}): \
+                 raise intent_max_hold or shorten intent_lifetime",
+                self.intent_max_hold, self.intent_lifetime
+            ));
         }
         // tokio's broadcast channel refuses larger capacities.
         if self.event_capacity > usize::MAX / 2 {
@@ -216,10 +259,20 @@ impl MemoryStore {
         let shards = config.shards.clamp(1, MAX_SHARDS).next_power_of_two();
         let (events, _) = broadcast::channel(config.event_capacity);
         let wake = Arc::new(Wake::new());
+        let quotas = Quotas::new(Limits {
+            max_total_bytes: config.max_total_bytes,
+            max_items_per_key: config.max_items_per_key,
+            max_bytes_per_key: config.max_bytes_per_key,
+            max_aliases_per_key: config.max_aliases_per_key,
+        });
         let inner = Arc::new(Inner {
             retention: Retention {
                 max_events: config.max_events_per_item,
                 max_age_ms: time::duration_ms(config.event_retention),
+            },
+            intent_rules: IntentRules {
+                lifetime: config.intent_lifetime,
+                max_hold: config.intent_max_hold,
             },
             config,
             mask: shards - 1,
@@ -230,6 +283,7 @@ impl MemoryStore {
             sequencer: Mutex::new(()),
             latest: AtomicU64::new(0),
             live_items: AtomicUsize::new(0),
+            quotas,
             events,
             wake: Arc::clone(&wake),
         });
@@ -253,6 +307,7 @@ impl Store for MemoryStore {
         ready(Ok(StoreInfo {
             store: "memory",
             items: inner.live_items.load(Ordering::Relaxed),
+            bytes: inner.quotas.stored_bytes(),
             latest_seq: inner.latest_seq(),
             max_size: inner.config.max_size,
             max_lifetime: inner.config.max_lifetime,
@@ -373,6 +428,8 @@ struct ItemShard {
 struct Entry {
     /// Random bits of the writer key that owns it.
     owner: u128,
+    /// What the owner key holds; a live item's value bytes count in it.
+    usage: Arc<KeyUsage>,
     /// Random bits of the listed reader keys (sorted).
     readers: Box<[u128]>,
     /// Random bits of the listed updater keys (sorted).
@@ -399,14 +456,6 @@ struct Live {
     /// Unix ms of `deadline`.
     valid_till: u64,
     intent: Option<Box<Intent>>,
-}
-
-struct Intent {
-    id: u128,
-    /// Random bits of the key that took it.
-    holder: u128,
-    expires: Instant,
-    expires_ms: u64,
 }
 
 /// What a key may do with one item (ordered: each level includes the lower ones).
@@ -450,10 +499,19 @@ struct KeyShard {
     due: BTreeSet<(Instant, u128)>,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct KeyEntry {
     kind: KeyKind,
     deadline: Instant,
+    /// What a writer key holds (items, bytes, aliases); `None` for other kinds.
+    usage: Option<Arc<KeyUsage>>,
+}
+
+/// A valid writer key, as the operations that create things need it.
+struct Writer {
+    access: AccessKey,
+    deadline: Instant,
+    usage: Arc<KeyUsage>,
 }
 
 #[derive(Default)]
@@ -465,6 +523,8 @@ struct AliasShard {
 
 struct AliasEntry {
     owner: u128,
+    /// What the owner key holds; this alias counts in it.
+    usage: Arc<KeyUsage>,
     id: ItemId,
     owner_deadline: Instant,
 }
@@ -478,6 +538,7 @@ enum Caller {
 struct Inner {
     config: MemoryStoreConfig,
     retention: Retention,
+    intent_rules: IntentRules,
     mask: usize,
     items: Box<[RwLock<ItemShard>]>,
     keys: Box<[RwLock<KeyShard>]>,
@@ -488,6 +549,7 @@ struct Inner {
     sequencer: Mutex<()>,
     latest: AtomicU64,
     live_items: AtomicUsize,
+    quotas: Quotas,
     events: broadcast::Sender<Event>,
     wake: Arc<Wake>,
 }
@@ -517,11 +579,6 @@ fn boss_cannot(what: &str) -> StoreError {
     forbidden(format!(
         "the boss key only makes access keys; {what} needs an access key"
     ))
-}
-
-fn seconds_left(until: Instant, now: &Now) -> f64 {
-    let left = until.saturating_duration_since(now.instant).as_secs_f64();
-    (left * 1000.0).ceil() / 1000.0
 }
 
 /// Checks an alias name (see the module docs for the rules).
@@ -567,7 +624,7 @@ impl Inner {
         let shard = read_lock(self.key_shard(access.bits));
         match shard.map.get(&access.bits) {
             Some(entry) if entry.kind == access.kind && entry.deadline > now.instant => {
-                Ok(Caller::Key(access, *entry))
+                Ok(Caller::Key(access, entry.clone()))
             }
             _ => Err(StoreError::UnknownKey),
         }
@@ -582,15 +639,19 @@ impl Inner {
     }
 
     /// A valid writer key (any other key gets 403).
-    fn writer_key(
-        &self,
-        key: &str,
-        now: &Now,
-        what: &str,
-    ) -> Result<(AccessKey, KeyEntry), StoreError> {
+    fn writer_key(&self, key: &str, now: &Now, what: &str) -> Result<Writer, StoreError> {
         match self.caller(key, now)? {
             Caller::Boss => Err(boss_cannot(what)),
-            Caller::Key(access, entry) if access.kind == KeyKind::Writer => Ok((access, entry)),
+            Caller::Key(access, entry) if access.kind == KeyKind::Writer => {
+                let usage = entry.usage.ok_or_else(|| {
+                    StoreError::Backend("a writer key has no usage counters".into())
+                })?;
+                Ok(Writer {
+                    access,
+                    deadline: entry.deadline,
+                    usage,
+                })
+            }
             Caller::Key(access, _) => Err(forbidden(format!(
                 "{what} needs a writer key; this is a {} key",
                 access.kind
@@ -630,7 +691,7 @@ impl Inner {
         id: ItemId,
         at: u64,
         now_ms: u64,
-        value: Option<Arc<Value>>,
+        value: Option<JsonText>,
     ) -> u64 {
         let seq = {
             let _order = lock(&self.sequencer);
@@ -686,6 +747,7 @@ impl Inner {
                 KeyEntry {
                     kind: access.kind,
                     deadline,
+                    usage: (access.kind == KeyKind::Writer).then(Arc::default),
                 },
             );
             shard.due.insert((deadline, access.bits));
@@ -733,7 +795,7 @@ impl Inner {
 
     fn write(&self, key: &str, item: WriteItem) -> Result<Written, StoreError> {
         let now = Now::read();
-        let (writer, key_entry) = self.writer_key(key, &now, "writing an item")?;
+        let writer = self.writer_key(key, &now, "writing an item")?;
         let lifetime = item.lifetime.unwrap_or(self.config.default_lifetime);
         if lifetime.is_zero() {
             return Err(StoreError::BadRequest(
@@ -745,7 +807,7 @@ impl Inner {
         if let Some(alias) = &item.alias {
             validate_alias(alias)?;
         }
-        let value = JsonText::from_value(&item.value)?;
+        let value = item.value;
         let size = value.len();
         if size > self.config.max_size {
             return Err(StoreError::TooLarge {
@@ -755,11 +817,12 @@ impl Inner {
         }
         // Capped by max_lifetime, and never past the writer key's own expiry.
         let deadline =
-            time::add(now.instant, lifetime.min(self.config.max_lifetime)).min(key_entry.deadline);
+            time::add(now.instant, lifetime.min(self.config.max_lifetime)).min(writer.deadline);
         let lifetime = deadline.saturating_duration_since(now.instant);
         let valid_till = now.unix_ms_at(deadline);
         let entry = Entry {
-            owner: writer.bits,
+            owner: writer.access.bits,
+            usage: Arc::clone(&writer.usage),
             readers,
             updaters,
             log: None,
@@ -772,20 +835,25 @@ impl Inner {
             }),
         };
         let (id, seq) = match &item.alias {
-            None => self.insert_item(entry, deadline),
+            None => {
+                self.quotas.charge_item(&writer.usage, size)?;
+                self.insert_item(entry, deadline)
+            }
             Some(alias) => {
                 // Hold the alias shard across the insert so that the alias is
                 // still ours when it is pointed at the new item.
                 let mut shard = write_lock(self.alias_shard(alias));
-                if let Some(existing) = shard.map.get(alias.as_str()) {
-                    if existing.owner != writer.bits && existing.owner_deadline > now.instant {
-                        return Err(alias_conflict(alias));
+                let charged_alias = self.claim_alias(&shard, alias, &writer, &now)?;
+                if let Err(e) = self.quotas.charge_item(&writer.usage, size) {
+                    if charged_alias {
+                        self.quotas.release_alias(&writer.usage);
                     }
+                    return Err(e);
                 }
                 let (id, seq) = self.insert_item(entry, deadline);
-                self.point_alias(&mut shard, alias, id, writer.bits, key_entry.deadline);
+                self.point_alias(&mut shard, alias, id, &writer);
                 drop(shard);
-                self.wake.scheduled(key_entry.deadline);
+                self.wake.scheduled(writer.deadline);
                 (id, seq)
             }
         };
@@ -799,6 +867,18 @@ impl Inner {
             seq,
             alias: item.alias,
         })
+    }
+
+    /// Turns an item into a tombstone kept until `gc_at`; a live one gives
+    /// its share of the quotas back and leaves the live count. Returns the
+    /// old state, for the caller to drop outside the lock.
+    fn retire(&self, entry: &mut Entry, gc_at: Instant) -> State {
+        let old = std::mem::replace(&mut entry.state, State::Gone { gc_at });
+        if let State::Live(live) = &old {
+            self.quotas.release_item(&entry.usage, live.value.len());
+            self.live_items.fetch_sub(1, Ordering::Relaxed);
+        }
+        old
     }
 
     /// Inserts a new item under a fresh id; returns the id and the store's
@@ -819,24 +899,44 @@ impl Inner {
         }
     }
 
-    /// Points `alias` at `id` for `owner`; call with its shard write-locked
-    /// after checking that no other live owner holds it.
-    fn point_alias(
+    /// Checks that `writer` may point `alias` (409 when another live writer
+    /// key holds it) and charges a name new to it against its alias quota
+    /// (429); true when charged. Call with the alias's shard write-locked and
+    /// keep it locked until [`point_alias`](Self::point_alias), or give the
+    /// charge back.
+    fn claim_alias(
         &self,
-        shard: &mut AliasShard,
+        shard: &AliasShard,
         alias: &str,
-        id: ItemId,
-        owner: u128,
-        owner_deadline: Instant,
-    ) {
+        writer: &Writer,
+        now: &Now,
+    ) -> Result<bool, StoreError> {
+        match shard.map.get(alias) {
+            Some(existing) if existing.owner == writer.access.bits => Ok(false),
+            Some(existing) if existing.owner_deadline > now.instant => Err(alias_conflict(alias)),
+            _ => self.quotas.charge_alias(&writer.usage).map(|()| true),
+        }
+    }
+
+    /// Points `alias` at `id` for `writer`; call with its shard write-locked
+    /// after [`claim_alias`](Self::claim_alias). A name taken over from an
+    /// expired owner key gives that key's alias charge back.
+    fn point_alias(&self, shard: &mut AliasShard, alias: &str, id: ItemId, writer: &Writer) {
+        let owner_deadline = writer.deadline;
         let previous = shard.map.insert(
             alias.into(),
             AliasEntry {
-                owner,
+                owner: writer.access.bits,
+                usage: Arc::clone(&writer.usage),
                 id,
                 owner_deadline,
             },
         );
+        if let Some(previous) = &previous {
+            if previous.owner != writer.access.bits {
+                self.quotas.release_alias(&previous.usage);
+            }
+        }
         if previous.is_none_or(|p| p.owner_deadline != owner_deadline) {
             shard.due.insert((owner_deadline, alias.into()));
         }
@@ -873,20 +973,9 @@ impl Inner {
             return Err(cannot_update(id, "read it with an update intent"));
         }
         let live = entry.live_mut(&now).ok_or_else(|| gone(id))?;
-        if let Some(held) = &live.intent {
-            if held.expires > now.instant && held.holder != access.bits {
-                return Err(StoreError::Locked {
-                    seconds_left: seconds_left(held.expires, &now),
-                });
-            }
-        }
-        let expires = time::add(now.instant, self.config.intent_lifetime);
-        let intent = Intent {
-            id: random128(),
-            holder: access.bits,
-            expires,
-            expires_ms: now.unix_ms_at(expires),
-        };
+        let intent = self
+            .intent_rules
+            .take(live.intent.as_deref(), access.bits, &now)?;
         let reply = ReadItem {
             id,
             value: live.value.clone(),
@@ -918,17 +1007,18 @@ impl Inner {
                 ))
             })?),
         };
-        // Serialize before taking the lock.
-        let value = JsonText::from_value(&update.value)?;
+        let value = update.value;
         let size = value.len();
         let mut shard = write_lock(self.item_shard(id));
         let entry = shard.map.get_mut(&id).ok_or_else(|| gone(id))?;
         if entry.live(&now).is_none() {
             return Err(gone(id));
         }
-        if entry.access(access) < Access::Update {
-            return Err(cannot_update(id, "update it"));
-        }
+        let by_owner = match entry.access(access) {
+            Access::Owner => true,
+            Access::Update => false,
+            Access::Read | Access::None => return Err(cannot_update(id, "update it")),
+        };
         if size > self.config.max_size {
             return Err(StoreError::TooLarge {
                 size,
@@ -937,16 +1027,21 @@ impl Inner {
         }
         let live = entry.live_mut(&now).ok_or_else(|| gone(id))?;
         if let Some(held) = &live.intent {
-            if held.expires > now.instant && intent != Some(held.id) {
-                return Err(StoreError::Locked {
-                    seconds_left: seconds_left(held.expires, &now),
-                });
+            // The owner's update is never locked out: it breaks the intent.
+            if held.in_force(&now) && intent != Some(held.id) && !by_owner {
+                return Err(locked(held.expires, &now));
             }
         }
-        live.intent = None;
-        let old = std::mem::replace(&mut live.value, value);
+        let old_size = live.value.len();
+        self.quotas.charge_resize(&entry.usage, old_size, size)?;
+        // Found live above under the same lock and `now`: cannot be gone.
+        let live = entry.live_mut(&now).ok_or_else(|| gone(id))?;
+        if let Some(held) = live.intent.as_mut() {
+            held.lapse(&now);
+        }
+        let old = std::mem::replace(&mut live.value, value.clone());
         live.modified = now.unix_ms;
-        let value = Some(Arc::new(update.value));
+        let value = Some(value);
         let seq = self.emit(
             &mut entry.log,
             EventKind::Update,
@@ -979,7 +1074,7 @@ impl Inner {
                 "only the writer key that wrote item {id} may remove it"
             )));
         }
-        let old = std::mem::replace(&mut entry.state, State::Gone { gc_at });
+        let old = self.retire(entry, gc_at);
         let seq = self.emit(
             &mut entry.log,
             EventKind::Remove,
@@ -990,7 +1085,6 @@ impl Inner {
         );
         shard.due.remove(&(deadline, id));
         shard.due.insert((gc_at, id));
-        self.live_items.fetch_sub(1, Ordering::Relaxed);
         drop(guard);
         drop(old); // the value is freed outside the lock
         self.wake.scheduled(gc_at);
@@ -999,28 +1093,24 @@ impl Inner {
 
     fn alias(&self, key: &str, alias: &str, id_or_alias: &str) -> Result<Aliased, StoreError> {
         let now = Now::read();
-        let (writer, key_entry) = self.writer_key(key, &now, "making an alias")?;
+        let writer = self.writer_key(key, &now, "making an alias")?;
         validate_alias(alias)?;
         let (id, _) = self.resolve(id_or_alias, &now)?;
         {
             let shard = read_lock(self.item_shard(id));
             let entry = shard.map.get(&id).ok_or_else(|| gone(id))?;
             entry.live(&now).ok_or_else(|| gone(id))?;
-            if entry.access(writer) < Access::Owner {
+            if entry.access(writer.access) < Access::Owner {
                 return Err(forbidden(format!(
                     "an alias may only point at an item its writer key wrote; item {id} is not yours"
                 )));
             }
         }
         let mut shard = write_lock(self.alias_shard(alias));
-        if let Some(existing) = shard.map.get(alias) {
-            if existing.owner != writer.bits && existing.owner_deadline > now.instant {
-                return Err(alias_conflict(alias));
-            }
-        }
-        self.point_alias(&mut shard, alias, id, writer.bits, key_entry.deadline);
+        self.claim_alias(&shard, alias, &writer, &now)?;
+        self.point_alias(&mut shard, alias, id, &writer);
         drop(shard);
-        self.wake.scheduled(key_entry.deadline);
+        self.wake.scheduled(writer.deadline);
         Ok(Aliased {
             alias: alias.to_owned(),
             id,
@@ -1087,15 +1177,19 @@ impl Inner {
         };
         if let Some((seq, text)) = current {
             if let Some(last) = found.events.last_mut().filter(|e| e.seq == seq) {
-                last.value = Some(Arc::new(text.to_value()?));
+                last.value = Some(text);
             }
         }
+        // An `after` above the latest seq comes from a client that saw history
+        // this store no longer has: a gap, never a silent miss. (Seqs only
+        // grow, so it was above the latest for the whole query too.)
+        let latest = self.latest_seq();
         Ok(EventsPage {
             id,
             events: std::mem::take(&mut found.events),
             oldest: found.oldest,
-            gap: found.gap,
-            latest: self.latest_seq(),
+            gap: found.gap || query.since > latest,
+            latest,
         })
     }
 
@@ -1112,10 +1206,9 @@ impl Inner {
                 State::Live(live) if live.deadline <= now.instant => {
                     let at = live.valid_till;
                     let gc_at = time::add(now.instant, self.config.event_retention);
-                    entry.state = State::Gone { gc_at };
+                    self.retire(entry, gc_at);
                     self.emit(&mut entry.log, EventKind::Expire, id, at, now.unix_ms, None);
                     shard.due.insert((gc_at, id));
-                    self.live_items.fetch_sub(1, Ordering::Relaxed);
                 }
                 State::Gone { gc_at } if *gc_at <= now.instant => {
                     shard.map.remove(&id);
@@ -1144,7 +1237,9 @@ impl Inner {
                 .get(&name)
                 .is_some_and(|a| a.owner_deadline <= now.instant)
             {
-                shard.map.remove(&name);
+                if let Some(gone) = shard.map.remove(&name) {
+                    self.quotas.release_alias(&gone.usage);
+                }
             }
         })
     }

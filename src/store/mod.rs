@@ -7,7 +7,7 @@
 //! # Contents
 //!
 //! - [Keys](#keys) · [Items](#items) · [Permissions](#permissions) ·
-//!   [Aliases](#aliases) · [Update intents](#update-intents) ·
+//!   [Quotas](#quotas) · [Aliases](#aliases) · [Update intents](#update-intents) ·
 //!   [Event log and live events](#event-log-and-live-events) · [Errors](#errors)
 //!
 //! # Keys
@@ -30,6 +30,20 @@
 //! From its deadline on an item is unreadable (404) — every access checks the
 //! deadline — and its `expire` event is logged by the store's expiry clock.
 //! A value whose serialized size is over the store's `max_size` gets 413.
+//! Values are kept as JSON text ([`JsonText`]), checked but never built into
+//! a tree, from the request body to the push.
+//!
+//! # Quotas
+//!
+//! Value bytes count against the store's total (`max_total_bytes`: a write or
+//! an update's growth that does not fit gets 507 [`StoreError::StoreFull`];
+//! reads and removes keep working) and against the writer key that owns the
+//! item (`max_items_per_key`, `max_bytes_per_key`: 429
+//! [`StoreError::QuotaExceeded`], also when an updater key's update would
+//! grow the owner's bytes past it). A key's aliases count against
+//! `max_aliases_per_key` (429). An update's new size replaces the old one; a
+//! remove or expiry gives an item's share back, and an alias's share comes
+//! back when its owner key expires (or another key takes the name after that).
 //!
 //! # Permissions
 //!
@@ -47,7 +61,8 @@
 //! checks membership only: a listed key still has to be valid when used.
 //! The event log of an item ([`Store::events`]) and a watch
 //! ([`Store::check_read`]) need the right to read it. On an existing item, checks run
-//! in the order 401 (key), 404 (item), 403 (permission), 413 (size), 423 (intent).
+//! in the order 401 (key), 404 (item), 403 (permission), 413 (size), 423
+//! (intent), 429/507 (quota).
 //!
 //! # Aliases
 //!
@@ -71,10 +86,17 @@
 //! A [`Store::read`] with `intent = true` (needs the right to update) locks the
 //! item for the store's intent lifetime and returns an intent id and its
 //! expiry. While the lock is in force every update and intent read gets 423
-//! [`StoreError::Locked`], except an update that carries that intent id: it
-//! succeeds and clears the lock. An intent read by the same key that holds
-//! the lock replaces it with a new intent. The lock lapses by itself at its
-//! expiry. Plain reads and the owner's remove ignore intents.
+//! [`StoreError::Locked`], except an update that carries that intent id (it
+//! succeeds and ends the lock) and the owner's update, which is never
+//! locked out: it breaks the intent. The lock lapses by itself at its expiry.
+//! Plain reads and the owner's remove ignore intents.
+//!
+//! An intent read by the key that took the item's last intent renews it (a
+//! new intent id), in force or not, and belongs to the same run; no run locks
+//! the item past the store's `intent_max_hold` from its first intent. After a
+//! run has locked the item that long, the holder's intent reads get 423 for
+//! one intent lifetime, while other keys may take the item. A holder that let
+//! go before its hold ran out starts a new run once that time has passed.
 //!
 //! # Event log and live events
 //!
@@ -87,7 +109,7 @@
 //! (the gone item keeps its owner and reader lists for that permission check).
 //! [`Store::events`] returns the events after `since` in seq order with the
 //! oldest retained seq and a `gap` flag that is true when retention dropped
-//! events after `since`.
+//! events after `since`, or when `since` is above the store's latest seq.
 //!
 //! [`Store::subscribe`] gives a `tokio::sync::broadcast` receiver of every
 //! [`Event`], in seq order; `update` events carry the new value. A receiver
@@ -98,7 +120,7 @@
 //! # Errors
 //!
 //! Every operation returns [`StoreError`], whose [`code`](StoreError::code) is
-//! the REST status (400, 401, 403, 404, 409, 413, 423, 500).
+//! the REST status (400, 401, 403, 404, 409, 413, 423, 429, 500, 507).
 //!
 //! ```
 //! use effex::store::{KeyKind, MakeKeys, MemoryStore, MemoryStoreConfig, Store, WriteItem};
@@ -125,16 +147,20 @@ use tokio::sync::broadcast;
 mod error;
 mod event_log;
 mod expiry;
+mod intent;
+mod json_text;
 mod memory;
+mod quota;
 mod time;
 mod types;
 
 pub use error::StoreError;
+pub use json_text::JsonText;
 pub use memory::{MemoryStore, MemoryStoreConfig};
 pub(crate) use types::parse_event_kind;
 pub use types::{
-    seconds, Aliased, Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, JsonText, KeyKind,
-    Keys, MakeKeys, ReadItem, Removed, StoreInfo, UpdateItem, Updated, WriteItem, Written,
+    seconds, Aliased, Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, KeyKind, Keys,
+    MakeKeys, ReadItem, Removed, StoreInfo, UpdateItem, Updated, WriteItem, Written,
 };
 
 /// The future every [`Store`] operation returns: boxed so that the trait stays

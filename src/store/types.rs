@@ -3,14 +3,11 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::value::RawValue;
-use serde_json::Value;
 
-use super::StoreError;
+use super::{JsonText, StoreError};
 
 /// Hex digits of an item id, an intent id and the random part of an access key.
 pub(crate) const ID_HEX_LEN: usize = 32;
@@ -167,92 +164,6 @@ impl fmt::Display for AccessKey {
     }
 }
 
-/// An item's value as serialized JSON text, shared (`Arc<str>`) and known to be valid.
-///
-/// The memory store keeps values in this form rather than as a
-/// `serde_json::Value` tree: a 1 KiB JSON document costs 1 KiB plus 16 bytes
-/// here, but often 2–3 KiB as a `Value` (a map node, a `String` and a
-/// 32-byte `Value` per field). Reads clone the `Arc`, and serializing a
-/// `JsonText` with `serde_json` copies the text as it is (through
-/// [`RawValue`]), so the REST layer never re-parses it; [`JsonText::to_value`]
-/// parses it for code that needs a tree.
-///
-/// ```
-/// use effex::store::JsonText;
-///
-/// let text = JsonText::from_value(&serde_json::json!({"a": [1, 2]})).unwrap();
-/// assert_eq!(text.as_str(), r#"{"a":[1,2]}"#);
-/// let reply = serde_json::json!({ "ok": true, "value": text });
-/// assert_eq!(reply["value"]["a"][1], 2);
-/// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct JsonText(Arc<str>);
-
-impl JsonText {
-    /// Serializes `value` to compact JSON text.
-    pub fn from_value(value: &Value) -> Result<Self, StoreError> {
-        serde_json::to_string(value)
-            .map(|s| JsonText(s.into()))
-            .map_err(|e| StoreError::BadRequest(format!("value is not serializable: {e}")))
-    }
-
-    /// Checks that `text` is one JSON value and wraps it (kept byte for byte).
-    pub fn parse(text: &str) -> Result<Self, StoreError> {
-        serde_json::from_str::<&RawValue>(text)
-            .map(|raw| JsonText(raw.get().into()))
-            .map_err(|e| StoreError::BadRequest(format!("value is not valid JSON: {e}")))
-    }
-
-    /// The JSON text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Size of the text in bytes (an item's `size`).
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Always false for a valid JSON value (kept for the `len`/`is_empty` pair).
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Parses the text into a `serde_json::Value` tree.
-    pub fn to_value(&self) -> Result<Value, StoreError> {
-        serde_json::from_str(&self.0)
-            .map_err(|e| StoreError::Backend(format!("stored value does not parse: {e}")))
-    }
-}
-
-impl fmt::Debug for JsonText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Display for JsonText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl Serialize for JsonText {
-    /// With `serde_json` this writes the text as it is (no re-parse into a tree,
-    /// only a validating scan).
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let raw: &RawValue = serde_json::from_str(&self.0).map_err(serde::ser::Error::custom)?;
-        raw.serialize(serializer)
-    }
-}
-
-impl<'de> Deserialize<'de> for JsonText {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = Box::<RawValue>::deserialize(deserializer)?;
-        Ok(JsonText(raw.get().into()))
-    }
-}
-
 /// What happened to an item: the protocol's kind (update, remove, expire).
 /// A new item logs no event (see [`Written::seq`]).
 pub use crate::protocol::messages::EventKind;
@@ -278,28 +189,11 @@ pub struct Event {
     /// Unix ms when it happened (for `expire`: the item's deadline).
     pub at: u64,
     /// The new value, on live `update` events (so a push `withValue` needs no
-    /// read). Replayed events carry it only where [`EventQuery::with_value`]
-    /// asked and the store still has it (the newest update of a live item).
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "arc_value::serialize"
-    )]
-    pub value: Option<Arc<Value>>,
-}
-
-/// Serializes `Option<Arc<Value>>` without serde's `rc` feature.
-mod arc_value {
-    use super::*;
-
-    pub(super) fn serialize<S: Serializer>(
-        v: &Option<Arc<Value>>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(v) => v.as_ref().serialize(s),
-            None => s.serialize_none(),
-        }
-    }
+    /// read; it shares the stored text). Replayed events carry it only where
+    /// [`EventQuery::with_value`] asked and the store still has it (the newest
+    /// update of a live item).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<JsonText>,
 }
 
 /// `Duration` ⇄ seconds as a JSON number (fractions allowed: `0.25` is 250 ms).
@@ -395,8 +289,9 @@ pub struct Keys {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WriteItem {
-    /// The value (any JSON).
-    pub value: Value,
+    /// The value (any JSON), kept as its text: checked, never built into a
+    /// tree. Defaults to `null`.
+    pub value: JsonText,
     /// How long the item lives. Defaults to the store's `default_lifetime`;
     /// capped by its `max_lifetime` and by the writer key's own expiry.
     /// Seconds on the wire.
@@ -418,10 +313,11 @@ pub struct WriteItem {
 }
 
 impl WriteItem {
-    /// An item holding `value`, with every other field defaulted.
-    pub fn new(value: Value) -> Self {
+    /// An item holding `value` (a `serde_json::Value` or a [`JsonText`]),
+    /// with every other field defaulted.
+    pub fn new(value: impl Into<JsonText>) -> Self {
         WriteItem {
-            value,
+            value: value.into(),
             ..WriteItem::default()
         }
     }
@@ -481,8 +377,8 @@ pub struct ReadItem {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UpdateItem {
-    /// The new value (any JSON).
-    pub value: Value,
+    /// The new value (any JSON), kept as its text. Defaults to `null`.
+    pub value: JsonText,
     /// The intent id from a read with intent, needed while that intent is in
     /// force. Defaults to none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -490,12 +386,19 @@ pub struct UpdateItem {
 }
 
 impl UpdateItem {
-    /// An update to `value` without an intent.
-    pub fn new(value: Value) -> Self {
+    /// An update to `value` (a `serde_json::Value` or a [`JsonText`]) without
+    /// an intent.
+    pub fn new(value: impl Into<JsonText>) -> Self {
         UpdateItem {
-            value,
+            value: value.into(),
             intent: None,
         }
+    }
+
+    /// The same update, carrying the intent id from a read with intent.
+    pub fn with_intent(mut self, intent: impl Into<String>) -> Self {
+        self.intent = Some(intent.into());
+        self
     }
 }
 
@@ -576,7 +479,9 @@ pub struct EventsPage {
     /// The oldest seq still retained for this item (any kind), if any.
     pub oldest: Option<u64>,
     /// True when events (of the asked kind) with `seq > since` were dropped by
-    /// retention: the caller missed events and should re-read the item.
+    /// retention, or when `since` is above the store's latest seq (the caller
+    /// saw history this store no longer has): the caller missed events and
+    /// should re-read the item.
     pub gap: bool,
     /// The store's latest event seq at the query.
     pub latest: u64,
@@ -590,6 +495,9 @@ pub struct StoreInfo {
     pub store: &'static str,
     /// Items currently stored (live, not yet expired or removed).
     pub items: usize,
+    /// Value bytes (serialized JSON) of those items, as counted against the
+    /// store's total-bytes quota.
+    pub bytes: usize,
     /// The store's latest event seq.
     pub latest_seq: u64,
     /// Largest serialized value accepted, in bytes.
