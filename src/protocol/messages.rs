@@ -31,6 +31,9 @@ pub const WATCH_EVENT: &str = "watch";
 pub const UNWATCH_EVENT: &str = "unwatch";
 /// The event name of a server push.
 pub const PUSH_EVENT: &str = "push";
+/// The event name by which the server ends a watch for a reason other than
+/// its final push (protocol.md §2.6).
+pub const ENDED_EVENT: &str = "ended";
 
 /// The longest push id, in bytes.
 pub const MAX_PUSH_ID_LEN: usize = 128;
@@ -303,6 +306,20 @@ pub struct Push {
     /// The new value: only on update pushes of a watch made with `withValue`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<serde_json::Value>,
+}
+
+/// `["ended", {"watchable","code","error"}]` (no ack id): the server ended
+/// a watch because its key expired or may no longer read the item (401,
+/// 403), or a quota or limit was reached (429). No push of that watch
+/// follows, and the watchable is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ended {
+    /// The watch that ended.
+    pub watchable: String,
+    /// The http-like code: 401, 403 or 429.
+    pub code: u16,
+    /// The human message: why, and what to do.
+    pub error: String,
 }
 
 #[cfg(test)]

@@ -167,6 +167,40 @@ pub struct ServerConfig {
     ///
     /// Defaults to 8.
     pub webhook_retries: u32,
+    /// The most bytes of pushes one push connection may hold (queued for it,
+    /// and written but not yet acknowledged), replays included. When it is
+    /// exceeded the server closes that socket with 1013, as for
+    /// [`max_queued_pushes`](ServerConfig::max_queued_pushes). A watch's
+    /// replay (`after`) uses at most half of this bound and of
+    /// `max_queued_pushes`: a larger backlog replays its newest events and
+    /// answers `gap: true`, so a reconnect never overflows by replay alone.
+    ///
+    /// Defaults to 64 MiB (67,108,864).
+    pub max_queued_bytes: usize,
+    /// The most watches one push id may hold; one more `watch` gets
+    /// `{"ok":false,"code":429}`.
+    ///
+    /// Defaults to 10,000.
+    pub max_watches_per_push_id: usize,
+    /// The most push ids whose watches are held while they are offline (see
+    /// [`watch_grace`](ServerConfig::watch_grace)). When one more goes
+    /// offline, the watches of the one offline longest are forgotten (and
+    /// logged); its client re-watches with `after` and loses nothing the
+    /// event log still holds.
+    ///
+    /// Defaults to 100,000.
+    pub max_offline_push_ids: usize,
+    /// The most webhook watches one access key may hold; one more
+    /// `POST /watches` gets 429. (An identical watch — same key, item or
+    /// alias, event and URL — is the same watch and does not count twice.)
+    ///
+    /// Defaults to 1,000.
+    pub max_webhooks_per_key: usize,
+    /// The largest `message` of a watch (its JSON text), in bytes; a larger
+    /// one gets 413.
+    ///
+    /// Defaults to 64 KiB (65,536).
+    pub max_message_size: usize,
 }
 
 /// How much larger than [`ServerConfig::max_item_size`] a REST request body
@@ -199,6 +233,11 @@ impl Default for ServerConfig {
             webhook_timeout: Duration::from_secs(10),
             webhook_retry_base: Duration::from_secs(1),
             webhook_retries: 8,
+            max_queued_bytes: 64 * 1024 * 1024,
+            max_watches_per_push_id: 10_000,
+            max_offline_push_ids: 100_000,
+            max_webhooks_per_key: 1000,
+            max_message_size: 64 * 1024,
         }
     }
 }
@@ -230,6 +269,11 @@ impl std::fmt::Debug for ServerConfig {
             .field("webhook_timeout", &self.webhook_timeout)
             .field("webhook_retry_base", &self.webhook_retry_base)
             .field("webhook_retries", &self.webhook_retries)
+            .field("max_queued_bytes", &self.max_queued_bytes)
+            .field("max_watches_per_push_id", &self.max_watches_per_push_id)
+            .field("max_offline_push_ids", &self.max_offline_push_ids)
+            .field("max_webhooks_per_key", &self.max_webhooks_per_key)
+            .field("max_message_size", &self.max_message_size)
             .finish()
     }
 }
@@ -271,9 +315,21 @@ pub enum ServerConfigError {
     /// `max_item_size` is zero.
     #[error("max_item_size is 0: set it to at least 1 byte (the default is 1 MiB)")]
     NoMaxItemSize,
-    /// A count that must be at least 1 is 0 (`max_in_flight`, `max_queued_pushes`).
+    /// A count that must be at least 1 is 0 (`max_in_flight`,
+    /// `max_queued_pushes`, `max_queued_bytes`, the watch quotas).
     #[error("{0} is 0: set it to at least 1")]
     Zero(&'static str),
+    /// `max_queued_bytes` cannot hold two of the largest items (a replay
+    /// uses half of it).
+    #[error(
+        "max_queued_bytes is {queued_bytes}: set it to at least twice max_item_size ({max_item_size})"
+    )]
+    QueuedBytesTooSmall {
+        /// The value found.
+        queued_bytes: usize,
+        /// The embedded store's largest item.
+        max_item_size: usize,
+    },
     /// The certificate or key given to [`ServerConfig::tls_config`] was refused.
     #[error("TLS certificate or key refused by rustls: {0}")]
     Tls(String),
@@ -349,6 +405,11 @@ impl ServerConfig {
         for (field, value) in [
             ("max_in_flight", self.max_in_flight),
             ("max_queued_pushes", self.max_queued_pushes),
+            ("max_queued_bytes", self.max_queued_bytes),
+            ("max_watches_per_push_id", self.max_watches_per_push_id),
+            ("max_offline_push_ids", self.max_offline_push_ids),
+            ("max_webhooks_per_key", self.max_webhooks_per_key),
+            ("max_message_size", self.max_message_size),
         ] {
             if value == 0 {
                 return Err(ServerConfigError::Zero(field));
@@ -364,6 +425,12 @@ impl ServerConfig {
         }
         if self.max_item_size == 0 {
             return Err(ServerConfigError::NoMaxItemSize);
+        }
+        if self.max_queued_bytes / 2 < self.max_item_size {
+            return Err(ServerConfigError::QueuedBytesTooSmall {
+                queued_bytes: self.max_queued_bytes,
+                max_item_size: self.max_item_size,
+            });
         }
         for (field, value) in [
             ("default_lifetime", self.default_lifetime),

@@ -102,10 +102,10 @@ use serde_json::value::RawValue;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::registry::{Command, SessionId};
+use super::registry::{send_command, Command, SessionId};
 use super::webhooks::{self, WebhookLink, WebhookSettings, WebhookSpec};
-use super::ServerConfig;
-use crate::protocol::messages::{self, Empty, Failure, Success, Watch, WatchOk};
+use super::{ServerConfig, Shared};
+use crate::protocol::messages::{self, Empty, Ended, Failure, Success, Watch, WatchOk};
 use crate::store::{
     Aliased, Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, Keys, MakeKeys, ReadItem,
     Removed, Store, StoreError, StoreFuture, StoreInfo, UpdateItem, Updated, WriteItem, Written,
@@ -117,19 +117,46 @@ pub(crate) type WatchId = u64;
 /// The hub's settings, copied out of the server config.
 #[derive(Debug, Clone)]
 pub(crate) struct HubSettings {
-    pub(crate) max_queued_pushes: usize,
+    pub(crate) queue: QueueBounds,
     pub(crate) watch_grace: Duration,
     pub(crate) webhook: WebhookSettings,
+    pub(crate) max_watches_per_push_id: usize,
+    pub(crate) max_offline_push_ids: usize,
+    pub(crate) max_webhooks_per_key: usize,
+    pub(crate) max_message_size: usize,
 }
 
 impl From<&ServerConfig> for HubSettings {
     fn from(config: &ServerConfig) -> Self {
         HubSettings {
-            max_queued_pushes: config.max_queued_pushes,
+            queue: QueueBounds {
+                pushes: config.max_queued_pushes,
+                bytes: config.max_queued_bytes,
+            },
             watch_grace: config.watch_grace,
             webhook: WebhookSettings::from(config),
+            max_watches_per_push_id: config.max_watches_per_push_id,
+            max_offline_push_ids: config.max_offline_push_ids,
+            max_webhooks_per_key: config.max_webhooks_per_key,
+            max_message_size: config.max_message_size,
         }
     }
+}
+
+/// How much may wait for one session (see [`SessionLink`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QueueBounds {
+    /// Pushes sent by the hub and not yet written.
+    pub(crate) pushes: usize,
+    /// Bytes of pushes sent by the hub and not yet acknowledged (or dropped).
+    pub(crate) bytes: usize,
+}
+
+/// The wall clock in unix milliseconds (0 before 1970), as keys' deadlines are.
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 // ---------------------------------------------------------------------------
@@ -153,14 +180,20 @@ pub(crate) struct WatchView {
     /// The `message`, as JSON text.
     message: Option<Box<str>>,
     with_value: bool,
-    /// Cleared by `unwatch` (and the webhook DELETE): queued pushes are dropped.
+    /// Cleared when the watch ends (`unwatch`, the webhook DELETE, `ended`,
+    /// shutdown): its queued pushes are dropped.
     live: Arc<AtomicBool>,
+    /// Unix ms when the watch's key expires: from then on no push of it
+    /// leaves (the hub ends the watch with `ended` 401 at that moment).
+    key_valid_till: u64,
 }
 
 impl WatchView {
-    /// Whether the watch still wants its queued pushes.
+    /// Whether a push of this watch may leave now: the watch has not ended
+    /// and its key has not expired. Sessions and webhook deliverers ask
+    /// right before they write, so authorization holds at send time.
     pub(crate) fn is_live(&self) -> bool {
-        self.live.load(Ordering::Relaxed)
+        self.live.load(Ordering::Relaxed) && unix_now_ms() < self.key_valid_till
     }
 
     /// Appends the push object `{"watchable",…,"seq","at","message"?,"value"?}`.
@@ -197,8 +230,9 @@ pub(crate) struct Outgoing {
     pub(crate) view: Arc<WatchView>,
     pub(crate) event: Arc<PushEvent>,
     pub(crate) last: bool,
-    /// A replayed (backlog) push: not counted against `max_queued_pushes`.
-    pub(crate) replayed: bool,
+    /// The push object's size, give or take: counted against
+    /// [`QueueBounds::bytes`] until the push is acknowledged or dropped.
+    pub(crate) bytes: usize,
 }
 
 impl Outgoing {
@@ -220,13 +254,15 @@ impl Outgoing {
     }
 }
 
-/// The hub's handle on one socket session: its mailbox and its queue count.
+/// The hub's handle on one socket session: its mailbox and its queue counts.
 #[derive(Debug)]
 pub(crate) struct SessionLink {
     pub(crate) id: SessionId,
     mailbox: mpsc::UnboundedSender<Command>,
     /// Pushes sent by the hub and not yet written by the session.
     queued: AtomicUsize,
+    /// Bytes of pushes sent by the hub and not yet acknowledged or dropped.
+    queued_bytes: AtomicUsize,
     /// Set once the queue overflowed: the session is closing.
     overflowed: AtomicBool,
 }
@@ -246,23 +282,35 @@ impl SessionLink {
             id,
             mailbox,
             queued: AtomicUsize::new(0),
+            queued_bytes: AtomicUsize::new(0),
             overflowed: AtomicBool::new(false),
         }
     }
 
-    /// The session wrote (or dropped) this push.
-    pub(crate) fn dequeued(&self, push: &Outgoing) {
-        if !push.replayed {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
-        }
+    /// The session wrote (or dropped) this push: it no longer waits.
+    pub(crate) fn dequeued(&self, _push: &Outgoing) {
+        self.queued.fetch_sub(1, Ordering::Relaxed);
     }
 
-    fn push(&self, out: Outgoing, max_queued: usize) -> Queued {
+    /// The session no longer holds this push (acknowledged or dropped).
+    pub(crate) fn released(&self, push: &Outgoing) {
+        self.queued_bytes.fetch_sub(push.bytes, Ordering::Relaxed);
+    }
+
+    /// Hands a push to the session, unless that exceeds `bounds` (then the
+    /// session is told to close with 1013). One push is always accepted
+    /// while the session holds no bytes, so a single large value never
+    /// closes a socket by itself.
+    fn push(&self, out: Outgoing, bounds: QueueBounds) -> Queued {
         if self.overflowed.load(Ordering::Relaxed) {
             return Queued::Overflow;
         }
-        if !out.replayed && self.queued.fetch_add(1, Ordering::Relaxed) >= max_queued {
+        let count = self.queued.fetch_add(1, Ordering::Relaxed);
+        let bytes = self.queued_bytes.fetch_add(out.bytes, Ordering::Relaxed);
+        if count >= bounds.pushes || (bytes > 0 && bytes.saturating_add(out.bytes) > bounds.bytes)
+        {
             self.queued.fetch_sub(1, Ordering::Relaxed);
+            self.queued_bytes.fetch_sub(out.bytes, Ordering::Relaxed);
             self.overflowed.store(true, Ordering::Relaxed);
             let _ = self.mailbox.send(Command::Overflow);
             return Queued::Overflow;
@@ -271,6 +319,20 @@ impl SessionLink {
             Ok(()) => Queued::Yes,
             Err(_) => Queued::Gone,
         }
+    }
+
+    /// What a replay may still queue for this session: half of each bound,
+    /// less what already waits (the other half stays free for live pushes).
+    fn replay_room(&self, bounds: QueueBounds) -> (usize, usize) {
+        (
+            (bounds.pushes / 2).saturating_sub(self.queued.load(Ordering::Relaxed)),
+            (bounds.bytes / 2).saturating_sub(self.queued_bytes.load(Ordering::Relaxed)),
+        )
+    }
+
+    /// Tells the session that the hub ended one of its watches.
+    fn ended(&self, ended: Ended) {
+        let _ = self.mailbox.send(Command::Ended(ended));
     }
 
     fn reply(&self, ack_id: u64, reply: &impl Serialize) {
@@ -324,20 +386,37 @@ pub(crate) enum Request {
     },
     /// A webhook spent its retry budget: the watch ends.
     WebhookFailed { watch: WatchId },
-    /// The server stops.
+    /// The server stops: the hub cancels every watch (webhook deliveries
+    /// stop) and ends.
     Shutdown,
+    /// Test hook: the hub task panics (see [`ServerHandle::inject_hub_panic`]).
+    ///
+    /// [`ServerHandle::inject_hub_panic`]: super::ServerHandle::inject_hub_panic
+    InjectPanic,
+}
+
+/// Whether the hub task is alive; set once by [`supervise`].
+#[derive(Debug, Default)]
+pub(crate) struct HubStatus {
+    failed: std::sync::OnceLock<String>,
 }
 
 /// A cheap, `Send` handle on the hub's request channel.
 #[derive(Debug, Clone)]
 pub(crate) struct HubHandle {
     tx: mpsc::UnboundedSender<Request>,
+    status: Arc<HubStatus>,
 }
 
 impl HubHandle {
     /// Sends a request; false when the hub has stopped.
     pub(crate) fn send(&self, request: Request) -> bool {
         self.tx.send(request).is_ok()
+    }
+
+    /// Why the hub task ended unexpectedly, if it did (`GET /ready` is 503 then).
+    pub(crate) fn failure(&self) -> Option<&str> {
+        self.status.failed.get().map(String::as_str)
     }
 
     pub(crate) fn weak(&self) -> WeakHub {
@@ -365,12 +444,22 @@ struct AliasMoved {
     since: u64,
 }
 
-/// Starts the hub on the current actix-rt System; returns its handle and the
-/// store wrapped so that alias re-points reach the hub.
-pub(crate) fn start(store: Arc<dyn Store>, settings: HubSettings) -> (HubHandle, Arc<dyn Store>) {
+/// The running hub task, for [`supervise`].
+pub(crate) type HubTask = actix_rt::task::JoinHandle<()>;
+
+/// Starts the hub on the current actix-rt System; returns its handle, the
+/// store wrapped so that alias re-points reach the hub, and the task (to be
+/// given to [`supervise`]).
+pub(crate) fn start(
+    store: Arc<dyn Store>,
+    settings: HubSettings,
+) -> (HubHandle, Arc<dyn Store>, HubTask) {
     let (tx, requests) = mpsc::unbounded_channel();
     let (moves_tx, moves) = mpsc::unbounded_channel();
-    let handle = HubHandle { tx };
+    let handle = HubHandle {
+        tx,
+        status: Arc::new(HubStatus::default()),
+    };
     // Subscribe now, before any request can change the store.
     let events = store.subscribe();
     let wrapped: Arc<dyn Store> = Arc::new(HubStore {
@@ -378,8 +467,42 @@ pub(crate) fn start(store: Arc<dyn Store>, settings: HubSettings) -> (HubHandle,
         moves: moves_tx,
     });
     let hub = Hub::new(store, settings, handle.weak());
-    actix_rt::spawn(hub.run(events, requests, moves));
-    (handle, wrapped)
+    let task = actix_rt::spawn(hub.run(events, requests, moves));
+    (handle, wrapped, task)
+}
+
+/// Watches the hub task. The hub ends normally only on
+/// [`Request::Shutdown`] (or when every handle is gone). If it ends any
+/// other way (a panic: a bug), the server cannot push any more, so this
+/// says why in the log, marks the hub failed (`GET /ready` answers 503),
+/// refuses new push sockets, and closes every push session with 1011: their
+/// clients see the failure instead of a socket that heartbeats but never
+/// pushes. The server is not restarted: the process's supervisor (or the
+/// application) decides, and `/ready` tells it.
+pub(crate) async fn supervise(task: HubTask, shared: Arc<Shared>) {
+    let why = match task.await {
+        Ok(()) => return,
+        Err(e) if e.is_panic() => {
+            let payload = e.into_panic();
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            format!("the watch hub panicked: {message}")
+        }
+        Err(e) => format!("the watch hub task ended: {e}"),
+    };
+    let _ = shared.hub.status.failed.set(why.clone());
+    let sessions = shared.registry.hub_failed();
+    log::error!(
+        "{why}; no more pushes can be sent: closing {} push session(s) with 1011 and \
+         answering GET /ready with 503 (restart the server)",
+        sessions.len()
+    );
+    for mailbox in sessions {
+        send_command(&mailbox, Command::HubFailed);
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -420,6 +543,32 @@ struct Entry {
     /// The final push was queued: no more pushes; ends when it is acked.
     ending: bool,
     idem: Option<IdemKey>,
+    /// Unix ms when `key` expires: the watch ends then (`ended` 401).
+    key_valid_till: u64,
+    /// A webhook watch's identity.
+    webhook: Option<WebhookKey>,
+}
+
+/// The identity of a webhook watch: the same (key, target, event, URL) is
+/// the same watch.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct WebhookKey {
+    key: String,
+    kind: EventKind,
+    /// The item id, or the alias name for a watch made on an alias.
+    target: String,
+    url: String,
+}
+
+/// A replay worked out before it is queued (its `gap` goes in the ack first).
+#[derive(Default)]
+struct Replay {
+    /// The pushes to queue, oldest first, and whether each is the final one.
+    pushes: Vec<(Arc<PushEvent>, bool)>,
+    /// The item ended by another kind of event: the watch ends silently.
+    end_silently: bool,
+    /// Older events were left out for lack of room: the client is told `gap`.
+    trimmed: bool,
 }
 
 /// The fields of a push object that belong to the watch.
@@ -456,6 +605,15 @@ struct Hub {
     by_alias: HashMap<String, HashSet<WatchId>>,
     /// Dormant socket watches and since when.
     dormant: HashMap<WatchId, Instant>,
+    /// Push ids whose session ended and that have not watched since, and
+    /// since when (bounded by `max_offline_push_ids`).
+    offline: HashMap<Arc<str>, Instant>,
+    /// Webhook watches by identity (`POST /watches` is idempotent).
+    webhooks: HashMap<WebhookKey, WatchId>,
+    /// Webhook watches per access key (bounded by `max_webhooks_per_key`).
+    webhooks_per_key: HashMap<String, usize>,
+    /// Every watch by its key's deadline (unix ms), soonest first.
+    key_expiry: std::collections::BTreeSet<(u64, WatchId)>,
     /// The last event seq handled.
     processed: u64,
     /// Reused for the watcher list of one event (no allocation per event).
@@ -487,6 +645,10 @@ impl Hub {
             by_push: HashMap::new(),
             by_alias: HashMap::new(),
             dormant: HashMap::new(),
+            offline: HashMap::new(),
+            webhooks: HashMap::new(),
+            webhooks_per_key: HashMap::new(),
+            key_expiry: std::collections::BTreeSet::new(),
             processed: 0,
             scratch: Vec::new(),
         }
@@ -504,8 +666,27 @@ impl Hub {
         let mut tick = tokio::time::interval_at(Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut events_open = true;
+        // The next key deadline (unix ms) the timer is set for.
+        let mut armed: Option<u64> = None;
+        let key_timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(key_timer);
         loop {
+            let next = self.key_expiry.first().map(|(till, _)| *till);
+            if next != armed {
+                armed = next;
+                if let Some(till) = next {
+                    let wait = till.saturating_sub(unix_now_ms());
+                    key_timer
+                        .as_mut()
+                        .reset(Instant::now() + Duration::from_millis(wait));
+                }
+            }
             tokio::select! {
+                () = &mut key_timer, if armed.is_some() => {
+                    self.end_expired_keys();
+                    // Re-arm from the clock (the timer may fire a little early).
+                    armed = None;
+                }
                 event = events.recv(), if events_open => match event {
                     Ok(event) => {
                         // Alias moves go first: a re-point made before this
@@ -526,6 +707,9 @@ impl Hub {
                 },
                 request = requests.recv() => match request {
                     None | Some(Request::Shutdown) => break,
+                    Some(Request::InjectPanic) => {
+                        panic!("injected hub panic (test hook)")
+                    }
                     Some(request) => self.on_request(request).await,
                 },
                 Some(moved) = moves.recv() => {
@@ -534,7 +718,64 @@ impl Hub {
                 _ = tick.tick() => self.sweep().await,
             }
         }
+        // Nothing queued leaves after the stop: webhook deliveries stop
+        // (their tasks see the cancelled watch and end).
+        for entry in self.watches.values() {
+            entry.view.live.store(false, Ordering::Relaxed);
+        }
         log::debug!("hub: stopped with {} watch(es)", self.watches.len());
+    }
+
+    /// Ends every watch whose key has expired, with `ended` 401.
+    fn end_expired_keys(&mut self) {
+        let now = unix_now_ms();
+        while let Some(&(till, id)) = self.key_expiry.first() {
+            if till > now {
+                break;
+            }
+            self.key_expiry.remove(&(till, id));
+            self.end_watch(
+                id,
+                401,
+                "the access key of this watch expired: make a new key and watch again".to_owned(),
+            );
+        }
+    }
+
+    /// Ends a watch for a reason other than its final push: no push of it
+    /// leaves from now on, and its session (if connected) gets
+    /// `["ended", {watchable, code, error}]`.
+    fn end_watch(&mut self, id: WatchId, code: u16, error: String) {
+        let Some(entry) = self.watches.get(&id) else {
+            return;
+        };
+        // First: a push still queued must not leave after the `ended`.
+        entry.view.live.store(false, Ordering::Relaxed);
+        match &entry.sink {
+            Sink::Socket {
+                session: Some(link),
+                ..
+            } => {
+                log::debug!("hub: watch {} ended ({code}): {error}", entry.watchable);
+                link.ended(Ended {
+                    watchable: entry.watchable.clone(),
+                    code,
+                    error,
+                });
+            }
+            Sink::Socket {
+                push_id,
+                session: None,
+            } => log::debug!(
+                "hub: dormant watch {} of push id {push_id:?} ended ({code}): {error}",
+                entry.watchable
+            ),
+            Sink::Webhook(_) => log::info!(
+                "hub: webhook watch {} ended ({code}): {error}",
+                entry.watchable
+            ),
+        }
+        self.remove_watch(id, true);
     }
 
     // ---- events ----------------------------------------------------------
@@ -565,7 +806,7 @@ impl Hub {
                 },
             });
             for &id in &ids {
-                self.queue_push(id, &shared, last, false);
+                self.queue_push(id, &shared, last);
             }
         }
         self.scratch = ids;
@@ -575,8 +816,8 @@ impl Hub {
     }
 
     /// Queues one push for a watch unless its cursor is past it.
-    fn queue_push(&mut self, id: WatchId, event: &Arc<PushEvent>, last: bool, replayed: bool) {
-        let max_queued = self.settings.max_queued_pushes;
+    fn queue_push(&mut self, id: WatchId, event: &Arc<PushEvent>, last: bool) {
+        let bounds = self.settings.queue;
         let Some(entry) = self.watches.get_mut(&id) else {
             return;
         };
@@ -589,12 +830,12 @@ impl Hub {
             view: entry.view.clone(),
             event: event.clone(),
             last,
-            replayed,
+            bytes: entry.view.object_len(event),
         };
         match &mut entry.sink {
             Sink::Socket { session, .. } => {
                 let Some(link) = session else { return };
-                match link.push(out, max_queued) {
+                match link.push(out, bounds) {
                     Queued::Yes | Queued::Overflow => {}
                     Queued::Gone => {
                         *session = None;
@@ -603,11 +844,12 @@ impl Hub {
                 }
             }
             Sink::Webhook(link) => {
-                if !link.push(out, max_queued) {
+                if !link.push(out, bounds.pushes) {
                     log::warn!(
-                        "hub: webhook watch {} has {max_queued} pushes waiting for its URL; ending it \
+                        "hub: webhook watch {} has {} pushes waiting for its URL; ending it \
                          (the event log still has them: GET /items/{}/events)",
                         entry.watchable,
+                        bounds.pushes,
                         entry.item
                     );
                     self.remove_watch(id, true);
@@ -716,15 +958,20 @@ impl Hub {
             }
             Request::SessionEnded { session, push_id } => {
                 let now = Instant::now();
+                let mut went_dormant = false;
                 for id in self.by_push.get(&push_id).into_iter().flatten() {
                     if let Some(entry) = self.watches.get_mut(id) {
                         if let Sink::Socket { session: s, .. } = &mut entry.sink {
                             if s.as_ref().is_some_and(|l| l.id == session) {
                                 *s = None;
                                 self.dormant.insert(*id, now);
+                                went_dormant = true;
                             }
                         }
                     }
+                }
+                if went_dormant {
+                    self.went_offline(push_id, now);
                 }
             }
             Request::AddWebhook { key, spec, reply } => {
@@ -748,7 +995,42 @@ impl Hub {
                 let _ = reply.send(result);
             }
             Request::WebhookFailed { watch } => self.remove_watch(watch, true),
-            Request::Shutdown => {}
+            // Handled by the loop itself.
+            Request::Shutdown | Request::InjectPanic => {}
+        }
+    }
+
+    /// `push_id` has watches but no session: hold them for the grace, within
+    /// `max_offline_push_ids` (the one offline longest is forgotten first).
+    fn went_offline(&mut self, push_id: Arc<str>, now: Instant) {
+        self.offline.entry(push_id).or_insert(now);
+        while self.offline.len() > self.settings.max_offline_push_ids {
+            let Some(oldest) = self
+                .offline
+                .iter()
+                .min_by_key(|(_, since)| **since)
+                .map(|(p, _)| p.clone())
+            else {
+                break;
+            };
+            self.offline.remove(&oldest);
+            let dormant: Vec<WatchId> = self
+                .by_push
+                .get(&oldest)
+                .into_iter()
+                .flatten()
+                .filter(|id| self.dormant.contains_key(id))
+                .copied()
+                .collect();
+            log::warn!(
+                "hub: more than max_offline_push_ids ({}) push ids are offline; forgetting the \
+                 {} watch(es) of {oldest:?}, offline longest (its client re-watches with `after`)",
+                self.settings.max_offline_push_ids,
+                dormant.len()
+            );
+            for id in dormant {
+                self.remove_watch(id, false);
+            }
         }
     }
 
@@ -804,11 +1086,26 @@ impl Hub {
         if let Some(idem) = &entry.idem {
             self.by_idem.remove(idem);
         }
-        if let Sink::Socket { push_id, .. } = &entry.sink {
-            if let Some(set) = self.by_push.get_mut(push_id) {
-                set.remove(&id);
-                if set.is_empty() {
-                    self.by_push.remove(push_id);
+        self.key_expiry.remove(&(entry.key_valid_till, id));
+        match &entry.sink {
+            Sink::Socket { push_id, .. } => {
+                if let Some(set) = self.by_push.get_mut(push_id) {
+                    set.remove(&id);
+                    if set.is_empty() {
+                        self.by_push.remove(push_id);
+                        self.offline.remove(push_id);
+                    }
+                }
+            }
+            Sink::Webhook(_) => {
+                if let Some(identity) = &entry.webhook {
+                    self.webhooks.remove(identity);
+                }
+                if let Some(n) = self.webhooks_per_key.get_mut(&entry.key) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.webhooks_per_key.remove(&entry.key);
+                    }
                 }
             }
         }
@@ -831,6 +1128,7 @@ impl Hub {
         message: Option<Box<str>>,
         with_value: bool,
         live: Arc<AtomicBool>,
+        key_valid_till: u64,
     ) -> Arc<WatchView> {
         let mut head = serde_json::to_string(head).unwrap_or_default();
         head.pop(); // the closing brace: seq, at, … follow
@@ -840,9 +1138,11 @@ impl Hub {
             message,
             with_value,
             live,
+            key_valid_till,
         })
     }
 
+    /// A new view for a watch; `None` keeps that part as it was.
     fn refresh_view(
         &mut self,
         id: WatchId,
@@ -862,8 +1162,37 @@ impl Hub {
                 message.unwrap_or_else(|| old.message.clone()),
                 with_value.unwrap_or(old.with_value),
                 old.live.clone(),
+                entry.key_valid_till,
             );
         }
+    }
+
+    /// Records when a watch's key expires (its view is refreshed after).
+    fn set_key_valid_till(&mut self, id: WatchId, till: u64) {
+        if let Some(entry) = self.watches.get_mut(&id) {
+            self.key_expiry.remove(&(entry.key_valid_till, id));
+            entry.key_valid_till = till;
+            self.key_expiry.insert((till, id));
+        }
+    }
+
+    /// A watch `message` as JSON text, within `max_message_size` (else 413).
+    fn message_text(&self, message: Option<&serde_json::Value>) -> Result<Option<Box<str>>, Failure> {
+        let Some(message) = message else {
+            return Ok(None);
+        };
+        let text = message.to_string();
+        let max = self.settings.max_message_size;
+        if text.len() > max {
+            return Err(Failure::new(
+                413,
+                format!(
+                    "the watch message is {} bytes; this server takes at most {max}: send a smaller one",
+                    text.len()
+                ),
+            ));
+        }
+        Ok(Some(text.into_boxed_str()))
     }
 
     /// `watch`: see the module docs for the order of things.
@@ -875,13 +1204,24 @@ impl Hub {
         watch: Watch,
     ) -> Result<(), Failure> {
         let kind = watch.event;
+        let message = self.message_text(watch.message.as_ref())?;
         let query = |since| EventQuery {
             since,
             kind: Some(kind),
             with_value: watch.with_value,
         };
+        // A gone item's replay checks the key by reading the log; the watch
+        // ends with that final push, so its key's deadline does not matter.
+        let mut key_valid_till = u64::MAX;
         let (item, alias, latest, page) = match self.store.check_read(&watch.key, &watch.id).await {
-            Ok(ItemRef { id, alias, seq, .. }) => {
+            Ok(ItemRef {
+                id,
+                alias,
+                seq,
+                key_valid_till: till,
+                ..
+            }) => {
+                key_valid_till = till;
                 let page = match watch.after {
                     Some(after) => Some(
                         self.store
@@ -920,13 +1260,19 @@ impl Hub {
             target: alias.clone().unwrap_or_else(|| item.to_string()),
             key: watch.key.clone(),
         };
-        let message = watch
-            .message
-            .as_ref()
-            .map(|m| m.to_string().into_boxed_str());
         let id = match self.by_idem.get(&idem) {
             Some(&id) => id,
             None => {
+                let max = self.settings.max_watches_per_push_id;
+                if self.by_push.get(push_id).map_or(0, HashSet::len) >= max {
+                    return Err(Failure::new(
+                        429,
+                        format!(
+                            "push id {push_id:?} already holds {max} watches, this server's limit: \
+                             unwatch some first"
+                        ),
+                    ));
+                }
                 let (id, watchable) = self.new_watchable();
                 let live = Arc::new(AtomicBool::new(true));
                 let head = Head {
@@ -935,7 +1281,7 @@ impl Hub {
                     id: item,
                     alias: alias.as_deref(),
                 };
-                let view = Self::view(id, &head, None, false, live);
+                let view = Self::view(id, &head, None, false, live, key_valid_till);
                 self.watches.insert(
                     id,
                     Entry {
@@ -952,8 +1298,11 @@ impl Hub {
                         cursor: latest,
                         ending: false,
                         idem: Some(idem.clone()),
+                        key_valid_till,
+                        webhook: None,
                     },
                 );
+                self.key_expiry.insert((key_valid_till, id));
                 self.by_idem.insert(idem, id);
                 self.by_push.entry(push_id.clone()).or_default().insert(id);
                 if let Some(alias) = &alias {
@@ -974,14 +1323,19 @@ impl Hub {
             (same, entry.item != item)
         };
         self.dormant.remove(&id);
+        self.offline.remove(push_id);
         if moved {
             self.unindex(id);
             if let Some(entry) = self.watches.get_mut(&id) {
                 entry.item = item;
             }
         }
+        self.set_key_valid_till(id, key_valid_till);
         self.refresh_view(id, Some(message), Some(watch.with_value));
-        let entry = self.watches.get_mut(&id).expect("present");
+        let Some(entry) = self.watches.get_mut(&id) else {
+            // Found or inserted above, and nothing since removes watches.
+            return Err(Failure::new(500, "internal error: the watch vanished"));
+        };
         entry.cursor = match watch.after {
             Some(after) => after,
             None if same_session => entry.cursor,
@@ -992,42 +1346,93 @@ impl Hub {
         entry.ending = false;
         let watchable = entry.watchable.clone();
         self.index(id);
+        let log_gap = page.as_ref().is_some_and(|p| p.gap);
+        let replay = page.map(|page| self.plan_replay(id, page));
         link.reply(
             ack_id,
             &Success(WatchOk {
                 watchable,
                 seq: latest,
-                gap: page.as_ref().is_some_and(|p| p.gap),
+                gap: log_gap || replay.as_ref().is_some_and(|r| r.trimmed),
             }),
         );
-        if let Some(page) = page {
-            self.replay(id, page);
+        if let Some(replay) = replay {
+            self.replay(id, replay);
         }
         Ok(())
     }
 
-    /// Queues logged events for a watch (backlog after `after`, or the new
-    /// item's after an alias move), in seq order, above its cursor.
-    fn replay(&mut self, id: WatchId, page: EventsPage) {
-        let Some(kind) = self.watches.get(&id).map(|e| e.kind) else {
-            return;
+    /// Works out a replay of logged events for a watch (backlog after
+    /// `after`, or the new item's after an alias move): in seq order, above
+    /// its cursor, up to its final event. A socket watch's replay fits in
+    /// [`SessionLink::replay_room`]: when the backlog does not, its oldest
+    /// events are left out (`trimmed`, reported as `gap`), so a reconnect
+    /// never overflows the session's queue by replay alone and cannot loop.
+    fn plan_replay(&self, id: WatchId, page: EventsPage) -> Replay {
+        let mut replay = Replay::default();
+        let Some(entry) = self.watches.get(&id) else {
+            return replay;
         };
         for event in page.events {
+            if event.seq <= entry.cursor {
+                continue;
+            }
             let last = event.kind != EventKind::Update;
-            if event.kind != kind {
+            if event.kind != entry.kind {
                 if last {
                     // The item is gone by another kind of event: end silently.
-                    self.remove_watch(id, false);
-                    return;
+                    replay.end_silently = true;
+                    break;
                 }
                 continue;
             }
-            let shared = Arc::new(PushEvent {
-                seq: event.seq,
-                at: event.at,
-                value: event.value.as_ref().map(|v| v.to_string().into_boxed_str()),
-            });
-            self.queue_push(id, &shared, last, true);
+            replay.pushes.push((
+                Arc::new(PushEvent {
+                    seq: event.seq,
+                    at: event.at,
+                    value: event.value.as_ref().map(|v| v.to_string().into_boxed_str()),
+                }),
+                last,
+            ));
+            if last {
+                break;
+            }
+        }
+        if let Sink::Socket {
+            session: Some(link),
+            ..
+        } = &entry.sink
+        {
+            let (mut pushes, mut bytes) = link.replay_room(self.settings.queue);
+            let mut keep = 0;
+            for (event, _) in replay.pushes.iter().rev() {
+                let size = entry.view.object_len(event);
+                // The newest event always fits: nothing is lost without a gap.
+                if keep > 0 && (pushes == 0 || size > bytes) {
+                    break;
+                }
+                pushes = pushes.saturating_sub(1);
+                bytes = bytes.saturating_sub(size);
+                keep += 1;
+            }
+            let left_out = replay.pushes.len() - keep;
+            if left_out > 0 {
+                log::info!(
+                    "hub: watch {} replays its newest {keep} event(s) and leaves out {left_out} \
+                     older one(s) that do not fit the session's queue (the client is told gap)",
+                    entry.watchable
+                );
+                replay.pushes.drain(..left_out);
+                replay.trimmed = true;
+            }
+        }
+        replay
+    }
+
+    /// Queues a replay worked out by [`Hub::plan_replay`].
+    fn replay(&mut self, id: WatchId, replay: Replay) {
+        for (event, last) in replay.pushes {
+            self.queue_push(id, &event, last);
             if last {
                 self.unindex(id);
                 if let Some(entry) = self.watches.get_mut(&id) {
@@ -1036,28 +1441,60 @@ impl Hub {
                 return;
             }
         }
+        if replay.end_silently {
+            self.remove_watch(id, false);
+        }
     }
 
+    /// `POST /watches`: idempotent per (key, item or alias, event, URL);
+    /// at most `max_webhooks_per_key` per key (else 429).
     async fn add_webhook(&mut self, key: String, spec: WebhookSpec) -> Result<String, Failure> {
+        let message = self.message_text(spec.message.as_ref())?;
         let checked = self
             .store
             .check_read(&key, &spec.id)
             .await
             .map_err(|e| failure(&e))?;
-        let (id, watchable) = self.new_watchable();
         let kind = spec.kind;
+        let identity = WebhookKey {
+            key: key.clone(),
+            kind,
+            target: checked
+                .alias
+                .clone()
+                .unwrap_or_else(|| checked.id.to_string()),
+            url: spec.url().to_owned(),
+        };
+        if let Some(&id) = self.webhooks.get(&identity) {
+            // The same watch: the latest call's message applies.
+            self.set_key_valid_till(id, checked.key_valid_till);
+            self.refresh_view(id, Some(message), None);
+            return self
+                .watches
+                .get(&id)
+                .map(|entry| entry.watchable.clone())
+                .ok_or_else(|| Failure::new(500, "internal error: a webhook watch vanished"));
+        }
+        let max = self.settings.max_webhooks_per_key;
+        if self.webhooks_per_key.get(&key).copied().unwrap_or(0) >= max {
+            return Err(Failure::new(
+                429,
+                format!(
+                    "this key already holds {max} webhook watches, this server's limit: \
+                     DELETE /watches/{{watchable}} some first"
+                ),
+            ));
+        }
+        let identity_key = key.clone();
+        let (id, watchable) = self.new_watchable();
         let live = Arc::new(AtomicBool::new(true));
-        let message = spec
-            .message
-            .as_ref()
-            .map(|m| m.to_string().into_boxed_str());
         let head = Head {
             watchable: &watchable,
             event: kind,
             id: checked.id,
             alias: checked.alias.as_deref(),
         };
-        let view = Self::view(id, &head, message, false, live);
+        let view = Self::view(id, &head, message, false, live, checked.key_valid_till);
         let link = webhooks::spawn_delivery(
             id,
             watchable.clone(),
@@ -1081,8 +1518,13 @@ impl Hub {
                 cursor: checked.seq,
                 ending: false,
                 idem: None,
+                key_valid_till: checked.key_valid_till,
+                webhook: Some(identity.clone()),
             },
         );
+        self.key_expiry.insert((checked.key_valid_till, id));
+        self.webhooks.insert(identity, id);
+        *self.webhooks_per_key.entry(identity_key).or_default() += 1;
         self.index(id);
         log::debug!("hub: webhook watch {watchable} on item {}", checked.id);
         Ok(watchable)
@@ -1108,10 +1550,27 @@ impl Hub {
                 Sink::Webhook(_) => true,
             };
             let (key, cursor) = (entry.key.clone(), entry.cursor);
+            // Authorization follows the alias: the watch's key must be
+            // allowed to read the item the alias names now.
+            let key_valid_till = match self.store.check_read(&key, &item.to_string()).await {
+                Ok(checked) => checked.key_valid_till,
+                Err(e) => {
+                    self.end_watch(
+                        id,
+                        e.code(),
+                        format!(
+                            "alias {alias:?} now names item {item}, which this watch's key may \
+                             not read ({e})"
+                        ),
+                    );
+                    continue;
+                }
+            };
             self.unindex(id);
             if let Some(entry) = self.watches.get_mut(&id) {
                 entry.item = item;
             }
+            self.set_key_valid_till(id, key_valid_till);
             self.refresh_view(id, None, None);
             self.index(id);
             log::debug!("hub: alias {alias:?} now names item {item}: its watches follow");
@@ -1124,7 +1583,8 @@ impl Hub {
                 match self.store.events(&key, &item.to_string(), query).await {
                     Ok(mut page) => {
                         page.events.retain(|e| e.seq <= self.processed);
-                        self.replay(id, page);
+                        let replay = self.plan_replay(id, page);
+                        self.replay(id, replay);
                     }
                     Err(e) => log::debug!("hub: alias {alias:?} moved; no log of {item}: {e}"),
                 }
@@ -1287,6 +1747,7 @@ mod tests {
             Some(r#"{"m":1}"#.into()),
             true,
             Arc::new(AtomicBool::new(true)),
+            u64::MAX,
         );
         let event = Arc::new(PushEvent {
             seq: 9,
@@ -1297,7 +1758,7 @@ mod tests {
             view,
             event,
             last: false,
-            replayed: false,
+            bytes: 0,
         };
         let frame = out.frame(3);
         let json = frame.strip_prefix("423").expect("42<ack id>");

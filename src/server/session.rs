@@ -65,7 +65,7 @@ use super::Shared;
 use crate::protocol::engineio::{self, OpenPacket};
 use crate::protocol::messages::{
     is_valid_push_id, ConnectAuth, ConnectOk, ConnectRefused, Failure, Pass, PassOk, Success,
-    Unwatch, Watch, PASS_EVENT, UNWATCH_EVENT, WATCH_EVENT,
+    Unwatch, Watch, ENDED_EVENT, PASS_EVENT, UNWATCH_EVENT, WATCH_EVENT,
 };
 use crate::protocol::socketio::{self, PacketKind, DEFAULT_NAMESPACE};
 
@@ -465,6 +465,17 @@ impl Session {
                     description: Some("too many pushes waiting".to_owned()),
                 }))
             }
+            Command::Ended(ended) => {
+                self.queue_socketio(&socketio::Packet::event(ENDED_EVENT, &ended, None));
+                Flow::Continue
+            }
+            Command::HubFailed => Flow::End(Ending::Close(CloseReason {
+                code: CloseCode::Error,
+                description: Some(
+                    "the server's watch hub stopped: no more pushes (see the server log)"
+                        .to_owned(),
+                ),
+            })),
             Command::Replaced => {
                 log::info!(
                     "{}: push id {:?} passed on a newer connection, disconnecting this one",
@@ -514,7 +525,9 @@ impl Session {
     /// A push from the hub: written now if the window has room, else queued.
     fn on_push(&mut self, push: Outgoing) {
         if !push.view.is_live() {
+            // Ended, or its key expired: checked here, at send time.
             self.link.dequeued(&push);
+            self.link.released(&push);
         } else if self.pushes.waiting.is_empty()
             && self.pushes.in_flight.len() < self.timing.max_in_flight
         {
@@ -547,6 +560,7 @@ impl Session {
             );
             return;
         };
+        self.link.released(&acked.push);
         if acked.push.last {
             self.registration.shared.hub.send(Request::FinalAcked {
                 watch: acked.push.view.watch,
@@ -560,6 +574,7 @@ impl Session {
                 self.write_push(next);
             } else {
                 self.link.dequeued(&next);
+                self.link.released(&next);
             }
         }
     }
