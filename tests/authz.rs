@@ -297,15 +297,17 @@ async fn offline_push_ids_are_bounded_oldest_first() {
 }
 
 /// A session's queue is bounded in bytes: values that fit the count bound
-/// many times over close the socket with 1013; a replay of that backlog
-/// sends its newest events that fit half the bound, with `gap`, and does
-/// not close the socket again. Another client keeps getting its pushes.
+/// close the socket with 1013 when their bytes do not fit; another client
+/// keeps getting its pushes. The replay of a backlog larger than the bound
+/// counts against it and goes out window by window: everything arrives,
+/// in order, and the socket is not closed again.
 #[actix_rt::test]
 async fn the_session_queue_is_bounded_in_bytes_and_replays_fit_in_it() {
     let f = Authz::start(ServerConfig {
         max_item_size: 10_000,
         max_queued_bytes: 40_000,
         max_queued_pushes: 6,
+        max_in_flight: 1,
         ..config()
     })
     .await;
@@ -321,29 +323,35 @@ async fn the_session_queue_is_bounded_in_bytes_and_replays_fit_in_it() {
 
     let value = "v".repeat(9_000);
     let mut seqs = Vec::new();
-    for n in 0..6 {
-        seqs.push(f.update(&id, json!(format!("{n}{value}"))).await);
+    for n in 0..5 {
+        let seq = f.update(&id, json!(format!("{n}{value}"))).await;
+        // The other client keeps getting its pushes.
+        assert_eq!(light.next_push_acked().await["seq"], json!(seq));
+        seqs.push(seq);
     }
-    // The slow client acks nothing: 4 pushes of ~9 kB fit 40 kB, the 5th does not.
+    // The slow client acks nothing: 4 pushes of ~9 kB fit 40 kB (one in
+    // flight, three waiting: under the count bound), the 5th does not.
     let (pushes, code) = slow.pushes_until_close().await;
     assert_eq!(code, Some(1013));
-    assert!(pushes.len() <= 5, "{} pushes before the close", pushes.len());
-    for seq in &seqs {
+    assert_eq!(pushes.len(), 1, "the in-flight window is 1");
+    for n in 5..10 {
+        let seq = f.update(&id, json!(n)).await;
         assert_eq!(light.next_push_acked().await["seq"], json!(seq));
+        seqs.push(seq);
     }
 
-    // A replay takes at most half of each bound (3 pushes here): the newest
-    // three come, with gap. (The log keeps no old values, so this backlog
-    // is small in bytes; the count is what trims it.)
+    // Ten replayed pushes exceed the count bound (6): all at once they would
+    // close the socket again, on every reconnect. In windows of half the
+    // bound they all come, in order, without a gap.
     let mut back = Wire::passed(&url, "", "slow").await;
     let mut rewatch = args.clone();
     rewatch["after"] = json!(start);
     let reply = back.call(1, "watch", rewatch).await;
-    assert_eq!((reply["ok"].clone(), reply["gap"].clone()), (json!(true), json!(true)), "{reply}");
-    let replayed = back.pushes_acked(3).await;
+    assert_eq!((reply["ok"].clone(), reply["gap"].clone()), (json!(true), json!(false)), "{reply}");
+    let replayed = back.pushes_acked(seqs.len()).await;
     assert_eq!(
         replayed.iter().map(|p| p["seq"].clone()).collect::<Vec<_>>(),
-        vec![json!(seqs[3]), json!(seqs[4]), json!(seqs[5])]
+        seqs.iter().map(|s| json!(s)).collect::<Vec<_>>()
     );
     let seq = f.update(&id, json!("live")).await;
     assert_eq!(back.next_push_acked().await["seq"], json!(seq));

@@ -233,6 +233,20 @@ pub(crate) struct Outgoing {
     /// The push object's size, give or take: counted against
     /// [`QueueBounds::bytes`] until the push is acknowledged or dropped.
     pub(crate) bytes: usize,
+    /// The last push of a replay window: its ack asks the hub for the next
+    /// window ([`Request::ReplayMore`]).
+    pub(crate) window_end: bool,
+}
+
+/// How a push comes to be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum How {
+    /// A live event.
+    Live,
+    /// A logged event of a replay.
+    Replayed,
+    /// The last push of a replay window that has more after it.
+    WindowEnd,
 }
 
 impl Outgoing {
@@ -367,6 +381,8 @@ pub(crate) enum Request {
     },
     /// A watch's final push was acknowledged: the watch ends.
     FinalAcked { watch: WatchId },
+    /// The last push of a replay window was acknowledged on `session`.
+    ReplayMore { watch: WatchId, session: SessionId },
     /// A session ended: its watches become dormant.
     SessionEnded {
         session: SessionId,
@@ -542,6 +558,9 @@ struct Entry {
     cursor: u64,
     /// The final push was queued: no more pushes; ends when it is acked.
     ending: bool,
+    /// A windowed replay is under way: live events wait in the log for
+    /// the next window (so the backlog stays ahead of them, in seq order).
+    replaying: bool,
     idem: Option<IdemKey>,
     /// Unix ms when `key` expires: the watch ends then (`ended` 401).
     key_valid_till: u64,
@@ -560,15 +579,16 @@ struct WebhookKey {
     url: String,
 }
 
-/// A replay worked out before it is queued (its `gap` goes in the ack first).
+/// One window of a replay, worked out before it is queued.
 #[derive(Default)]
 struct Replay {
     /// The pushes to queue, oldest first, and whether each is the final one.
     pushes: Vec<(Arc<PushEvent>, bool)>,
     /// The item ended by another kind of event: the watch ends silently.
     end_silently: bool,
-    /// Older events were left out for lack of room: the client is told `gap`.
-    trimmed: bool,
+    /// Newer events did not fit the session's room: the window's last push
+    /// asks for the next window when it is acknowledged.
+    more: bool,
 }
 
 /// The fields of a push object that belong to the watch.
@@ -806,7 +826,7 @@ impl Hub {
                 },
             });
             for &id in &ids {
-                self.queue_push(id, &shared, last);
+                self.queue_push(id, &shared, last, How::Live);
             }
         }
         self.scratch = ids;
@@ -815,13 +835,14 @@ impl Hub {
         }
     }
 
-    /// Queues one push for a watch unless its cursor is past it.
-    fn queue_push(&mut self, id: WatchId, event: &Arc<PushEvent>, last: bool) {
+    /// Queues one push for a watch unless its cursor is past it (or, for a
+    /// live event, a replay is under way: the log keeps it for the replay).
+    fn queue_push(&mut self, id: WatchId, event: &Arc<PushEvent>, last: bool, how: How) {
         let bounds = self.settings.queue;
         let Some(entry) = self.watches.get_mut(&id) else {
             return;
         };
-        if entry.ending || event.seq <= entry.cursor {
+        if entry.ending || event.seq <= entry.cursor || (entry.replaying && how == How::Live) {
             return;
         }
         entry.cursor = event.seq;
@@ -831,6 +852,7 @@ impl Hub {
             event: event.clone(),
             last,
             bytes: entry.view.object_len(event),
+            window_end: how == How::WindowEnd,
         };
         match &mut entry.sink {
             Sink::Socket { session, .. } => {
@@ -868,7 +890,8 @@ impl Hub {
             for id in ids {
                 if k == kind.index() {
                     if let Some(entry) = self.watches.get_mut(&id) {
-                        entry.ending = true;
+                        // A replaying watch gets its final push from the log.
+                        entry.ending |= !entry.replaying;
                         // A webhook or session that got no final push (dormant)
                         // never acks: a dormant one is forgotten after the grace.
                     }
@@ -951,6 +974,7 @@ impl Hub {
                 }
                 _ => session.reply(ack_id, &not_found_watch(&watchable)),
             },
+            Request::ReplayMore { watch, session } => self.replay_more(watch, session).await,
             Request::FinalAcked { watch } => {
                 if self.watches.get(&watch).is_some_and(|e| e.ending) {
                     self.remove_watch(watch, false);
@@ -1297,6 +1321,7 @@ impl Hub {
                         view,
                         cursor: latest,
                         ending: false,
+                        replaying: false,
                         idem: Some(idem.clone()),
                         key_valid_till,
                         webhook: None,
@@ -1342,8 +1367,10 @@ impl Hub {
             None => latest,
         };
         // A (re-)watch restarts the watch, also one whose final push was
-        // queued and never acked: the replay below queues it again.
+        // queued and never acked, or whose replay was cut short: the replay
+        // below queues them again.
         entry.ending = false;
+        entry.replaying = false;
         let watchable = entry.watchable.clone();
         self.index(id);
         let log_gap = page.as_ref().is_some_and(|p| p.gap);
@@ -1353,7 +1380,7 @@ impl Hub {
             &Success(WatchOk {
                 watchable,
                 seq: latest,
-                gap: log_gap || replay.as_ref().is_some_and(|r| r.trimmed),
+                gap: log_gap,
             }),
         );
         if let Some(replay) = replay {
@@ -1362,12 +1389,14 @@ impl Hub {
         Ok(())
     }
 
-    /// Works out a replay of logged events for a watch (backlog after
-    /// `after`, or the new item's after an alias move): in seq order, above
-    /// its cursor, up to its final event. A socket watch's replay fits in
-    /// [`SessionLink::replay_room`]: when the backlog does not, its oldest
-    /// events are left out (`trimmed`, reported as `gap`), so a reconnect
-    /// never overflows the session's queue by replay alone and cannot loop.
+    /// Works out the next window of a replay of logged events for a watch
+    /// (backlog after `after`, or the new item's after an alias move): in
+    /// seq order, above its cursor, up to its final event. A socket watch's
+    /// window fits in [`SessionLink::replay_room`] (at least one push, so it
+    /// always progresses): a larger backlog is sent window by window, the
+    /// next one read from the log when the client acknowledges the last push
+    /// of the previous one. So a replay never overflows the session's queue
+    /// by itself (a reconnect cannot loop on 1013), and loses nothing.
     fn plan_replay(&self, id: WatchId, page: EventsPage) -> Replay {
         let mut replay = Replay::default();
         let Some(entry) = self.watches.get(&id) else {
@@ -1405,9 +1434,8 @@ impl Hub {
         {
             let (mut pushes, mut bytes) = link.replay_room(self.settings.queue);
             let mut keep = 0;
-            for (event, _) in replay.pushes.iter().rev() {
+            for (event, _) in &replay.pushes {
                 let size = entry.view.object_len(event);
-                // The newest event always fits: nothing is lost without a gap.
                 if keep > 0 && (pushes == 0 || size > bytes) {
                     break;
                 }
@@ -1415,34 +1443,71 @@ impl Hub {
                 bytes = bytes.saturating_sub(size);
                 keep += 1;
             }
-            let left_out = replay.pushes.len() - keep;
-            if left_out > 0 {
-                log::info!(
-                    "hub: watch {} replays its newest {keep} event(s) and leaves out {left_out} \
-                     older one(s) that do not fit the session's queue (the client is told gap)",
-                    entry.watchable
-                );
-                replay.pushes.drain(..left_out);
-                replay.trimmed = true;
+            if keep < replay.pushes.len() {
+                replay.pushes.truncate(keep);
+                replay.end_silently = false;
+                replay.more = true;
             }
         }
         replay
     }
 
-    /// Queues a replay worked out by [`Hub::plan_replay`].
+    /// Queues a replay window worked out by [`Hub::plan_replay`].
     fn replay(&mut self, id: WatchId, replay: Replay) {
-        for (event, last) in replay.pushes {
-            self.queue_push(id, &event, last);
+        let count = replay.pushes.len();
+        for (n, (event, last)) in replay.pushes.into_iter().enumerate() {
+            let how = if replay.more && n + 1 == count {
+                How::WindowEnd
+            } else {
+                How::Replayed
+            };
+            self.queue_push(id, &event, last, how);
             if last {
                 self.unindex(id);
                 if let Some(entry) = self.watches.get_mut(&id) {
                     entry.ending = true;
+                    entry.replaying = false;
                 }
                 return;
             }
         }
+        if let Some(entry) = self.watches.get_mut(&id) {
+            entry.replaying = replay.more;
+        }
         if replay.end_silently {
             self.remove_watch(id, false);
+        }
+    }
+
+    /// The client acknowledged the last push of a replay window: queue the
+    /// next one, read from the log after the watch's cursor.
+    async fn replay_more(&mut self, id: WatchId, session: SessionId) {
+        let Some(entry) = self.watches.get(&id) else {
+            return;
+        };
+        let attached =
+            matches!(&entry.sink, Sink::Socket { session: Some(l), .. } if l.id == session);
+        if !entry.replaying || !attached {
+            return;
+        }
+        let query = EventQuery {
+            since: entry.cursor,
+            kind: Some(entry.kind),
+            with_value: entry.view.with_value,
+        };
+        let (key, item) = (entry.key.clone(), entry.item.to_string());
+        match self.store.events(&key, &item, query).await {
+            Ok(page) => {
+                if page.gap {
+                    log::warn!(
+                        "hub: the event log lost events of item {item} during a replay window; \
+                         the client is not told (it re-reads the item on its next gap)"
+                    );
+                }
+                let replay = self.plan_replay(id, page);
+                self.replay(id, replay);
+            }
+            Err(e) => self.end_watch(id, e.code(), format!("the replay cannot go on: {e}")),
         }
     }
 
@@ -1517,6 +1582,7 @@ impl Hub {
                 view,
                 cursor: checked.seq,
                 ending: false,
+                replaying: false,
                 idem: None,
                 key_valid_till: checked.key_valid_till,
                 webhook: Some(identity.clone()),
@@ -1759,6 +1825,7 @@ mod tests {
             event,
             last: false,
             bytes: 0,
+            window_end: false,
         };
         let frame = out.frame(3);
         let json = frame.strip_prefix("423").expect("42<ack id>");

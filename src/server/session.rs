@@ -561,6 +561,12 @@ impl Session {
             return;
         };
         self.link.released(&acked.push);
+        if acked.push.window_end {
+            self.registration.shared.hub.send(Request::ReplayMore {
+                watch: acked.push.view.watch,
+                session: self.registration.id,
+            });
+        }
         if acked.push.last {
             self.registration.shared.hub.send(Request::FinalAcked {
                 watch: acked.push.view.watch,
