@@ -75,7 +75,8 @@ impl Subscribe {
 
     /// Any JSON, echoed in every push of this watch.
     pub fn message(mut self, message: Value) -> Self {
-        self.watch.message = Some(message);
+        // A `Value` always serializes (its map keys are strings).
+        self.watch.message = serde_json::value::to_raw_value(&message).ok();
         self
     }
 

@@ -244,7 +244,7 @@ impl std::str::FromStr for EventKind {
 }
 
 /// `["watch", {…}]`: follow one kind of event of an item.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Watch {
     /// Which event to follow.
@@ -256,12 +256,24 @@ pub struct Watch {
     /// The last event seq this client handled for this watch (replay after it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<u64>,
-    /// Any JSON, echoed in every push of this watch.
+    /// Any JSON, echoed in every push of this watch. Kept as its JSON text:
+    /// the server only passes it through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<serde_json::Value>,
+    pub message: Option<Box<serde_json::value::RawValue>>,
     /// Whether update pushes carry the new value.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub with_value: bool,
+}
+
+impl PartialEq for Watch {
+    fn eq(&self, other: &Self) -> bool {
+        self.event == other.event
+            && self.id == other.id
+            && self.key == other.key
+            && self.after == other.after
+            && self.message.as_ref().map(|m| m.get()) == other.message.as_ref().map(|m| m.get())
+            && self.with_value == other.with_value
+    }
 }
 
 /// A successful `watch` reply.

@@ -1201,11 +1201,10 @@ impl Hub {
     }
 
     /// A watch `message` as JSON text, within `max_message_size` (else 413).
-    fn message_text(&self, message: Option<&serde_json::Value>) -> Result<Option<Box<str>>, Failure> {
-        let Some(message) = message else {
+    fn message_text(&self, message: Option<&str>) -> Result<Option<Box<str>>, Failure> {
+        let Some(text) = message else {
             return Ok(None);
         };
-        let text = message.to_string();
         let max = self.settings.max_message_size;
         if text.len() > max {
             return Err(Failure::new(
@@ -1216,7 +1215,7 @@ impl Hub {
                 ),
             ));
         }
-        Ok(Some(text.into_boxed_str()))
+        Ok(Some(text.into()))
     }
 
     /// `watch`: see the module docs for the order of things.
@@ -1228,7 +1227,7 @@ impl Hub {
         watch: Watch,
     ) -> Result<(), Failure> {
         let kind = watch.event;
-        let message = self.message_text(watch.message.as_ref())?;
+        let message = self.message_text(watch.message.as_deref().map(RawValue::get))?;
         let query = |since| EventQuery {
             since,
             kind: Some(kind),
@@ -1514,7 +1513,7 @@ impl Hub {
     /// `POST /watches`: idempotent per (key, item or alias, event, URL);
     /// at most `max_webhooks_per_key` per key (else 429).
     async fn add_webhook(&mut self, key: String, spec: WebhookSpec) -> Result<String, Failure> {
-        let message = self.message_text(spec.message.as_ref())?;
+        let message = self.message_text(spec.message.as_ref().map(ToString::to_string).as_deref())?;
         let checked = self
             .store
             .check_read(&key, &spec.id)
