@@ -78,7 +78,10 @@ async fn alias_repointed_to_an_item_the_key_may_not_read_ends_the_watch_with_403
     let ended = ended_of(&wire.next_text().await).expect("an ended event first");
     assert_eq!(ended["watchable"], json!(on_alias));
     assert_eq!(ended["code"], json!(403));
-    assert!(ended["error"].as_str().unwrap().contains("board"), "{ended}");
+    assert!(
+        ended["error"].as_str().unwrap().contains("board"),
+        "{ended}"
+    );
     // Nothing of the private item came before the barrier's push.
     let push = wire.next_push_acked().await;
     assert_eq!(push["seq"], json!(barrier), "{push}");
@@ -95,9 +98,7 @@ async fn alias_repointed_to_an_item_the_key_may_not_read_ends_the_watch_with_403
 #[actix_rt::test]
 async fn expired_key_ends_the_watch_with_401_and_no_further_push() {
     let f = Authz::start(config()).await;
-    let short = f
-        .keys(KeyKind::Reader, Some(Duration::from_secs(2)))
-        .await;
+    let short = f.keys(KeyKind::Reader, Some(Duration::from_secs(2))).await;
     let lasting = f.reader().await;
     let short_key = short.keys[0].clone();
     let id = f.write(json!(0), &[&short_key, &lasting], None).await;
@@ -108,7 +109,12 @@ async fn expired_key_ends_the_watch_with_401_and_no_further_push() {
         json!({"event":"update","id":id,"key":short_key}),
     )
     .await;
-    watch_ok(&mut wire, 2, json!({"event":"update","id":id,"key":lasting})).await;
+    watch_ok(
+        &mut wire,
+        2,
+        json!({"event":"update","id":id,"key":lasting}),
+    )
+    .await;
 
     let ended = ended_of(&next_text_within(&mut wire, BOUND).await).expect("an ended event");
     assert_eq!(ended["watchable"], json!(watchable));
@@ -129,9 +135,7 @@ async fn expired_key_ends_the_watch_with_401_and_no_further_push() {
 #[actix_rt::test]
 async fn expired_key_ends_a_webhook_watch() {
     let f = Authz::start(config()).await;
-    let short = f
-        .keys(KeyKind::Reader, Some(Duration::from_secs(2)))
-        .await;
+    let short = f.keys(KeyKind::Reader, Some(Duration::from_secs(2))).await;
     let lasting = f.reader().await;
     let short_key = short.keys[0].clone();
     let id = f.write(json!(0), &[&short_key, &lasting], None).await;
@@ -163,7 +167,10 @@ async fn expired_key_ends_a_webhook_watch() {
     }
     let seq = f.update(&id, json!(1)).await;
     let (path, body) = hook.next().await;
-    assert_eq!((path.as_str(), body["seq"].clone()), ("/lasting", json!(seq)));
+    assert_eq!(
+        (path.as_str(), body["seq"].clone()),
+        ("/lasting", json!(seq))
+    );
     hook.expect_none(Duration::from_millis(300)).await;
     // The watch has ended: deleting it with its key finds nothing.
     let client = common::wire::http_client(None);
@@ -191,15 +198,36 @@ async fn watch_quotas_answer_with_their_codes_and_others_keep_working() {
     let reader = f.reader().await;
     let id = f.write(json!(0), &[&reader], None).await;
     let mut greedy = Wire::passed(&f.server.ws_url(), "", "greedy").await;
-    watch_ok(&mut greedy, 1, json!({"event":"update","id":id,"key":reader})).await;
-    watch_ok(&mut greedy, 2, json!({"event":"remove","id":id,"key":reader})).await;
+    watch_ok(
+        &mut greedy,
+        1,
+        json!({"event":"update","id":id,"key":reader}),
+    )
+    .await;
+    watch_ok(
+        &mut greedy,
+        2,
+        json!({"event":"remove","id":id,"key":reader}),
+    )
+    .await;
     let reply = greedy
         .call(3, "watch", json!({"event":"expire","id":id,"key":reader}))
         .await;
-    assert_eq!((reply["ok"].clone(), reply["code"].clone()), (json!(false), json!(429)));
-    assert!(reply["error"].as_str().unwrap().contains("unwatch"), "{reply}");
+    assert_eq!(
+        (reply["ok"].clone(), reply["code"].clone()),
+        (json!(false), json!(429))
+    );
+    assert!(
+        reply["error"].as_str().unwrap().contains("unwatch"),
+        "{reply}"
+    );
     // The same watch again is no new watch: still fine.
-    watch_ok(&mut greedy, 4, json!({"event":"update","id":id,"key":reader})).await;
+    watch_ok(
+        &mut greedy,
+        4,
+        json!({"event":"update","id":id,"key":reader}),
+    )
+    .await;
 
     let mut other = Wire::passed(&f.server.ws_url(), "", "modest").await;
     let big = "x".repeat(100);
@@ -319,7 +347,12 @@ async fn the_session_queue_is_bounded_in_bytes_and_replays_fit_in_it() {
     let args = json!({"event":"update","id":id,"key":reader,"withValue":true});
     watch_ok(&mut slow, 1, args.clone()).await;
     let mut light = Wire::passed(&url, "", "light").await;
-    watch_ok(&mut light, 1, json!({"event":"update","id":id,"key":reader})).await;
+    watch_ok(
+        &mut light,
+        1,
+        json!({"event":"update","id":id,"key":reader}),
+    )
+    .await;
 
     let value = "v".repeat(9_000);
     let mut seqs = Vec::new();
@@ -347,10 +380,17 @@ async fn the_session_queue_is_bounded_in_bytes_and_replays_fit_in_it() {
     let mut rewatch = args.clone();
     rewatch["after"] = json!(start);
     let reply = back.call(1, "watch", rewatch).await;
-    assert_eq!((reply["ok"].clone(), reply["gap"].clone()), (json!(true), json!(false)), "{reply}");
+    assert_eq!(
+        (reply["ok"].clone(), reply["gap"].clone()),
+        (json!(true), json!(false)),
+        "{reply}"
+    );
     let replayed = back.pushes_acked(seqs.len()).await;
     assert_eq!(
-        replayed.iter().map(|p| p["seq"].clone()).collect::<Vec<_>>(),
+        replayed
+            .iter()
+            .map(|p| p["seq"].clone())
+            .collect::<Vec<_>>(),
         seqs.iter().map(|s| json!(s)).collect::<Vec<_>>()
     );
     let seq = f.update(&id, json!("live")).await;
@@ -374,7 +414,10 @@ async fn a_dead_hub_closes_sessions_with_1011_and_ready_answers_503() {
     assert_eq!(code, 1011, "{why}");
     let (status, body) = f.get("/ready").await;
     assert_eq!((status, body["code"].clone()), (503, json!(503)), "{body}");
-    assert!(body["error"].as_str().unwrap().contains("panicked"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("panicked"),
+        "{body}"
+    );
     f.server.stop().await;
 }
 

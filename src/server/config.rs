@@ -133,10 +133,10 @@ pub struct ServerConfig {
     /// picked up by its session). When it is exceeded the server closes that
     /// socket with 1013 ("try again later") and writes none of its later
     /// pushes, so the client's replay (`after` = its last handled seq) loses
-    /// nothing. Replayed pushes (a watch's backlog after `after`) are not
-    /// counted: the event log bounds them, and counting them could make a
-    /// large backlog close the socket on every reconnect. A webhook watch
-    /// whose URL falls this far behind is ended (and logged).
+    /// nothing. Replayed pushes count too: a replay goes out in windows of at
+    /// most half this bound (the next when the client acks the last of the
+    /// previous), so a large backlog never closes the socket by itself. A
+    /// webhook watch whose URL falls this far behind is ended (and logged).
     ///
     /// Defaults to 10,000.
     pub max_queued_pushes: usize,
@@ -171,9 +171,9 @@ pub struct ServerConfig {
     /// and written but not yet acknowledged), replays included. When it is
     /// exceeded the server closes that socket with 1013, as for
     /// [`max_queued_pushes`](ServerConfig::max_queued_pushes). A watch's
-    /// replay (`after`) uses at most half of this bound and of
-    /// `max_queued_pushes`: a larger backlog replays its newest events and
-    /// answers `gap: true`, so a reconnect never overflows by replay alone.
+    /// replay (`after`) goes out in windows of at most half of this bound
+    /// and of `max_queued_pushes`, so a reconnect never overflows by replay
+    /// alone. At least twice `max_item_size` (one push always fits).
     ///
     /// Defaults to 64 MiB (67,108,864).
     pub max_queued_bytes: usize,

@@ -50,7 +50,10 @@ use crate::store::{
 /// unknown route.
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/ping", vec![(Method::GET, web::get().to(ping))]))
-        .service(resource("/ready", vec![(Method::GET, web::get().to(ready))]))
+        .service(resource(
+            "/ready",
+            vec![(Method::GET, web::get().to(ready))],
+        ))
         .service(resource("/info", vec![(Method::GET, web::get().to(info))]))
         .service(resource(
             "/keys",

@@ -75,20 +75,61 @@
 //! periodic re-resolve of the watched aliases (every `watch_grace / 4`, at
 //! most 30 s).
 //!
-//! **Bounds.** Live pushes bound for a session are counted from the hub's
-//! send until the session writes them; above
-//! [`ServerConfig::max_queued_pushes`] the hub stops queueing to that session
-//! and tells it to close (close code 1013 "try again later"), so nothing after
-//! the dropped push is ever written and the client's replay from its last
-//! handled seq loses nothing. Replayed (backlog) pushes are not counted: they
-//! are bounded by the store's log (at most `max_events_per_item` per watch
-//! call), and counting them would let a large backlog overflow the queue on
-//! every reconnect, a loop the client could never leave. Watch calls in
-//! flight from one session to the hub are bounded by the session (429). A
-//! webhook watch whose queue overflows is ended and logged.
+//! **Authorization at send time.** `check_read` at `watch` time is not the
+//! end of it. Each watch remembers when its key expires (`key_valid_till`
+//! from `check_read`), and [`WatchView::is_live`] — asked by the session
+//! right before it writes a push, and by the webhook deliverer before each
+//! attempt — is false from that moment: no push leaves with an expired key.
+//! The hub also keeps a timer on the soonest key deadline and ends such
+//! watches then, with `["ended", {watchable, code: 401, error}]` to the
+//! session (protocol.md §2.6). When an alias moves, every watch following it
+//! is checked again (`check_read` of its key against the new item) before
+//! it follows; a key that may not read the new item ends the watch with
+//! `ended` 403, so it never sees that item's events or values. Ending a
+//! watch clears its view's `live` flag *before* the `ended` is queued, so no
+//! push of it can be written after the `ended`.
 //!
+//! **Bounds.** Pushes bound for a session are counted from the hub's send
+//! until the session writes them ([`ServerConfig::max_queued_pushes`]), and
+//! their bytes until the client acknowledges them
+//! ([`ServerConfig::max_queued_bytes`]; one push is always accepted while
+//! the session holds none, so one large value cannot close a socket by
+//! itself). Above either bound the hub stops queueing to that session and
+//! tells it to close (1013 "try again later"), so nothing after the dropped
+//! push is ever written and the client's replay from its last handled seq
+//! loses nothing. Replayed pushes count too, and so a replay goes out in
+//! *windows*: each takes at most half of each bound (less what already
+//! waits; at least one push), its last push carries `window_end`, and that
+//! push's ack ([`Request::ReplayMore`]) makes the hub read the next window
+//! from the log after the watch's cursor. Meanwhile the watch takes no live
+//! pushes (they are in the log, and come in the window that reaches them),
+//! which keeps seq order. So a backlog of any size replays fully without
+//! ever overflowing the queue by itself: a reconnect cannot loop on 1013.
+//! Watch calls in flight from one session to the hub are bounded by the
+//! session (429). A webhook watch whose queue overflows is ended and logged.
+//!
+//! **Quotas** (each a [`ServerConfig`] field): watches per push id (a new
+//! watch over it is 429), push ids held offline (the one offline longest is
+//! forgotten: its client re-watches with `after`), webhook watches per key
+//! (429; an identical (key, item or alias, event, URL) webhook is the same
+//! watch, and its latest `message` applies), and a watch `message`'s size
+//! (413). Messages are kept as the JSON text the client sent.
+//!
+//! **Supervision.** The hub runs as its own task; [`supervise`] awaits it.
+//! It ends normally only on [`Request::Shutdown`], which cancels every
+//! watch (webhook deliveries stop, also mid-retry). Any other end (a panic)
+//! is logged, marks the hub failed (`GET /ready` answers 503), refuses new
+//! push sockets and closes every live one with 1011: a client is told
+//! rather than left on a socket that heartbeats but never pushes. The hub
+//! is not restarted in place: its watches lived in the task that died, and
+//! rebuilding them would need the sessions' watch calls again; the
+//! operator's supervisor restarts the process on `/ready` 503, and clients
+//! reconnect and replay with `after`.
+//!
+//! [`ServerConfig`]: super::ServerConfig
 //! [`ServerConfig::watch_grace`]: super::ServerConfig::watch_grace
 //! [`ServerConfig::max_queued_pushes`]: super::ServerConfig::max_queued_pushes
+//! [`ServerConfig::max_queued_bytes`]: super::ServerConfig::max_queued_bytes
 //! [`ServerHandle::store`]: super::ServerHandle::store
 
 use std::collections::{HashMap, HashSet};
@@ -321,8 +362,7 @@ impl SessionLink {
         }
         let count = self.queued.fetch_add(1, Ordering::Relaxed);
         let bytes = self.queued_bytes.fetch_add(out.bytes, Ordering::Relaxed);
-        if count >= bounds.pushes || (bytes > 0 && bytes.saturating_add(out.bytes) > bounds.bytes)
-        {
+        if count >= bounds.pushes || (bytes > 0 && bytes.saturating_add(out.bytes) > bounds.bytes) {
             self.queued.fetch_sub(1, Ordering::Relaxed);
             self.queued_bytes.fetch_sub(out.bytes, Ordering::Relaxed);
             self.overflowed.store(true, Ordering::Relaxed);
@@ -1513,7 +1553,8 @@ impl Hub {
     /// `POST /watches`: idempotent per (key, item or alias, event, URL);
     /// at most `max_webhooks_per_key` per key (else 429).
     async fn add_webhook(&mut self, key: String, spec: WebhookSpec) -> Result<String, Failure> {
-        let message = self.message_text(spec.message.as_ref().map(ToString::to_string).as_deref())?;
+        let message =
+            self.message_text(spec.message.as_ref().map(ToString::to_string).as_deref())?;
         let checked = self
             .store
             .check_read(&key, &spec.id)

@@ -32,7 +32,13 @@
 //! next per-connection ack id. At most
 //! [`ServerConfig::max_in_flight`](super::ServerConfig::max_in_flight) pushes
 //! are unacknowledged at a time; more wait in order in the session (counted
-//! by the hub against `max_queued_pushes`). A push unacknowledged after
+//! by the hub against `max_queued_pushes`, and their bytes against
+//! `max_queued_bytes` until acknowledged). Right before a push is written
+//! its watch is asked whether it may still leave (`WatchView::is_live`: not
+//! ended, key not expired): authorization holds at send time. The hub's
+//! `ended` (a watch ended for its key, its alias or a limit) is written as
+//! `42["ended",{…}]`; the ack of a replay window's last push asks the hub
+//! for the next window. A push unacknowledged after
 //! [`ServerConfig::ack_timeout`](super::ServerConfig::ack_timeout) closes the
 //! socket with 1002 ("push ack timeout"), like a missed pong, and without a
 //! `41`, so Socket.IO clients reconnect by themselves and re-watch with
