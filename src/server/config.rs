@@ -532,6 +532,31 @@ mod tests {
     }
 
     #[test]
+    fn hub_quotas_say_what_to_fix() {
+        for config in [
+            ServerConfig {
+                max_watches_per_push_id: 0,
+                ..Default::default()
+            },
+            ServerConfig {
+                max_message_size: 0,
+                ..Default::default()
+            },
+        ] {
+            assert!(matches!(config.validate(), Err(ServerConfigError::Zero(_))));
+        }
+        let small = ServerConfig {
+            max_queued_bytes: 1024 * 1024,
+            ..Default::default()
+        };
+        assert!(small
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("at least twice max_item_size"));
+    }
+
+    #[test]
     fn debug_hides_the_passphrase() {
         let config = ServerConfig {
             passphrase: Some("secret".into()),

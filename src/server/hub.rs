@@ -631,6 +631,42 @@ struct Replay {
     more: bool,
 }
 
+/// Push ids offline, oldest first: O(log n) to add, remove or evict.
+#[derive(Default)]
+struct Offline {
+    order: std::collections::BTreeMap<u64, Arc<str>>,
+    position: HashMap<Arc<str>, u64>,
+    next: u64,
+}
+
+impl Offline {
+    /// Adds `push_id` unless it is already there (it keeps its place).
+    fn insert(&mut self, push_id: Arc<str>) {
+        if self.position.contains_key(&push_id) {
+            return;
+        }
+        self.next += 1;
+        self.order.insert(self.next, push_id.clone());
+        self.position.insert(push_id, self.next);
+    }
+
+    fn remove(&mut self, push_id: &str) {
+        if let Some(at) = self.position.remove(push_id) {
+            self.order.remove(&at);
+        }
+    }
+
+    fn pop_oldest(&mut self) -> Option<Arc<str>> {
+        let (_, push_id) = self.order.pop_first()?;
+        self.position.remove(&push_id);
+        Some(push_id)
+    }
+
+    fn len(&self) -> usize {
+        self.position.len()
+    }
+}
+
 /// The fields of a push object that belong to the watch.
 #[derive(Serialize)]
 struct Head<'a> {
@@ -666,8 +702,8 @@ struct Hub {
     /// Dormant socket watches and since when.
     dormant: HashMap<WatchId, Instant>,
     /// Push ids whose session ended and that have not watched since, and
-    /// since when (bounded by `max_offline_push_ids`).
-    offline: HashMap<Arc<str>, Instant>,
+    /// in the order they went offline (bounded by `max_offline_push_ids`).
+    offline: Offline,
     /// Webhook watches by identity (`POST /watches` is idempotent).
     webhooks: HashMap<WebhookKey, WatchId>,
     /// Webhook watches per access key (bounded by `max_webhooks_per_key`).
@@ -705,7 +741,7 @@ impl Hub {
             by_push: HashMap::new(),
             by_alias: HashMap::new(),
             dormant: HashMap::new(),
-            offline: HashMap::new(),
+            offline: Offline::default(),
             webhooks: HashMap::new(),
             webhooks_per_key: HashMap::new(),
             key_expiry: std::collections::BTreeSet::new(),
@@ -1035,7 +1071,7 @@ impl Hub {
                     }
                 }
                 if went_dormant {
-                    self.went_offline(push_id, now);
+                    self.went_offline(push_id);
                 }
             }
             Request::AddWebhook { key, spec, reply } => {
@@ -1066,18 +1102,12 @@ impl Hub {
 
     /// `push_id` has watches but no session: hold them for the grace, within
     /// `max_offline_push_ids` (the one offline longest is forgotten first).
-    fn went_offline(&mut self, push_id: Arc<str>, now: Instant) {
-        self.offline.entry(push_id).or_insert(now);
+    fn went_offline(&mut self, push_id: Arc<str>) {
+        self.offline.insert(push_id);
         while self.offline.len() > self.settings.max_offline_push_ids {
-            let Some(oldest) = self
-                .offline
-                .iter()
-                .min_by_key(|(_, since)| **since)
-                .map(|(p, _)| p.clone())
-            else {
+            let Some(oldest) = self.offline.pop_oldest() else {
                 break;
             };
-            self.offline.remove(&oldest);
             let dormant: Vec<WatchId> = self
                 .by_push
                 .get(&oldest)
