@@ -185,6 +185,55 @@ async fn expired_key_ends_a_webhook_watch() {
     f.server.stop().await;
 }
 
+/// A webhook watch on an alias follows the same rule: re-pointed at an item
+/// its key may not read, it delivers nothing of that item and is gone.
+#[actix_rt::test]
+async fn alias_repointed_ends_a_webhook_watch() {
+    let f = Authz::start(config()).await;
+    let reader = f.reader().await;
+    let public = f.write(json!("public"), &[&reader], Some("feed")).await;
+    let private = f.write(json!("private"), &[], None).await;
+    let mut hook = Hook::start().await;
+    let (status, body) = f
+        .post_webhook(
+            &reader,
+            &json!({"event":"update","id":"feed","url":format!("{}/alias", hook.url)}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let watchable = body["watchable"].as_str().unwrap().to_owned();
+    let (status, body) = f
+        .post_webhook(
+            &reader,
+            &json!({"event":"update","id":public,"url":format!("{}/direct", hook.url)}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    f.alias("feed", &private).await;
+    f.update(&private, json!("secret")).await;
+    let seq = f.update(&public, json!("still public")).await;
+    let (path, body) = hook.next().await;
+    assert_eq!(
+        (path.as_str(), body["seq"].clone()),
+        ("/direct", json!(seq))
+    );
+    hook.expect_none(Duration::from_millis(300)).await;
+    let response = common::wire::http_client(None)
+        .delete(format!("{}/watches/{watchable}", f.server.http_url()))
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(
+        response.status().as_u16(),
+        404,
+        "the watch should have ended"
+    );
+    hook.stop().await;
+    f.server.stop().await;
+}
+
 /// Watches per push id and the size of a watch's message: over the quota
 /// is 429 (413 for a message too large); other clients keep working.
 #[actix_rt::test]
