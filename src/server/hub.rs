@@ -771,7 +771,10 @@ impl Hub {
             if next != armed {
                 armed = next;
                 if let Some(till) = next {
-                    let wait = till.saturating_sub(unix_now_ms());
+                    // At most a day ahead (a far deadline, e.g. `u64::MAX` of
+                    // a store that does not know, must not overflow the
+                    // clock); an early wake-up only re-arms the timer.
+                    let wait = till.saturating_sub(unix_now_ms()).min(86_400_000);
                     key_timer
                         .as_mut()
                         .reset(Instant::now() + Duration::from_millis(wait));
