@@ -1873,6 +1873,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn offline_push_ids_leave_oldest_first() {
+        let mut offline = Offline::default();
+        for push_id in ["a", "b", "a", "c"] {
+            offline.insert(push_id.into());
+        }
+        assert_eq!(offline.len(), 3);
+        offline.remove("b");
+        assert_eq!(offline.pop_oldest().as_deref(), Some("a"));
+        assert_eq!(offline.pop_oldest().as_deref(), Some("c"));
+        assert_eq!(offline.pop_oldest(), None);
+        assert_eq!(offline.len(), 0);
+    }
+
+    #[test]
+    fn an_expired_key_stops_pushes_at_send_time() {
+        let head = Head {
+            watchable: "w1",
+            event: EventKind::Update,
+            id: ItemId(1),
+            alias: None,
+        };
+        let live = Arc::new(AtomicBool::new(true));
+        let expired = Hub::view(1, &head, None, false, live.clone(), unix_now_ms() - 1);
+        assert!(!expired.is_live());
+        let valid = Hub::view(1, &head, None, false, live.clone(), u64::MAX);
+        assert!(valid.is_live());
+        live.store(false, Ordering::Relaxed);
+        assert!(!valid.is_live());
+    }
+
+    #[test]
     fn push_frames_have_the_protocol_shape() {
         let head = Head {
             watchable: "w7",
