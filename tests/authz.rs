@@ -98,7 +98,7 @@ async fn alias_repointed_to_an_item_the_key_may_not_read_ends_the_watch_with_403
 #[actix_rt::test]
 async fn expired_key_ends_the_watch_with_401_and_no_further_push() {
     let f = Authz::start(config()).await;
-    let short = f.keys(KeyKind::Reader, Some(Duration::from_secs(2))).await;
+    let short = f.keys(KeyKind::Reader, Some(Duration::from_secs(3))).await;
     let lasting = f.reader().await;
     let short_key = short.keys[0].clone();
     let id = f.write(json!(0), &[&short_key, &lasting], None).await;
@@ -135,7 +135,7 @@ async fn expired_key_ends_the_watch_with_401_and_no_further_push() {
 #[actix_rt::test]
 async fn expired_key_ends_a_webhook_watch() {
     let f = Authz::start(config()).await;
-    let short = f.keys(KeyKind::Reader, Some(Duration::from_secs(2))).await;
+    let short = f.keys(KeyKind::Reader, Some(Duration::from_secs(3))).await;
     let lasting = f.reader().await;
     let short_key = short.keys[0].clone();
     let id = f.write(json!(0), &[&short_key, &lasting], None).await;
