@@ -228,6 +228,31 @@ struct ServeArgs {
         value_name = "N"
     )]
     webhook_max_per_host: usize,
+    /// The most bytes of pushes one push connection may hold (more: close 1013).
+    #[arg(
+        long,
+        env = "EFFEX_MAX_QUEUED_BYTES",
+        default_value = "67108864",
+        value_name = "BYTES"
+    )]
+    max_queued_bytes: usize,
+    /// The most watches one push id may hold (more: 429).
+    #[arg(long, env = "EFFEX_MAX_WATCHES_PER_PUSH_ID", default_value = "10000")]
+    max_watches_per_push_id: usize,
+    /// The most offline push ids whose watches are held (more: the oldest are forgotten).
+    #[arg(long, env = "EFFEX_MAX_OFFLINE_PUSH_IDS", default_value = "100000")]
+    max_offline_push_ids: usize,
+    /// The most webhook watches one access key may hold (more: 429).
+    #[arg(long, env = "EFFEX_MAX_WEBHOOKS_PER_KEY", default_value = "1000")]
+    max_webhooks_per_key: usize,
+    /// The largest watch `message`, in bytes of JSON (larger: 413).
+    #[arg(
+        long,
+        env = "EFFEX_MAX_MESSAGE_SIZE",
+        default_value = "65536",
+        value_name = "BYTES"
+    )]
+    max_message_size: usize,
     /// The log filter (env_logger syntax: error, warn, info, debug, effex=debug,…).
     #[arg(long, env = "EFFEX_LOG", default_value = "info", value_name = "FILTER")]
     log_level: String,
@@ -507,6 +532,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
         workers,
         webhook_allow: args.webhook_allow,
         webhook_max_per_host: args.webhook_max_per_host,
+        max_queued_bytes: args.max_queued_bytes,
+        max_watches_per_push_id: args.max_watches_per_push_id,
+        max_offline_push_ids: args.max_offline_push_ids,
+        max_webhooks_per_key: args.max_webhooks_per_key,
+        max_message_size: args.max_message_size,
         ..ServerConfig::default()
     };
     args.limits.apply(&mut config);

@@ -58,7 +58,7 @@ fn watch_and_push_payloads_round_trip_through_packets() {
         id: "item".into(),
         key: "rk1".into(),
         after: Some(41),
-        message: Some(json!({"tag": 1})),
+        message: Some(serde_json::value::to_raw_value(&json!({"tag": 1})).unwrap()),
         with_value: true,
     };
     let text = Packet::event(messages::WATCH_EVENT, &watch, Some(3)).encode();

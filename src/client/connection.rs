@@ -45,7 +45,7 @@ use super::session::{ConnectionState, Session};
 use super::socket::{self, FrameReader, Inbound, SocketEvent, SocketWriter};
 use crate::protocol::engineio::{self, OpenPacket};
 use crate::protocol::messages::{
-    self, ConnectOk, ConnectRefused, EventKind, Pass, PassOk, Push, Watch, WatchOk,
+    self, ConnectOk, ConnectRefused, Ended, EventKind, Pass, PassOk, Push, Watch, WatchOk,
 };
 use crate::protocol::socketio::{self, PacketKind, DEFAULT_NAMESPACE};
 
@@ -130,6 +130,19 @@ pub struct WatchItem {
     pub watch: Watch,
     /// Who receives the watch's pushes.
     pub subscriber: Recipient<Delivery>,
+    /// Who is told when the server ends the watch (`ended`, protocol.md
+    /// 2.6); sent after every push of the watch that came before it.
+    pub ended: Option<Recipient<Ended>>,
+}
+
+impl Message for Ended {
+    type Result = ();
+}
+
+/// Where one watch's pushes and its `ended` go.
+struct Route {
+    pushes: Recipient<Delivery>,
+    ended: Option<Recipient<Ended>>,
 }
 
 /// Ends a watch: sends `unwatch` and removes its route.
@@ -193,7 +206,7 @@ pub struct ConnectionActor {
     listeners: Vec<Recipient<ConnectionState>>,
     /// Watchable → the subscriber that receives its pushes. While any route
     /// exists, a dropped connection is re-established by itself.
-    routes: HashMap<String, Recipient<Delivery>>,
+    routes: HashMap<String, Route>,
     /// Ack ids of final (remove / expire) pushes: their routes end when acked.
     finals: HashMap<u64, String>,
     /// Consecutive failed reconnects (resets after a stable connection).
@@ -246,7 +259,7 @@ struct PendingAck {
     timer: SpawnHandle,
     /// For a `watch`: the subscriber to route the watch's pushes to, set up
     /// as soon as the ack arrives (before any push of the watch is read).
-    route: Option<Recipient<Delivery>>,
+    route: Option<Route>,
 }
 
 /// How a link is taken down.
@@ -719,6 +732,9 @@ impl ConnectionActor {
                 if name == messages::PUSH_EVENT && matches!(self.state, State::Connected(_)) {
                     return self.on_push(&packet, ctx);
                 }
+                if name == messages::ENDED_EVENT && matches!(self.state, State::Connected(_)) {
+                    return self.on_ended(&packet);
+                }
                 log::debug!("no handler for server event {name:?}");
                 if let Some(id) = packet.ack_id {
                     let reply =
@@ -753,7 +769,7 @@ impl ConnectionActor {
             epoch: self.epoch,
             ack_id,
         };
-        if route.try_send(Delivery { push, ack }).is_err() {
+        if route.pushes.try_send(Delivery { push, ack }).is_err() {
             // The subscriber is gone: forget its route; the server ends the
             // watch when its grace period runs out.
             log::debug!("the subscriber of {watchable} is gone");
@@ -761,6 +777,30 @@ impl ConnectionActor {
             self.finals.remove(&ack_id);
             let reply = messages::Failure::new(404, "no subscriber for this watchable");
             self.send_or_drop(&socketio::Packet::ack(ack_id, &reply), ctx);
+        }
+    }
+
+    /// `["ended", {watchable, code, error}]`: the server ended a watch; its
+    /// route ends and its subscriber is told (after the pushes before it).
+    fn on_ended(&mut self, packet: &socketio::Packet) {
+        let ended = match packet.first_arg::<Ended>() {
+            Ok(ended) => ended,
+            Err(e) => {
+                log::warn!("ignoring a malformed ended event: {e}");
+                return;
+            }
+        };
+        log::info!(
+            "the server ended watch {} ({}): {}",
+            ended.watchable,
+            ended.code,
+            ended.error
+        );
+        if let Some(Route {
+            ended: Some(tell), ..
+        }) = self.routes.remove(&ended.watchable)
+        {
+            tell.do_send(ended);
         }
     }
 
@@ -891,7 +931,7 @@ impl ConnectionActor {
     fn send_emit(
         &mut self,
         emit: Emit,
-        route: Option<Recipient<Delivery>>,
+        route: Option<Route>,
         ctx: &mut Context<Self>,
     ) -> Result<oneshot::Receiver<Result<Vec<Value>, EmitError>>, EmitError> {
         let limit = self.config.max_pending_acks();
@@ -1092,7 +1132,13 @@ impl Handler<WatchItem> for ConnectionActor {
                 .unwrap_or(Err(ConnectError::Stopped))
                 .map_err(EmitError::from)?;
             let ack = me
-                .send(SendEmit(emit, Some(msg.subscriber)))
+                .send(SendEmit(
+                    emit,
+                    Some(Route {
+                        pushes: msg.subscriber,
+                        ended: msg.ended,
+                    }),
+                ))
                 .await
                 .map_err(|_| EmitError::Stopped)??;
             let args = ack.await.unwrap_or(Err(EmitError::Stopped))?;
@@ -1144,7 +1190,7 @@ impl Handler<AckPush> for ConnectionActor {
 
 /// Sends an [`Emit`] on the connection that is up now (internal step of
 /// `Emit` and `WatchItem`), with the route to set up when it is a watch.
-struct SendEmit(Emit, Option<Recipient<Delivery>>);
+struct SendEmit(Emit, Option<Route>);
 
 impl Message for SendEmit {
     type Result = Result<oneshot::Receiver<Result<Vec<Value>, EmitError>>, EmitError>;

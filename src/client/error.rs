@@ -148,6 +148,16 @@ pub enum WatchError {
     /// The server's reply does not have the protocol's shape.
     #[error("the server's reply does not fit the protocol: {0}")]
     BadReply(String),
+    /// The server ended the watch (protocol.md 2.6): 401 its key expired,
+    /// 403 the alias it follows now names an item the key may not read,
+    /// 429 a quota or limit. Watch again with a key that may read the item.
+    #[error("the server ended the watch ({code}): {message}")]
+    Ended {
+        /// The server's http-like code.
+        code: u16,
+        /// The server's message.
+        message: String,
+    },
 }
 
 impl WatchError {
@@ -172,6 +182,9 @@ impl WatchError {
 
     /// Whether retrying cannot help (the server said no).
     pub fn is_final(&self) -> bool {
-        matches!(self, WatchError::Refused { .. } | WatchError::BadReply(_))
+        matches!(
+            self,
+            WatchError::Refused { .. } | WatchError::BadReply(_) | WatchError::Ended { .. }
+        )
     }
 }

@@ -28,7 +28,7 @@ use super::connection::{AckPush, ConnectionActor, Delivery, UnwatchItem, WatchIt
 use super::error::{DisconnectReason, WatchError};
 use super::session::{ConnectionState, Session};
 use super::SubscribeState;
-use crate::protocol::messages::{EventKind, Push, Watch, WatchOk};
+use crate::protocol::messages::{Ended, EventKind, Push, Watch, WatchOk};
 
 impl Message for Push {
     type Result = ();
@@ -75,7 +75,8 @@ impl Subscribe {
 
     /// Any JSON, echoed in every push of this watch.
     pub fn message(mut self, message: Value) -> Self {
-        self.watch.message = Some(message);
+        // A `Value` always serializes (its map keys are strings).
+        self.watch.message = serde_json::value::to_raw_value(&message).ok();
         self
     }
 
@@ -109,12 +110,14 @@ pub enum SubscriberEvent {
         /// The item id or alias it watches.
         id: String,
     },
-    /// A watch ended: its item is gone (after its final push) or the server
-    /// refused to renew it (e.g. the key expired).
+    /// A watch ended: its item is gone (after its final push), the server
+    /// refused to renew it, or the server ended it (`ended`: its key
+    /// expired, the alias it follows names an item the key may not read, or
+    /// a limit; [`WatchError::Ended`]).
     Ended {
         /// The watch concerned.
         watchable: String,
-        /// Why, when the server refused it; `None` after the final push.
+        /// Why, when the server refused or ended it; `None` after the final push.
         error: Option<WatchError>,
     },
 }
@@ -125,6 +128,22 @@ enum PushHandler {
     Recipient(Recipient<Push>),
     /// A function, called on the subscriber's own thread.
     Function(Box<dyn FnMut(&Push)>),
+}
+
+/// What waits for the handler, in arrival order.
+enum Next {
+    Push(Delivery),
+    /// The server ended a watch: reported after the pushes that came before.
+    Ended(Ended),
+}
+
+impl Next {
+    fn watchable(&self) -> &str {
+        match self {
+            Next::Push(delivery) => &delivery.push.watchable,
+            Next::Ended(ended) => &ended.watchable,
+        }
+    }
 }
 
 /// One registered watch.
@@ -161,13 +180,13 @@ pub struct SubscriberActor {
     handler: PushHandler,
     events: Option<Recipient<SubscriberEvent>>,
     watching: HashMap<String, Watching>,
-    queue: VecDeque<Delivery>,
+    queue: VecDeque<Next>,
     /// Watch requests whose reply has not been read yet.
     watches_pending: usize,
     /// Pushes that arrived before the reply of the watch they belong to
     /// (the server sends the reply first, but the reply reaches this actor
     /// through a future and the pushes through the mailbox).
-    early: Vec<Delivery>,
+    early: Vec<Next>,
     busy: bool,
     /// Whether the connection dropped since the watches were last sent.
     dropped: bool,
@@ -219,6 +238,7 @@ impl SubscriberActor {
         let request = WatchItem {
             watch: watch.clone(),
             subscriber: ctx.address().recipient(),
+            ended: Some(ctx.address().recipient()),
         };
         let sent = self.conn.send(request);
         self.watches_pending += 1;
@@ -291,18 +311,32 @@ impl SubscriberActor {
     /// Hands the next queued push to the handler, if none is being handled.
     fn deliver_next(&mut self, ctx: &mut Context<Self>) {
         while !self.busy {
-            let Some(delivery) = self.queue.pop_front() else {
+            let Some(next) = self.queue.pop_front() else {
                 return;
             };
-            let Some(watching) = self.watching.get(&delivery.push.watchable) else {
-                if self.watches_pending > 0 {
+            let Some(watching) = self.watching.get(next.watchable()) else {
+                match next {
                     // Probably the watch whose reply is on its way.
-                    self.early.push(delivery);
-                } else {
+                    next if self.watches_pending > 0 => self.early.push(next),
                     // Not (or no longer) ours: ack so the server frees its slot.
-                    self.conn.do_send(AckPush(delivery.ack));
+                    Next::Push(delivery) => self.conn.do_send(AckPush(delivery.ack)),
+                    Next::Ended(_) => {}
                 }
                 continue;
+            };
+            let delivery = match next {
+                Next::Push(delivery) => delivery,
+                Next::Ended(ended) => {
+                    self.watching.remove(&ended.watchable);
+                    self.tell(SubscriberEvent::Ended {
+                        watchable: ended.watchable,
+                        error: Some(WatchError::Ended {
+                            code: ended.code,
+                            message: ended.error,
+                        }),
+                    });
+                    continue;
+                }
             };
             if delivery.push.seq <= watching.last_handled {
                 log::debug!(
@@ -420,7 +454,16 @@ impl Handler<Delivery> for SubscriberActor {
     type Result = ();
 
     fn handle(&mut self, delivery: Delivery, ctx: &mut Self::Context) {
-        self.queue.push_back(delivery);
+        self.queue.push_back(Next::Push(delivery));
+        self.deliver_next(ctx);
+    }
+}
+
+impl Handler<Ended> for SubscriberActor {
+    type Result = ();
+
+    fn handle(&mut self, ended: Ended, ctx: &mut Self::Context) {
+        self.queue.push_back(Next::Ended(ended));
         self.deliver_next(ctx);
     }
 }

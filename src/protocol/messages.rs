@@ -31,6 +31,9 @@ pub const WATCH_EVENT: &str = "watch";
 pub const UNWATCH_EVENT: &str = "unwatch";
 /// The event name of a server push.
 pub const PUSH_EVENT: &str = "push";
+/// The event name by which the server ends a watch for a reason other than
+/// its final push (protocol.md §2.6).
+pub const ENDED_EVENT: &str = "ended";
 
 /// The longest push id, in bytes.
 pub const MAX_PUSH_ID_LEN: usize = 128;
@@ -262,7 +265,7 @@ impl std::str::FromStr for EventKind {
 
 /// `["watch", {…}]`: follow one kind of event of an item. Its `Debug` hides
 /// the access key.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Watch {
     /// Which event to follow.
@@ -274,9 +277,10 @@ pub struct Watch {
     /// The last event seq this client handled for this watch (replay after it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<u64>,
-    /// Any JSON, echoed in every push of this watch.
+    /// Any JSON, echoed in every push of this watch. Kept as its JSON text:
+    /// the server only passes it through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<serde_json::Value>,
+    pub message: Option<Box<serde_json::value::RawValue>>,
     /// Whether update pushes carry the new value.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub with_value: bool,
@@ -292,6 +296,18 @@ impl std::fmt::Debug for Watch {
             .field("message", &self.message)
             .field("with_value", &self.with_value)
             .finish()
+    }
+}
+
+/// Compares the `message` by its JSON text.
+impl PartialEq for Watch {
+    fn eq(&self, other: &Self) -> bool {
+        self.event == other.event
+            && self.id == other.id
+            && self.key == other.key
+            && self.after == other.after
+            && self.message.as_ref().map(|m| m.get()) == other.message.as_ref().map(|m| m.get())
+            && self.with_value == other.with_value
     }
 }
 
@@ -337,6 +353,20 @@ pub struct Push {
     /// The new value: only on update pushes of a watch made with `withValue`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<serde_json::Value>,
+}
+
+/// `["ended", {"watchable","code","error"}]` (no ack id): the server ended
+/// a watch because its key expired or may no longer read the item (401,
+/// 403), or a quota or limit was reached (429). No push of that watch
+/// follows, and the watchable is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ended {
+    /// The watch that ended.
+    pub watchable: String,
+    /// The http-like code: 401, 403 or 429.
+    pub code: u16,
+    /// The human message: why, and what to do.
+    pub error: String,
 }
 
 #[cfg(test)]

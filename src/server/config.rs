@@ -162,10 +162,10 @@ pub struct ServerConfig {
     /// picked up by its session). When it is exceeded the server closes that
     /// socket with 1013 ("try again later") and writes none of its later
     /// pushes, so the client's replay (`after` = its last handled seq) loses
-    /// nothing. Replayed pushes (a watch's backlog after `after`) are not
-    /// counted: the event log bounds them, and counting them could make a
-    /// large backlog close the socket on every reconnect. A webhook watch
-    /// whose URL falls this far behind is ended (and logged).
+    /// nothing. Replayed pushes count too: a replay goes out in windows of at
+    /// most half this bound (the next when the client acks the last of the
+    /// previous), so a large backlog never closes the socket by itself. A
+    /// webhook watch whose URL falls this far behind is ended (and logged).
     ///
     /// Defaults to 10,000.
     pub max_queued_pushes: usize,
@@ -284,6 +284,40 @@ pub struct ServerConfig {
     ///
     /// Defaults to 64.
     pub webhook_max_per_host: usize,
+    /// The most bytes of pushes one push connection may hold (queued for it,
+    /// and written but not yet acknowledged), replays included. When it is
+    /// exceeded the server closes that socket with 1013, as for
+    /// [`max_queued_pushes`](ServerConfig::max_queued_pushes). A watch's
+    /// replay (`after`) goes out in windows of at most half of this bound
+    /// and of `max_queued_pushes`, so a reconnect never overflows by replay
+    /// alone. At least twice `max_item_size` (one push always fits).
+    ///
+    /// Defaults to 64 MiB (67,108,864).
+    pub max_queued_bytes: usize,
+    /// The most watches one push id may hold; one more `watch` gets
+    /// `{"ok":false,"code":429}`.
+    ///
+    /// Defaults to 10,000.
+    pub max_watches_per_push_id: usize,
+    /// The most push ids whose watches are held while they are offline (see
+    /// [`watch_grace`](ServerConfig::watch_grace)). When one more goes
+    /// offline, the watches of the one offline longest are forgotten (and
+    /// logged); its client re-watches with `after` and loses nothing the
+    /// event log still holds.
+    ///
+    /// Defaults to 100,000.
+    pub max_offline_push_ids: usize,
+    /// The most webhook watches one access key may hold; one more
+    /// `POST /watches` gets 429. (An identical watch — same key, item or
+    /// alias, event and URL — is the same watch and does not count twice.)
+    ///
+    /// Defaults to 1,000.
+    pub max_webhooks_per_key: usize,
+    /// The largest `message` of a watch (its JSON text), in bytes; a larger
+    /// one gets 413.
+    ///
+    /// Defaults to 64 KiB (65,536).
+    pub max_message_size: usize,
 }
 
 /// How much larger than [`ServerConfig::max_item_size`] a REST request body
@@ -334,6 +368,11 @@ impl Default for ServerConfig {
             max_tracked_clients: 100_000,
             webhook_allow: Vec::new(),
             webhook_max_per_host: 64,
+            max_queued_bytes: 64 * 1024 * 1024,
+            max_watches_per_push_id: 10_000,
+            max_offline_push_ids: 100_000,
+            max_webhooks_per_key: 1000,
+            max_message_size: 64 * 1024,
         }
     }
 }
@@ -389,6 +428,11 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_tracked_clients", &self.max_tracked_clients)
             .field("webhook_allow", &self.webhook_allow)
             .field("webhook_max_per_host", &self.webhook_max_per_host)
+            .field("max_queued_bytes", &self.max_queued_bytes)
+            .field("max_watches_per_push_id", &self.max_watches_per_push_id)
+            .field("max_offline_push_ids", &self.max_offline_push_ids)
+            .field("max_webhooks_per_key", &self.max_webhooks_per_key)
+            .field("max_message_size", &self.max_message_size)
             .finish()
     }
 }
@@ -430,8 +474,8 @@ pub enum ServerConfigError {
     /// `max_item_size` is zero.
     #[error("max_item_size is 0: set it to at least 1 byte (the default is 1 MiB)")]
     NoMaxItemSize,
-    /// A count that must be at least 1 is 0 (`max_in_flight`, `max_queued_pushes`,
-    /// the store quotas).
+    /// A count that must be at least 1 is 0 (`max_in_flight`,
+    /// `max_queued_pushes`, `max_queued_bytes`, the watch and store quotas).
     #[error("{0} is 0: set it to at least 1")]
     Zero(&'static str),
     /// A rate or connection limit is 0 (it cannot be turned off).
@@ -450,6 +494,17 @@ pub enum ServerConfigError {
         hold: Duration,
         /// The `intent_lifetime` found.
         lifetime: Duration,
+    },
+    /// `max_queued_bytes` cannot hold two of the largest items (a replay
+    /// uses half of it).
+    #[error(
+        "max_queued_bytes is {queued_bytes}: set it to at least twice max_item_size ({max_item_size})"
+    )]
+    QueuedBytesTooSmall {
+        /// The value found.
+        queued_bytes: usize,
+        /// The embedded store's largest item.
+        max_item_size: usize,
     },
     /// The certificate or key given to [`ServerConfig::tls_config`] was refused.
     #[error("TLS certificate or key refused by rustls: {0}")]
@@ -528,6 +583,11 @@ impl ServerConfig {
         for (field, value) in [
             ("max_in_flight", self.max_in_flight),
             ("max_queued_pushes", self.max_queued_pushes),
+            ("max_queued_bytes", self.max_queued_bytes),
+            ("max_watches_per_push_id", self.max_watches_per_push_id),
+            ("max_offline_push_ids", self.max_offline_push_ids),
+            ("max_webhooks_per_key", self.max_webhooks_per_key),
+            ("max_message_size", self.max_message_size),
         ] {
             if value == 0 {
                 return Err(ServerConfigError::Zero(field));
@@ -593,6 +653,12 @@ impl ServerConfig {
         }
         if self.max_item_size == 0 {
             return Err(ServerConfigError::NoMaxItemSize);
+        }
+        if self.max_queued_bytes / 2 < self.max_item_size {
+            return Err(ServerConfigError::QueuedBytesTooSmall {
+                queued_bytes: self.max_queued_bytes,
+                max_item_size: self.max_item_size,
+            });
         }
         for (field, value) in [
             ("default_lifetime", self.default_lifetime),
@@ -713,6 +779,31 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(no_workers.validate(), Err(ServerConfigError::NoWorkers));
+    }
+
+    #[test]
+    fn hub_quotas_say_what_to_fix() {
+        for config in [
+            ServerConfig {
+                max_watches_per_push_id: 0,
+                ..Default::default()
+            },
+            ServerConfig {
+                max_message_size: 0,
+                ..Default::default()
+            },
+        ] {
+            assert!(matches!(config.validate(), Err(ServerConfigError::Zero(_))));
+        }
+        let small = ServerConfig {
+            max_queued_bytes: 1024 * 1024,
+            ..Default::default()
+        };
+        assert!(small
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("at least twice max_item_size"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! | route | key | success |
 //! |---|---|---|
 //! | `GET /ping` | none | 200 `{"ok":true,"value":"PONG"}` |
+//! | `GET /ready` | none | 200 `{"ok":true}`; 503 when the watch hub has failed or the server stops |
 //! | `GET /info` | none | 200 `{"ok":true,"api":"effex","version",…,"store",…}` |
 //! | `POST /keys` | boss | 201 [`Keys`] |
 //! | `POST /items` | writer | 201 [`Written`] |
@@ -50,6 +51,10 @@ use crate::store::{
 /// unknown route.
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/ping", vec![(Method::GET, web::get().to(ping))]))
+        .service(resource(
+            "/ready",
+            vec![(Method::GET, web::get().to(ready))],
+        ))
         .service(resource("/info", vec![(Method::GET, web::get().to(info))]))
         .service(resource(
             "/keys",
@@ -216,6 +221,18 @@ async fn ping() -> HttpResponse {
         value: &'static str,
     }
     reply(StatusCode::OK, Pong { value: "PONG" })
+}
+
+/// `GET /ready`: 200 `{"ok":true}` while the server can serve pushes; 503
+/// with the reason once its watch hub has failed (restart the server) or
+/// it is stopping.
+async fn ready(shared: web::Data<Shared>) -> HttpResponse {
+    let why = match shared.hub.failure() {
+        Some(failure) => format!("not ready: {failure}; restart the server"),
+        None if shared.registry.is_shutting_down() => "not ready: the server is stopping".into(),
+        None => return reply(StatusCode::OK, crate::protocol::messages::Empty {}),
+    };
+    HttpResponse::ServiceUnavailable().json(Failure::new(503, why))
 }
 
 /// `GET /info`: the API, the crate version and the store's counts and limits.

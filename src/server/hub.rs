@@ -75,20 +75,61 @@
 //! periodic re-resolve of the watched aliases (every `watch_grace / 4`, at
 //! most 30 s).
 //!
-//! **Bounds.** Live pushes bound for a session are counted from the hub's
-//! send until the session writes them; above
-//! [`ServerConfig::max_queued_pushes`] the hub stops queueing to that session
-//! and tells it to close (close code 1013 "try again later"), so nothing after
-//! the dropped push is ever written and the client's replay from its last
-//! handled seq loses nothing. Replayed (backlog) pushes are not counted: they
-//! are bounded by the store's log (at most `max_events_per_item` per watch
-//! call), and counting them would let a large backlog overflow the queue on
-//! every reconnect, a loop the client could never leave. Watch calls in
-//! flight from one session to the hub are bounded by the session (429). A
-//! webhook watch whose queue overflows is ended and logged.
+//! **Authorization at send time.** `check_read` at `watch` time is not the
+//! end of it. Each watch remembers when its key expires (`key_valid_till`
+//! from `check_read`), and [`WatchView::is_live`] — asked by the session
+//! right before it writes a push, and by the webhook deliverer before each
+//! attempt — is false from that moment: no push leaves with an expired key.
+//! The hub also keeps a timer on the soonest key deadline and ends such
+//! watches then, with `["ended", {watchable, code: 401, error}]` to the
+//! session (protocol.md §2.6). When an alias moves, every watch following it
+//! is checked again (`check_read` of its key against the new item) before
+//! it follows; a key that may not read the new item ends the watch with
+//! `ended` 403, so it never sees that item's events or values. Ending a
+//! watch clears its view's `live` flag *before* the `ended` is queued, so no
+//! push of it can be written after the `ended`.
 //!
+//! **Bounds.** Pushes bound for a session are counted from the hub's send
+//! until the session writes them ([`ServerConfig::max_queued_pushes`]), and
+//! their bytes until the client acknowledges them
+//! ([`ServerConfig::max_queued_bytes`]; one push is always accepted while
+//! the session holds none, so one large value cannot close a socket by
+//! itself). Above either bound the hub stops queueing to that session and
+//! tells it to close (1013 "try again later"), so nothing after the dropped
+//! push is ever written and the client's replay from its last handled seq
+//! loses nothing. Replayed pushes count too, and so a replay goes out in
+//! *windows*: each takes at most half of each bound (less what already
+//! waits; at least one push), its last push carries `window_end`, and that
+//! push's ack ([`Request::ReplayMore`]) makes the hub read the next window
+//! from the log after the watch's cursor. Meanwhile the watch takes no live
+//! pushes (they are in the log, and come in the window that reaches them),
+//! which keeps seq order. So a backlog of any size replays fully without
+//! ever overflowing the queue by itself: a reconnect cannot loop on 1013.
+//! Watch calls in flight from one session to the hub are bounded by the
+//! session (429). A webhook watch whose queue overflows is ended and logged.
+//!
+//! **Quotas** (each a [`ServerConfig`] field): watches per push id (a new
+//! watch over it is 429), push ids held offline (the one offline longest is
+//! forgotten: its client re-watches with `after`), webhook watches per key
+//! (429; an identical (key, item or alias, event, URL) webhook is the same
+//! watch, and its latest `message` applies), and a watch `message`'s size
+//! (413). Messages are kept as the JSON text the client sent.
+//!
+//! **Supervision.** The hub runs as its own task; [`supervise`] awaits it.
+//! It ends normally only on [`Request::Shutdown`], which cancels every
+//! watch (webhook deliveries stop, also mid-retry). Any other end (a panic)
+//! is logged, marks the hub failed (`GET /ready` answers 503), refuses new
+//! push sockets and closes every live one with 1011: a client is told
+//! rather than left on a socket that heartbeats but never pushes. The hub
+//! is not restarted in place: its watches lived in the task that died, and
+//! rebuilding them would need the sessions' watch calls again; the
+//! operator's supervisor restarts the process on `/ready` 503, and clients
+//! reconnect and replay with `after`.
+//!
+//! [`ServerConfig`]: super::ServerConfig
 //! [`ServerConfig::watch_grace`]: super::ServerConfig::watch_grace
 //! [`ServerConfig::max_queued_pushes`]: super::ServerConfig::max_queued_pushes
+//! [`ServerConfig::max_queued_bytes`]: super::ServerConfig::max_queued_bytes
 //! [`ServerHandle::store`]: super::ServerHandle::store
 
 use std::collections::{HashMap, HashSet};
@@ -102,10 +143,10 @@ use serde_json::value::RawValue;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::registry::{Command, SessionId};
+use super::registry::{send_command, Command, SessionId};
 use super::webhooks::{self, WebhookLink, WebhookSettings, WebhookSpec};
-use super::ServerConfig;
-use crate::protocol::messages::{self, Empty, Failure, Success, Watch, WatchOk};
+use super::{ServerConfig, Shared};
+use crate::protocol::messages::{self, Empty, Ended, Failure, Success, Watch, WatchOk};
 use crate::store::{
     Aliased, Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, Keys, MakeKeys, ReadItem,
     Removed, Store, StoreError, StoreFuture, StoreInfo, UpdateItem, Updated, WriteItem, Written,
@@ -117,19 +158,46 @@ pub(crate) type WatchId = u64;
 /// The hub's settings, copied out of the server config.
 #[derive(Debug, Clone)]
 pub(crate) struct HubSettings {
-    pub(crate) max_queued_pushes: usize,
+    pub(crate) queue: QueueBounds,
     pub(crate) watch_grace: Duration,
     pub(crate) webhook: WebhookSettings,
+    pub(crate) max_watches_per_push_id: usize,
+    pub(crate) max_offline_push_ids: usize,
+    pub(crate) max_webhooks_per_key: usize,
+    pub(crate) max_message_size: usize,
 }
 
 impl From<&ServerConfig> for HubSettings {
     fn from(config: &ServerConfig) -> Self {
         HubSettings {
-            max_queued_pushes: config.max_queued_pushes,
+            queue: QueueBounds {
+                pushes: config.max_queued_pushes,
+                bytes: config.max_queued_bytes,
+            },
             watch_grace: config.watch_grace,
             webhook: WebhookSettings::from(config),
+            max_watches_per_push_id: config.max_watches_per_push_id,
+            max_offline_push_ids: config.max_offline_push_ids,
+            max_webhooks_per_key: config.max_webhooks_per_key,
+            max_message_size: config.max_message_size,
         }
     }
+}
+
+/// How much may wait for one session (see [`SessionLink`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct QueueBounds {
+    /// Pushes sent by the hub and not yet written.
+    pub(crate) pushes: usize,
+    /// Bytes of pushes sent by the hub and not yet acknowledged (or dropped).
+    pub(crate) bytes: usize,
+}
+
+/// The wall clock in unix milliseconds (0 before 1970), as keys' deadlines are.
+fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 // ---------------------------------------------------------------------------
@@ -153,14 +221,20 @@ pub(crate) struct WatchView {
     /// The `message`, as JSON text.
     message: Option<Box<str>>,
     with_value: bool,
-    /// Cleared by `unwatch` (and the webhook DELETE): queued pushes are dropped.
+    /// Cleared when the watch ends (`unwatch`, the webhook DELETE, `ended`,
+    /// shutdown): its queued pushes are dropped.
     live: Arc<AtomicBool>,
+    /// Unix ms when the watch's key expires: from then on no push of it
+    /// leaves (the hub ends the watch with `ended` 401 at that moment).
+    key_valid_till: u64,
 }
 
 impl WatchView {
-    /// Whether the watch still wants its queued pushes.
+    /// Whether a push of this watch may leave now: the watch has not ended
+    /// and its key has not expired. Sessions and webhook deliverers ask
+    /// right before they write, so authorization holds at send time.
     pub(crate) fn is_live(&self) -> bool {
-        self.live.load(Ordering::Relaxed)
+        self.live.load(Ordering::Relaxed) && unix_now_ms() < self.key_valid_till
     }
 
     /// Appends the push object `{"watchable",…,"seq","at","message"?,"value"?}`.
@@ -197,8 +271,23 @@ pub(crate) struct Outgoing {
     pub(crate) view: Arc<WatchView>,
     pub(crate) event: Arc<PushEvent>,
     pub(crate) last: bool,
-    /// A replayed (backlog) push: not counted against `max_queued_pushes`.
-    pub(crate) replayed: bool,
+    /// The push object's size, give or take: counted against
+    /// [`QueueBounds::bytes`] until the push is acknowledged or dropped.
+    pub(crate) bytes: usize,
+    /// The last push of a replay window: its ack asks the hub for the next
+    /// window ([`Request::ReplayMore`]).
+    pub(crate) window_end: bool,
+}
+
+/// How a push comes to be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum How {
+    /// A live event.
+    Live,
+    /// A logged event of a replay.
+    Replayed,
+    /// The last push of a replay window that has more after it.
+    WindowEnd,
 }
 
 impl Outgoing {
@@ -220,13 +309,15 @@ impl Outgoing {
     }
 }
 
-/// The hub's handle on one socket session: its mailbox and its queue count.
+/// The hub's handle on one socket session: its mailbox and its queue counts.
 #[derive(Debug)]
 pub(crate) struct SessionLink {
     pub(crate) id: SessionId,
     mailbox: mpsc::UnboundedSender<Command>,
     /// Pushes sent by the hub and not yet written by the session.
     queued: AtomicUsize,
+    /// Bytes of pushes sent by the hub and not yet acknowledged or dropped.
+    queued_bytes: AtomicUsize,
     /// Set once the queue overflowed: the session is closing.
     overflowed: AtomicBool,
 }
@@ -246,23 +337,34 @@ impl SessionLink {
             id,
             mailbox,
             queued: AtomicUsize::new(0),
+            queued_bytes: AtomicUsize::new(0),
             overflowed: AtomicBool::new(false),
         }
     }
 
-    /// The session wrote (or dropped) this push.
-    pub(crate) fn dequeued(&self, push: &Outgoing) {
-        if !push.replayed {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
-        }
+    /// The session wrote (or dropped) this push: it no longer waits.
+    pub(crate) fn dequeued(&self, _push: &Outgoing) {
+        self.queued.fetch_sub(1, Ordering::Relaxed);
     }
 
-    fn push(&self, out: Outgoing, max_queued: usize) -> Queued {
+    /// The session no longer holds this push (acknowledged or dropped).
+    pub(crate) fn released(&self, push: &Outgoing) {
+        self.queued_bytes.fetch_sub(push.bytes, Ordering::Relaxed);
+    }
+
+    /// Hands a push to the session, unless that exceeds `bounds` (then the
+    /// session is told to close with 1013). One push is always accepted
+    /// while the session holds no bytes, so a single large value never
+    /// closes a socket by itself.
+    fn push(&self, out: Outgoing, bounds: QueueBounds) -> Queued {
         if self.overflowed.load(Ordering::Relaxed) {
             return Queued::Overflow;
         }
-        if !out.replayed && self.queued.fetch_add(1, Ordering::Relaxed) >= max_queued {
+        let count = self.queued.fetch_add(1, Ordering::Relaxed);
+        let bytes = self.queued_bytes.fetch_add(out.bytes, Ordering::Relaxed);
+        if count >= bounds.pushes || (bytes > 0 && bytes.saturating_add(out.bytes) > bounds.bytes) {
             self.queued.fetch_sub(1, Ordering::Relaxed);
+            self.queued_bytes.fetch_sub(out.bytes, Ordering::Relaxed);
             self.overflowed.store(true, Ordering::Relaxed);
             let _ = self.mailbox.send(Command::Overflow);
             return Queued::Overflow;
@@ -271,6 +373,20 @@ impl SessionLink {
             Ok(()) => Queued::Yes,
             Err(_) => Queued::Gone,
         }
+    }
+
+    /// What a replay may still queue for this session: half of each bound,
+    /// less what already waits (the other half stays free for live pushes).
+    fn replay_room(&self, bounds: QueueBounds) -> (usize, usize) {
+        (
+            (bounds.pushes / 2).saturating_sub(self.queued.load(Ordering::Relaxed)),
+            (bounds.bytes / 2).saturating_sub(self.queued_bytes.load(Ordering::Relaxed)),
+        )
+    }
+
+    /// Tells the session that the hub ended one of its watches.
+    fn ended(&self, ended: Ended) {
+        let _ = self.mailbox.send(Command::Ended(ended));
     }
 
     fn reply(&self, ack_id: u64, reply: &impl Serialize) {
@@ -305,6 +421,8 @@ pub(crate) enum Request {
     },
     /// A watch's final push was acknowledged: the watch ends.
     FinalAcked { watch: WatchId },
+    /// The last push of a replay window was acknowledged on `session`.
+    ReplayMore { watch: WatchId, session: SessionId },
     /// A session ended: its watches become dormant.
     SessionEnded {
         session: SessionId,
@@ -324,20 +442,37 @@ pub(crate) enum Request {
     },
     /// A webhook spent its retry budget: the watch ends.
     WebhookFailed { watch: WatchId },
-    /// The server stops.
+    /// The server stops: the hub cancels every watch (webhook deliveries
+    /// stop) and ends.
     Shutdown,
+    /// Test hook: the hub task panics (see [`ServerHandle::inject_hub_panic`]).
+    ///
+    /// [`ServerHandle::inject_hub_panic`]: super::ServerHandle::inject_hub_panic
+    InjectPanic,
+}
+
+/// Whether the hub task is alive; set once by [`supervise`].
+#[derive(Debug, Default)]
+pub(crate) struct HubStatus {
+    failed: std::sync::OnceLock<String>,
 }
 
 /// A cheap, `Send` handle on the hub's request channel.
 #[derive(Debug, Clone)]
 pub(crate) struct HubHandle {
     tx: mpsc::UnboundedSender<Request>,
+    status: Arc<HubStatus>,
 }
 
 impl HubHandle {
     /// Sends a request; false when the hub has stopped.
     pub(crate) fn send(&self, request: Request) -> bool {
         self.tx.send(request).is_ok()
+    }
+
+    /// Why the hub task ended unexpectedly, if it did (`GET /ready` is 503 then).
+    pub(crate) fn failure(&self) -> Option<&str> {
+        self.status.failed.get().map(String::as_str)
     }
 
     pub(crate) fn weak(&self) -> WeakHub {
@@ -365,12 +500,22 @@ struct AliasMoved {
     since: u64,
 }
 
-/// Starts the hub on the current actix-rt System; returns its handle and the
-/// store wrapped so that alias re-points reach the hub.
-pub(crate) fn start(store: Arc<dyn Store>, settings: HubSettings) -> (HubHandle, Arc<dyn Store>) {
+/// The running hub task, for [`supervise`].
+pub(crate) type HubTask = actix_rt::task::JoinHandle<()>;
+
+/// Starts the hub on the current actix-rt System; returns its handle, the
+/// store wrapped so that alias re-points reach the hub, and the task (to be
+/// given to [`supervise`]).
+pub(crate) fn start(
+    store: Arc<dyn Store>,
+    settings: HubSettings,
+) -> (HubHandle, Arc<dyn Store>, HubTask) {
     let (tx, requests) = mpsc::unbounded_channel();
     let (moves_tx, moves) = mpsc::unbounded_channel();
-    let handle = HubHandle { tx };
+    let handle = HubHandle {
+        tx,
+        status: Arc::new(HubStatus::default()),
+    };
     // Subscribe now, before any request can change the store.
     let events = store.subscribe();
     let wrapped: Arc<dyn Store> = Arc::new(HubStore {
@@ -378,8 +523,42 @@ pub(crate) fn start(store: Arc<dyn Store>, settings: HubSettings) -> (HubHandle,
         moves: moves_tx,
     });
     let hub = Hub::new(store, settings, handle.weak());
-    actix_rt::spawn(hub.run(events, requests, moves));
-    (handle, wrapped)
+    let task = actix_rt::spawn(hub.run(events, requests, moves));
+    (handle, wrapped, task)
+}
+
+/// Watches the hub task. The hub ends normally only on
+/// [`Request::Shutdown`] (or when every handle is gone). If it ends any
+/// other way (a panic: a bug), the server cannot push any more, so this
+/// says why in the log, marks the hub failed (`GET /ready` answers 503),
+/// refuses new push sockets, and closes every push session with 1011: their
+/// clients see the failure instead of a socket that heartbeats but never
+/// pushes. The server is not restarted: the process's supervisor (or the
+/// application) decides, and `/ready` tells it.
+pub(crate) async fn supervise(task: HubTask, shared: Arc<Shared>) {
+    let why = match task.await {
+        Ok(()) => return,
+        Err(e) if e.is_panic() => {
+            let payload = e.into_panic();
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_owned());
+            format!("the watch hub panicked: {message}")
+        }
+        Err(e) => format!("the watch hub task ended: {e}"),
+    };
+    let _ = shared.hub.status.failed.set(why.clone());
+    let sessions = shared.registry.hub_failed();
+    log::error!(
+        "{why}; no more pushes can be sent: closing {} push session(s) with 1011 and \
+         answering GET /ready with 503 (restart the server)",
+        sessions.len()
+    );
+    for mailbox in sessions {
+        send_command(&mailbox, Command::HubFailed);
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -419,7 +598,73 @@ struct Entry {
     cursor: u64,
     /// The final push was queued: no more pushes; ends when it is acked.
     ending: bool,
+    /// A windowed replay is under way: live events wait in the log for
+    /// the next window (so the backlog stays ahead of them, in seq order).
+    replaying: bool,
     idem: Option<IdemKey>,
+    /// Unix ms when `key` expires: the watch ends then (`ended` 401).
+    key_valid_till: u64,
+    /// A webhook watch's identity.
+    webhook: Option<WebhookKey>,
+}
+
+/// The identity of a webhook watch: the same (key, target, event, URL) is
+/// the same watch.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct WebhookKey {
+    key: String,
+    kind: EventKind,
+    /// The item id, or the alias name for a watch made on an alias.
+    target: String,
+    url: String,
+}
+
+/// One window of a replay, worked out before it is queued.
+#[derive(Default)]
+struct Replay {
+    /// The pushes to queue, oldest first, and whether each is the final one.
+    pushes: Vec<(Arc<PushEvent>, bool)>,
+    /// The item ended by another kind of event: the watch ends silently.
+    end_silently: bool,
+    /// Newer events did not fit the session's room: the window's last push
+    /// asks for the next window when it is acknowledged.
+    more: bool,
+}
+
+/// Push ids offline, oldest first: O(log n) to add, remove or evict.
+#[derive(Default)]
+struct Offline {
+    order: std::collections::BTreeMap<u64, Arc<str>>,
+    position: HashMap<Arc<str>, u64>,
+    next: u64,
+}
+
+impl Offline {
+    /// Adds `push_id` unless it is already there (it keeps its place).
+    fn insert(&mut self, push_id: Arc<str>) {
+        if self.position.contains_key(&push_id) {
+            return;
+        }
+        self.next += 1;
+        self.order.insert(self.next, push_id.clone());
+        self.position.insert(push_id, self.next);
+    }
+
+    fn remove(&mut self, push_id: &str) {
+        if let Some(at) = self.position.remove(push_id) {
+            self.order.remove(&at);
+        }
+    }
+
+    fn pop_oldest(&mut self) -> Option<Arc<str>> {
+        let (_, push_id) = self.order.pop_first()?;
+        self.position.remove(&push_id);
+        Some(push_id)
+    }
+
+    fn len(&self) -> usize {
+        self.position.len()
+    }
 }
 
 /// The fields of a push object that belong to the watch.
@@ -456,6 +701,15 @@ struct Hub {
     by_alias: HashMap<String, HashSet<WatchId>>,
     /// Dormant socket watches and since when.
     dormant: HashMap<WatchId, Instant>,
+    /// Push ids whose session ended and that have not watched since, and
+    /// in the order they went offline (bounded by `max_offline_push_ids`).
+    offline: Offline,
+    /// Webhook watches by identity (`POST /watches` is idempotent).
+    webhooks: HashMap<WebhookKey, WatchId>,
+    /// Webhook watches per access key (bounded by `max_webhooks_per_key`).
+    webhooks_per_key: HashMap<String, usize>,
+    /// Every watch by its key's deadline (unix ms), soonest first.
+    key_expiry: std::collections::BTreeSet<(u64, WatchId)>,
     /// The last event seq handled.
     processed: u64,
     /// Reused for the watcher list of one event (no allocation per event).
@@ -487,6 +741,10 @@ impl Hub {
             by_push: HashMap::new(),
             by_alias: HashMap::new(),
             dormant: HashMap::new(),
+            offline: Offline::default(),
+            webhooks: HashMap::new(),
+            webhooks_per_key: HashMap::new(),
+            key_expiry: std::collections::BTreeSet::new(),
             processed: 0,
             scratch: Vec::new(),
         }
@@ -504,8 +762,30 @@ impl Hub {
         let mut tick = tokio::time::interval_at(Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut events_open = true;
+        // The next key deadline (unix ms) the timer is set for.
+        let mut armed: Option<u64> = None;
+        let key_timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(key_timer);
         loop {
+            let next = self.key_expiry.first().map(|(till, _)| *till);
+            if next != armed {
+                armed = next;
+                if let Some(till) = next {
+                    // At most a day ahead (a far deadline, e.g. `u64::MAX` of
+                    // a store that does not know, must not overflow the
+                    // clock); an early wake-up only re-arms the timer.
+                    let wait = till.saturating_sub(unix_now_ms()).min(86_400_000);
+                    key_timer
+                        .as_mut()
+                        .reset(Instant::now() + Duration::from_millis(wait));
+                }
+            }
             tokio::select! {
+                () = &mut key_timer, if armed.is_some() => {
+                    self.end_expired_keys();
+                    // Re-arm from the clock (the timer may fire a little early).
+                    armed = None;
+                }
                 event = events.recv(), if events_open => match event {
                     Ok(event) => {
                         // Alias moves go first: a re-point made before this
@@ -526,6 +806,9 @@ impl Hub {
                 },
                 request = requests.recv() => match request {
                     None | Some(Request::Shutdown) => break,
+                    Some(Request::InjectPanic) => {
+                        panic!("injected hub panic (test hook)")
+                    }
                     Some(request) => self.on_request(request).await,
                 },
                 Some(moved) = moves.recv() => {
@@ -534,7 +817,64 @@ impl Hub {
                 _ = tick.tick() => self.sweep().await,
             }
         }
+        // Nothing queued leaves after the stop: webhook deliveries stop
+        // (their tasks see the cancelled watch and end).
+        for entry in self.watches.values() {
+            entry.view.live.store(false, Ordering::Relaxed);
+        }
         log::debug!("hub: stopped with {} watch(es)", self.watches.len());
+    }
+
+    /// Ends every watch whose key has expired, with `ended` 401.
+    fn end_expired_keys(&mut self) {
+        let now = unix_now_ms();
+        while let Some(&(till, id)) = self.key_expiry.first() {
+            if till > now {
+                break;
+            }
+            self.key_expiry.remove(&(till, id));
+            self.end_watch(
+                id,
+                401,
+                "the access key of this watch expired: make a new key and watch again".to_owned(),
+            );
+        }
+    }
+
+    /// Ends a watch for a reason other than its final push: no push of it
+    /// leaves from now on, and its session (if connected) gets
+    /// `["ended", {watchable, code, error}]`.
+    fn end_watch(&mut self, id: WatchId, code: u16, error: String) {
+        let Some(entry) = self.watches.get(&id) else {
+            return;
+        };
+        // First: a push still queued must not leave after the `ended`.
+        entry.view.live.store(false, Ordering::Relaxed);
+        match &entry.sink {
+            Sink::Socket {
+                session: Some(link),
+                ..
+            } => {
+                log::debug!("hub: watch {} ended ({code}): {error}", entry.watchable);
+                link.ended(Ended {
+                    watchable: entry.watchable.clone(),
+                    code,
+                    error,
+                });
+            }
+            Sink::Socket {
+                push_id,
+                session: None,
+            } => log::debug!(
+                "hub: dormant watch {} of push id {push_id:?} ended ({code}): {error}",
+                entry.watchable
+            ),
+            Sink::Webhook(_) => log::info!(
+                "hub: webhook watch {} ended ({code}): {error}",
+                entry.watchable
+            ),
+        }
+        self.remove_watch(id, true);
     }
 
     // ---- events ----------------------------------------------------------
@@ -565,7 +905,7 @@ impl Hub {
                 },
             });
             for &id in &ids {
-                self.queue_push(id, &shared, last, false);
+                self.queue_push(id, &shared, last, How::Live);
             }
         }
         self.scratch = ids;
@@ -574,13 +914,14 @@ impl Hub {
         }
     }
 
-    /// Queues one push for a watch unless its cursor is past it.
-    fn queue_push(&mut self, id: WatchId, event: &Arc<PushEvent>, last: bool, replayed: bool) {
-        let max_queued = self.settings.max_queued_pushes;
+    /// Queues one push for a watch unless its cursor is past it (or, for a
+    /// live event, a replay is under way: the log keeps it for the replay).
+    fn queue_push(&mut self, id: WatchId, event: &Arc<PushEvent>, last: bool, how: How) {
+        let bounds = self.settings.queue;
         let Some(entry) = self.watches.get_mut(&id) else {
             return;
         };
-        if entry.ending || event.seq <= entry.cursor {
+        if entry.ending || event.seq <= entry.cursor || (entry.replaying && how == How::Live) {
             return;
         }
         entry.cursor = event.seq;
@@ -589,12 +930,13 @@ impl Hub {
             view: entry.view.clone(),
             event: event.clone(),
             last,
-            replayed,
+            bytes: entry.view.object_len(event),
+            window_end: how == How::WindowEnd,
         };
         match &mut entry.sink {
             Sink::Socket { session, .. } => {
                 let Some(link) = session else { return };
-                match link.push(out, max_queued) {
+                match link.push(out, bounds) {
                     Queued::Yes | Queued::Overflow => {}
                     Queued::Gone => {
                         *session = None;
@@ -603,11 +945,12 @@ impl Hub {
                 }
             }
             Sink::Webhook(link) => {
-                if !link.push(out, max_queued) {
+                if !link.push(out, bounds.pushes) {
                     log::warn!(
-                        "hub: webhook watch {} has {max_queued} pushes waiting for its URL; ending it \
+                        "hub: webhook watch {} has {} pushes waiting for its URL; ending it \
                          (the event log still has them: GET /items/{}/events)",
                         entry.watchable,
+                        bounds.pushes,
                         entry.item
                     );
                     self.remove_watch(id, true);
@@ -626,7 +969,8 @@ impl Hub {
             for id in ids {
                 if k == kind.index() {
                     if let Some(entry) = self.watches.get_mut(&id) {
-                        entry.ending = true;
+                        // A replaying watch gets its final push from the log.
+                        entry.ending |= !entry.replaying;
                         // A webhook or session that got no final push (dormant)
                         // never acks: a dormant one is forgotten after the grace.
                     }
@@ -709,6 +1053,7 @@ impl Hub {
                 }
                 _ => session.reply(ack_id, &not_found_watch(&watchable)),
             },
+            Request::ReplayMore { watch, session } => self.replay_more(watch, session).await,
             Request::FinalAcked { watch } => {
                 if self.watches.get(&watch).is_some_and(|e| e.ending) {
                     self.remove_watch(watch, false);
@@ -716,15 +1061,20 @@ impl Hub {
             }
             Request::SessionEnded { session, push_id } => {
                 let now = Instant::now();
+                let mut went_dormant = false;
                 for id in self.by_push.get(&push_id).into_iter().flatten() {
                     if let Some(entry) = self.watches.get_mut(id) {
                         if let Sink::Socket { session: s, .. } = &mut entry.sink {
                             if s.as_ref().is_some_and(|l| l.id == session) {
                                 *s = None;
                                 self.dormant.insert(*id, now);
+                                went_dormant = true;
                             }
                         }
                     }
+                }
+                if went_dormant {
+                    self.went_offline(push_id);
                 }
             }
             Request::AddWebhook { key, spec, reply } => {
@@ -748,7 +1098,36 @@ impl Hub {
                 let _ = reply.send(result);
             }
             Request::WebhookFailed { watch } => self.remove_watch(watch, true),
-            Request::Shutdown => {}
+            // Handled by the loop itself.
+            Request::Shutdown | Request::InjectPanic => {}
+        }
+    }
+
+    /// `push_id` has watches but no session: hold them for the grace, within
+    /// `max_offline_push_ids` (the one offline longest is forgotten first).
+    fn went_offline(&mut self, push_id: Arc<str>) {
+        self.offline.insert(push_id);
+        while self.offline.len() > self.settings.max_offline_push_ids {
+            let Some(oldest) = self.offline.pop_oldest() else {
+                break;
+            };
+            let dormant: Vec<WatchId> = self
+                .by_push
+                .get(&oldest)
+                .into_iter()
+                .flatten()
+                .filter(|id| self.dormant.contains_key(id))
+                .copied()
+                .collect();
+            log::warn!(
+                "hub: more than max_offline_push_ids ({}) push ids are offline; forgetting the \
+                 {} watch(es) of {oldest:?}, offline longest (its client re-watches with `after`)",
+                self.settings.max_offline_push_ids,
+                dormant.len()
+            );
+            for id in dormant {
+                self.remove_watch(id, false);
+            }
         }
     }
 
@@ -804,11 +1183,26 @@ impl Hub {
         if let Some(idem) = &entry.idem {
             self.by_idem.remove(idem);
         }
-        if let Sink::Socket { push_id, .. } = &entry.sink {
-            if let Some(set) = self.by_push.get_mut(push_id) {
-                set.remove(&id);
-                if set.is_empty() {
-                    self.by_push.remove(push_id);
+        self.key_expiry.remove(&(entry.key_valid_till, id));
+        match &entry.sink {
+            Sink::Socket { push_id, .. } => {
+                if let Some(set) = self.by_push.get_mut(push_id) {
+                    set.remove(&id);
+                    if set.is_empty() {
+                        self.by_push.remove(push_id);
+                        self.offline.remove(push_id);
+                    }
+                }
+            }
+            Sink::Webhook(_) => {
+                if let Some(identity) = &entry.webhook {
+                    self.webhooks.remove(identity);
+                }
+                if let Some(n) = self.webhooks_per_key.get_mut(&entry.key) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.webhooks_per_key.remove(&entry.key);
+                    }
                 }
             }
         }
@@ -831,6 +1225,7 @@ impl Hub {
         message: Option<Box<str>>,
         with_value: bool,
         live: Arc<AtomicBool>,
+        key_valid_till: u64,
     ) -> Arc<WatchView> {
         let mut head = serde_json::to_string(head).unwrap_or_default();
         head.pop(); // the closing brace: seq, at, … follow
@@ -840,9 +1235,11 @@ impl Hub {
             message,
             with_value,
             live,
+            key_valid_till,
         })
     }
 
+    /// A new view for a watch; `None` keeps that part as it was.
     fn refresh_view(
         &mut self,
         id: WatchId,
@@ -862,8 +1259,36 @@ impl Hub {
                 message.unwrap_or_else(|| old.message.clone()),
                 with_value.unwrap_or(old.with_value),
                 old.live.clone(),
+                entry.key_valid_till,
             );
         }
+    }
+
+    /// Records when a watch's key expires (its view is refreshed after).
+    fn set_key_valid_till(&mut self, id: WatchId, till: u64) {
+        if let Some(entry) = self.watches.get_mut(&id) {
+            self.key_expiry.remove(&(entry.key_valid_till, id));
+            entry.key_valid_till = till;
+            self.key_expiry.insert((till, id));
+        }
+    }
+
+    /// A watch `message` as JSON text, within `max_message_size` (else 413).
+    fn message_text(&self, message: Option<&str>) -> Result<Option<Box<str>>, Failure> {
+        let Some(text) = message else {
+            return Ok(None);
+        };
+        let max = self.settings.max_message_size;
+        if text.len() > max {
+            return Err(Failure::new(
+                413,
+                format!(
+                    "the watch message is {} bytes; this server takes at most {max}: send a smaller one",
+                    text.len()
+                ),
+            ));
+        }
+        Ok(Some(text.into()))
     }
 
     /// `watch`: see the module docs for the order of things.
@@ -875,13 +1300,24 @@ impl Hub {
         watch: Watch,
     ) -> Result<(), Failure> {
         let kind = watch.event;
+        let message = self.message_text(watch.message.as_deref().map(RawValue::get))?;
         let query = |since| EventQuery {
             since,
             kind: Some(kind),
             with_value: watch.with_value,
         };
+        // A gone item's replay checks the key by reading the log; the watch
+        // ends with that final push, so its key's deadline does not matter.
+        let mut key_valid_till = u64::MAX;
         let (item, alias, latest, page) = match self.store.check_read(&watch.key, &watch.id).await {
-            Ok(ItemRef { id, alias, seq, .. }) => {
+            Ok(ItemRef {
+                id,
+                alias,
+                seq,
+                key_valid_till: till,
+                ..
+            }) => {
+                key_valid_till = till;
                 let page = match watch.after {
                     Some(after) => Some(
                         self.store
@@ -920,13 +1356,19 @@ impl Hub {
             target: alias.clone().unwrap_or_else(|| item.to_string()),
             key: watch.key.clone(),
         };
-        let message = watch
-            .message
-            .as_ref()
-            .map(|m| m.to_string().into_boxed_str());
         let id = match self.by_idem.get(&idem) {
             Some(&id) => id,
             None => {
+                let max = self.settings.max_watches_per_push_id;
+                if self.by_push.get(push_id).map_or(0, HashSet::len) >= max {
+                    return Err(Failure::new(
+                        429,
+                        format!(
+                            "push id {push_id:?} already holds {max} watches, this server's limit: \
+                             unwatch some first"
+                        ),
+                    ));
+                }
                 let (id, watchable) = self.new_watchable();
                 let live = Arc::new(AtomicBool::new(true));
                 let head = Head {
@@ -935,7 +1377,7 @@ impl Hub {
                     id: item,
                     alias: alias.as_deref(),
                 };
-                let view = Self::view(id, &head, None, false, live);
+                let view = Self::view(id, &head, None, false, live, key_valid_till);
                 self.watches.insert(
                     id,
                     Entry {
@@ -951,9 +1393,13 @@ impl Hub {
                         view,
                         cursor: latest,
                         ending: false,
+                        replaying: false,
                         idem: Some(idem.clone()),
+                        key_valid_till,
+                        webhook: None,
                     },
                 );
+                self.key_expiry.insert((key_valid_till, id));
                 self.by_idem.insert(idem, id);
                 self.by_push.entry(push_id.clone()).or_default().insert(id);
                 if let Some(alias) = &alias {
@@ -974,90 +1420,222 @@ impl Hub {
             (same, entry.item != item)
         };
         self.dormant.remove(&id);
+        self.offline.remove(push_id);
         if moved {
             self.unindex(id);
             if let Some(entry) = self.watches.get_mut(&id) {
                 entry.item = item;
             }
         }
+        self.set_key_valid_till(id, key_valid_till);
         self.refresh_view(id, Some(message), Some(watch.with_value));
-        let entry = self.watches.get_mut(&id).expect("present");
+        let Some(entry) = self.watches.get_mut(&id) else {
+            // Found or inserted above, and nothing since removes watches.
+            return Err(Failure::new(500, "internal error: the watch vanished"));
+        };
         entry.cursor = match watch.after {
-            Some(after) => after,
+            // An `after` above the latest seq (a store that lost its
+            // history: acked with `gap`) must not hide the live events
+            // that follow: they start after the store's latest.
+            Some(after) => after.min(latest),
             None if same_session => entry.cursor,
             None => latest,
         };
         // A (re-)watch restarts the watch, also one whose final push was
-        // queued and never acked: the replay below queues it again.
+        // queued and never acked, or whose replay was cut short: the replay
+        // below queues them again.
         entry.ending = false;
+        entry.replaying = false;
         let watchable = entry.watchable.clone();
         self.index(id);
+        let log_gap = page.as_ref().is_some_and(|p| p.gap);
+        let replay = page.map(|page| self.plan_replay(id, page));
         link.reply(
             ack_id,
             &Success(WatchOk {
                 watchable,
                 seq: latest,
-                gap: page.as_ref().is_some_and(|p| p.gap),
+                gap: log_gap,
             }),
         );
-        if let Some(page) = page {
-            self.replay(id, page);
+        if let Some(replay) = replay {
+            self.replay(id, replay);
         }
         Ok(())
     }
 
-    /// Queues logged events for a watch (backlog after `after`, or the new
-    /// item's after an alias move), in seq order, above its cursor.
-    fn replay(&mut self, id: WatchId, page: EventsPage) {
-        let Some(kind) = self.watches.get(&id).map(|e| e.kind) else {
-            return;
+    /// Works out the next window of a replay of logged events for a watch
+    /// (backlog after `after`, or the new item's after an alias move): in
+    /// seq order, above its cursor, up to its final event. A socket watch's
+    /// window fits in [`SessionLink::replay_room`] (at least one push, so it
+    /// always progresses): a larger backlog is sent window by window, the
+    /// next one read from the log when the client acknowledges the last push
+    /// of the previous one. So a replay never overflows the session's queue
+    /// by itself (a reconnect cannot loop on 1013), and loses nothing.
+    fn plan_replay(&self, id: WatchId, page: EventsPage) -> Replay {
+        let mut replay = Replay::default();
+        let Some(entry) = self.watches.get(&id) else {
+            return replay;
         };
         for event in page.events {
+            if event.seq <= entry.cursor {
+                continue;
+            }
             let last = event.kind != EventKind::Update;
-            if event.kind != kind {
+            if event.kind != entry.kind {
                 if last {
                     // The item is gone by another kind of event: end silently.
-                    self.remove_watch(id, false);
-                    return;
+                    replay.end_silently = true;
+                    break;
                 }
                 continue;
             }
-            let shared = Arc::new(PushEvent {
-                seq: event.seq,
-                at: event.at,
-                value: event.value.as_ref().map(|v| v.to_string().into_boxed_str()),
-            });
-            self.queue_push(id, &shared, last, true);
+            replay.pushes.push((
+                Arc::new(PushEvent {
+                    seq: event.seq,
+                    at: event.at,
+                    value: event.value.as_ref().map(|v| v.to_string().into_boxed_str()),
+                }),
+                last,
+            ));
+            if last {
+                break;
+            }
+        }
+        if let Sink::Socket {
+            session: Some(link),
+            ..
+        } = &entry.sink
+        {
+            let (mut pushes, mut bytes) = link.replay_room(self.settings.queue);
+            let mut keep = 0;
+            for (event, _) in &replay.pushes {
+                let size = entry.view.object_len(event);
+                if keep > 0 && (pushes == 0 || size > bytes) {
+                    break;
+                }
+                pushes = pushes.saturating_sub(1);
+                bytes = bytes.saturating_sub(size);
+                keep += 1;
+            }
+            if keep < replay.pushes.len() {
+                replay.pushes.truncate(keep);
+                replay.end_silently = false;
+                replay.more = true;
+            }
+        }
+        replay
+    }
+
+    /// Queues a replay window worked out by [`Hub::plan_replay`].
+    fn replay(&mut self, id: WatchId, replay: Replay) {
+        let count = replay.pushes.len();
+        for (n, (event, last)) in replay.pushes.into_iter().enumerate() {
+            let how = if replay.more && n + 1 == count {
+                How::WindowEnd
+            } else {
+                How::Replayed
+            };
+            self.queue_push(id, &event, last, how);
             if last {
                 self.unindex(id);
                 if let Some(entry) = self.watches.get_mut(&id) {
                     entry.ending = true;
+                    entry.replaying = false;
                 }
                 return;
             }
         }
+        if let Some(entry) = self.watches.get_mut(&id) {
+            entry.replaying = replay.more;
+        }
+        if replay.end_silently {
+            self.remove_watch(id, false);
+        }
     }
 
+    /// The client acknowledged the last push of a replay window: queue the
+    /// next one, read from the log after the watch's cursor.
+    async fn replay_more(&mut self, id: WatchId, session: SessionId) {
+        let Some(entry) = self.watches.get(&id) else {
+            return;
+        };
+        let attached =
+            matches!(&entry.sink, Sink::Socket { session: Some(l), .. } if l.id == session);
+        if !entry.replaying || !attached {
+            return;
+        }
+        let query = EventQuery {
+            since: entry.cursor,
+            kind: Some(entry.kind),
+            with_value: entry.view.with_value,
+        };
+        let (key, item) = (entry.key.clone(), entry.item.to_string());
+        match self.store.events(&key, &item, query).await {
+            Ok(page) => {
+                if page.gap {
+                    log::warn!(
+                        "hub: the event log lost events of item {item} during a replay window; \
+                         the client is not told (it re-reads the item on its next gap)"
+                    );
+                }
+                let replay = self.plan_replay(id, page);
+                self.replay(id, replay);
+            }
+            Err(e) => self.end_watch(id, e.code(), format!("the replay cannot go on: {e}")),
+        }
+    }
+
+    /// `POST /watches`: idempotent per (key, item or alias, event, URL);
+    /// at most `max_webhooks_per_key` per key (else 429).
     async fn add_webhook(&mut self, key: String, spec: WebhookSpec) -> Result<String, Failure> {
+        let message =
+            self.message_text(spec.message.as_ref().map(ToString::to_string).as_deref())?;
         let checked = self
             .store
             .check_read(&key, &spec.id)
             .await
             .map_err(|e| failure(&e))?;
-        let (id, watchable) = self.new_watchable();
         let kind = spec.kind;
+        let identity = WebhookKey {
+            key: key.clone(),
+            kind,
+            target: checked
+                .alias
+                .clone()
+                .unwrap_or_else(|| checked.id.to_string()),
+            url: spec.url().to_owned(),
+        };
+        if let Some(&id) = self.webhooks.get(&identity) {
+            // The same watch: the latest call's message applies.
+            self.set_key_valid_till(id, checked.key_valid_till);
+            self.refresh_view(id, Some(message), None);
+            return self
+                .watches
+                .get(&id)
+                .map(|entry| entry.watchable.clone())
+                .ok_or_else(|| Failure::new(500, "internal error: a webhook watch vanished"));
+        }
+        let max = self.settings.max_webhooks_per_key;
+        if self.webhooks_per_key.get(&key).copied().unwrap_or(0) >= max {
+            return Err(Failure::new(
+                429,
+                format!(
+                    "this key already holds {max} webhook watches, this server's limit: \
+                     DELETE /watches/{{watchable}} some first"
+                ),
+            ));
+        }
+        let identity_key = key.clone();
+        let (id, watchable) = self.new_watchable();
         let live = Arc::new(AtomicBool::new(true));
-        let message = spec
-            .message
-            .as_ref()
-            .map(|m| m.to_string().into_boxed_str());
         let head = Head {
             watchable: &watchable,
             event: kind,
             id: checked.id,
             alias: checked.alias.as_deref(),
         };
-        let view = Self::view(id, &head, message, false, live);
+        let view = Self::view(id, &head, message, false, live, checked.key_valid_till);
         let link = webhooks::spawn_delivery(
             id,
             watchable.clone(),
@@ -1080,9 +1658,15 @@ impl Hub {
                 view,
                 cursor: checked.seq,
                 ending: false,
+                replaying: false,
                 idem: None,
+                key_valid_till: checked.key_valid_till,
+                webhook: Some(identity.clone()),
             },
         );
+        self.key_expiry.insert((checked.key_valid_till, id));
+        self.webhooks.insert(identity, id);
+        *self.webhooks_per_key.entry(identity_key).or_default() += 1;
         self.index(id);
         log::debug!("hub: webhook watch {watchable} on item {}", checked.id);
         Ok(watchable)
@@ -1108,10 +1692,27 @@ impl Hub {
                 Sink::Webhook(_) => true,
             };
             let (key, cursor) = (entry.key.clone(), entry.cursor);
+            // Authorization follows the alias: the watch's key must be
+            // allowed to read the item the alias names now.
+            let key_valid_till = match self.store.check_read(&key, &item.to_string()).await {
+                Ok(checked) => checked.key_valid_till,
+                Err(e) => {
+                    self.end_watch(
+                        id,
+                        e.code(),
+                        format!(
+                            "alias {alias:?} now names item {item}, which this watch's key may \
+                             not read ({e})"
+                        ),
+                    );
+                    continue;
+                }
+            };
             self.unindex(id);
             if let Some(entry) = self.watches.get_mut(&id) {
                 entry.item = item;
             }
+            self.set_key_valid_till(id, key_valid_till);
             self.refresh_view(id, None, None);
             self.index(id);
             log::debug!("hub: alias {alias:?} now names item {item}: its watches follow");
@@ -1124,7 +1725,8 @@ impl Hub {
                 match self.store.events(&key, &item.to_string(), query).await {
                     Ok(mut page) => {
                         page.events.retain(|e| e.seq <= self.processed);
-                        self.replay(id, page);
+                        let replay = self.plan_replay(id, page);
+                        self.replay(id, replay);
                     }
                     Err(e) => log::debug!("hub: alias {alias:?} moved; no log of {item}: {e}"),
                 }
@@ -1274,6 +1876,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn offline_push_ids_leave_oldest_first() {
+        let mut offline = Offline::default();
+        for push_id in ["a", "b", "a", "c"] {
+            offline.insert(push_id.into());
+        }
+        assert_eq!(offline.len(), 3);
+        offline.remove("b");
+        assert_eq!(offline.pop_oldest().as_deref(), Some("a"));
+        assert_eq!(offline.pop_oldest().as_deref(), Some("c"));
+        assert_eq!(offline.pop_oldest(), None);
+        assert_eq!(offline.len(), 0);
+    }
+
+    #[test]
+    fn an_expired_key_stops_pushes_at_send_time() {
+        let head = Head {
+            watchable: "w1",
+            event: EventKind::Update,
+            id: ItemId(1),
+            alias: None,
+        };
+        let live = Arc::new(AtomicBool::new(true));
+        let expired = Hub::view(1, &head, None, false, live.clone(), unix_now_ms() - 1);
+        assert!(!expired.is_live());
+        let valid = Hub::view(1, &head, None, false, live.clone(), u64::MAX);
+        assert!(valid.is_live());
+        live.store(false, Ordering::Relaxed);
+        assert!(!valid.is_live());
+    }
+
+    #[test]
     fn push_frames_have_the_protocol_shape() {
         let head = Head {
             watchable: "w7",
@@ -1287,6 +1920,7 @@ mod tests {
             Some(r#"{"m":1}"#.into()),
             true,
             Arc::new(AtomicBool::new(true)),
+            u64::MAX,
         );
         let event = Arc::new(PushEvent {
             seq: 9,
@@ -1297,7 +1931,8 @@ mod tests {
             view,
             event,
             last: false,
-            replayed: false,
+            bytes: 0,
+            window_end: false,
         };
         let frame = out.frame(3);
         let json = frame.strip_prefix("423").expect("42<ack id>");

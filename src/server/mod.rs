@@ -16,7 +16,7 @@
 //!   pushes (in-flight window, ack timeout, coalesced writes).
 //! - Webhook watches: `POST /watches`, `DELETE /watches/{watchable}` (the
 //!   `webhooks` module).
-//! - The REST API on the same port (protocol.md §3): `/ping`, `/info`, `/keys`,
+//! - The REST API on the same port (protocol.md §3): `/ping`, `/ready`, `/info`, `/keys`,
 //!   `/items`, `/aliases`, `/items/{id}/events`; see the `http` module for its
 //!   routes, status codes and limits.
 //!
@@ -149,7 +149,7 @@ impl Server {
         let max_item_size = store.info().await?.max_size;
         // The hub follows the store's events; the store is wrapped so that
         // alias re-points reach it too.
-        let (hub, store) = hub::start(store, hub::HubSettings::from(&config));
+        let (hub, store, hub_task) = hub::start(store, hub::HubSettings::from(&config));
         let limits = Arc::new(limits::Limits::new(&config));
         limits::Limits::start_pruning(&limits);
         let shared = web::Data::new(Shared {
@@ -160,6 +160,7 @@ impl Server {
             store,
             body_limit: max_item_size.saturating_add(BODY_HEADROOM),
         });
+        actix_rt::spawn(hub::supervise(hub_task, shared.clone().into_inner()));
         let app_shared = shared.clone();
         let http = HttpServer::new(move || {
             App::new()
@@ -335,6 +336,14 @@ impl ServerHandle {
             passes_ok: counters.passes_ok.load(Ordering::Relaxed),
             passes_failed: counters.passes_failed.load(Ordering::Relaxed),
         }
+    }
+
+    /// Test hook: makes the hub task panic, to exercise its supervision
+    /// (every push session is closed with 1011, `GET /ready` answers 503).
+    /// Not part of the API.
+    #[doc(hidden)]
+    pub fn inject_hub_panic(&self) {
+        self.inner.shared.hub.send(hub::Request::InjectPanic);
     }
 
     /// Stops the server gracefully: new sockets are refused (503), every live

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use super::hub::Outgoing;
+use crate::protocol::messages::Ended;
 
 /// A session's mailbox (see [`Command`] for why it is unbounded).
 pub(crate) type Mailbox = mpsc::UnboundedSender<Command>;
@@ -37,9 +38,15 @@ pub(crate) enum Command {
     },
     /// A push for one of this session's watches.
     Push(Outgoing),
-    /// Too many pushes wait for this session: the hub queues no more; close
-    /// the socket (1013) so that the client reconnects and replays.
+    /// Too many pushes (or bytes of pushes) wait for this session: the hub
+    /// queues no more; close the socket (1013) so that the client
+    /// reconnects and replays.
     Overflow,
+    /// The hub ended one of this session's watches: send
+    /// `["ended", {watchable, code, error}]`.
+    Ended(Ended),
+    /// The hub task died: no more pushes can come; close with 1011.
+    HubFailed,
 }
 
 /// A process-unique session number (not the sids the peer sees).
@@ -57,6 +64,8 @@ pub(crate) struct Counters {
 struct Inner {
     next_id: SessionId,
     shutting_down: bool,
+    /// The hub died: no new session could watch anything.
+    hub_failed: bool,
     sessions: HashMap<SessionId, Mailbox>,
     push_ids: HashMap<String, SessionId>,
 }
@@ -87,10 +96,11 @@ impl Registry {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers a new session; `None` once the server is shutting down.
+    /// Registers a new session; `None` once the server is shutting down
+    /// or its hub has failed.
     pub(crate) fn open(&self, mailbox: Mailbox) -> Option<SessionId> {
         let mut inner = self.lock();
-        if inner.shutting_down {
+        if inner.shutting_down || inner.hub_failed {
             return None;
         }
         inner.next_id += 1;
@@ -132,6 +142,14 @@ impl Registry {
     pub(crate) fn begin_shutdown(&self) -> Vec<Mailbox> {
         let mut inner = self.lock();
         inner.shutting_down = true;
+        inner.sessions.values().cloned().collect()
+    }
+
+    /// Refuses new sessions from now on (the hub died) and returns every
+    /// live mailbox.
+    pub(crate) fn hub_failed(&self) -> Vec<Mailbox> {
+        let mut inner = self.lock();
+        inner.hub_failed = true;
         inner.sessions.values().cloned().collect()
     }
 

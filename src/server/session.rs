@@ -32,7 +32,13 @@
 //! next per-connection ack id. At most
 //! [`ServerConfig::max_in_flight`](super::ServerConfig::max_in_flight) pushes
 //! are unacknowledged at a time; more wait in order in the session (counted
-//! by the hub against `max_queued_pushes`). A push unacknowledged after
+//! by the hub against `max_queued_pushes`, and their bytes against
+//! `max_queued_bytes` until acknowledged). Right before a push is written
+//! its watch is asked whether it may still leave (`WatchView::is_live`: not
+//! ended, key not expired): authorization holds at send time. The hub's
+//! `ended` (a watch ended for its key, its alias or a limit) is written as
+//! `42["ended",{…}]`; the ack of a replay window's last push asks the hub
+//! for the next window. A push unacknowledged after
 //! [`ServerConfig::ack_timeout`](super::ServerConfig::ack_timeout) closes the
 //! socket with 1002 ("push ack timeout"), like a missed pong, and without a
 //! `41`, so Socket.IO clients reconnect by themselves and re-watch with
@@ -67,7 +73,7 @@ use super::Shared;
 use crate::protocol::engineio::{self, OpenPacket};
 use crate::protocol::messages::{
     is_valid_push_id, ConnectAuth, ConnectOk, ConnectRefused, Failure, Pass, PassOk, Success,
-    Unwatch, Watch, PASS_EVENT, UNWATCH_EVENT, WATCH_EVENT,
+    Unwatch, Watch, ENDED_EVENT, PASS_EVENT, UNWATCH_EVENT, WATCH_EVENT,
 };
 use crate::protocol::socketio::{self, PacketKind, DEFAULT_NAMESPACE};
 
@@ -473,6 +479,17 @@ impl Session {
                     description: Some("too many pushes waiting".to_owned()),
                 }))
             }
+            Command::Ended(ended) => {
+                self.queue_socketio(&socketio::Packet::event(ENDED_EVENT, &ended, None));
+                Flow::Continue
+            }
+            Command::HubFailed => Flow::End(Ending::Close(CloseReason {
+                code: CloseCode::Error,
+                description: Some(
+                    "the server's watch hub stopped: no more pushes (see the server log)"
+                        .to_owned(),
+                ),
+            })),
             Command::Replaced => {
                 log::info!(
                     "{}: push id {:?} passed on a newer connection, disconnecting this one",
@@ -522,7 +539,9 @@ impl Session {
     /// A push from the hub: written now if the window has room, else queued.
     fn on_push(&mut self, push: Outgoing) {
         if !push.view.is_live() {
+            // Ended, or its key expired: checked here, at send time.
             self.link.dequeued(&push);
+            self.link.released(&push);
         } else if self.pushes.waiting.is_empty()
             && self.pushes.in_flight.len() < self.timing.max_in_flight
         {
@@ -555,6 +574,13 @@ impl Session {
             );
             return;
         };
+        self.link.released(&acked.push);
+        if acked.push.window_end {
+            self.registration.shared.hub.send(Request::ReplayMore {
+                watch: acked.push.view.watch,
+                session: self.registration.id,
+            });
+        }
         if acked.push.last {
             self.registration.shared.hub.send(Request::FinalAcked {
                 watch: acked.push.view.watch,
@@ -568,6 +594,7 @@ impl Session {
                 self.write_push(next);
             } else {
                 self.link.dequeued(&next);
+                self.link.released(&next);
             }
         }
     }

@@ -153,6 +153,13 @@ pub(crate) struct WebhookSpec {
     method: Method,
 }
 
+impl WebhookSpec {
+    /// The URL pushes go to (part of the watch's identity in the hub).
+    pub(crate) fn url(&self) -> &str {
+        self.url.url.as_str()
+    }
+}
+
 /// The hub's handle on one webhook watch's delivery task.
 #[derive(Debug)]
 pub(crate) struct WebhookLink {
@@ -274,6 +281,9 @@ async fn deliver(mut d: Delivery) {
                 d.settings.retries
             );
             tokio::time::sleep(delay).await;
+            if !push.view.is_live() {
+                return; // ended (or the server stopped) while waiting
+            }
         }
         if push.last {
             d.hub.send(Request::FinalAcked { watch: d.watch });

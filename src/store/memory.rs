@@ -1119,7 +1119,10 @@ impl Inner {
 
     fn check_read(&self, key: &str, id_or_alias: &str) -> Result<ItemRef, StoreError> {
         let now = Now::read();
-        let access = self.access_key(key, &now, "watching an item")?;
+        let (access, key_entry) = match self.caller(key, &now)? {
+            Caller::Boss => return Err(boss_cannot("watching an item")),
+            Caller::Key(access, entry) => (access, entry),
+        };
         let (id, alias) = self.resolve(id_or_alias, &now)?;
         let shard = read_lock(self.item_shard(id));
         let entry = shard.map.get(&id).ok_or_else(|| gone(id))?;
@@ -1132,6 +1135,7 @@ impl Inner {
             alias,
             valid_till: live.valid_till,
             seq: self.latest_seq(),
+            key_valid_till: now.unix_ms_at(key_entry.deadline),
         })
     }
 

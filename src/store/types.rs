@@ -450,6 +450,9 @@ pub struct ItemRef {
     pub valid_till: u64,
     /// The store's latest event seq at the check (as in [`ReadItem::seq`]).
     pub seq: u64,
+    /// Unix ms when the checking key expires (a watch made with it ends
+    /// then; `u64::MAX` for a store that does not know).
+    pub key_valid_till: u64,
 }
 
 /// Which logged events [`Store::events`](super::Store::events) returns.
