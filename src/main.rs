@@ -56,7 +56,7 @@ Examples:
   effex serve                                   # 127.0.0.1:8150, prints a generated boss key
   EFFEX_BOSS_KEY=s3cret effex serve --bind 0.0.0.0 --port 9000 --passphrase push-secret
   effex serve --max-item-size 65536 --max-lifetime 600 --log-level effex=debug")]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check that a server answers (GET /ping).
     #[command(after_help = "Example:\n  effex ping --url http://127.0.0.1:8150")]
     Ping(Target),
@@ -503,7 +503,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let system = actix_rt::System::new();
     match cli.command {
-        Command::Serve(args) => system.block_on(serve(args)),
+        Command::Serve(args) => system.block_on(serve(*args)),
         Command::Watch(args) => system.block_on(watch(args)),
         command => system.block_on(client(command)),
     }

@@ -13,14 +13,12 @@ use tokio::sync::mpsc;
 
 use crate::common::wire::{http_client, WAIT};
 
-/// Timers long enough never to fire in a test that is not about them.
+/// The common test config (long timers) with the loopback receivers of
+/// these tests allowed as webhook targets (refused by default, §3).
 pub fn config() -> ServerConfig {
     ServerConfig {
-        ping_interval: Duration::from_secs(10),
-        ping_timeout: Duration::from_secs(10),
-        pass_timeout: Duration::from_secs(10),
-        shutdown_timeout: Duration::from_secs(2),
-        ..Default::default()
+        webhook_allow: vec!["127.0.0.1".to_owned()],
+        ..crate::common::server::config()
     }
 }
 
