@@ -268,10 +268,10 @@ struct LimitArgs {
     /// client; repeat for several. From other peers the header is ignored.
     #[arg(long = "trusted-proxy", env = "EFFEX_TRUSTED_PROXIES", value_delimiter = ',', value_name = "CIDR", value_parser = network)]
     trusted_proxies: Vec<IpNet>,
-    /// HTTP requests per second one client address may make [default: 50000].
+    /// HTTP requests per second one client address may make [default: 100000].
     #[arg(long, env = "EFFEX_REQUESTS_PER_SECOND_PER_ADDRESS", value_name = "N")]
     requests_per_second_per_address: Option<u32>,
-    /// HTTP requests one client address may make at once [default: 100000].
+    /// HTTP requests one client address may make at once [default: 200000].
     #[arg(long, env = "EFFEX_REQUEST_BURST_PER_ADDRESS", value_name = "N")]
     request_burst_per_address: Option<u32>,
     /// Writes and updates per second one access key may make [default: 50000].

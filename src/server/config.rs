@@ -207,14 +207,14 @@ pub struct ServerConfig {
     /// too) one client address may make, per second. Over it (and its
     /// burst): 429 with `Retry-After`. IPv6 addresses count by /64.
     ///
-    /// Defaults to 50,000: above what one node serves (about 30,000
+    /// Defaults to 100,000: above what one node serves (about 60,000
     /// requests/s on 2 cores), so only a flood meets it; lower it to cap
     /// what one address may take of a deployment.
     pub requests_per_second_per_address: u32,
     /// How many HTTP requests one client address may make at once, above
     /// its sustained rate.
     ///
-    /// Defaults to 100,000.
+    /// Defaults to 200,000.
     pub request_burst_per_address: u32,
     /// The sustained rate of writes and updates (`POST /items`,
     /// `PUT /items/{id}`) one access key may make, per second. Over it (and
@@ -356,8 +356,8 @@ impl Default for ServerConfig {
             webhook_retry_base: Duration::from_secs(1),
             webhook_retries: 8,
             trusted_proxies: Vec::new(),
-            requests_per_second_per_address: 50_000,
-            request_burst_per_address: 100_000,
+            requests_per_second_per_address: 100_000,
+            request_burst_per_address: 200_000,
             writes_per_second_per_key: 50_000,
             write_burst_per_key: 100_000,
             failed_auth_burst: 50,
