@@ -220,7 +220,7 @@ pub struct ServerConfig {
     /// `PUT /items/{id}`) one access key may make, per second. Over it (and
     /// its burst): 429 with `Retry-After`.
     ///
-    /// Defaults to 50,000, like the per-address rate: a ceiling that one
+    /// Defaults to 50,000: a ceiling that one
     /// key's writes cannot pass, to be lowered where keys must share a node
     /// fairly.
     pub writes_per_second_per_key: u32,
