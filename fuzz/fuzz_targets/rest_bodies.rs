@@ -8,14 +8,14 @@
 //! (`EventKind` in the `messages` target, strings and JSON values here).
 //!
 //! Checks, besides "never panics":
-//! - decode → encode → decode gives the same value;
+//! - decode → encode → decode gives the same value (see
+//!   `effex_fuzz::round_trip` for the one tolerated float difference);
 //! - a decoded `WriteItem` and `UpdateItem` go through a real `MemoryStore`
 //!   (write, update, remove) without a panic, and the reported size is the
 //!   value's compact JSON length.
 
 #![no_main]
 
-use std::fmt::Debug;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -23,9 +23,8 @@ use effex::store::{
     EventQuery, ItemId, JsonText, KeyKind, MakeKeys, MemoryStore, MemoryStoreConfig, Store,
     UpdateItem, WriteItem,
 };
+use effex_fuzz::round_trip;
 use libfuzzer_sys::fuzz_target;
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 const BOSS: &str = "fuzzing boss key";
 
@@ -88,21 +87,6 @@ fuzz_target!(|data: &[u8]| {
         through_the_store(item, serde_json::from_str::<UpdateItem>(json).ok());
     }
 });
-
-/// decode → encode → decode gives the same value.
-fn round_trip<T>(json: &str)
-where
-    T: DeserializeOwned + Serialize + PartialEq + Debug,
-{
-    let Ok(value) = serde_json::from_str::<T>(json) else {
-        return;
-    };
-    let encoded = serde_json::to_string(&value)
-        .unwrap_or_else(|e| panic!("{value:?} (from {json:?}) does not encode: {e}"));
-    let again: T = serde_json::from_str(&encoded)
-        .unwrap_or_else(|e| panic!("{encoded:?} (from {json:?}) does not decode: {e}"));
-    assert_eq!(again, value, "decode(encode(x)) != x for {json:?} via {encoded:?}");
-}
 
 /// Writes the item with the fixture's writer key, updates it, removes it.
 fn through_the_store(item: WriteItem, update: Option<UpdateItem>) {
