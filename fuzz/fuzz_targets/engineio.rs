@@ -13,7 +13,11 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let binary = Packet::decode_binary(Bytes::copy_from_slice(data));
     assert_eq!(binary, Packet::Binary(Bytes::copy_from_slice(data)));
-    assert_eq!(binary.encode_text(), None, "a binary packet has no text form");
+    assert_eq!(
+        binary.encode_text(),
+        None,
+        "a binary packet has no text form"
+    );
 
     let Ok(frame) = std::str::from_utf8(data) else {
         return;

@@ -30,7 +30,11 @@ fuzz_target!(|data: &[u8]| {
     let again = Packet::decode(&encoded)
         .unwrap_or_else(|e| panic!("{encoded:?} (from {text:?}) does not decode: {e}"));
     assert_eq!(again, packet, "decode(encode(p)) != p for {text:?}");
-    assert_eq!(again.encode(), encoded, "encoding is not canonical for {text:?}");
+    assert_eq!(
+        again.encode(),
+        encoded,
+        "encoding is not canonical for {text:?}"
+    );
 
     let frame = packet.to_engineio_text();
     assert_eq!(

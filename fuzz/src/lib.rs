@@ -80,10 +80,8 @@ pub fn same_up_to_float_rounding(a: &Value, b: &Value) -> bool {
         }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len()
-                && x.iter().all(|(key, x)| {
-                    y.get(key)
-                        .is_some_and(|y| same_up_to_float_rounding(x, y))
-                })
+                && x.iter()
+                    .all(|(key, x)| y.get(key).is_some_and(|y| same_up_to_float_rounding(x, y)))
         }
         _ => a == b,
     }
