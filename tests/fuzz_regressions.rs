@@ -19,7 +19,10 @@ fn an_event_name_with_a_lone_surrogate_escape_is_malformed() {
         "{found:?} decoded as {decoded:?}"
     );
     // The same for a binary event, and for a lone trailing surrogate.
-    for found in [r#"51-["\ud800",{"_placeholder":true,"num":0}]"#, r#"2["\udc00"]"#] {
+    for found in [
+        r#"51-["\ud800",{"_placeholder":true,"num":0}]"#,
+        r#"2["\udc00"]"#,
+    ] {
         assert!(Packet::decode(found).is_err(), "{found:?} decoded");
     }
 }
@@ -48,5 +51,8 @@ fn a_long_decimal_decodes_to_the_nearest_f64() {
     assert_eq!(item.value.as_f64(), Some(6.666_666_666_666_667e78));
     let encoded = serde_json::to_string(&item).expect("encodes");
     let again: WriteItem = serde_json::from_str(&encoded).expect("decodes");
-    assert_eq!(again, item, "{found} changed after a round trip via {encoded}");
+    assert_eq!(
+        again, item,
+        "{found} changed after a round trip via {encoded}"
+    );
 }
