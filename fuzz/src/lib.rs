@@ -15,10 +15,11 @@ const FLOAT_REPORTS: usize = 3;
 ///
 /// One difference is tolerated, and printed (the first few times) instead of
 /// failing: a number whose decimal text has more significant digits than an
-/// `f64` holds may decode one or two ulps away from the nearest `f64`, because
-/// serde_json's default float parser is not correctly rounded (its
-/// `float_roundtrip` feature is). The encoding of such a value must then
-/// round-trip exactly. Any other difference panics.
+/// `f64` holds, or a shortest-form float with a large exponent (such as
+/// `6.941548256537246e-16`), may decode one or two ulps away from the nearest
+/// `f64`, because serde_json's default float parser is not correctly rounded
+/// (its `float_roundtrip` feature is); the drift can repeat on every round
+/// trip. Any other difference panics.
 pub fn round_trip<T>(json: &str) -> Option<T>
 where
     T: DeserializeOwned + Serialize + PartialEq + Debug,
@@ -33,8 +34,12 @@ where
             "decode(encode(x)) != x for {json:?} via {encoded:?}:\n{value:?}\n{again:?}"
         );
         report_float_rounding(json, &encoded);
-        let stable: T = decode(&encode(&again, json), json);
-        assert_eq!(stable, again, "a second round trip changed {json:?}");
+        // The drift may go on with every round trip, but only by rounding.
+        let later: T = decode(&encode(&again, json), json);
+        assert!(
+            same_up_to_float_rounding(&tree(&again), &tree(&later)),
+            "a second round trip changed {json:?} by more than float rounding"
+        );
     }
     Some(value)
 }
