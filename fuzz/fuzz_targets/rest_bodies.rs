@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use effex::store::{
     EventQuery, ItemId, JsonText, KeyKind, MakeKeys, MemoryStore, MemoryStoreConfig, Store,
-    UpdateItem, WriteItem,
+    StoreError, UpdateItem, WriteItem,
 };
 use effex_fuzz::round_trip;
 use libfuzzer_sys::fuzz_target;
@@ -104,7 +104,9 @@ fn through_the_store(item: WriteItem, update: Option<UpdateItem>) {
     if let Some(update) = update {
         let _ = runtime.block_on(store.update(writer, &id, update));
     }
-    runtime
-        .block_on(store.remove(writer, &id))
-        .expect("the writer removes its own item");
+    match runtime.block_on(store.remove(writer, &id)) {
+        // A lifetime of a few nanoseconds is accepted, and over by now.
+        Ok(_) | Err(StoreError::NotFound(_)) => {}
+        Err(error) => panic!("the writer cannot remove its own item: {error}"),
+    }
 }
