@@ -234,7 +234,15 @@ impl Packet {
             // The payload is valid JSON (RawValue checked it), so looking at
             // its first tokens is enough: no second scan of the whole array.
             PacketKind::Event | PacketKind::BinaryEvent => match (shape, self.first_token()) {
-                (Some(JsonShape::Array), Some(b'"')) => Ok(()),
+                // Valid JSON may still hold a string Rust cannot represent (a
+                // lone surrogate escape such as `"\ud800"`): reading the name
+                // (the first element only) tells.
+                (Some(JsonShape::Array), Some(b'"')) => match self.event_name() {
+                    Some(_) => Ok(()),
+                    None => Err(DecodeError::Malformed(
+                        "an event name must be valid Unicode (no lone surrogate escapes)",
+                    )),
+                },
                 (Some(JsonShape::Array), Some(b']') | None) | (None, _) => Err(
                     DecodeError::Malformed("an EVENT payload must be a non-empty array"),
                 ),
