@@ -13,6 +13,19 @@
 //! timeout, drop, `Disconnect` or actor stop. After a disconnect the state is
 //! `Idle` again, so the next `GetConnected` opens a new socket.
 //!
+//! # Several nodes (failover)
+//!
+//! When the config lists several URLs ([`ClientConfigBuilder::also`](super::ClientConfigBuilder::also)),
+//! each attempt dials one of them: the first at the start, then the next one
+//! (round robin) after every failed attempt and after every lost connection
+//! that the application did not ask for. A connection that works stays where
+//! it is. Reconnects keep the [`Backoff`](super::Backoff) between attempts,
+//! pass with the same push id, and the [`SubscriberActor`](super::SubscriberActor)
+//! re-watches with `after`, so a node's death costs a reconnect, not events.
+//! Each `GetConnected` still gets the outcome of one attempt (one socket):
+//! when every node is down, waiters get that attempt's error, and the
+//! automatic reconnects keep going round the list until one node answers.
+//!
 //! # Epochs
 //!
 //! Each attempt gets a new epoch. Frames carry the epoch of their socket,
@@ -213,6 +226,9 @@ pub struct ConnectionActor {
     retries: u32,
     /// The pending automatic reconnect, if any.
     retry: Option<SpawnHandle>,
+    /// The index in the config's URLs of the node the next (or current)
+    /// attempt dials.
+    node: usize,
     /// When the current connection passed: one that lasted the backoff's
     /// `stable_after` resets the retry count when it drops. (A timestamp, not
     /// a timer: actix polls every pending timer of an actor on each wake.)
@@ -351,8 +367,33 @@ impl ConnectionActor {
             finals: HashMap::new(),
             retries: 0,
             retry: None,
+            node: 0,
             connected_at: None,
         }
+    }
+
+    /// The URL of the node the current (or next) attempt dials.
+    fn node_url(&self) -> &str {
+        self.config
+            .urls()
+            .get(self.node)
+            .map_or(self.config.url(), String::as_str)
+    }
+
+    /// Round robin: the next attempt dials the next node in the list (a
+    /// no-op with one URL).
+    fn move_to_next_node(&mut self, why: &dyn std::fmt::Display) {
+        let count = self.config.urls().len();
+        if count < 2 {
+            return;
+        }
+        let from = self.node_url().to_owned();
+        self.node = (self.node + 1) % count;
+        log::info!(
+            "failing over from {from} ({why}) to node {} of {count}: {}",
+            self.node + 1,
+            self.node_url()
+        );
     }
 
     fn notify(&mut self, change: ConnectionState) {
@@ -406,7 +447,7 @@ impl ConnectionActor {
         let epoch = self.epoch;
         let dial = socket::open(
             self.http_client(),
-            self.config.url().to_owned(),
+            self.node_url().to_owned(),
             self.config.max_frame_size(),
             self.config.write_queue(),
             epoch,
@@ -418,7 +459,7 @@ impl ConnectionActor {
         let deadline = ctx.run_later(self.config.connect_timeout(), move |act, ctx| {
             act.on_deadline(epoch, ctx)
         });
-        log::debug!("connecting to {} (epoch {epoch})", self.config.url());
+        log::debug!("connecting to {} (epoch {epoch})", self.node_url());
         self.state = State::Connecting(Attempt {
             stage: Stage::WebSocketOpen,
             dial: Some(dial),
@@ -457,7 +498,7 @@ impl ConnectionActor {
         }
         match result {
             Err(detail) => {
-                let url = self.config.url().to_owned();
+                let url = self.node_url().to_owned();
                 self.fail_attempt(
                     ConnectError::WebSocket { url, detail },
                     Farewell::Silent,
@@ -489,7 +530,10 @@ impl ConnectionActor {
         } else {
             self.config.connect_timeout()
         };
-        log::warn!("connect attempt {epoch} timed out after {after:?} waiting for {stage}");
+        log::warn!(
+            "connect attempt {epoch} to {} timed out after {after:?} waiting for {stage}",
+            self.node_url()
+        );
         self.fail_attempt(ConnectError::Timeout { stage, after }, Farewell::Clean, ctx);
     }
 
@@ -508,15 +552,18 @@ impl ConnectionActor {
         }
         log::debug!("connect attempt {} failed: {error}", self.epoch);
         self.answer_waiters(Err(error.clone()));
-        let retry = !matches!(
+        let asked = matches!(
             error,
-            ConnectError::Rejected { .. }
-                | ConnectError::Stopped
+            ConnectError::Stopped
                 | ConnectError::Disconnected {
                     reason: DisconnectReason::Requested,
                     ..
                 }
         );
+        if !asked {
+            self.move_to_next_node(&error);
+        }
+        let retry = !asked && !matches!(error, ConnectError::Rejected { .. });
         self.notify(ConnectionState::ConnectFailed(error));
         if retry {
             self.schedule_reconnect(ctx);
@@ -567,6 +614,9 @@ impl ConnectionActor {
                     self.retries = 0;
                 }
                 let requested = reason == DisconnectReason::Requested;
+                if !requested {
+                    self.move_to_next_node(&reason);
+                }
                 self.notify(ConnectionState::Disconnected {
                     epoch: self.epoch,
                     reason,
