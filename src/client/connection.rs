@@ -16,15 +16,19 @@
 //! # Several nodes (failover)
 //!
 //! When the config lists several URLs ([`ClientConfigBuilder::also`](super::ClientConfigBuilder::also)),
-//! each attempt dials one of them: the first at the start, then the next one
-//! (round robin) after every failed attempt and after every lost connection
-//! that the application did not ask for. A connection that works stays where
-//! it is. Reconnects keep the [`Backoff`](super::Backoff) between attempts,
-//! pass with the same push id, and the [`SubscriberActor`](super::SubscriberActor)
+//! an attempt is one round over the nodes, one socket at a time: it dials the
+//! current node and, when that fails (refused, timed out, dropped before the
+//! pass), moves to the next one (round robin) and dials it at once, until a
+//! node passes or every node has failed once; the waiters are answered then,
+//! with the session or the last node's error. A lost connection (one the
+//! application did not ask to close) also moves to the next node. A working
+//! node is kept: a success does not go back to the first URL. The automatic
+//! reconnects wait the [`Backoff`](super::Backoff) before each round, pass
+//! with the same push id, and the [`SubscriberActor`](super::SubscriberActor)
 //! re-watches with `after`, so a node's death costs a reconnect, not events.
-//! Each `GetConnected` still gets the outcome of one attempt (one socket):
-//! when every node is down, waiters get that attempt's error, and the
-//! automatic reconnects keep going round the list until one node answers.
+//! A refused pass ends the round (every node shares the passphrase). With
+//! one URL an attempt is one socket, as before. A round over dead nodes that
+//! do not refuse but never answer takes up to `connect_timeout` per node.
 //!
 //! # Epochs
 //!
@@ -229,6 +233,8 @@ pub struct ConnectionActor {
     /// The index in the config's URLs of the node the next (or current)
     /// attempt dials.
     node: usize,
+    /// How many more nodes the running round may dial after the current one.
+    round_left: usize,
     /// When the current connection passed: one that lasted the backoff's
     /// `stable_after` resets the retry count when it drops. (A timestamp, not
     /// a timer: actix polls every pending timer of an actor on each wake.)
@@ -368,6 +374,7 @@ impl ConnectionActor {
             retries: 0,
             retry: None,
             node: 0,
+            round_left: 0,
             connected_at: None,
         }
     }
@@ -427,7 +434,7 @@ impl ConnectionActor {
                 if let Some(retry) = self.retry.take() {
                     ctx.cancel_future(retry);
                 }
-                self.start_attempt(ctx)
+                self.start_round(ctx)
             }
             State::Connecting(_) => {}
         }
@@ -442,6 +449,13 @@ impl ConnectionActor {
         }
     }
 
+    /// Starts an attempt: a round that may dial every node once.
+    fn start_round(&mut self, ctx: &mut Context<Self>) {
+        self.round_left = self.config.urls().len().saturating_sub(1);
+        self.start_attempt(ctx);
+    }
+
+    /// Dials the current node (one socket).
     fn start_attempt(&mut self, ctx: &mut Context<Self>) {
         self.epoch += 1;
         let epoch = self.epoch;
@@ -551,7 +565,6 @@ impl ConnectionActor {
             link.shut(farewell, &reason, ctx);
         }
         log::debug!("connect attempt {} failed: {error}", self.epoch);
-        self.answer_waiters(Err(error.clone()));
         let asked = matches!(
             error,
             ConnectError::Stopped
@@ -564,6 +577,14 @@ impl ConnectionActor {
             self.move_to_next_node(&error);
         }
         let retry = !asked && !matches!(error, ConnectError::Rejected { .. });
+        if retry && self.round_left > 0 {
+            // Another node of this round: dial it now, the waiters keep waiting.
+            self.round_left -= 1;
+            self.notify(ConnectionState::ConnectFailed(error));
+            self.start_attempt(ctx);
+            return;
+        }
+        self.answer_waiters(Err(error.clone()));
         self.notify(ConnectionState::ConnectFailed(error));
         if retry {
             self.schedule_reconnect(ctx);
@@ -587,7 +608,7 @@ impl ConnectionActor {
         self.retry = Some(ctx.run_later(delay, |act, ctx| {
             act.retry = None;
             if matches!(act.state, State::Idle) {
-                act.start_attempt(ctx);
+                act.start_round(ctx);
             }
         }));
     }
@@ -819,7 +840,20 @@ impl ConnectionActor {
             epoch: self.epoch,
             ack_id,
         };
-        if route.pushes.try_send(Delivery { push, ack }).is_err() {
+        let closed = match route.pushes.try_send(Delivery { push, ack }) {
+            Ok(()) => false,
+            // A busy subscriber (a replay after a reconnect comes as a burst):
+            // queue past the mailbox's capacity rather than lose the route.
+            // Still bounded: the server keeps at most its in-flight window
+            // of unacked pushes per connection, and nothing is acked before
+            // its handler returned.
+            Err(SendError::Full(delivery)) => {
+                route.pushes.do_send(delivery);
+                false
+            }
+            Err(SendError::Closed(_)) => true,
+        };
+        if closed {
             // The subscriber is gone: forget its route; the server ends the
             // watch when its grace period runs out.
             log::debug!("the subscriber of {watchable} is gone");

@@ -190,6 +190,10 @@ pub struct SubscriberActor {
     busy: bool,
     /// Whether the connection dropped since the watches were last sent.
     dropped: bool,
+    /// A reconnect that came while the handler actor still had a push of the
+    /// old connection: the re-watch waits for it, so its `after` counts it
+    /// (a watch renamed by another node could not record it later).
+    rewatch_when_idle: Option<Session>,
 }
 
 impl SubscriberActor {
@@ -214,6 +218,7 @@ impl SubscriberActor {
             early: Vec::new(),
             busy: false,
             dropped: false,
+            rewatch_when_idle: None,
         }
     }
 
@@ -273,7 +278,13 @@ impl SubscriberActor {
         }))
     }
 
-    /// After a reconnect: every watch again, each with its `after`.
+    /// After a reconnect: every watch again, then the application is told.
+    fn rewatch(&mut self, session: Session, ctx: &mut Context<Self>) {
+        self.rewatch_all(ctx);
+        self.tell(SubscriberEvent::Reconnected(session));
+    }
+
+    /// Every watch again, each with its `after`.
     fn rewatch_all(&mut self, ctx: &mut Context<Self>) {
         let watches: Vec<(String, Watch)> = self
             .watching
@@ -369,6 +380,9 @@ impl SubscriberActor {
                                     return;
                                 }
                                 act.handled(delivery);
+                                if let Some(session) = act.rewatch_when_idle.take() {
+                                    act.rewatch(session, ctx);
+                                }
                                 act.deliver_next(ctx);
                             });
                     ctx.spawn(handled);
@@ -475,6 +489,7 @@ impl Handler<ConnectionState> for SubscriberActor {
         match state {
             ConnectionState::Disconnected { reason, .. } => {
                 self.dropped = true;
+                self.rewatch_when_idle = None;
                 // Pushes not yet handled come again by replay.
                 self.queue.clear();
                 self.early.clear();
@@ -482,8 +497,11 @@ impl Handler<ConnectionState> for SubscriberActor {
             }
             ConnectionState::Connected(session) if self.dropped => {
                 self.dropped = false;
-                self.rewatch_all(ctx);
-                self.tell(SubscriberEvent::Reconnected(session));
+                if self.busy {
+                    self.rewatch_when_idle = Some(session);
+                } else {
+                    self.rewatch(session, ctx);
+                }
             }
             _ => {}
         }
