@@ -11,9 +11,12 @@ mod nodes;
 use std::time::Duration;
 
 use actix::prelude::*;
-use common::exchange::{subscriber, Exchange, BOUND, PASS};
-use effex::client::{ConnectError, ConnectionActor, GetConnected, Subscribe, SubscriberEvent};
-use effex::protocol::messages::EventKind;
+use common::exchange::{subscriber, Collector, Exchange, BOUND, PASS};
+use common::poll::poll_until;
+use effex::client::{
+    ConnectError, ConnectionActor, GetConnected, Subscribe, SubscriberActor, SubscriberEvent,
+};
+use effex::protocol::messages::{EventKind, Push};
 use effex::store::UpdateItem;
 use nodes::{free_addr, node, nodes_config, shared_store, ws_url};
 use serde_json::json;
@@ -244,5 +247,86 @@ async fn effex_watch_fails_over_to_the_next_url() {
     let _ = stderr;
     assert_eq!(seen, expected, "every push once, in order");
     assert!(b.server.stats().passes_ok > 0, "effex watch passed on node B");
+    b.server.stop().await;
+}
+
+/// A push handler that holds the first push until it is let go.
+struct Gate {
+    seen: tokio::sync::mpsc::UnboundedSender<u64>,
+    hold: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl Actor for Gate {
+    type Context = Context<Self>;
+}
+
+impl Handler<Push> for Gate {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, push: Push, _: &mut Context<Self>) -> Self::Result {
+        let _ = self.seen.send(push.seq);
+        let hold = self.hold.take();
+        Box::pin(async move {
+            if let Some(hold) = hold {
+                let _ = hold.await;
+            }
+        })
+    }
+}
+
+/// A push still in the handler when its node stops: the next node names the
+/// watch anew, and the re-watch waits for the handler, so its `after`
+/// counts that push and it is not handed over a second time.
+#[actix_rt::test]
+async fn a_push_in_the_handler_during_a_failover_is_not_handed_over_again() {
+    let store = shared_store(1_000);
+    let a = node(&store, None).await;
+    let b = node(&store, None).await;
+    let (id, first) = a.write(json!(0), Duration::from_secs(600)).await;
+
+    let config = nodes_config(&[a.server.ws_url(), b.server.ws_url()])
+        .build()
+        .unwrap();
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (release, hold) = tokio::sync::oneshot::channel();
+    let gate = Gate {
+        seen: seen_tx,
+        hold: Some(hold),
+    }
+    .start();
+    let (events, mut got) = Collector::start_pair();
+    let sub = SubscriberActor::new(ConnectionActor::new(config).start(), gate.recipient())
+        .notify(events.recipient())
+        .start();
+    sub.send(Subscribe::new(EventKind::Update, &id, &a.reader).after(first))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut next_seen = async || {
+        tokio::time::timeout(BOUND, seen_rx.recv())
+            .await
+            .expect("a push in the handler within the bound")
+            .expect("the gate is alive")
+    };
+
+    let held = a.update(&id, json!(1)).await;
+    assert_eq!(next_seen().await, held);
+    a.server.stop().await;
+    got.event(|e| matches!(e, SubscriberEvent::Disconnected(_)))
+        .await;
+    poll_until("a pass on node B", BOUND, || {
+        let passed = b.server.stats().passes_ok > 0;
+        async move { passed.then_some(()) }
+    })
+    .await;
+    // A round trip through B: time for a re-watch sent at once to be answered.
+    let later = update_through(&b, &a.writer, &id, 2).await;
+    release.send(()).expect("the gate holds the push");
+
+    assert_eq!(next_seen().await, later, "the held push is not handed over again");
+    got.event(|e| matches!(e, SubscriberEvent::Reconnected(_)))
+        .await;
+    let quiet = tokio::time::timeout(Duration::from_millis(300), seen_rx.recv()).await;
+    assert!(quiet.is_err(), "an unexpected extra push: {quiet:?}");
     b.server.stop().await;
 }
