@@ -275,8 +275,9 @@ impl Handler<Push> for Gate {
 }
 
 /// A push still in the handler when its node stops: the next node names the
-/// watch anew, and the re-watch waits for the handler, so its `after`
-/// counts that push and it is not handed over a second time.
+/// watch anew and replays that push; the subscriber records the handled seq
+/// on the renamed watch, so the replay is known as a repeat and the push is
+/// not handed over a second time.
 #[actix_rt::test]
 async fn a_push_in_the_handler_during_a_failover_is_not_handed_over_again() {
     let store = shared_store(1_000);

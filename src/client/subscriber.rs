@@ -10,7 +10,9 @@
 //! this actor re-watches with `after` = the last seq it handled (or the
 //! watch's starting seq), so whatever was sent but not acked, or never sent,
 //! comes again from the event log. A push whose seq is not above the last
-//! handled one for its watch is a repeat: it is acked and dropped.
+//! handled one for its watch is a repeat: it is acked and dropped. When the
+//! re-watch lands on another node (a failover) the watch gets a new
+//! watchable; what was handled under the old one carries over to it.
 //!
 //! # Order and bounds
 //!
@@ -190,10 +192,11 @@ pub struct SubscriberActor {
     busy: bool,
     /// Whether the connection dropped since the watches were last sent.
     dropped: bool,
-    /// A reconnect that came while the handler actor still had a push of the
-    /// old connection: the re-watch waits for it, so its `after` counts it
-    /// (a watch renamed by another node could not record it later).
-    rewatch_when_idle: Option<Session>,
+    /// Old watchable → new, for watches a re-watch renamed (another node
+    /// after a failover): a push of the old connection still in the handler
+    /// then records its seq on the new watch, so its replay is known as a
+    /// repeat. At most one entry per watch; cleared on every disconnect.
+    renamed: HashMap<String, String>,
 }
 
 impl SubscriberActor {
@@ -218,7 +221,7 @@ impl SubscriberActor {
             early: Vec::new(),
             busy: false,
             dropped: false,
-            rewatch_when_idle: None,
+            renamed: HashMap::new(),
         }
     }
 
@@ -278,13 +281,7 @@ impl SubscriberActor {
         }))
     }
 
-    /// After a reconnect: every watch again, then the application is told.
-    fn rewatch(&mut self, session: Session, ctx: &mut Context<Self>) {
-        self.rewatch_all(ctx);
-        self.tell(SubscriberEvent::Reconnected(session));
-    }
-
-    /// Every watch again, each with its `after`.
+    /// After a reconnect: every watch again, each with its `after`.
     fn rewatch_all(&mut self, ctx: &mut Context<Self>) {
         let watches: Vec<(String, Watch)> = self
             .watching
@@ -300,8 +297,14 @@ impl SubscriberActor {
                 .watch(watch, ctx)
                 .map(move |reply, act, _| match reply {
                     Ok(ok) if ok.watchable != old => {
-                        // The server forgot the old watch and made a new one.
-                        act.watching.remove(&old);
+                        // The server forgot the old watch and made a new one
+                        // (or another node did): what was handled carries over.
+                        if let Some(before) = act.watching.remove(&old) {
+                            if let Some(now) = act.watching.get_mut(&ok.watchable) {
+                                now.last_handled = now.last_handled.max(before.last_handled);
+                            }
+                        }
+                        act.renamed.insert(old, ok.watchable);
                     }
                     Ok(_) => {}
                     Err(error) if error.is_final() => {
@@ -380,9 +383,6 @@ impl SubscriberActor {
                                     return;
                                 }
                                 act.handled(delivery);
-                                if let Some(session) = act.rewatch_when_idle.take() {
-                                    act.rewatch(session, ctx);
-                                }
                                 act.deliver_next(ctx);
                             });
                     ctx.spawn(handled);
@@ -395,13 +395,15 @@ impl SubscriberActor {
     fn handled(&mut self, delivery: Delivery) {
         let push = &delivery.push;
         let ended = matches!(push.event, EventKind::Remove | EventKind::Expire);
-        if let Some(watching) = self.watching.get_mut(&push.watchable) {
-            watching.last_handled = push.seq;
+        let renamed = self.renamed.get(&push.watchable).cloned();
+        let watchable = renamed.as_deref().unwrap_or(&push.watchable);
+        if let Some(watching) = self.watching.get_mut(watchable) {
+            watching.last_handled = watching.last_handled.max(push.seq);
         }
         self.conn.do_send(AckPush(delivery.ack));
         if ended {
             // The server ends the watch with its final push.
-            self.watching.remove(&push.watchable);
+            self.watching.remove(watchable);
             self.tell(SubscriberEvent::Ended {
                 watchable: push.watchable.clone(),
                 error: None,
@@ -489,7 +491,7 @@ impl Handler<ConnectionState> for SubscriberActor {
         match state {
             ConnectionState::Disconnected { reason, .. } => {
                 self.dropped = true;
-                self.rewatch_when_idle = None;
+                self.renamed.clear();
                 // Pushes not yet handled come again by replay.
                 self.queue.clear();
                 self.early.clear();
@@ -497,11 +499,8 @@ impl Handler<ConnectionState> for SubscriberActor {
             }
             ConnectionState::Connected(session) if self.dropped => {
                 self.dropped = false;
-                if self.busy {
-                    self.rewatch_when_idle = Some(session);
-                } else {
-                    self.rewatch(session, ctx);
-                }
+                self.rewatch_all(ctx);
+                self.tell(SubscriberEvent::Reconnected(session));
             }
             _ => {}
         }
