@@ -47,7 +47,10 @@ async fn a_subscriber_whose_node_stops_gets_every_event_once_from_the_next_node(
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((a.server.stats().passes_ok, b.server.stats().passes_ok), (1, 0));
+    assert_eq!(
+        (a.server.stats().passes_ok, b.server.stats().passes_ok),
+        (1, 0)
+    );
 
     // The updates go straight to the shared store, beside the test.
     let writer_store = store.clone();
@@ -166,10 +169,19 @@ async fn with_every_node_down_waiters_get_the_error_and_a_node_coming_back_is_re
     let (one, two) = futures_util::join!(conn.send(GetConnected), conn.send(GetConnected));
     let (one, two) = (one.unwrap().unwrap_err(), two.unwrap().unwrap_err());
     assert!(
-        matches!(&one, ConnectError::WebSocket { .. } | ConnectError::Disconnected { .. }),
+        matches!(
+            &one,
+            ConnectError::WebSocket { .. } | ConnectError::Disconnected { .. }
+        ),
         "{one:?}"
     );
-    assert!(matches!(&two, ConnectError::WebSocket { .. } | ConnectError::Disconnected { .. }), "{two:?}");
+    assert!(
+        matches!(
+            &two,
+            ConnectError::WebSocket { .. } | ConnectError::Disconnected { .. }
+        ),
+        "{two:?}"
+    );
     for n in 2..=4 {
         let update = UpdateItem {
             value: json!(n).into(),
@@ -246,7 +258,10 @@ async fn effex_watch_fails_over_to_the_next_url() {
     let _ = child.wait();
     let _ = stderr;
     assert_eq!(seen, expected, "every push once, in order");
-    assert!(b.server.stats().passes_ok > 0, "effex watch passed on node B");
+    assert!(
+        b.server.stats().passes_ok > 0,
+        "effex watch passed on node B"
+    );
     b.server.stop().await;
 }
 
@@ -324,7 +339,11 @@ async fn a_push_in_the_handler_during_a_failover_is_not_handed_over_again() {
     let later = update_through(&b, &a.writer, &id, 2).await;
     release.send(()).expect("the gate holds the push");
 
-    assert_eq!(next_seen().await, later, "the held push is not handed over again");
+    assert_eq!(
+        next_seen().await,
+        later,
+        "the held push is not handed over again"
+    );
     got.event(|e| matches!(e, SubscriberEvent::Reconnected(_)))
         .await;
     let quiet = tokio::time::timeout(Duration::from_millis(300), seen_rx.recv()).await;

@@ -439,7 +439,10 @@ mod tests {
                 .unwrap_err(),
             ConfigError::Zero("pass_timeout")
         );
-        let tls = ClientConfig::builder("ws://h").also("wss://g").build().unwrap();
+        let tls = ClientConfig::builder("ws://h")
+            .also("wss://g")
+            .build()
+            .unwrap();
         assert_eq!(
             tls.tls().unwrap().alpn_protocols,
             vec![b"http/1.1".to_vec()]
