@@ -751,7 +751,11 @@ async fn watch(args: WatchArgs) -> ExitCode {
 async fn run_watch(args: WatchArgs) -> Result<(), String> {
     let target = &args.keyed.target;
     // `--url a,b,c`: the nodes to fail over between, in order.
-    let urls = target.url.split(',').map(str::trim);
+    let urls = target
+        .url
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty());
     let mut config = ClientConfig::builder(target.url.as_str())
         .urls(urls)
         .pass(args.pass.as_str())
