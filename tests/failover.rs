@@ -120,9 +120,9 @@ async fn a_first_node_down_at_start_connects_to_the_second() {
 
     let config = nodes_config(&[down, b.server.ws_url()]).build().unwrap();
     let conn = ConnectionActor::new(config).start();
-    let session = conn
-        .send(GetConnected)
+    let session = tokio::time::timeout(BOUND, conn.send(GetConnected))
         .await
+        .expect("an answer within the bound")
         .unwrap()
         .expect("a session from the second node");
     assert_eq!(b.server.stats().passes_ok, 1);
@@ -166,7 +166,12 @@ async fn with_every_node_down_waiters_get_the_error_and_a_node_coming_back_is_re
         .await;
     // Two callers at once: one attempt over both nodes, both answered with
     // its error.
-    let (one, two) = futures_util::join!(conn.send(GetConnected), conn.send(GetConnected));
+    let (one, two) = tokio::time::timeout(
+        BOUND,
+        futures_util::future::join(conn.send(GetConnected), conn.send(GetConnected)),
+    )
+    .await
+    .expect("both waiters answered within the bound");
     let (one, two) = (one.unwrap().unwrap_err(), two.unwrap().unwrap_err());
     assert!(
         matches!(
