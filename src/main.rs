@@ -106,12 +106,15 @@ the item is gone: after a remove or expire push it exits with 0 (the item's
 other watches end with it; a watch of updates alone is not told, so it runs
 until Ctrl-C). Errors (bad key 401, 403, 404, no connection, bad passphrase)
 go to stderr with exit code 1. Dropped connections are retried, and the
-pushes missed meanwhile are replayed.
+pushes missed meanwhile are replayed. --url takes several comma-separated
+nodes of one exchange: it starts at the first and, when a node fails, moves
+on to the next (round robin), missing nothing.
 
 Examples:
   effex watch <id> --key <reader key>
   effex watch latest --event update --with-value --pass push-secret
-  effex watch <id> --push-id my-laptop --after 41   # resume after seq 41")]
+  effex watch <id> --push-id my-laptop --after 41   # resume after seq 41
+  effex watch <id> --url http://node-a:8150,http://node-b:8150   # failover")]
     Watch(WatchArgs),
 }
 
@@ -747,7 +750,14 @@ async fn watch(args: WatchArgs) -> ExitCode {
 
 async fn run_watch(args: WatchArgs) -> Result<(), String> {
     let target = &args.keyed.target;
+    // `--url a,b,c`: the nodes to fail over between, in order.
+    let urls = target
+        .url
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty());
     let mut config = ClientConfig::builder(target.url.as_str())
+        .urls(urls)
         .pass(args.pass.as_str())
         .connect_timeout(target.timeout)
         .pass_timeout(target.timeout)
@@ -846,7 +856,8 @@ async fn follow(
     heard: &mut tokio::sync::mpsc::UnboundedReceiver<Heard>,
     online: &mut bool,
 ) -> Result<(), String> {
-    let mut live: Vec<&str> = watchables.iter().map(String::as_str).collect();
+    // A count, not the watchables: a failover to another node renames them.
+    let mut live = watchables.len();
     let stop = stop_signal();
     tokio::pin!(stop);
     loop {
@@ -862,8 +873,8 @@ async fn follow(
             // `effex watch … | head -n 3`: the reader has seen enough.
             Heard::WriteFailed(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
             Heard::WriteFailed(e) => return Err(format!("cannot write a push to stdout: {e}")),
-            Heard::Subscriber(SubscriberEvent::Ended { watchable, error }) => {
-                live.retain(|w| *w != watchable);
+            Heard::Subscriber(SubscriberEvent::Ended { error, .. }) => {
+                live = live.saturating_sub(1);
                 match error {
                     // A re-watch after a reconnect found the item gone.
                     Some(WatchError::Refused { code: 404, message }) => {
@@ -872,7 +883,7 @@ async fn follow(
                     Some(error) => return Err(format!("the watch of {id} ended: {error}")),
                     None => {}
                 }
-                if live.is_empty() {
+                if live == 0 {
                     return Ok(());
                 }
             }

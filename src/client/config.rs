@@ -1,6 +1,16 @@
 //! `ClientConfig`: where the server is and how patient to be with it. A
 //! consuming builder whose every setter documents its default; it touches no
 //! socket.
+//!
+//! # Several nodes
+//!
+//! A config may list several server URLs: nodes of one exchange (sharing one
+//! store, e.g. Redis). The [`ConnectionActor`](super::ConnectionActor)
+//! starts at the first; after each failed attempt and after each lost
+//! connection it moves on to the next, round robin, waiting the usual
+//! [`Backoff`] between attempts. A working node is kept: a successful
+//! connection does not move back to the first URL (so a recovered node does
+//! not pull every client back at once, and a flapping one is not preferred).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +37,12 @@ pub enum ConfigError {
     /// The push id breaks the protocol's rule.
     #[error("invalid push id {0:?}: use 1 to 128 printable ASCII characters without spaces")]
     PushId(String),
+    /// [`ClientConfigBuilder::urls`] was given no URL.
+    #[error("no server url: give at least one (e.g. ws://127.0.0.1:8150)")]
+    NoUrl,
+    /// A server URL is listed twice.
+    #[error("server url {0:?} is listed twice: list each node once")]
+    DuplicateUrl(String),
     /// A duration or size is zero.
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
@@ -49,10 +65,19 @@ pub enum ConfigError {
 ///     .unwrap();
 /// assert_eq!(config.url(), "ws://127.0.0.1:8150/socket.io/?EIO=4&transport=websocket");
 /// assert_eq!(config.push_id(), "inventory-service");
+///
+/// // Three nodes of one exchange: start at the first, fail over round robin.
+/// let nodes = ClientConfig::builder("ws://10.0.0.1:8150")
+///     .also("ws://10.0.0.2:8150")
+///     .also("ws://10.0.0.3:8150")
+///     .build()
+///     .unwrap();
+/// assert_eq!(nodes.urls().len(), 3);
 /// ```
 #[derive(Clone)]
 pub struct ClientConfig {
-    url: String,
+    /// Never empty: the builder starts with one URL and `build` refuses an empty list.
+    urls: Vec<String>,
     pass: String,
     push_id: String,
     connect_timeout: Duration,
@@ -68,7 +93,7 @@ pub struct ClientConfig {
 impl std::fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientConfig")
-            .field("url", &self.url)
+            .field("urls", &self.urls)
             .field("pass", &"<hidden>")
             .field("push_id", &self.push_id)
             .field("connect_timeout", &self.connect_timeout)
@@ -86,11 +111,12 @@ impl std::fmt::Debug for ClientConfig {
 impl ClientConfig {
     /// Starts a builder for the server at `url`: `ws://host:port` or
     /// `wss://host:port` (`http`/`https` are accepted and mapped). The
-    /// Socket.IO path is added unless the URL already has a path.
+    /// Socket.IO path is added unless the URL already has a path. More
+    /// nodes of the same exchange are added with [`ClientConfigBuilder::also`].
     pub fn builder(url: impl Into<String>) -> ClientConfigBuilder {
         ClientConfigBuilder {
             config: ClientConfig {
-                url: url.into(),
+                urls: vec![url.into()],
                 pass: String::new(),
                 push_id: random_push_id(),
                 connect_timeout: Duration::from_secs(10),
@@ -105,9 +131,15 @@ impl ClientConfig {
         }
     }
 
-    /// The full WebSocket URL, with the Socket.IO path and query.
+    /// The first server's full WebSocket URL, with the Socket.IO path and query.
     pub fn url(&self) -> &str {
-        &self.url
+        self.urls.first().map_or("", String::as_str)
+    }
+
+    /// Every server's full WebSocket URL, in the order they are tried (see
+    /// the module docs); never empty.
+    pub fn urls(&self) -> &[String] {
+        &self.urls
     }
 
     /// The passphrase sent in the `pass` event.
@@ -155,9 +187,9 @@ impl ClientConfig {
         self.reconnect
     }
 
-    /// Whether the URL asks for TLS.
+    /// Whether any of the URLs asks for TLS.
     pub fn is_tls(&self) -> bool {
-        self.url.starts_with("wss://")
+        self.urls.iter().any(|url| url.starts_with("wss://"))
     }
 
     /// The TLS settings used for `wss://` (the given ones, or Mozilla's roots
@@ -175,6 +207,27 @@ pub struct ClientConfigBuilder {
 }
 
 impl ClientConfigBuilder {
+    /// Adds another node of the same exchange, tried after the URLs before
+    /// it (round robin; see the module docs). Checked like the first one.
+    /// By default there is only the builder's URL.
+    pub fn also(mut self, url: impl Into<String>) -> Self {
+        self.config.urls.push(url.into());
+        self
+    }
+
+    /// Replaces every server URL (the builder's included) with `urls`, tried
+    /// in this order (round robin; see the module docs). An empty list fails
+    /// [`build`](Self::build) with [`ConfigError::NoUrl`]; a URL listed twice
+    /// with [`ConfigError::DuplicateUrl`].
+    pub fn urls<I>(mut self, urls: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<String>,
+    {
+        self.config.urls = urls.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// The server's passphrase. By default empty (for servers configured
     /// without one, which accept any pass).
     pub fn pass(mut self, pass: impl Into<String>) -> Self {
@@ -251,7 +304,18 @@ impl ClientConfigBuilder {
     /// Checks the settings and returns the config.
     pub fn build(mut self) -> Result<ClientConfig, ConfigError> {
         let c = &mut self.config;
-        c.url = normalize_url(&c.url)?;
+        if c.urls.is_empty() {
+            return Err(ConfigError::NoUrl);
+        }
+        let mut urls = Vec::with_capacity(c.urls.len());
+        for url in &c.urls {
+            let url = normalize_url(url)?;
+            if urls.contains(&url) {
+                return Err(ConfigError::DuplicateUrl(url));
+            }
+            urls.push(url);
+        }
+        c.urls = urls;
         if !is_valid_push_id(&c.push_id) {
             return Err(ConfigError::PushId(c.push_id.clone()));
         }
@@ -274,7 +338,7 @@ impl ClientConfigBuilder {
                 return Err(ConfigError::Zero(name));
             }
         }
-        if c.url.starts_with("wss://") {
+        if c.is_tls() {
             let mut tls = match c.tls.take() {
                 Some(tls) => (*tls).clone(),
                 None => default_tls()?,
@@ -375,10 +439,50 @@ mod tests {
                 .unwrap_err(),
             ConfigError::Zero("pass_timeout")
         );
-        let tls = ClientConfig::builder("wss://h").build().unwrap();
+        let tls = ClientConfig::builder("ws://h")
+            .also("wss://g")
+            .build()
+            .unwrap();
         assert_eq!(
             tls.tls().unwrap().alpn_protocols,
             vec![b"http/1.1".to_vec()]
         );
+    }
+
+    #[test]
+    fn several_urls_are_each_checked_in_order() {
+        let config = ClientConfig::builder("ws://a:1")
+            .also("http://b:2/")
+            .build()
+            .unwrap();
+        assert_eq!(
+            config.urls(),
+            [
+                "ws://a:1/socket.io/?EIO=4&transport=websocket",
+                "ws://b:2/socket.io/?EIO=4&transport=websocket"
+            ]
+        );
+        assert_eq!(config.url(), config.urls()[0]);
+        assert!(matches!(
+            ClientConfig::builder("ws://a").also("ftp://b").build(),
+            Err(ConfigError::Url { url, .. }) if url == "ftp://b"
+        ));
+        assert_eq!(
+            ClientConfig::builder("ws://a")
+                .urls(Vec::<String>::new())
+                .build()
+                .unwrap_err(),
+            ConfigError::NoUrl
+        );
+        assert!(matches!(
+            ClientConfig::builder("ws://a").also("http://a/").build(),
+            Err(ConfigError::DuplicateUrl(_))
+        ));
+        let replaced = ClientConfig::builder("ws://a")
+            .urls(["ws://b", "ws://c"])
+            .build()
+            .unwrap();
+        assert_eq!(replaced.urls().len(), 2);
+        assert!(replaced.url().starts_with("ws://b/"));
     }
 }

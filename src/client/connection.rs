@@ -13,6 +13,23 @@
 //! timeout, drop, `Disconnect` or actor stop. After a disconnect the state is
 //! `Idle` again, so the next `GetConnected` opens a new socket.
 //!
+//! # Several nodes (failover)
+//!
+//! When the config lists several URLs ([`ClientConfigBuilder::also`](super::ClientConfigBuilder::also)),
+//! an attempt is one round over the nodes, one socket at a time: it dials the
+//! current node and, when that fails (refused, timed out, dropped before the
+//! pass), moves to the next one (round robin) and dials it at once, until a
+//! node passes or every node has failed once; the waiters are answered then,
+//! with the session or the last node's error. A lost connection (one the
+//! application did not ask to close) also moves to the next node. A working
+//! node is kept: a success does not go back to the first URL. The automatic
+//! reconnects wait the [`Backoff`](super::Backoff) before each round, pass
+//! with the same push id, and the [`SubscriberActor`](super::SubscriberActor)
+//! re-watches with `after`, so a node's death costs a reconnect, not events.
+//! A refused pass ends the round (every node shares the passphrase). With
+//! one URL an attempt is one socket, as before. A round over dead nodes that
+//! do not refuse but never answer takes up to `connect_timeout` per node.
+//!
 //! # Epochs
 //!
 //! Each attempt gets a new epoch. Frames carry the epoch of their socket,
@@ -213,6 +230,11 @@ pub struct ConnectionActor {
     retries: u32,
     /// The pending automatic reconnect, if any.
     retry: Option<SpawnHandle>,
+    /// The index in the config's URLs of the node the next (or current)
+    /// attempt dials.
+    node: usize,
+    /// How many more nodes the running round may dial after the current one.
+    round_left: usize,
     /// When the current connection passed: one that lasted the backoff's
     /// `stable_after` resets the retry count when it drops. (A timestamp, not
     /// a timer: actix polls every pending timer of an actor on each wake.)
@@ -351,8 +373,34 @@ impl ConnectionActor {
             finals: HashMap::new(),
             retries: 0,
             retry: None,
+            node: 0,
+            round_left: 0,
             connected_at: None,
         }
+    }
+
+    /// The URL of the node the current (or next) attempt dials.
+    fn node_url(&self) -> &str {
+        self.config
+            .urls()
+            .get(self.node)
+            .map_or(self.config.url(), String::as_str)
+    }
+
+    /// Round robin: the next attempt dials the next node in the list (a
+    /// no-op with one URL).
+    fn move_to_next_node(&mut self, why: &dyn std::fmt::Display) {
+        let count = self.config.urls().len();
+        if count < 2 {
+            return;
+        }
+        let from = self.node_url().to_owned();
+        self.node = (self.node + 1) % count;
+        log::info!(
+            "failing over from {from} ({why}) to node {} of {count}: {}",
+            self.node + 1,
+            self.node_url()
+        );
     }
 
     fn notify(&mut self, change: ConnectionState) {
@@ -386,7 +434,7 @@ impl ConnectionActor {
                 if let Some(retry) = self.retry.take() {
                     ctx.cancel_future(retry);
                 }
-                self.start_attempt(ctx)
+                self.start_round(ctx)
             }
             State::Connecting(_) => {}
         }
@@ -401,12 +449,19 @@ impl ConnectionActor {
         }
     }
 
+    /// Starts an attempt: a round that may dial every node once.
+    fn start_round(&mut self, ctx: &mut Context<Self>) {
+        self.round_left = self.config.urls().len().saturating_sub(1);
+        self.start_attempt(ctx);
+    }
+
+    /// Dials the current node (one socket).
     fn start_attempt(&mut self, ctx: &mut Context<Self>) {
         self.epoch += 1;
         let epoch = self.epoch;
         let dial = socket::open(
             self.http_client(),
-            self.config.url().to_owned(),
+            self.node_url().to_owned(),
             self.config.max_frame_size(),
             self.config.write_queue(),
             epoch,
@@ -418,7 +473,7 @@ impl ConnectionActor {
         let deadline = ctx.run_later(self.config.connect_timeout(), move |act, ctx| {
             act.on_deadline(epoch, ctx)
         });
-        log::debug!("connecting to {} (epoch {epoch})", self.config.url());
+        log::debug!("connecting to {} (epoch {epoch})", self.node_url());
         self.state = State::Connecting(Attempt {
             stage: Stage::WebSocketOpen,
             dial: Some(dial),
@@ -457,7 +512,7 @@ impl ConnectionActor {
         }
         match result {
             Err(detail) => {
-                let url = self.config.url().to_owned();
+                let url = self.node_url().to_owned();
                 self.fail_attempt(
                     ConnectError::WebSocket { url, detail },
                     Farewell::Silent,
@@ -489,7 +544,10 @@ impl ConnectionActor {
         } else {
             self.config.connect_timeout()
         };
-        log::warn!("connect attempt {epoch} timed out after {after:?} waiting for {stage}");
+        log::warn!(
+            "connect attempt {epoch} to {} timed out after {after:?} waiting for {stage}",
+            self.node_url()
+        );
         self.fail_attempt(ConnectError::Timeout { stage, after }, Farewell::Clean, ctx);
     }
 
@@ -507,16 +565,26 @@ impl ConnectionActor {
             link.shut(farewell, &reason, ctx);
         }
         log::debug!("connect attempt {} failed: {error}", self.epoch);
-        self.answer_waiters(Err(error.clone()));
-        let retry = !matches!(
+        let asked = matches!(
             error,
-            ConnectError::Rejected { .. }
-                | ConnectError::Stopped
+            ConnectError::Stopped
                 | ConnectError::Disconnected {
                     reason: DisconnectReason::Requested,
                     ..
                 }
         );
+        if !asked {
+            self.move_to_next_node(&error);
+        }
+        let retry = !asked && !matches!(error, ConnectError::Rejected { .. });
+        if retry && self.round_left > 0 {
+            // Another node of this round: dial it now, the waiters keep waiting.
+            self.round_left -= 1;
+            self.notify(ConnectionState::ConnectFailed(error));
+            self.start_attempt(ctx);
+            return;
+        }
+        self.answer_waiters(Err(error.clone()));
         self.notify(ConnectionState::ConnectFailed(error));
         if retry {
             self.schedule_reconnect(ctx);
@@ -540,7 +608,7 @@ impl ConnectionActor {
         self.retry = Some(ctx.run_later(delay, |act, ctx| {
             act.retry = None;
             if matches!(act.state, State::Idle) {
-                act.start_attempt(ctx);
+                act.start_round(ctx);
             }
         }));
     }
@@ -567,6 +635,9 @@ impl ConnectionActor {
                     self.retries = 0;
                 }
                 let requested = reason == DisconnectReason::Requested;
+                if !requested {
+                    self.move_to_next_node(&reason);
+                }
                 self.notify(ConnectionState::Disconnected {
                     epoch: self.epoch,
                     reason,
@@ -769,7 +840,20 @@ impl ConnectionActor {
             epoch: self.epoch,
             ack_id,
         };
-        if route.pushes.try_send(Delivery { push, ack }).is_err() {
+        let closed = match route.pushes.try_send(Delivery { push, ack }) {
+            Ok(()) => false,
+            // A busy subscriber (a replay after a reconnect comes as a burst):
+            // queue past the mailbox's capacity rather than lose the route.
+            // Still bounded: the server keeps at most its in-flight window
+            // of unacked pushes per connection, and nothing is acked before
+            // its handler returned.
+            Err(SendError::Full(delivery)) => {
+                route.pushes.do_send(delivery);
+                false
+            }
+            Err(SendError::Closed(_)) => true,
+        };
+        if closed {
             // The subscriber is gone: forget its route; the server ends the
             // watch when its grace period runs out.
             log::debug!("the subscriber of {watchable} is gone");

@@ -10,7 +10,9 @@
 //! this actor re-watches with `after` = the last seq it handled (or the
 //! watch's starting seq), so whatever was sent but not acked, or never sent,
 //! comes again from the event log. A push whose seq is not above the last
-//! handled one for its watch is a repeat: it is acked and dropped.
+//! handled one for its watch is a repeat: it is acked and dropped. When the
+//! re-watch lands on another node (a failover) the watch gets a new
+//! watchable; what was handled under the old one carries over to it.
 //!
 //! # Order and bounds
 //!
@@ -190,6 +192,11 @@ pub struct SubscriberActor {
     busy: bool,
     /// Whether the connection dropped since the watches were last sent.
     dropped: bool,
+    /// Old watchable → new, for watches a re-watch renamed (another node
+    /// after a failover): a push of the old connection still in the handler
+    /// then records its seq on the new watch, so its replay is known as a
+    /// repeat. At most one entry per watch; cleared on every disconnect.
+    renamed: HashMap<String, String>,
 }
 
 impl SubscriberActor {
@@ -214,6 +221,7 @@ impl SubscriberActor {
             early: Vec::new(),
             busy: false,
             dropped: false,
+            renamed: HashMap::new(),
         }
     }
 
@@ -289,8 +297,14 @@ impl SubscriberActor {
                 .watch(watch, ctx)
                 .map(move |reply, act, _| match reply {
                     Ok(ok) if ok.watchable != old => {
-                        // The server forgot the old watch and made a new one.
-                        act.watching.remove(&old);
+                        // The server forgot the old watch and made a new one
+                        // (or another node did): what was handled carries over.
+                        if let Some(before) = act.watching.remove(&old) {
+                            if let Some(now) = act.watching.get_mut(&ok.watchable) {
+                                now.last_handled = now.last_handled.max(before.last_handled);
+                            }
+                        }
+                        act.renamed.insert(old, ok.watchable);
                     }
                     Ok(_) => {}
                     Err(error) if error.is_final() => {
@@ -381,13 +395,15 @@ impl SubscriberActor {
     fn handled(&mut self, delivery: Delivery) {
         let push = &delivery.push;
         let ended = matches!(push.event, EventKind::Remove | EventKind::Expire);
-        if let Some(watching) = self.watching.get_mut(&push.watchable) {
-            watching.last_handled = push.seq;
+        let renamed = self.renamed.get(&push.watchable).cloned();
+        let watchable = renamed.as_deref().unwrap_or(&push.watchable);
+        if let Some(watching) = self.watching.get_mut(watchable) {
+            watching.last_handled = watching.last_handled.max(push.seq);
         }
         self.conn.do_send(AckPush(delivery.ack));
         if ended {
             // The server ends the watch with its final push.
-            self.watching.remove(&push.watchable);
+            self.watching.remove(watchable);
             self.tell(SubscriberEvent::Ended {
                 watchable: push.watchable.clone(),
                 error: None,
@@ -475,6 +491,7 @@ impl Handler<ConnectionState> for SubscriberActor {
         match state {
             ConnectionState::Disconnected { reason, .. } => {
                 self.dropped = true;
+                self.renamed.clear();
                 // Pushes not yet handled come again by replay.
                 self.queue.clear();
                 self.early.clear();
