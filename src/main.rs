@@ -160,6 +160,12 @@ struct ServeArgs {
     /// The boss key that makes access keys; none generates one and prints it.
     #[arg(long, env = "EFFEX_BOSS_KEY", hide_env_values = true)]
     boss_key: Option<String>,
+    /// Keep the exchange in this Redis (redis://host:port/db) instead of in
+    /// memory, so that several nodes serve one exchange (needs --boss-key,
+    /// the same on every node).
+    #[cfg(feature = "redis")]
+    #[arg(long, env = "EFFEX_REDIS_URL", value_name = "URL")]
+    redis: Option<String>,
     /// The largest item value accepted, in bytes (larger: 413).
     #[arg(
         long,
@@ -537,6 +543,8 @@ async fn serve(args: ServeArgs) -> ExitCode {
         max_offline_push_ids: args.max_offline_push_ids,
         max_webhooks_per_key: args.max_webhooks_per_key,
         max_message_size: args.max_message_size,
+        #[cfg(feature = "redis")]
+        redis_url: args.redis,
         ..ServerConfig::default()
     };
     args.limits.apply(&mut config);

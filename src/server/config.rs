@@ -152,6 +152,16 @@ pub struct ServerConfig {
     ///
     /// Defaults to `None` (the embedded memory store).
     pub store: Option<Arc<dyn Store>>,
+    /// The Redis server (`redis://host:port/db`) to keep the exchange in
+    /// (a [`RedisStore`](crate::store::RedisStore)), so that several nodes
+    /// on it serve one exchange; the store settings above apply, and every
+    /// node on one Redis needs the same ones and the same `boss_key`, which
+    /// is then required. Unreachable at start: [`Server::start`](super::Server::start)
+    /// fails naming the URL. Ignored when [`store`](ServerConfig::store) is set.
+    ///
+    /// Defaults to `None` (the embedded memory store).
+    #[cfg(feature = "redis")]
+    pub redis_url: Option<String>,
     /// The most pushes one push connection may have sent and not yet
     /// acknowledged; more wait, in order, until acks come (protocol.md §2.4).
     ///
@@ -338,6 +348,8 @@ impl Default for ServerConfig {
             workers: 1,
             tls: None,
             boss_key: None,
+            #[cfg(feature = "redis")]
+            redis_url: None,
             max_item_size: 1024 * 1024,
             default_lifetime: Duration::from_secs(3600),
             max_lifetime: Duration::from_secs(86_400),
@@ -441,6 +453,13 @@ impl std::fmt::Debug for ServerConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServerConfigError {
+    /// `redis_url` is set without a `boss_key`: the nodes on one Redis must share it.
+    #[cfg(feature = "redis")]
+    #[error(
+        "redis_url is set but boss_key is not: every node on one Redis must use the \
+         same boss key, so set it (--boss-key or EFFEX_BOSS_KEY)"
+    )]
+    RedisNeedsBossKey,
     /// A duration that travels in milliseconds (or drives a timer) is below 1 ms.
     #[error("{field} is {value:?}: set it to at least 1 ms")]
     TooShort {
@@ -566,6 +585,10 @@ impl ServerConfig {
         self.validate_webhook_egress()?;
         if self.store.is_none() {
             self.validate_store_settings()?;
+            #[cfg(feature = "redis")]
+            if self.redis_url.is_some() && self.boss_key.is_none() {
+                return Err(ServerConfigError::RedisNeedsBossKey);
+            }
         }
         Ok(())
     }
@@ -685,6 +708,21 @@ impl ServerConfig {
             }
         }
         Ok(())
+    }
+
+    /// The Redis store's config for `url`, with `boss_key` as its boss key
+    /// and the store settings of the memory store.
+    #[cfg(feature = "redis")]
+    pub(crate) fn redis_store_config(
+        &self,
+        url: &str,
+        boss_key: String,
+    ) -> crate::store::RedisStoreConfig {
+        crate::store::RedisStoreConfig {
+            url: url.to_owned(),
+            limits: self.memory_store_config(boss_key),
+            ..crate::store::RedisStoreConfig::default()
+        }
     }
 
     /// The embedded memory store's config, with `boss_key` as its boss key.
