@@ -50,7 +50,7 @@ async fn a_write_on_one_node_reaches_a_subscriber_on_another_once() {
         .unwrap()
         .unwrap();
     let mut seqs = Vec::new();
-    for n in 1..=5 {
+    for n in 1..=10 {
         seqs.push(
             b.rest
                 .update(&a.writer, &written.id, json!(n), None)
@@ -59,7 +59,7 @@ async fn a_write_on_one_node_reaches_a_subscriber_on_another_once() {
                 .seq,
         );
     }
-    let pushed: Vec<u64> = got.pushes(5).await.iter().map(|p| p.seq).collect();
+    let pushed: Vec<u64> = got.pushes(10).await.iter().map(|p| p.seq).collect();
     assert_eq!(pushed, seqs, "every update once, in order");
     got.no_more_pushes(Duration::from_millis(300)).await;
 }
