@@ -173,7 +173,15 @@ impl RedisStoreConfig {
     }
 }
 
-/// The [`Store`] on a shared Redis server (see the [module docs](self)).
+/// The [`Store`] on a Redis server that several effex nodes share, with the
+/// same rules as the memory store (see the [store docs](crate::store)).
+///
+/// Each change is one Lua script, so a change, its `seq` and its event are one
+/// atomic step; each store follows the shared event stream (resuming from
+/// its last seq after a dropped connection) and sweeps the shared deadline
+/// set, so every node sees every event and each item expires exactly once.
+/// While Redis cannot be reached, operations fail with 503
+/// ([`StoreError::Unavailable`]).
 ///
 /// Create it with [`RedisStore::connect`] inside a tokio runtime; its event
 /// reader and sweeper stop when it is dropped.
