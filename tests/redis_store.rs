@@ -440,6 +440,51 @@ async fn retention_by_count_and_since_above_latest_report_a_gap() {
 }
 
 #[tokio::test]
+async fn retention_by_age_reports_a_gap_and_forgets_gone_items() {
+    let redis = RedisServer::start().await;
+    let mut cfg = config(&redis);
+    cfg.limits.event_retention = Duration::from_millis(300);
+    let store = store_with(cfg).await;
+    let owner = key(&store, KeyKind::Writer).await;
+    let id = store
+        .write(&owner, WriteItem::new(json!(0)))
+        .await
+        .unwrap()
+        .id
+        .to_string();
+    store
+        .update(&owner, &id, UpdateItem::new(json!(1)))
+        .await
+        .unwrap();
+    let fresh = store
+        .events(&owner, &id, EventQuery::default())
+        .await
+        .unwrap();
+    assert_eq!((fresh.events.len(), fresh.gap), (1, false));
+    poll_until("the update ages out of the log", WAIT, || {
+        let (store, owner, id) = (Arc::clone(&store), owner.clone(), id.clone());
+        async move {
+            let page = store
+                .events(&owner, &id, EventQuery::default())
+                .await
+                .unwrap();
+            (page.gap && page.events.is_empty() && page.oldest.is_none()).then_some(())
+        }
+    })
+    .await;
+    store.remove(&owner, &id).await.unwrap();
+    // The gone item's tombstone (and log) is dropped once its retention passes.
+    poll_until("the tombstone is dropped", WAIT, || {
+        let (store, owner, id) = (Arc::clone(&store), owner.clone(), id.clone());
+        async move {
+            let page = store.events(&owner, &id, EventQuery::default()).await;
+            (code(&page) == 404).then_some(())
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn two_stores_on_one_redis_see_each_others_events_in_seq_order() {
     let redis = RedisServer::start().await;
     let a = store_with(config(&redis)).await;
