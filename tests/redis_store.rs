@@ -682,6 +682,31 @@ async fn redis_down_is_503_and_the_reader_catches_up_after() {
 }
 
 #[tokio::test]
+async fn a_store_whose_connections_drop_catches_up_from_the_stream() {
+    let redis = RedisServer::start().await;
+    let a = store_with(config(&redis)).await;
+    let owner = key(&a, KeyKind::Writer).await;
+    let id = a
+        .write(&owner, WriteItem::new(json!(0)))
+        .await
+        .unwrap()
+        .id
+        .to_string();
+    let mut rx = a.subscribe();
+    assert!(redis.drop_clients().await >= 2, "the store's connections");
+    // Another node writes while this one's reader reconnects.
+    let b = store_with(config(&redis)).await;
+    for n in 1..=20 {
+        b.update(&owner, &id, UpdateItem::new(json!(n)))
+            .await
+            .unwrap();
+    }
+    for seq in 1..=20 {
+        assert_eq!(next_event(&mut rx, |_| true).await.seq, seq);
+    }
+}
+
+#[tokio::test]
 async fn unreachable_redis_at_start_is_a_clear_error() {
     let url = {
         let redis = RedisServer::start().await;

@@ -112,6 +112,30 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// Drops every client connection (`CLIENT KILL TYPE normal`), as a
+    /// network blip would; returns how many were dropped.
+    pub async fn drop_clients(&self) -> usize {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("connect to the test's redis-server");
+        stream
+            .write_all(b"CLIENT KILL TYPE normal SKIPME yes\r\n")
+            .await
+            .expect("send CLIENT KILL");
+        let mut buf = [0u8; 32];
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("CLIENT KILL answers")
+            .expect("read the CLIENT KILL reply");
+        let reply = String::from_utf8_lossy(&buf[..n]);
+        reply
+            .trim()
+            .strip_prefix(':')
+            .and_then(|count| count.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected CLIENT KILL reply {reply:?}"))
+    }
+
     /// Kills the server with SIGKILL (as a crash would) and waits for it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
