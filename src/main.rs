@@ -261,6 +261,54 @@ struct ServeArgs {
     log_level: String,
     #[command(flatten)]
     limits: LimitArgs,
+    #[cfg(feature = "redis")]
+    #[command(flatten)]
+    redis: RedisArgs,
+}
+
+/// `effex serve`'s Redis store settings (feature `redis`).
+#[cfg(feature = "redis")]
+#[derive(Args, Debug)]
+struct RedisArgs {
+    /// Keep the exchange in this Redis (redis://host:port/db) instead of in
+    /// memory, so that several nodes serve one exchange (needs --boss-key,
+    /// the same on every node).
+    #[arg(long = "redis", env = "EFFEX_REDIS_URL", value_name = "URL")]
+    url: Option<String>,
+    /// About how many events the Redis event stream keeps for nodes that
+    /// reconnect.
+    #[arg(
+        long = "redis-stream-max-len",
+        env = "EFFEX_REDIS_STREAM_MAX_LEN",
+        default_value = "100000",
+        value_name = "EVENTS"
+    )]
+    stream_max_len: usize,
+    /// How often each node sweeps Redis for due deadlines, in seconds.
+    #[arg(long = "redis-sweep-interval", env = "EFFEX_REDIS_SWEEP_INTERVAL", default_value = "0.005", value_name = "SECONDS", value_parser = seconds)]
+    sweep_interval: Duration,
+    /// The most due deadlines one sweep handles in one Redis script.
+    #[arg(
+        long = "redis-sweep-batch",
+        env = "EFFEX_REDIS_SWEEP_BATCH",
+        default_value = "1000",
+        value_name = "N"
+    )]
+    sweep_batch: usize,
+    /// How long one Redis call may take before the request fails with 503, in seconds.
+    #[arg(long = "redis-timeout", env = "EFFEX_REDIS_TIMEOUT", default_value = "2", value_name = "SECONDS", value_parser = seconds)]
+    timeout: Duration,
+}
+
+#[cfg(feature = "redis")]
+impl RedisArgs {
+    fn apply(self, config: &mut ServerConfig) {
+        config.redis_url = self.url;
+        config.redis_stream_max_len = self.stream_max_len;
+        config.redis_sweep_interval = self.sweep_interval;
+        config.redis_sweep_batch = self.sweep_batch;
+        config.redis_timeout = self.timeout;
+    }
 }
 
 /// `effex serve`'s rate and connection limits; each unset one keeps
@@ -543,6 +591,8 @@ async fn serve(args: ServeArgs) -> ExitCode {
         ..ServerConfig::default()
     };
     args.limits.apply(&mut config);
+    #[cfg(feature = "redis")]
+    args.redis.apply(&mut config);
     let server = match Server::start(config).await {
         Ok(server) => server,
         Err(e) => {

@@ -152,6 +152,42 @@ pub struct ServerConfig {
     ///
     /// Defaults to `None` (the embedded memory store).
     pub store: Option<Arc<dyn Store>>,
+    /// The Redis server (`redis://host:port/db`) to keep the exchange in
+    /// (a [`RedisStore`](crate::store::RedisStore)), so that several nodes
+    /// on it serve one exchange; the store settings above apply, and every
+    /// node on one Redis needs the same ones and the same `boss_key`, which
+    /// is then required. Unreachable at start: [`Server::start`](super::Server::start)
+    /// fails naming the URL. Ignored when [`store`](ServerConfig::store) is set.
+    ///
+    /// Defaults to `None` (the embedded memory store).
+    #[cfg(feature = "redis")]
+    pub redis_url: Option<String>,
+    /// About how many events the Redis event stream keeps (values
+    /// included); a node whose Redis connection drops catches up from it, and
+    /// one away for more events than this loses the older ones from its live
+    /// feed (logged; watches catch up from the items' own logs).
+    ///
+    /// Defaults to 100,000.
+    #[cfg(feature = "redis")]
+    pub redis_stream_max_len: usize,
+    /// How often each node looks for due deadlines in Redis (the bound on
+    /// expiry lateness besides Redis's own latency).
+    ///
+    /// Defaults to 5 ms.
+    #[cfg(feature = "redis")]
+    pub redis_sweep_interval: Duration,
+    /// The most due deadlines one sweep handles in one Redis script (Redis
+    /// runs it alone); more are left for the next sweep, which follows at once.
+    ///
+    /// Defaults to 1,000.
+    #[cfg(feature = "redis")]
+    pub redis_sweep_batch: usize,
+    /// How long one Redis call or connection attempt may take before the
+    /// request fails with 503.
+    ///
+    /// Defaults to 2 s.
+    #[cfg(feature = "redis")]
+    pub redis_timeout: Duration,
     /// The most pushes one push connection may have sent and not yet
     /// acknowledged; more wait, in order, until acks come (protocol.md §2.4).
     ///
@@ -338,6 +374,16 @@ impl Default for ServerConfig {
             workers: 1,
             tls: None,
             boss_key: None,
+            #[cfg(feature = "redis")]
+            redis_url: None,
+            #[cfg(feature = "redis")]
+            redis_stream_max_len: 100_000,
+            #[cfg(feature = "redis")]
+            redis_sweep_interval: Duration::from_millis(5),
+            #[cfg(feature = "redis")]
+            redis_sweep_batch: 1000,
+            #[cfg(feature = "redis")]
+            redis_timeout: Duration::from_secs(2),
             max_item_size: 1024 * 1024,
             default_lifetime: Duration::from_secs(3600),
             max_lifetime: Duration::from_secs(86_400),
@@ -441,6 +487,13 @@ impl std::fmt::Debug for ServerConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServerConfigError {
+    /// `redis_url` is set without a `boss_key`: the nodes on one Redis must share it.
+    #[cfg(feature = "redis")]
+    #[error(
+        "redis_url is set but boss_key is not: every node on one Redis must use the \
+         same boss key, so set it (--boss-key or EFFEX_BOSS_KEY)"
+    )]
+    RedisNeedsBossKey,
     /// A duration that travels in milliseconds (or drives a timer) is below 1 ms.
     #[error("{field} is {value:?}: set it to at least 1 ms")]
     TooShort {
@@ -566,6 +619,8 @@ impl ServerConfig {
         self.validate_webhook_egress()?;
         if self.store.is_none() {
             self.validate_store_settings()?;
+            #[cfg(feature = "redis")]
+            self.validate_redis_settings()?;
         }
         Ok(())
     }
@@ -685,6 +740,46 @@ impl ServerConfig {
             }
         }
         Ok(())
+    }
+
+    /// The checks of the Redis store's settings (when `redis_url` is set).
+    #[cfg(feature = "redis")]
+    fn validate_redis_settings(&self) -> Result<(), ServerConfigError> {
+        if self.redis_url.is_none() {
+            return Ok(());
+        }
+        if self.boss_key.is_none() {
+            return Err(ServerConfigError::RedisNeedsBossKey);
+        }
+        at_least_1ms("redis_sweep_interval", self.redis_sweep_interval)?;
+        at_least_1ms("redis_timeout", self.redis_timeout)?;
+        for (field, value) in [
+            ("redis_stream_max_len", self.redis_stream_max_len),
+            ("redis_sweep_batch", self.redis_sweep_batch),
+        ] {
+            if value == 0 {
+                return Err(ServerConfigError::Zero(field));
+            }
+        }
+        Ok(())
+    }
+
+    /// The Redis store's config for `url`, with `boss_key` as its boss key
+    /// and the store settings of the memory store.
+    #[cfg(feature = "redis")]
+    pub(crate) fn redis_store_config(
+        &self,
+        url: &str,
+        boss_key: String,
+    ) -> crate::store::RedisStoreConfig {
+        crate::store::RedisStoreConfig {
+            url: url.to_owned(),
+            limits: self.memory_store_config(boss_key),
+            stream_max_len: self.redis_stream_max_len,
+            sweep_interval: self.redis_sweep_interval,
+            sweep_batch: self.redis_sweep_batch,
+            timeout: self.redis_timeout,
+        }
     }
 
     /// The embedded memory store's config, with `boss_key` as its boss key.

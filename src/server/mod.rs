@@ -138,6 +138,15 @@ impl Server {
         let shutdown_timeout = config.shutdown_timeout;
         let (store, boss_key) = match config.store.clone() {
             Some(store) => (store, None),
+            #[cfg(feature = "redis")]
+            None if config.redis_url.is_some() => {
+                let url = config.redis_url.as_deref().unwrap_or_default();
+                let boss_key = config.boss_key.clone().unwrap_or_else(random_boss_key);
+                let redis = config.redis_store_config(url, boss_key.clone());
+                let store: Arc<dyn Store> =
+                    Arc::new(crate::store::RedisStore::connect(redis).await?);
+                (store, Some(boss_key))
+            }
             None => {
                 let boss_key = config.boss_key.clone().unwrap_or_else(random_boss_key);
                 let store: Arc<dyn Store> = Arc::new(MemoryStore::new(

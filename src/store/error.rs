@@ -73,11 +73,15 @@ pub enum StoreError {
     /// 500: the backend failed (for the memory store: a broken invariant).
     #[error("store backend failed: {0}")]
     Backend(String),
+    /// 503: the backend cannot be reached for now (the Redis store while
+    /// Redis is down); the same request may succeed when retried later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl StoreError {
     /// The HTTP-like status code of this error (400, 401, 403, 404, 409, 413,
-    /// 423, 429, 500 or 507).
+    /// 423, 429, 500, 503 or 507).
     pub fn code(&self) -> u16 {
         match self {
             StoreError::BadRequest(_) => 400,
@@ -90,6 +94,7 @@ impl StoreError {
             StoreError::QuotaExceeded(_) => 429,
             StoreError::StoreFull { .. } => 507,
             StoreError::Backend(_) => 500,
+            StoreError::Unavailable(_) => 503,
         }
     }
 }

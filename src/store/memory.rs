@@ -179,7 +179,7 @@ impl fmt::Debug for MemoryStoreConfig {
 }
 
 impl MemoryStoreConfig {
-    fn validate(&self) -> Result<(), StoreError> {
+    pub(crate) fn validate(&self) -> Result<(), StoreError> {
         let bad = |msg: &str| Err(StoreError::BadRequest(format!("MemoryStoreConfig: {msg}")));
         if self.boss_key.is_empty() {
             return bad(
@@ -582,7 +582,7 @@ fn boss_cannot(what: &str) -> StoreError {
 }
 
 /// Checks an alias name (see the module docs for the rules).
-fn validate_alias(name: &str) -> Result<(), StoreError> {
+pub(crate) fn validate_alias(name: &str) -> Result<(), StoreError> {
     let ok_byte = |b: u8| (0x21..=0x7e).contains(&b) && !matches!(b, b'/' | b'?' | b'#' | b'%');
     if name.is_empty() || name.len() > MAX_ALIAS_LEN || !name.bytes().all(ok_byte) {
         return Err(StoreError::BadRequest(format!(

@@ -151,12 +151,16 @@ mod intent;
 mod json_text;
 mod memory;
 mod quota;
+#[cfg(feature = "redis")]
+mod redis;
 mod time;
 mod types;
 
 pub use error::StoreError;
 pub use json_text::JsonText;
 pub use memory::{MemoryStore, MemoryStoreConfig};
+#[cfg(feature = "redis")]
+pub use redis::{RedisStore, RedisStoreConfig};
 pub(crate) use types::parse_event_kind;
 pub use types::{
     seconds, Aliased, Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, KeyKind, Keys,

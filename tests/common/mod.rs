@@ -6,6 +6,7 @@ pub mod exchange;
 pub mod fake_server;
 pub mod logs;
 pub mod poll;
+pub mod redis;
 pub mod server;
 pub mod states;
 pub mod tls;

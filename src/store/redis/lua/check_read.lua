@@ -1,0 +1,12 @@
+-- check_read: arg(1) key, arg(2) id, arg(3) alias. Returns {'ok', id,
+-- valid_till, seq, key_valid_till}.
+local now = now_ms()
+local key = arg(1)
+local kd = key_deadline(key, now)
+if not kd then return err('unknown_key') end
+local id, e = resolve(arg(2), arg(3), now)
+if not id then return e end
+local h = load_item(id)
+if not is_live(h, now) then return err('gone', id) end
+if access(h, key) < 1 then return err('cannot_read', id) end
+return {'ok', id, h.deadline, latest_seq(), kd}

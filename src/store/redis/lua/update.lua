@@ -1,0 +1,30 @@
+-- update: arg(1) key, arg(2) id, arg(3) alias, arg(4) intent id or '',
+-- arg(5) value, arg(6) size. Returns {'ok', id, modified, seq}.
+local now = now_ms()
+local key = arg(1)
+if not key_deadline(key, now) then return err('unknown_key') end
+local id, e = resolve(arg(2), arg(3), now)
+if not id then return e end
+local h = load_item(id)
+if not is_live(h, now) then return err('gone', id) end
+local level = access(h, key)
+if level < 2 then return err('cannot_update', id) end
+local size = tonumber(arg(6))
+if size > C.max_size then return err('too_large', size) end
+-- The owner's update is never locked out: it breaks the intent.
+if h.intent_holder and h.intent_expires > now and arg(4) ~= h.intent_id and level < 3 then
+  return err('locked', h.intent_expires - now)
+end
+local growth = size - h.size
+if growth > 0 then
+  local refused = bytes_refused(h.owner, growth)
+  if refused then return refused end
+end
+key_add(h.owner, 'bytes', growth)
+redis.call('HINCRBY', STATS, 'bytes', growth)
+if h.intent_holder and h.intent_expires > now then
+  redis.call('HSET', item_key(id), 'intent_expires', now)
+end
+redis.call('HSET', item_key(id), 'value', arg(5), 'size', size, 'modified', now)
+local seq = emit(id, 'update', now, now, arg(5))
+return {'ok', id, now, seq}

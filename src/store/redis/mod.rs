@@ -1,0 +1,855 @@
+//! `RedisStore`: the [`Store`] on a Redis server that several effex nodes
+//! share, so that they serve one exchange. Same rules as the memory store
+//! (see the [store docs](super)); Redis holds every item, key, alias, intent
+//! and event, and Redis's clock (`TIME`) is the one clock of all nodes.
+//!
+//! # One atomic step per change
+//!
+//! Every operation is one Lua script (`lua/*.lua`, each prefixed with
+//! `lua/common.lua`): it checks the key, resolves the alias, checks
+//! permissions, intents and quotas, applies the change, and for an update,
+//! remove or expire bumps the store-wide `seq` (`INCR effex:seq`), appends
+//! the event to the item's log and `XADD`s it to the event stream. Redis runs
+//! a script as one step, so no node sees a change without its event and seq.
+//! `effex:seq` only grows and lives in Redis, so a seq is never reused
+//! across node restarts (with Redis persistence: AOF).
+//!
+//! # Key layout
+//!
+//! | key | type | what |
+//! |---|---|---|
+//! | `effex:seq` | string | the latest seq |
+//! | `effex:events` | stream | every event, entry id `<seq>-0`, trimmed to about `stream_max_len` |
+//! | `effex:due` | sorted set | deadlines: `i:<id>` (item expiry or tombstone end), `k:<key>`, `a:<alias>` |
+//! | `effex:stats` | hash | live `items` and their value `bytes` (the 507 quota) |
+//! | `effex:{item:<id>}` | hash | owner, readers, updaters, value, size, modified, deadline, intent, state |
+//! | `effex:{item:<id>}:log` | list | the item's retained events, `seq:at:kind` |
+//! | `effex:{key:<key>}` | hash | deadline, and for a writer key its items/bytes/aliases counts |
+//! | `effex:{alias:<name>}` | hash | owner, id, owner's deadline |
+//!
+//! An item's hash and log share a hash tag, so they land in one slot.
+//!
+//! **Redis Cluster** is not supported yet. It would need: the scripts to
+//! declare every key they touch in `KEYS` (today they derive the alias and
+//! owner-key names inside the script); the seq counter, the stream, the
+//! deadline set and the stats to be split per slot or moved into the item's
+//! slot (they are single keys that every change touches, so one shard would
+//! take every write); and a script per slot for changes that touch an item, its
+//! owner key and an alias in different slots (or a MULTI across
+//! them, which Cluster refuses unless they share a slot).
+//!
+//! # Live events
+//!
+//! Each store runs a task ([`stream`]) that reads `effex:events` with
+//! `XREAD BLOCK` from the last seq it delivered and feeds the
+//! [`Store::subscribe`] channel in seq order, so every node sees every event.
+//! After a dropped connection it resumes from that seq: nothing is lost
+//! unless the node was away so long that more than `stream_max_len` events
+//! were trimmed meanwhile (it logs how many; a watch then catches up from the
+//! item's own log through [`Store::events`]).
+//!
+//! # Expiry
+//!
+//! Each store runs a sweeper ([`sweeper`]) over `effex:due`: a script claims
+//! the due entries (`ZREM` inside the script, so each is handled by exactly
+//! one node, with no leader) and expires items (logging `expire` once),
+//! drops tombstones whose log has aged out, and deletes expired keys and the
+//! aliases of expired writer keys. Redis's own TTLs are not used: their
+//! expiry is seconds late under load.
+//!
+//! # When Redis is down
+//!
+//! Every operation answers 503 ([`StoreError::Unavailable`]) naming the URL;
+//! the connection manager reconnects by itself and the event reader resumes.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Script, Value};
+use tokio::sync::{broadcast, watch};
+
+use super::memory::validate_alias;
+use super::types::{hex128, parse_hex128, random128, AccessKey};
+use super::{
+    Aliased, Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, JsonText, KeyKind, Keys,
+    MakeKeys, MemoryStoreConfig, ReadItem, Removed, Store, StoreError, StoreFuture, StoreInfo,
+    UpdateItem, Updated, WriteItem, Written,
+};
+
+mod refusal;
+mod scripts;
+mod stream;
+mod sweeper;
+
+use refusal::Doing;
+use scripts::{Outcome, Reply, Scripts};
+
+/// Settings of a [`RedisStore`].
+///
+/// ```
+/// use effex::store::{MemoryStoreConfig, RedisStoreConfig};
+///
+/// let config = RedisStoreConfig {
+///     url: "redis://127.0.0.1:6379/0".into(),
+///     limits: MemoryStoreConfig { boss_key: "a long random secret".into(), ..Default::default() },
+///     ..Default::default()
+/// };
+/// assert_eq!(config.stream_max_len, 100_000);
+/// ```
+#[derive(Clone)]
+pub struct RedisStoreConfig {
+    /// The Redis server, `redis://host:port/db` (or `rediss://` for TLS).
+    /// Defaults to `redis://127.0.0.1:6379/0`.
+    pub url: String,
+    /// The exchange's rules: boss key, lifetimes, sizes, quotas, intents and
+    /// event retention, as for the memory store (`shards` is not used;
+    /// `event_capacity` is the live channel's). Every node on one Redis
+    /// should use the same. Defaults to [`MemoryStoreConfig::default`]
+    /// (whose empty boss key [`RedisStore::connect`] refuses).
+    pub limits: MemoryStoreConfig,
+    /// About how many events the shared stream keeps (`XADD … MAXLEN ~`),
+    /// values included: a node whose connection drops catches up from it. A
+    /// node away for more events than this loses the older ones from its live
+    /// channel (logged); watches catch up from the items' logs. Defaults to
+    /// 100,000.
+    pub stream_max_len: usize,
+    /// How often each node looks for due deadlines; the bound on expiry
+    /// lateness (besides Redis's latency). Defaults to 5 ms.
+    pub sweep_interval: Duration,
+    /// The most due entries one sweep handles in one script (Redis runs a
+    /// script alone, so this bounds how long others wait); more are left for
+    /// the next sweep, which follows at once. Defaults to 1,000.
+    pub sweep_batch: usize,
+    /// How long one Redis call (and one connection attempt) may take before
+    /// it fails with 503. Defaults to 2 s.
+    pub timeout: Duration,
+}
+
+impl Default for RedisStoreConfig {
+    fn default() -> Self {
+        RedisStoreConfig {
+            url: "redis://127.0.0.1:6379/0".into(),
+            limits: MemoryStoreConfig::default(),
+            stream_max_len: 100_000,
+            sweep_interval: Duration::from_millis(5),
+            sweep_batch: 1000,
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl fmt::Debug for RedisStoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStoreConfig")
+            .field("url", &self.url)
+            .field("limits", &self.limits)
+            .field("stream_max_len", &self.stream_max_len)
+            .field("sweep_interval", &self.sweep_interval)
+            .field("sweep_batch", &self.sweep_batch)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl RedisStoreConfig {
+    fn validate(&self) -> Result<(), StoreError> {
+        self.limits.validate()?;
+        let bad = |msg: &str| Err(StoreError::BadRequest(format!("RedisStoreConfig: {msg}")));
+        if self.stream_max_len == 0 {
+            return bad("stream_max_len must be more than 0");
+        }
+        if self.sweep_batch == 0 {
+            return bad("sweep_batch must be more than 0");
+        }
+        if self.sweep_interval.is_zero() {
+            return bad("sweep_interval must be more than 0");
+        }
+        if self.timeout.is_zero() {
+            return bad("timeout must be more than 0");
+        }
+        Ok(())
+    }
+}
+
+/// The [`Store`] on a Redis server that several effex nodes share, with the
+/// same rules as the memory store (see the [store docs](crate::store)).
+///
+/// Each change is one Lua script, so a change, its `seq` and its event are one
+/// atomic step; each store follows the shared event stream (resuming from
+/// its last seq after a dropped connection) and sweeps the shared deadline
+/// set, so every node sees every event and each item expires exactly once.
+/// While Redis cannot be reached, operations fail with 503
+/// ([`StoreError::Unavailable`]).
+///
+/// Create it with [`RedisStore::connect`] inside a tokio runtime; its event
+/// reader and sweeper stop when it is dropped.
+pub struct RedisStore {
+    shared: Arc<Shared>,
+}
+
+/// What the store and its two tasks share.
+struct Shared {
+    config: RedisStoreConfig,
+    conn: ConnectionManager,
+    scripts: Scripts,
+    /// ARGV[1..10] of every script: the rules.
+    rules: Vec<String>,
+    events: broadcast::Sender<Event>,
+    /// Set to true when the store is dropped: the tasks stop.
+    stop: watch::Sender<bool>,
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        self.shared.stop.send_replace(true);
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("config", &self.shared.config)
+            .finish()
+    }
+}
+
+/// A connection manager for `url` that gives up after `timeout`.
+async fn connect_manager(
+    client: Client,
+    timeout: Duration,
+    response_timeout: Option<Duration>,
+) -> redis::RedisResult<ConnectionManager> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(response_timeout)
+        .set_number_of_retries(1)
+        .set_max_delay(timeout);
+    ConnectionManager::new_with_config(client, config).await
+}
+
+impl RedisStore {
+    /// Validates `config`, connects to Redis and starts the store's event
+    /// reader and sweeper on the current tokio runtime. 400 for a bad config,
+    /// 503 naming the URL when Redis cannot be reached.
+    pub async fn connect(config: RedisStoreConfig) -> Result<Self, StoreError> {
+        config.validate()?;
+        let url = config.url.clone();
+        let unreachable = |e: redis::RedisError| {
+            StoreError::Unavailable(format!(
+                "cannot connect to Redis at {url}: {e}: start Redis there, or pass the right \
+                 redis://host:port/db URL"
+            ))
+        };
+        let client = Client::open(url.as_str()).map_err(|e| {
+            StoreError::BadRequest(format!(
+                "{url:?} is not a Redis URL ({e}): use redis://host:port/db"
+            ))
+        })?;
+        let conn = connect_manager(client.clone(), config.timeout, Some(config.timeout))
+            .await
+            .map_err(unreachable)?;
+        // The reader blocks in XREAD for up to a second: a connection of its own.
+        let reader = connect_manager(client, config.timeout, Some(stream::BLOCK + config.timeout))
+            .await
+            .map_err(unreachable)?;
+        let limits = &config.limits;
+        let rules = [
+            super::time::duration_ms(limits.event_retention),
+            limits.max_events_per_item as u64,
+            config.stream_max_len as u64,
+            limits.max_total_bytes as u64,
+            limits.max_items_per_key as u64,
+            limits.max_bytes_per_key as u64,
+            limits.max_aliases_per_key as u64,
+            super::time::duration_ms(limits.intent_lifetime),
+            super::time::duration_ms(limits.intent_max_hold),
+            limits.max_size as u64,
+        ]
+        .iter()
+        .map(u64::to_string)
+        .collect();
+        let (events, _) = broadcast::channel(limits.event_capacity);
+        let (stop, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            config,
+            conn,
+            scripts: Scripts::new(),
+            rules,
+            events,
+            stop,
+        });
+        let from = shared.latest_seq().await?;
+        tokio::spawn(stream::run(
+            reader,
+            shared.events.clone(),
+            from,
+            shared.stop.subscribe(),
+            shared.config.url.clone(),
+        ));
+        tokio::spawn(sweeper::run(
+            Arc::downgrade(&shared),
+            shared.stop.subscribe(),
+        ));
+        Ok(RedisStore { shared })
+    }
+
+    /// The config the store runs with.
+    pub fn config(&self) -> &RedisStoreConfig {
+        &self.shared.config
+    }
+}
+
+/// An id or an alias, as the scripts take it: `(id, alias)`, one of them empty.
+fn id_or_alias(s: &str) -> Result<(String, String), StoreError> {
+    if parse_hex128(s).is_some() {
+        return Ok((s.to_owned(), String::new()));
+    }
+    if s.is_empty() {
+        return Err(StoreError::BadRequest("give an item id or an alias".into()));
+    }
+    Ok((String::new(), s.to_owned()))
+}
+
+fn item_id(reply: &Reply, i: usize) -> Result<ItemId, StoreError> {
+    let text = reply.text(i)?;
+    parse_hex128(&text)
+        .map(ItemId)
+        .ok_or_else(|| StoreError::Backend(format!("the Redis store holds a bad item id {text:?}")))
+}
+
+fn json(text: String) -> Result<JsonText, StoreError> {
+    JsonText::parse(&text).map_err(|e| {
+        StoreError::Backend(format!(
+            "the Redis store holds a value that is not JSON: {e}"
+        ))
+    })
+}
+
+fn boss_cannot(what: &str) -> StoreError {
+    StoreError::Forbidden(format!(
+        "the boss key only makes access keys; {what} needs an access key"
+    ))
+}
+
+/// Compares secrets in time that does not depend on where they differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Shared {
+    fn url(&self) -> &str {
+        &self.config.url
+    }
+
+    /// Runs `script` with the rules and `args`.
+    async fn run(&self, script: &Script, args: &[&str]) -> Result<Outcome, StoreError> {
+        let mut invocation = script.prepare_invoke();
+        for rule in &self.rules {
+            invocation.arg(rule.as_str());
+        }
+        for a in args {
+            invocation.arg(*a);
+        }
+        let mut conn = self.conn.clone();
+        let value: Value = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| refusal::from_redis(e, self.url()))?;
+        Outcome::decode(value)
+    }
+
+    /// Runs `script`; a refusal becomes its error.
+    async fn call(
+        &self,
+        script: &Script,
+        args: &[&str],
+        doing: Doing,
+    ) -> Result<Reply, StoreError> {
+        match self.run(script, args).await? {
+            Outcome::Ok(reply) => Ok(reply),
+            Outcome::Refused(r) => Err(refusal::to_error(r, doing, &self.config.limits)),
+        }
+    }
+
+    async fn latest_seq(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let seq: Option<u64> = redis::cmd("GET")
+            .arg("effex:seq")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| refusal::from_redis(e, self.url()))?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    fn is_boss(&self, key: &str) -> bool {
+        same_secret(key.as_bytes(), self.config.limits.boss_key.as_bytes())
+    }
+
+    /// The caller's access key (401 when malformed, 403 for the boss key).
+    fn access_key(&self, key: &str, doing: &str) -> Result<AccessKey, StoreError> {
+        if self.is_boss(key) {
+            return Err(boss_cannot(doing));
+        }
+        AccessKey::parse(key).ok_or(StoreError::UnknownKey)
+    }
+
+    /// `error` for a request that failed a check of its own input, unless the
+    /// key fails first (401 unknown, 403 when a writer key is needed), as the
+    /// memory store orders them.
+    async fn after_key(
+        &self,
+        key: &AccessKey,
+        needs_writer: Option<&str>,
+        error: StoreError,
+    ) -> StoreError {
+        match self
+            .call(
+                &self.scripts.key_check,
+                &[&key.to_string()],
+                Doing("checking a key"),
+            )
+            .await
+        {
+            Err(e) => e,
+            Ok(_) => match needs_writer {
+                Some(what) if key.kind != KeyKind::Writer => StoreError::Forbidden(format!(
+                    "{what} needs a writer key; this is a {} key",
+                    key.kind
+                )),
+                _ => error,
+            },
+        }
+    }
+
+    async fn make_keys(&self, boss: &str, request: MakeKeys) -> Result<Keys, StoreError> {
+        if !self.is_boss(boss) {
+            let access = AccessKey::parse(boss).ok_or(StoreError::UnknownKey)?;
+            self.call(
+                &self.scripts.key_check,
+                &[&access.to_string()],
+                Doing("making keys"),
+            )
+            .await?;
+            return Err(StoreError::Forbidden(
+                "only the boss key makes access keys; this is an access key".into(),
+            ));
+        }
+        let limits = &self.config.limits;
+        let count = request.count.unwrap_or(1);
+        let max = limits.max_keys_per_request;
+        if count == 0 || count > max {
+            return Err(StoreError::BadRequest(format!(
+                "count {count} is out of range: ask for 1 to {max} keys"
+            )));
+        }
+        let lifetime = request.seconds.unwrap_or(limits.key_lifetime);
+        if lifetime.is_zero() {
+            return Err(StoreError::BadRequest("seconds must be more than 0".into()));
+        }
+        let lifetime_ms = super::time::duration_ms(lifetime.min(limits.max_key_lifetime));
+        // A collision of 128 random bits is a 2^-128 chance: draw again.
+        for _ in 0..3 {
+            let keys: Vec<String> = (0..count)
+                .map(|_| {
+                    AccessKey {
+                        kind: request.kind,
+                        bits: random128(),
+                    }
+                    .to_string()
+                })
+                .collect();
+            let lifetime_arg = lifetime_ms.to_string();
+            let mut args = vec![lifetime_arg.as_str()];
+            args.extend(keys.iter().map(String::as_str));
+            match self.run(&self.scripts.make_keys, &args).await? {
+                Outcome::Ok(reply) => {
+                    return Ok(Keys {
+                        kind: request.kind,
+                        keys,
+                        valid_till: reply.num(0)?,
+                    })
+                }
+                Outcome::Refused(r) if r.kind == "collision" => continue,
+                Outcome::Refused(r) => {
+                    return Err(refusal::to_error(r, Doing("making keys"), limits))
+                }
+            }
+        }
+        Err(StoreError::Backend(
+            "could not draw new random keys: the random number source is broken".into(),
+        ))
+    }
+
+    /// A `readers`/`updaters` list as the scripts keep it: space-separated,
+    /// sorted, without duplicates.
+    fn key_list(&self, list: &[String], kind: KeyKind, field: &str) -> Result<String, StoreError> {
+        let max = self.config.limits.max_list_len;
+        if list.len() > max {
+            return Err(StoreError::BadRequest(format!(
+                "{field} lists {} keys; at most {max} are allowed",
+                list.len()
+            )));
+        }
+        let mut keys = Vec::with_capacity(list.len());
+        for (i, key) in list.iter().enumerate() {
+            match AccessKey::parse(key) {
+                Some(access) if access.kind == kind => keys.push(access.to_string()),
+                _ => {
+                    return Err(StoreError::BadRequest(format!(
+                        "{field}[{i}] is not a {kind} key (\"{}\" and 32 hex digits)",
+                        kind.prefix()
+                    )))
+                }
+            }
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys.join(" "))
+    }
+
+    async fn write(&self, key: &str, item: WriteItem) -> Result<Written, StoreError> {
+        const DOING: &str = "writing an item";
+        let access = self.access_key(key, DOING)?;
+        let limits = &self.config.limits;
+        let checked = (|| {
+            let lifetime = item.lifetime.unwrap_or(limits.default_lifetime);
+            if lifetime.is_zero() {
+                return Err(StoreError::BadRequest(
+                    "lifetime must be more than 0 seconds".into(),
+                ));
+            }
+            let readers = self.key_list(&item.readers, KeyKind::Reader, "readers")?;
+            let updaters = self.key_list(&item.updaters, KeyKind::Updater, "updaters")?;
+            if let Some(alias) = &item.alias {
+                validate_alias(alias)?;
+            }
+            let size = item.value.len();
+            if size > limits.max_size {
+                return Err(StoreError::TooLarge {
+                    size,
+                    max: limits.max_size,
+                });
+            }
+            Ok((lifetime.min(limits.max_lifetime), readers, updaters, size))
+        })();
+        let (lifetime, readers, updaters, size) = match checked {
+            Ok(checked) => checked,
+            Err(e) => return Err(self.after_key(&access, Some(DOING), e).await),
+        };
+        let key = access.to_string();
+        let lifetime_ms = super::time::duration_ms(lifetime).to_string();
+        let size_arg = size.to_string();
+        let alias = item.alias.clone().unwrap_or_default();
+        for _ in 0..3 {
+            let id = ItemId(random128());
+            let id_text = id.to_string();
+            let args = [
+                key.as_str(),
+                &id_text,
+                &lifetime_ms,
+                &readers,
+                &updaters,
+                &alias,
+                item.value.as_str(),
+                &size_arg,
+            ];
+            match self.run(&self.scripts.write, &args).await? {
+                Outcome::Ok(reply) => {
+                    let modified = reply.num(0)?;
+                    let valid_till = reply.num(1)?;
+                    return Ok(Written {
+                        id,
+                        lifetime: Duration::from_millis(valid_till.saturating_sub(modified)),
+                        size,
+                        modified,
+                        valid_till,
+                        seq: reply.num(2)?,
+                        alias: item.alias,
+                    });
+                }
+                Outcome::Refused(r) if r.kind == "collision" => continue,
+                Outcome::Refused(r) => return Err(refusal::to_error(r, Doing(DOING), limits)),
+            }
+        }
+        Err(StoreError::Backend(
+            "could not draw a new random item id: the random number source is broken".into(),
+        ))
+    }
+
+    async fn read(&self, key: &str, id: &str, intent: bool) -> Result<ReadItem, StoreError> {
+        let access = self.access_key(key, "reading an item")?;
+        let (id, alias) = match id_or_alias(id) {
+            Ok(pair) => pair,
+            Err(e) => return Err(self.after_key(&access, None, e).await),
+        };
+        let intent_id = hex128(random128());
+        let args = [
+            key,
+            id.as_str(),
+            alias.as_str(),
+            if intent { "1" } else { "0" },
+            intent_id.as_str(),
+        ];
+        let doing = Doing("read it with an update intent");
+        let reply = self.call(&self.scripts.read, &args, doing).await?;
+        let value = json(reply.text(1)?)?;
+        let (intent, intent_expires) = if reply.len() > 5 {
+            (Some(reply.text(5)?), Some(reply.num(6)?))
+        } else {
+            (None, None)
+        };
+        Ok(ReadItem {
+            id: item_id(&reply, 0)?,
+            size: value.len(),
+            value,
+            modified: reply.num(2)?,
+            seq: reply.num(3)?,
+            valid_till: reply.num(4)?,
+            intent,
+            intent_expires,
+        })
+    }
+
+    async fn update(&self, key: &str, id: &str, update: UpdateItem) -> Result<Updated, StoreError> {
+        let access = self.access_key(key, "updating an item")?;
+        let checked = id_or_alias(id).and_then(|pair| match &update.intent {
+            Some(s) if parse_hex128(s).is_none() => Err(StoreError::BadRequest(format!(
+                "intent {s:?} is not an intent id (32 hex digits from a read with intent)"
+            ))),
+            _ => Ok(pair),
+        });
+        let (id, alias) = match checked {
+            Ok(pair) => pair,
+            Err(e) => return Err(self.after_key(&access, None, e).await),
+        };
+        let size = update.value.len();
+        let size_arg = size.to_string();
+        let args = [
+            key,
+            id.as_str(),
+            alias.as_str(),
+            update.intent.as_deref().unwrap_or(""),
+            update.value.as_str(),
+            size_arg.as_str(),
+        ];
+        let reply = self
+            .call(&self.scripts.update, &args, Doing("update it"))
+            .await?;
+        Ok(Updated {
+            id: item_id(&reply, 0)?,
+            modified: reply.num(1)?,
+            seq: reply.num(2)?,
+            size,
+        })
+    }
+
+    async fn remove(&self, key: &str, id: &str) -> Result<Removed, StoreError> {
+        let access = self.access_key(key, "removing an item")?;
+        let (id, alias) = match id_or_alias(id) {
+            Ok(pair) => pair,
+            Err(e) => return Err(self.after_key(&access, None, e).await),
+        };
+        let args = [key, id.as_str(), alias.as_str()];
+        let reply = self
+            .call(&self.scripts.remove, &args, Doing("remove it"))
+            .await?;
+        Ok(Removed {
+            id: item_id(&reply, 0)?,
+            seq: reply.num(1)?,
+        })
+    }
+
+    async fn alias(&self, key: &str, name: &str, id: &str) -> Result<Aliased, StoreError> {
+        const DOING: &str = "making an alias";
+        let access = self.access_key(key, DOING)?;
+        let checked = validate_alias(name).and_then(|()| id_or_alias(id));
+        let (id, target_alias) = match checked {
+            Ok(pair) => pair,
+            Err(e) => return Err(self.after_key(&access, Some(DOING), e).await),
+        };
+        let args = [key, name, id.as_str(), target_alias.as_str()];
+        let reply = self.call(&self.scripts.alias, &args, Doing(DOING)).await?;
+        Ok(Aliased {
+            alias: name.to_owned(),
+            id: item_id(&reply, 0)?,
+        })
+    }
+
+    async fn resolve(&self, id: &str) -> Result<ItemId, StoreError> {
+        if let Some(bits) = parse_hex128(id) {
+            return Ok(ItemId(bits));
+        }
+        if id.is_empty() {
+            return Err(StoreError::BadRequest("give an item id or an alias".into()));
+        }
+        let reply = self
+            .call(&self.scripts.resolve, &[id], Doing("resolving an alias"))
+            .await?;
+        item_id(&reply, 0)
+    }
+
+    async fn check_read(&self, key: &str, id: &str) -> Result<ItemRef, StoreError> {
+        let access = self.access_key(key, "watching an item")?;
+        let (id, alias) = match id_or_alias(id) {
+            Ok(pair) => pair,
+            Err(e) => return Err(self.after_key(&access, None, e).await),
+        };
+        let args = [key, id.as_str(), alias.as_str()];
+        let reply = self
+            .call(&self.scripts.check_read, &args, Doing("watch it"))
+            .await?;
+        Ok(ItemRef {
+            id: item_id(&reply, 0)?,
+            alias: (!alias.is_empty()).then_some(alias),
+            valid_till: reply.num(1)?,
+            seq: reply.num(2)?,
+            key_valid_till: reply.num(3)?,
+        })
+    }
+
+    async fn events(
+        &self,
+        key: &str,
+        id: &str,
+        query: EventQuery,
+    ) -> Result<EventsPage, StoreError> {
+        let access = self.access_key(key, "reading an item's events")?;
+        let (id, alias) = match id_or_alias(id) {
+            Ok(pair) => pair,
+            Err(e) => return Err(self.after_key(&access, None, e).await),
+        };
+        let since = query.since.to_string();
+        let args = [
+            key,
+            id.as_str(),
+            alias.as_str(),
+            since.as_str(),
+            query.kind.map(EventKind::as_str).unwrap_or(""),
+            if query.with_value { "1" } else { "0" },
+        ];
+        let reply = self
+            .call(&self.scripts.events, &args, Doing("read its events"))
+            .await?;
+        let id = item_id(&reply, 0)?;
+        let oldest = u64::try_from(reply.int(1)?).ok();
+        let gap = reply.int(2)? != 0;
+        let latest = reply.num(3)?;
+        let value = reply.text(4)?;
+        let mut events = Vec::with_capacity((reply.len() - 5) / 3);
+        let mut i = 5;
+        while i + 2 < reply.len() {
+            let kind = reply.text(i + 2)?.parse().map_err(StoreError::Backend)?;
+            events.push(Event {
+                seq: reply.num(i)?,
+                kind,
+                id,
+                at: reply.num(i + 1)?,
+                value: None,
+            });
+            i += 3;
+        }
+        if !value.is_empty() {
+            if let Some(last) = events.last_mut() {
+                last.value = Some(json(value)?);
+            }
+        }
+        Ok(EventsPage {
+            id,
+            events,
+            oldest,
+            gap,
+            latest,
+        })
+    }
+
+    async fn info(&self) -> Result<StoreInfo, StoreError> {
+        let mut conn = self.conn.clone();
+        let (items, bytes, seq): (Option<i64>, Option<i64>, Option<u64>) = redis::pipe()
+            .cmd("HGET")
+            .arg("effex:stats")
+            .arg("items")
+            .cmd("HGET")
+            .arg("effex:stats")
+            .arg("bytes")
+            .cmd("GET")
+            .arg("effex:seq")
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| refusal::from_redis(e, self.url()))?;
+        let count = |n: Option<i64>| usize::try_from(n.unwrap_or(0)).unwrap_or(0);
+        Ok(StoreInfo {
+            store: "redis",
+            items: count(items),
+            bytes: count(bytes),
+            latest_seq: seq.unwrap_or(0),
+            max_size: self.config.limits.max_size,
+            max_lifetime: self.config.limits.max_lifetime,
+        })
+    }
+}
+
+impl Store for RedisStore {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    fn info(&self) -> StoreFuture<'_, StoreInfo> {
+        Box::pin(self.shared.info())
+    }
+
+    fn make_keys<'a>(&'a self, boss: &'a str, request: MakeKeys) -> StoreFuture<'a, Keys> {
+        Box::pin(self.shared.make_keys(boss, request))
+    }
+
+    fn write<'a>(&'a self, key: &'a str, item: WriteItem) -> StoreFuture<'a, Written> {
+        Box::pin(self.shared.write(key, item))
+    }
+
+    fn read<'a>(&'a self, key: &'a str, id: &'a str, intent: bool) -> StoreFuture<'a, ReadItem> {
+        Box::pin(self.shared.read(key, id, intent))
+    }
+
+    fn update<'a>(
+        &'a self,
+        key: &'a str,
+        id: &'a str,
+        update: UpdateItem,
+    ) -> StoreFuture<'a, Updated> {
+        Box::pin(self.shared.update(key, id, update))
+    }
+
+    fn remove<'a>(&'a self, key: &'a str, id: &'a str) -> StoreFuture<'a, Removed> {
+        Box::pin(self.shared.remove(key, id))
+    }
+
+    fn alias<'a>(&'a self, key: &'a str, alias: &'a str, id: &'a str) -> StoreFuture<'a, Aliased> {
+        Box::pin(self.shared.alias(key, alias, id))
+    }
+
+    fn resolve<'a>(&'a self, id: &'a str) -> StoreFuture<'a, ItemId> {
+        Box::pin(self.shared.resolve(id))
+    }
+
+    fn check_read<'a>(&'a self, key: &'a str, id: &'a str) -> StoreFuture<'a, ItemRef> {
+        Box::pin(self.shared.check_read(key, id))
+    }
+
+    fn events<'a>(
+        &'a self,
+        key: &'a str,
+        id: &'a str,
+        query: EventQuery,
+    ) -> StoreFuture<'a, EventsPage> {
+        Box::pin(self.shared.events(key, id, query))
+    }
+
+    fn latest_seq(&self) -> StoreFuture<'_, u64> {
+        Box::pin(self.shared.latest_seq())
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.shared.events.subscribe()
+    }
+}
