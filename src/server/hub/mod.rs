@@ -132,6 +132,9 @@
 //! [`ServerConfig::max_queued_bytes`]: super::ServerConfig::max_queued_bytes
 //! [`ServerHandle::store`]: super::ServerHandle::store
 
+mod beside;
+mod recent;
+
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -143,6 +146,8 @@ use serde_json::value::RawValue;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
+use self::beside::{AliasDone, Done, WatchDone, WebhookDone};
+use self::recent::{Recent, Ticket};
 use super::registry::{send_command, Command, SessionId};
 use super::webhooks::{self, WebhookLink, WebhookSettings, WebhookSpec};
 use super::{ServerConfig, Shared};
@@ -384,6 +389,11 @@ impl SessionLink {
         )
     }
 
+    /// Whether the session has ended (its mailbox is closed).
+    fn is_closed(&self) -> bool {
+        self.mailbox.is_closed()
+    }
+
     /// Tells the session that the hub ended one of its watches.
     fn ended(&self, ended: Ended) {
         let _ = self.mailbox.send(Command::Ended(ended));
@@ -522,8 +532,9 @@ pub(crate) fn start(
         inner: store.clone(),
         moves: moves_tx,
     });
-    let hub = Hub::new(store, settings, handle.weak());
-    let task = actix_rt::spawn(hub.run(events, requests, moves));
+    let (done_tx, done) = mpsc::unbounded_channel();
+    let hub = Hub::new(store, settings, handle.weak(), done_tx);
+    let task = actix_rt::spawn(hub.run(events, requests, moves, done));
     (handle, wrapped, task)
 }
 
@@ -606,6 +617,8 @@ struct Entry {
     key_valid_till: u64,
     /// A webhook watch's identity.
     webhook: Option<WebhookKey>,
+    /// Bumped on every (re)watch: a replay window read before it is stale.
+    epoch: u64,
 }
 
 /// The identity of a webhook watch: the same (key, target, event, URL) is
@@ -714,6 +727,19 @@ struct Hub {
     processed: u64,
     /// Reused for the watcher list of one event (no allocation per event).
     scratch: Vec<WatchId>,
+    /// Events handled while store calls run beside the hub (see `recent`).
+    recent: Recent,
+    /// Where store calls beside the hub report back (see `beside`).
+    done: mpsc::UnboundedSender<Done>,
+    /// A catch-up from the log is under way: live events wait (in the
+    /// store's broadcast channel; a lag there means another catch-up).
+    catching_up: bool,
+    /// An alias sweep is under way.
+    resolving: bool,
+    /// Per watched alias, the number of its latest re-point: the re-check
+    /// of an older one is dropped.
+    alias_moves: HashMap<String, u64>,
+    next_move: u64,
 }
 
 /// A store error as the failure reply with the same code.
@@ -729,7 +755,12 @@ fn not_found_watch(watchable: &str) -> Failure {
 }
 
 impl Hub {
-    fn new(store: Arc<dyn Store>, settings: HubSettings, me: WeakHub) -> Self {
+    fn new(
+        store: Arc<dyn Store>,
+        settings: HubSettings,
+        me: WeakHub,
+        done: mpsc::UnboundedSender<Done>,
+    ) -> Self {
         Hub {
             store,
             settings,
@@ -747,7 +778,22 @@ impl Hub {
             key_expiry: std::collections::BTreeSet::new(),
             processed: 0,
             scratch: Vec::new(),
+            recent: Recent::default(),
+            done,
+            catching_up: false,
+            resolving: false,
+            alias_moves: HashMap::new(),
+            next_move: 0,
         }
+    }
+
+    /// Runs a store call beside the hub; its [`Done`] comes back on the
+    /// hub's own channel.
+    fn beside(&self, call: impl std::future::Future<Output = Done> + 'static) {
+        let done = self.done.clone();
+        actix_rt::spawn(async move {
+            let _ = done.send(call.await);
+        });
     }
 
     async fn run(
@@ -755,6 +801,7 @@ impl Hub {
         mut events: broadcast::Receiver<Event>,
         mut requests: mpsc::UnboundedReceiver<Request>,
         mut moves: mpsc::UnboundedReceiver<AliasMoved>,
+        mut done: mpsc::UnboundedReceiver<Done>,
     ) {
         self.processed = self.store.latest_seq().await.unwrap_or(0);
         let every = (self.settings.watch_grace / 4)
@@ -786,18 +833,19 @@ impl Hub {
                     // Re-arm from the clock (the timer may fire a little early).
                     armed = None;
                 }
-                event = events.recv(), if events_open => match event {
+                Some(done) = done.recv() => self.on_done(done),
+                event = events.recv(), if events_open && !self.catching_up => match event {
                     Ok(event) => {
                         // Alias moves go first: a re-point made before this
-                        // event was handed out is applied before it.
+                        // event was handed out is re-checked from before it.
                         while let Ok(moved) = moves.try_recv() {
-                            self.alias_moved(&moved.alias, moved.item, moved.since).await;
+                            self.alias_moved(&moved.alias, moved.item, moved.since);
                         }
                         self.on_event(event);
                     }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         log::warn!("hub: lagged {missed} events behind the store; catching up from its log");
-                        self.catch_up().await;
+                        self.catch_up();
                     }
                     Err(broadcast::error::RecvError::Closed) => {
                         log::warn!("hub: the store closed its event channel; no more pushes");
@@ -809,12 +857,12 @@ impl Hub {
                     Some(Request::InjectPanic) => {
                         panic!("injected hub panic (test hook)")
                     }
-                    Some(request) => self.on_request(request).await,
+                    Some(request) => self.on_request(request),
                 },
                 Some(moved) = moves.recv() => {
-                    self.alias_moved(&moved.alias, moved.item, moved.since).await;
+                    self.alias_moved(&moved.alias, moved.item, moved.since);
                 }
-                _ = tick.tick() => self.sweep().await,
+                _ = tick.tick() => self.sweep(),
             }
         }
         // Nothing queued leaves after the stop: webhook deliveries stop
@@ -884,6 +932,7 @@ impl Hub {
             return;
         }
         self.processed = event.seq;
+        self.recent.record(&event);
         let Some(index) = self.by_item.get(&event.id) else {
             return;
         };
@@ -981,10 +1030,16 @@ impl Hub {
         }
     }
 
-    /// Catches up from the store's log after the broadcast receiver lagged.
-    async fn catch_up(&mut self) {
-        let since = self.processed;
-        let mut found: Vec<Event> = Vec::new();
+    /// Catches up from the store's log after the broadcast receiver lagged:
+    /// the read runs beside the hub, and live events wait until it is
+    /// back ([`Done::CaughtUp`]). The events the lag dropped never reached
+    /// the hub, so every store call in flight catches up from the log too.
+    fn catch_up(&mut self) {
+        if self.catching_up {
+            return;
+        }
+        self.catching_up = true;
+        self.recent.lose_all();
         let items: Vec<(ItemId, Vec<String>)> = self
             .by_item
             .iter()
@@ -998,46 +1053,144 @@ impl Hub {
                 (*item, keys.into_iter().map(str::to_owned).collect())
             })
             .collect();
-        for (item, keys) in items {
-            let query = EventQuery {
-                since,
-                kind: None,
-                with_value: true,
-            };
-            for key in keys {
-                match self
-                    .store
-                    .events(&key, &item.to_string(), query.clone())
-                    .await
-                {
-                    Ok(page) => {
-                        found.extend(page.events);
-                        break;
-                    }
-                    Err(e) => log::debug!("hub: catch-up of item {item} with one key: {e}"),
+        let store = self.store.clone();
+        let since = self.processed;
+        self.beside(async move { Done::CaughtUp(beside::catch_up(store, items, since).await) });
+    }
+
+    /// Applies `event` to one watch, as [`Hub::on_event`] does to all of
+    /// an item's watches (for events it handled before the watch was
+    /// indexed on that item).
+    fn deliver(&mut self, id: WatchId, event: &Event) {
+        let Some(entry) = self.watches.get(&id) else {
+            return;
+        };
+        if event.id != entry.item || event.seq <= entry.cursor {
+            return;
+        }
+        let last = event.kind != EventKind::Update;
+        if event.kind == entry.kind {
+            let shared = Arc::new(PushEvent {
+                seq: event.seq,
+                at: event.at,
+                value: match (&event.value, entry.view.with_value) {
+                    (Some(value), true) => Some(value.to_string().into_boxed_str()),
+                    _ => None,
+                },
+            });
+            self.queue_push(id, &shared, last, How::Live);
+            if last {
+                self.unindex(id);
+                if let Some(entry) = self.watches.get_mut(&id) {
+                    entry.ending |= !entry.replaying;
                 }
             }
+        } else if last {
+            self.remove_watch(id, false);
         }
-        found.sort_by_key(|e| e.seq);
-        for event in found {
-            self.on_event(event);
+    }
+
+    /// A store call for watch `id` reported back: the events of its item
+    /// the hub handled since `ticket` are applied to it in seq order (its
+    /// cursor drops those the call's answer had). If they were dropped
+    /// (see `recent`), the watch catches up from the log instead.
+    fn apply_recent(&mut self, id: WatchId, ticket: Ticket) {
+        let item = self.watches.get(&id).map(|e| e.item);
+        match self.recent.finish(ticket, item) {
+            Some(events) => {
+                for event in &events {
+                    self.deliver(id, event);
+                }
+            }
+            None => {
+                let Some(entry) = self.watches.get_mut(&id) else {
+                    return;
+                };
+                if entry.replaying || entry.ending {
+                    // The next window (or the final push) comes from the log.
+                    return;
+                }
+                log::debug!(
+                    "hub: watch {} catches up from the log (its live events were dropped)",
+                    entry.watchable
+                );
+                entry.replaying = true;
+                self.read_window(id);
+            }
+        }
+    }
+
+    /// Reads the next replay window of watch `id` from the log, after its
+    /// cursor, beside the hub ([`Done::Window`]).
+    fn read_window(&mut self, id: WatchId) {
+        let Some(entry) = self.watches.get(&id) else {
+            return;
+        };
+        let query = EventQuery {
+            since: entry.cursor,
+            kind: Some(entry.kind),
+            with_value: entry.view.with_value,
+        };
+        let (key, item, epoch) = (entry.key.clone(), entry.item, entry.epoch);
+        let ticket = self.recent.begin();
+        let store = self.store.clone();
+        self.beside(async move {
+            let result = store.events(&key, &item.to_string(), query).await;
+            Done::Window {
+                watch: id,
+                epoch,
+                item,
+                ticket,
+                result,
+            }
+        });
+    }
+
+    /// A store call beside the hub reported back.
+    fn on_done(&mut self, done: Done) {
+        match done {
+            Done::Watch(done) => self.watch_checked(*done),
+            Done::Webhook(done) => self.webhook_checked(*done),
+            Done::Window {
+                watch,
+                epoch,
+                item,
+                ticket,
+                result,
+            } => self.window_read(watch, epoch, item, ticket, result),
+            Done::Alias(done) => self.alias_checked(*done),
+            Done::CaughtUp(found) => {
+                self.catching_up = false;
+                for event in found {
+                    self.on_event(event);
+                }
+            }
+            Done::Resolved { aliases, since } => {
+                self.resolving = false;
+                for (alias, now_item) in aliases {
+                    let stale = self
+                        .by_alias
+                        .get(&alias)
+                        .and_then(|ids| ids.iter().find_map(|id| self.watches.get(id)))
+                        .is_some_and(|e| e.item != now_item);
+                    if stale {
+                        self.alias_moved(&alias, now_item, since);
+                    }
+                }
+            }
         }
     }
 
     // ---- requests --------------------------------------------------------
 
-    async fn on_request(&mut self, request: Request) {
+    fn on_request(&mut self, request: Request) {
         match request {
             Request::Watch {
                 session,
                 push_id,
                 ack_id,
                 watch,
-            } => {
-                if let Err(failure) = self.watch(&session, &push_id, ack_id, watch).await {
-                    session.reply(ack_id, &failure);
-                }
-            }
+            } => self.watch(session, push_id, ack_id, watch),
             Request::Unwatch {
                 session,
                 push_id,
@@ -1053,7 +1206,7 @@ impl Hub {
                 }
                 _ => session.reply(ack_id, &not_found_watch(&watchable)),
             },
-            Request::ReplayMore { watch, session } => self.replay_more(watch, session).await,
+            Request::ReplayMore { watch, session } => self.replay_more(watch, session),
             Request::FinalAcked { watch } => {
                 if self.watches.get(&watch).is_some_and(|e| e.ending) {
                     self.remove_watch(watch, false);
@@ -1077,9 +1230,7 @@ impl Hub {
                     self.went_offline(push_id);
                 }
             }
-            Request::AddWebhook { key, spec, reply } => {
-                let _ = reply.send(self.add_webhook(key, spec).await);
-            }
+            Request::AddWebhook { key, spec, reply } => self.add_webhook(key, spec, reply),
             Request::RemoveWebhook {
                 key,
                 watchable,
@@ -1211,6 +1362,7 @@ impl Hub {
                 set.remove(&id);
                 if set.is_empty() {
                     self.by_alias.remove(alias);
+                    self.alias_moves.remove(alias);
                 }
             }
         }
@@ -1291,65 +1443,77 @@ impl Hub {
         Ok(Some(text.into()))
     }
 
-    /// `watch`: see the module docs for the order of things.
-    async fn watch(
+    /// `watch`: see the module docs for the order of things. The store
+    /// part runs beside the hub; [`Hub::watch_checked`] goes on.
+    fn watch(&mut self, link: Arc<SessionLink>, push_id: Arc<str>, ack_id: u64, watch: Watch) {
+        let message = match self.message_text(watch.message.as_deref().map(RawValue::get)) {
+            Ok(message) => message,
+            Err(failure) => return link.reply(ack_id, &failure),
+        };
+        let ticket = self.recent.begin();
+        let store = self.store.clone();
+        self.beside(async move {
+            let result = beside::check_watch(store, &watch).await;
+            Done::Watch(Box::new(WatchDone {
+                session: link,
+                push_id,
+                ack_id,
+                watch,
+                message,
+                ticket,
+                result,
+            }))
+        });
+    }
+
+    /// A `watch` call's store part is done: register (or refresh) the
+    /// watch, ack, replay, then the live events it missed meanwhile.
+    fn watch_checked(&mut self, done: WatchDone) {
+        let WatchDone {
+            session: link,
+            push_id,
+            ack_id,
+            watch,
+            message,
+            ticket,
+            result,
+        } = done;
+        match result {
+            Ok(checked) => {
+                match self.register_watch(&link, &push_id, ack_id, watch, message, checked) {
+                    Ok(id) => self.apply_recent(id, ticket),
+                    Err(failure) => {
+                        self.recent.release(ticket);
+                        link.reply(ack_id, &failure);
+                    }
+                }
+            }
+            Err(failure) => {
+                self.recent.release(ticket);
+                link.reply(ack_id, &failure);
+            }
+        }
+    }
+
+    /// Registers (or refreshes) a checked watch, acks it and queues its
+    /// replay's first window; returns the watch.
+    fn register_watch(
         &mut self,
         link: &Arc<SessionLink>,
         push_id: &Arc<str>,
         ack_id: u64,
         watch: Watch,
-    ) -> Result<(), Failure> {
+        message: Option<Box<str>>,
+        checked: beside::Checked,
+    ) -> Result<WatchId, Failure> {
         let kind = watch.event;
-        let message = self.message_text(watch.message.as_deref().map(RawValue::get))?;
-        let query = |since| EventQuery {
-            since,
-            kind: Some(kind),
-            with_value: watch.with_value,
-        };
-        // A gone item's replay checks the key by reading the log; the watch
-        // ends with that final push, so its key's deadline does not matter.
-        let mut key_valid_till = u64::MAX;
-        let (item, alias, latest, page) = match self.store.check_read(&watch.key, &watch.id).await {
-            Ok(ItemRef {
-                id,
-                alias,
-                seq,
-                key_valid_till: till,
-                ..
-            }) => {
-                key_valid_till = till;
-                let page = match watch.after {
-                    Some(after) => Some(
-                        self.store
-                            .events(&watch.key, &id.to_string(), query(after))
-                            .await
-                            .map_err(|e| failure(&e))?,
-                    ),
-                    None => None,
-                };
-                (id, alias, seq, page)
-            }
-            Err(StoreError::NotFound(message)) => {
-                // A gone item: only a re-watch that missed its final push of
-                // this kind gets it (replayed), and then the watch ends.
-                let not_found = || Failure::new(404, format!("not found: {message}"));
-                let after = watch.after.ok_or_else(not_found)?;
-                if kind == EventKind::Update {
-                    return Err(not_found());
-                }
-                let page = self
-                    .store
-                    .events(&watch.key, &watch.id, query(after))
-                    .await
-                    .map_err(|_| not_found())?;
-                if !page.events.iter().any(|e| e.kind == kind) {
-                    return Err(not_found());
-                }
-                let alias = (watch.id.parse::<ItemId>().is_err()).then(|| watch.id.clone());
-                (page.id, alias, page.latest, Some(page))
-            }
-            Err(e) => return Err(failure(&e)),
-        };
+        let beside::Checked {
+            item,
+            alias,
+            latest,
+            page,
+            key_valid_till,
+        } = checked;
         let idem = IdemKey {
             push_id: push_id.clone(),
             kind,
@@ -1397,6 +1561,7 @@ impl Hub {
                         idem: Some(idem.clone()),
                         key_valid_till,
                         webhook: None,
+                        epoch: 0,
                     },
                 );
                 self.key_expiry.insert((key_valid_till, id));
@@ -1446,6 +1611,7 @@ impl Hub {
         // below queues them again.
         entry.ending = false;
         entry.replaying = false;
+        entry.epoch += 1;
         let watchable = entry.watchable.clone();
         self.index(id);
         let log_gap = page.as_ref().is_some_and(|p| p.gap);
@@ -1461,7 +1627,21 @@ impl Hub {
         if let Some(replay) = replay {
             self.replay(id, replay);
         }
-        Ok(())
+        if link.is_closed() {
+            // The session ended while the store was asked: the watch waits
+            // dormant for its client's re-watch, as its others do.
+            if let Some(Entry {
+                sink: Sink::Socket { session, .. },
+                ..
+            }) = self.watches.get_mut(&id)
+            {
+                if session.take().is_some() {
+                    self.dormant.insert(id, Instant::now());
+                    self.went_offline(push_id.clone());
+                }
+            }
+        }
+        Ok(id)
     }
 
     /// Works out the next window of a replay of logged events for a watch
@@ -1554,24 +1734,43 @@ impl Hub {
         }
     }
 
-    /// The client acknowledged the last push of a replay window: queue the
-    /// next one, read from the log after the watch's cursor.
-    async fn replay_more(&mut self, id: WatchId, session: SessionId) {
+    /// The client acknowledged the last push of a replay window: read the
+    /// next one from the log after the watch's cursor (beside the hub).
+    fn replay_more(&mut self, id: WatchId, session: SessionId) {
         let Some(entry) = self.watches.get(&id) else {
             return;
         };
         let attached =
             matches!(&entry.sink, Sink::Socket { session: Some(l), .. } if l.id == session);
-        if !entry.replaying || !attached {
+        if entry.replaying && attached {
+            self.read_window(id);
+        }
+    }
+
+    /// A replay window read from the log: queue it, then the live events
+    /// of the item the hub handled meanwhile (unless more windows follow:
+    /// they bring them).
+    fn window_read(
+        &mut self,
+        id: WatchId,
+        epoch: u64,
+        item: ItemId,
+        ticket: Ticket,
+        result: Result<EventsPage, StoreError>,
+    ) {
+        let Some(entry) = self.watches.get(&id) else {
+            return self.recent.release(ticket);
+        };
+        if entry.epoch != epoch || entry.item != item || !entry.replaying {
+            // Read before a re-watch or an alias move: stale. A watch still
+            // replaying reads its window again, from its cursor now.
+            self.recent.release(ticket);
+            if entry.replaying && (entry.epoch != epoch || entry.item != item) {
+                self.read_window(id);
+            }
             return;
         }
-        let query = EventQuery {
-            since: entry.cursor,
-            kind: Some(entry.kind),
-            with_value: entry.view.with_value,
-        };
-        let (key, item) = (entry.key.clone(), entry.item.to_string());
-        match self.store.events(&key, &item, query).await {
+        match result {
             Ok(page) => {
                 if page.gap {
                     log::warn!(
@@ -1581,21 +1780,78 @@ impl Hub {
                 }
                 let replay = self.plan_replay(id, page);
                 self.replay(id, replay);
+                self.apply_recent(id, ticket);
             }
-            Err(e) => self.end_watch(id, e.code(), format!("the replay cannot go on: {e}")),
+            Err(e) => {
+                self.recent.release(ticket);
+                self.end_watch(id, e.code(), format!("the replay cannot go on: {e}"));
+            }
         }
     }
 
     /// `POST /watches`: idempotent per (key, item or alias, event, URL);
-    /// at most `max_webhooks_per_key` per key (else 429).
-    async fn add_webhook(&mut self, key: String, spec: WebhookSpec) -> Result<String, Failure> {
+    /// at most `max_webhooks_per_key` per key (else 429). The key check
+    /// runs beside the hub; [`Hub::webhook_checked`] goes on.
+    fn add_webhook(
+        &mut self,
+        key: String,
+        spec: WebhookSpec,
+        reply: oneshot::Sender<Result<String, Failure>>,
+    ) {
         let message =
-            self.message_text(spec.message.as_ref().map(ToString::to_string).as_deref())?;
-        let checked = self
-            .store
-            .check_read(&key, &spec.id)
-            .await
-            .map_err(|e| failure(&e))?;
+            match self.message_text(spec.message.as_ref().map(ToString::to_string).as_deref()) {
+                Ok(message) => message,
+                Err(failure) => {
+                    let _ = reply.send(Err(failure));
+                    return;
+                }
+            };
+        let ticket = self.recent.begin();
+        let store = self.store.clone();
+        self.beside(async move {
+            let result = store.check_read(&key, &spec.id).await;
+            Done::Webhook(Box::new(WebhookDone {
+                key,
+                spec,
+                message,
+                reply,
+                ticket,
+                result,
+            }))
+        });
+    }
+
+    /// A webhook's key check is done: register it, then the live events
+    /// of its item the hub handled meanwhile.
+    fn webhook_checked(&mut self, done: WebhookDone) {
+        let WebhookDone {
+            key,
+            spec,
+            message,
+            reply,
+            ticket,
+            result,
+        } = done;
+        let answer = match result {
+            Ok(checked) => self.register_webhook(key, spec, message, checked),
+            Err(e) => Err(failure(&e)),
+        };
+        match &answer {
+            Ok((Some(id), _)) => self.apply_recent(*id, ticket),
+            _ => self.recent.release(ticket),
+        }
+        let _ = reply.send(answer.map(|(_, watchable)| watchable));
+    }
+
+    /// Registers a checked webhook watch (or refreshes the same one):
+    /// its watchable, and the watch when it is new.
+    fn register_webhook(
+        &mut self,
+        key: String,
+        spec: WebhookSpec,
+        message: Option<Box<str>>,
+        checked: ItemRef,
+    ) -> Result<(Option<WatchId>, String), Failure> {
         let kind = spec.kind;
         let identity = WebhookKey {
             key: key.clone(),
@@ -1613,7 +1869,7 @@ impl Hub {
             return self
                 .watches
                 .get(&id)
-                .map(|entry| entry.watchable.clone())
+                .map(|entry| (None, entry.watchable.clone()))
                 .ok_or_else(|| Failure::new(500, "internal error: a webhook watch vanished"));
         }
         let max = self.settings.max_webhooks_per_key;
@@ -1662,6 +1918,7 @@ impl Hub {
                 idem: None,
                 key_valid_till: checked.key_valid_till,
                 webhook: Some(identity.clone()),
+                epoch: 0,
             },
         );
         self.key_expiry.insert((checked.key_valid_till, id));
@@ -1669,17 +1926,20 @@ impl Hub {
         *self.webhooks_per_key.entry(identity_key).or_default() += 1;
         self.index(id);
         log::debug!("hub: webhook watch {watchable} on item {}", checked.id);
-        Ok(watchable)
+        Ok((Some(id), watchable))
     }
 
-    /// An alias was re-pointed: its watches follow it to `item`, and get the
-    /// events of `item` after `since` that the hub already handled.
-    async fn alias_moved(&mut self, alias: &str, item: ItemId, since: u64) {
-        let ids: Vec<WatchId> = self
-            .by_alias
-            .get(alias)
-            .map(|set| set.iter().copied().collect())
-            .unwrap_or_default();
+    /// An alias was re-pointed: each of its watches is re-checked beside
+    /// the hub (may its key read `item`?), and follows it once that comes
+    /// back ([`Hub::alias_checked`]).
+    fn alias_moved(&mut self, alias: &str, item: ItemId, since: u64) {
+        let Some(ids) = self.by_alias.get(alias) else {
+            return;
+        };
+        let ids: Vec<WatchId> = ids.iter().copied().collect();
+        self.next_move += 1;
+        let number = self.next_move;
+        self.alias_moves.insert(alias.to_owned(), number);
         for id in ids {
             let Some(entry) = self.watches.get(&id) else {
                 continue;
@@ -1691,52 +1951,83 @@ impl Hub {
                 Sink::Socket { session, .. } => session.is_some(),
                 Sink::Webhook(_) => true,
             };
-            let (key, cursor) = (entry.key.clone(), entry.cursor);
-            // Authorization follows the alias: the watch's key must be
-            // allowed to read the item the alias names now.
-            let key_valid_till = match self.store.check_read(&key, &item.to_string()).await {
-                Ok(checked) => checked.key_valid_till,
-                Err(e) => {
-                    self.end_watch(
-                        id,
-                        e.code(),
-                        format!(
-                            "alias {alias:?} now names item {item}, which this watch's key may \
-                             not read ({e})"
-                        ),
-                    );
-                    continue;
-                }
-            };
-            self.unindex(id);
-            if let Some(entry) = self.watches.get_mut(&id) {
-                entry.item = item;
-            }
-            self.set_key_valid_till(id, key_valid_till);
-            self.refresh_view(id, None, None);
-            self.index(id);
-            log::debug!("hub: alias {alias:?} now names item {item}: its watches follow");
-            if active && since < self.processed {
-                let query = EventQuery {
-                    since: since.max(cursor),
-                    kind: None,
-                    with_value: true,
-                };
-                match self.store.events(&key, &item.to_string(), query).await {
-                    Ok(mut page) => {
-                        page.events.retain(|e| e.seq <= self.processed);
-                        let replay = self.plan_replay(id, page);
-                        self.replay(id, replay);
-                    }
-                    Err(e) => log::debug!("hub: alias {alias:?} moved; no log of {item}: {e}"),
-                }
-            }
+            let key = entry.key.clone();
+            let from = active.then_some(since.max(entry.cursor));
+            let ticket = self.recent.begin();
+            let store = self.store.clone();
+            let alias = alias.to_owned();
+            self.beside(async move {
+                let result = beside::recheck_alias(store, key, item, from).await;
+                Done::Alias(Box::new(AliasDone {
+                    watch: id,
+                    alias,
+                    item,
+                    since,
+                    number,
+                    ticket,
+                    result,
+                }))
+            });
         }
     }
 
+    /// An alias re-check is back: the watch follows the alias to the new
+    /// item (and gets its events after the re-point, from the log and from
+    /// what the hub handled meanwhile), or ends when its key may not read
+    /// that item. Authorization follows the alias.
+    fn alias_checked(&mut self, done: AliasDone) {
+        let AliasDone {
+            watch: id,
+            alias,
+            item,
+            since,
+            number,
+            ticket,
+            result,
+        } = done;
+        let current = self.alias_moves.get(&alias) == Some(&number)
+            && self.watches.get(&id).is_some_and(|e| {
+                !e.ending && e.item != item && e.alias.as_deref() == Some(alias.as_str())
+            });
+        if !current {
+            return self.recent.release(ticket);
+        }
+        let (key_valid_till, page) = match result {
+            Ok(found) => found,
+            Err(e) => {
+                self.recent.release(ticket);
+                return self.end_watch(
+                    id,
+                    e.code(),
+                    format!(
+                        "alias {alias:?} now names item {item}, which this watch's key may \
+                         not read ({e})"
+                    ),
+                );
+            }
+        };
+        self.unindex(id);
+        if let Some(entry) = self.watches.get_mut(&id) {
+            entry.item = item;
+            // Events of the new item up to the re-point are not this watch's.
+            entry.cursor = entry.cursor.max(since);
+        }
+        self.set_key_valid_till(id, key_valid_till);
+        self.refresh_view(id, None, None);
+        self.index(id);
+        log::debug!("hub: alias {alias:?} now names item {item}: its watch follows");
+        if let Some(mut page) = page {
+            // Later events come live (or from `recent` just below).
+            page.events.retain(|e| e.seq <= self.processed);
+            let replay = self.plan_replay(id, page);
+            self.replay(id, replay);
+        }
+        self.apply_recent(id, ticket);
+    }
+
     /// Forgets dormant watches past the grace, and re-resolves watched
-    /// aliases (for re-points made behind the server's back).
-    async fn sweep(&mut self) {
+    /// aliases beside the hub (for re-points made behind the server's back).
+    fn sweep(&mut self) {
         let now = Instant::now();
         let grace = self.settings.watch_grace;
         let expired: Vec<WatchId> = self
@@ -1749,25 +2040,17 @@ impl Hub {
             log::debug!("hub: forgetting a watch dormant for {grace:?}");
             self.remove_watch(id, false);
         }
-        let aliases: Vec<(String, ItemId)> = self
-            .by_alias
-            .iter()
-            .filter_map(|(alias, ids)| {
-                let item = ids
-                    .iter()
-                    .find_map(|id| self.watches.get(id))
-                    .map(|e| e.item)?;
-                Some((alias.clone(), item))
-            })
-            .collect();
-        for (alias, item) in aliases {
-            if let Ok(now_item) = self.store.resolve(&alias).await {
-                if now_item != item {
-                    let since = self.processed;
-                    self.alias_moved(&alias, now_item, since).await;
-                }
-            }
+        if self.resolving || self.by_alias.is_empty() {
+            return;
         }
+        self.resolving = true;
+        let aliases: Vec<String> = self.by_alias.keys().cloned().collect();
+        let store = self.store.clone();
+        let since = self.processed;
+        self.beside(async move {
+            let aliases = beside::resolve_aliases(store, aliases).await;
+            Done::Resolved { aliases, since }
+        });
     }
 }
 
