@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use super::failure;
+use super::hold::CallId;
 use super::recent::Ticket;
 use super::{SessionLink, WatchId};
 use crate::protocol::messages::{Failure, Watch};
@@ -41,6 +42,8 @@ pub(super) struct WatchDone {
     /// The watch `message` as JSON text (checked before the call).
     pub(super) message: Option<Box<str>>,
     pub(super) ticket: Ticket,
+    /// The call, whose session's later messages wait for its answer.
+    pub(super) call: CallId,
     pub(super) result: Result<Checked, Failure>,
 }
 
@@ -65,6 +68,8 @@ pub(super) struct AliasDone {
     /// The hub's number for this re-point (a newer one wins).
     pub(super) number: u64,
     pub(super) ticket: Ticket,
+    /// The watch's session and the call held for it (an active socket watch).
+    pub(super) call: Option<(Arc<SessionLink>, CallId)>,
     /// The key's expiry against `item`, and the new item's logged events
     /// after `since` (for an active watch).
     pub(super) result: Result<(u64, Option<EventsPage>), StoreError>,

@@ -133,6 +133,7 @@
 //! [`ServerHandle::store`]: super::ServerHandle::store
 
 mod beside;
+mod hold;
 mod recent;
 
 use std::collections::{HashMap, HashSet};
@@ -147,6 +148,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
 use self::beside::{AliasDone, Done, WatchDone, WebhookDone};
+use self::hold::{CallId, Holds};
 use self::recent::{Recent, Ticket};
 use super::registry::{send_command, Command, SessionId};
 use super::webhooks::{self, WebhookLink, WebhookSettings, WebhookSpec};
@@ -327,15 +329,6 @@ pub(crate) struct SessionLink {
     overflowed: AtomicBool,
 }
 
-/// What became of a push handed to a session.
-enum Queued {
-    Yes,
-    /// The session's queue is full: it was told to close.
-    Overflow,
-    /// The session is gone.
-    Gone,
-}
-
 impl SessionLink {
     pub(crate) fn new(id: SessionId, mailbox: mpsc::UnboundedSender<Command>) -> Self {
         SessionLink {
@@ -357,13 +350,14 @@ impl SessionLink {
         self.queued_bytes.fetch_sub(push.bytes, Ordering::Relaxed);
     }
 
-    /// Hands a push to the session, unless that exceeds `bounds` (then the
-    /// session is told to close with 1013). One push is always accepted
-    /// while the session holds no bytes, so a single large value never
-    /// closes a socket by itself.
-    fn push(&self, out: Outgoing, bounds: QueueBounds) -> Queued {
+    /// Counts a push against `bounds` before it is handed to the session,
+    /// unless that exceeds them: then the session is told to close with
+    /// 1013, and false. One push is always accepted while the session
+    /// holds no bytes, so a single large value never closes a socket by
+    /// itself.
+    fn admit(&self, out: &Outgoing, bounds: QueueBounds) -> bool {
         if self.overflowed.load(Ordering::Relaxed) {
-            return Queued::Overflow;
+            return false;
         }
         let count = self.queued.fetch_add(1, Ordering::Relaxed);
         let bytes = self.queued_bytes.fetch_add(out.bytes, Ordering::Relaxed);
@@ -372,12 +366,15 @@ impl SessionLink {
             self.queued_bytes.fetch_sub(out.bytes, Ordering::Relaxed);
             self.overflowed.store(true, Ordering::Relaxed);
             let _ = self.mailbox.send(Command::Overflow);
-            return Queued::Overflow;
+            return false;
         }
-        match self.mailbox.send(Command::Push(out)) {
-            Ok(()) => Queued::Yes,
-            Err(_) => Queued::Gone,
-        }
+        true
+    }
+
+    /// Puts a command in the session's mailbox; false when the session is
+    /// gone.
+    fn send(&self, command: Command) -> bool {
+        self.mailbox.send(command).is_ok()
     }
 
     /// What a replay may still queue for this session: half of each bound,
@@ -394,20 +391,17 @@ impl SessionLink {
         self.mailbox.is_closed()
     }
 
-    /// Tells the session that the hub ended one of its watches.
-    fn ended(&self, ended: Ended) {
-        let _ = self.mailbox.send(Command::Ended(ended));
-    }
+}
 
-    fn reply(&self, ack_id: u64, reply: &impl Serialize) {
-        let body = serde_json::value::to_raw_value(reply).unwrap_or_else(|e| {
-            // Our own reply types always serialize; say so if one ever does not.
-            log::error!("hub: a reply did not serialize: {e}");
-            RawValue::from_string(r#"{"ok":false,"code":500,"error":"internal error"}"#.into())
-                .expect("valid JSON")
-        });
-        let _ = self.mailbox.send(Command::Reply { ack_id, body });
-    }
+/// The answer to a session's call, as its mailbox takes it.
+fn reply_command(ack_id: u64, reply: &impl Serialize) -> Command {
+    let body = serde_json::value::to_raw_value(reply).unwrap_or_else(|e| {
+        // Our own reply types always serialize; say so if one ever does not.
+        log::error!("hub: a reply did not serialize: {e}");
+        RawValue::from_string(r#"{"ok":false,"code":500,"error":"internal error"}"#.into())
+            .expect("valid JSON")
+    });
+    Command::Reply { ack_id, body }
 }
 
 // ---------------------------------------------------------------------------
@@ -740,6 +734,10 @@ struct Hub {
     /// of an older one is dropped.
     alias_moves: HashMap<String, u64>,
     next_move: u64,
+    /// What waits for sessions whose calls are out (see `hold`).
+    holds: Holds,
+    /// The call whose answer the hub is working out now.
+    answering: Option<CallId>,
 }
 
 /// A store error as the failure reply with the same code.
@@ -784,6 +782,43 @@ impl Hub {
             resolving: false,
             alias_moves: HashMap::new(),
             next_move: 0,
+            holds: Holds::default(),
+            answering: None,
+        }
+    }
+
+    /// Sends `command` to a session, in hub order (held while a call of
+    /// the session is out, see `hold`); false when the session is gone.
+    fn to_session(&mut self, link: &Arc<SessionLink>, command: Command) -> bool {
+        let command = if self.holds.is_empty() {
+            command
+        } else {
+            match self.holds.hold(link.id, self.answering, command) {
+                Ok(()) => return true,
+                Err(command) => command,
+            }
+        };
+        link.send(command)
+    }
+
+    fn reply(&mut self, link: &Arc<SessionLink>, ack_id: u64, reply: &impl Serialize) {
+        self.to_session(link, reply_command(ack_id, reply));
+    }
+
+    /// Works out the answer of `call` (`answer`), then sends what waited
+    /// for it.
+    fn answer(
+        &mut self,
+        call: Option<(Arc<SessionLink>, CallId)>,
+        answer: impl FnOnce(&mut Self),
+    ) {
+        self.answering = call.as_ref().map(|(_, id)| *id);
+        answer(self);
+        self.answering = None;
+        if let Some((link, id)) = call {
+            for command in self.holds.finish(id) {
+                link.send(command);
+            }
         }
     }
 
@@ -904,11 +939,15 @@ impl Hub {
                 ..
             } => {
                 log::debug!("hub: watch {} ended ({code}): {error}", entry.watchable);
-                link.ended(Ended {
-                    watchable: entry.watchable.clone(),
-                    code,
-                    error,
-                });
+                let (link, watchable) = (link.clone(), entry.watchable.clone());
+                self.to_session(
+                    &link,
+                    Command::Ended(Ended {
+                        watchable,
+                        code,
+                        error,
+                    }),
+                );
             }
             Sink::Socket {
                 push_id,
@@ -984,13 +1023,16 @@ impl Hub {
         };
         match &mut entry.sink {
             Sink::Socket { session, .. } => {
-                let Some(link) = session else { return };
-                match link.push(out, bounds) {
-                    Queued::Yes | Queued::Overflow => {}
-                    Queued::Gone => {
+                let Some(link) = session.clone() else { return };
+                if link.admit(&out, bounds) && !self.to_session(&link, Command::Push(out)) {
+                    if let Some(Entry {
+                        sink: Sink::Socket { session, .. },
+                        ..
+                    }) = self.watches.get_mut(&id)
+                    {
                         *session = None;
-                        self.dormant.insert(id, Instant::now());
                     }
+                    self.dormant.insert(id, Instant::now());
                 }
             }
             Sink::Webhook(link) => {
@@ -1202,9 +1244,9 @@ impl Hub {
                         Sink::Socket { push_id: owner, .. } if *owner == push_id) =>
                 {
                     self.remove_watch(id, true);
-                    session.reply(ack_id, &Success(Empty {}));
+                    self.reply(&session, ack_id, &Success(Empty {}));
                 }
-                _ => session.reply(ack_id, &not_found_watch(&watchable)),
+                _ => self.reply(&session, ack_id, &not_found_watch(&watchable)),
             },
             Request::ReplayMore { watch, session } => self.replay_more(watch, session),
             Request::FinalAcked { watch } => {
@@ -1448,8 +1490,9 @@ impl Hub {
     fn watch(&mut self, link: Arc<SessionLink>, push_id: Arc<str>, ack_id: u64, watch: Watch) {
         let message = match self.message_text(watch.message.as_deref().map(RawValue::get)) {
             Ok(message) => message,
-            Err(failure) => return link.reply(ack_id, &failure),
+            Err(failure) => return self.reply(&link, ack_id, &failure),
         };
+        let call = self.holds.begin(link.id);
         let ticket = self.recent.begin();
         let store = self.store.clone();
         self.beside(async move {
@@ -1461,6 +1504,7 @@ impl Hub {
                 watch,
                 message,
                 ticket,
+                call,
                 result,
             }))
         });
@@ -1476,23 +1520,21 @@ impl Hub {
             watch,
             message,
             ticket,
+            call,
             result,
         } = done;
-        match result {
-            Ok(checked) => {
-                match self.register_watch(&link, &push_id, ack_id, watch, message, checked) {
-                    Ok(id) => self.apply_recent(id, ticket),
-                    Err(failure) => {
-                        self.recent.release(ticket);
-                        link.reply(ack_id, &failure);
-                    }
+        self.answer(Some((link.clone(), call)), |hub| {
+            let registered = result.and_then(|checked| {
+                hub.register_watch(&link, &push_id, ack_id, watch, message, checked)
+            });
+            match registered {
+                Ok(id) => hub.apply_recent(id, ticket),
+                Err(failure) => {
+                    hub.recent.release(ticket);
+                    hub.reply(&link, ack_id, &failure);
                 }
             }
-            Err(failure) => {
-                self.recent.release(ticket);
-                link.reply(ack_id, &failure);
-            }
-        }
+        });
     }
 
     /// Registers (or refreshes) a checked watch, acks it and queues its
@@ -1616,7 +1658,8 @@ impl Hub {
         self.index(id);
         let log_gap = page.as_ref().is_some_and(|p| p.gap);
         let replay = page.map(|page| self.plan_replay(id, page));
-        link.reply(
+        self.reply(
+            link,
             ack_id,
             &Success(WatchOk {
                 watchable,
@@ -1929,9 +1972,12 @@ impl Hub {
         Ok((Some(id), watchable))
     }
 
-    /// An alias was re-pointed: each of its watches is re-checked beside
-    /// the hub (may its key read `item`?), and follows it once that comes
-    /// back ([`Hub::alias_checked`]).
+    /// An alias was re-pointed: each of its watches leaves the item it
+    /// reported at once (it gets none of its events any more), is re-checked
+    /// beside the hub (may its key read `item`?), and follows the alias once
+    /// that comes back ([`Hub::alias_checked`]); meanwhile its session's
+    /// other messages wait (see `hold`), so it sees them in the same order
+    /// as if the re-check had been instant.
     fn alias_moved(&mut self, alias: &str, item: ItemId, since: u64) {
         let Some(ids) = self.by_alias.get(alias) else {
             return;
@@ -1944,20 +1990,31 @@ impl Hub {
             let Some(entry) = self.watches.get(&id) else {
                 continue;
             };
-            if entry.ending || entry.item == item {
+            if entry.ending {
                 continue;
             }
-            let active = match &entry.sink {
-                Sink::Socket { session, .. } => session.is_some(),
-                Sink::Webhook(_) => true,
+            let session = match &entry.sink {
+                Sink::Socket { session, .. } => session.clone(),
+                Sink::Webhook(_) => None,
             };
+            let active = session.is_some() || matches!(entry.sink, Sink::Webhook(_));
             let key = entry.key.clone();
-            let from = active.then_some(since.max(entry.cursor));
+            // Re-pointed at the item it reports: nothing of it is skipped.
+            let after = if entry.item == item {
+                entry.cursor
+            } else {
+                since.max(entry.cursor)
+            };
+            self.unindex(id);
             let ticket = self.recent.begin();
+            let call = session.map(|link| {
+                let call = self.holds.begin(link.id);
+                (link, call)
+            });
             let store = self.store.clone();
             let alias = alias.to_owned();
             self.beside(async move {
-                let result = beside::recheck_alias(store, key, item, from).await;
+                let result = beside::recheck_alias(store, key, item, active.then_some(after)).await;
                 Done::Alias(Box::new(AliasDone {
                     watch: id,
                     alias,
@@ -1965,6 +2022,7 @@ impl Hub {
                     since,
                     number,
                     ticket,
+                    call,
                     result,
                 }))
             });
@@ -1975,7 +2033,12 @@ impl Hub {
     /// item (and gets its events after the re-point, from the log and from
     /// what the hub handled meanwhile), or ends when its key may not read
     /// that item. Authorization follows the alias.
-    fn alias_checked(&mut self, done: AliasDone) {
+    fn alias_checked(&mut self, mut done: AliasDone) {
+        let call = done.call.take();
+        self.answer(call, |hub| hub.follow_alias(done));
+    }
+
+    fn follow_alias(&mut self, done: AliasDone) {
         let AliasDone {
             watch: id,
             alias,
@@ -1984,12 +2047,15 @@ impl Hub {
             number,
             ticket,
             result,
+            ..
         } = done;
         let current = self.alias_moves.get(&alias) == Some(&number)
-            && self.watches.get(&id).is_some_and(|e| {
-                !e.ending && e.item != item && e.alias.as_deref() == Some(alias.as_str())
-            });
+            && self
+                .watches
+                .get(&id)
+                .is_some_and(|e| !e.ending && e.alias.as_deref() == Some(alias.as_str()));
         if !current {
+            // A newer re-point's re-check is out (or the watch ended).
             return self.recent.release(ticket);
         }
         let (key_valid_till, page) = match result {
@@ -2008,9 +2074,11 @@ impl Hub {
         };
         self.unindex(id);
         if let Some(entry) = self.watches.get_mut(&id) {
-            entry.item = item;
-            // Events of the new item up to the re-point are not this watch's.
-            entry.cursor = entry.cursor.max(since);
+            if entry.item != item {
+                entry.item = item;
+                // Events of the new item up to the re-point are not this watch's.
+                entry.cursor = entry.cursor.max(since);
+            }
         }
         self.set_key_valid_till(id, key_valid_till);
         self.refresh_view(id, None, None);
