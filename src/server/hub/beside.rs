@@ -14,7 +14,7 @@ use super::hold::CallId;
 use super::recent::Ticket;
 use super::{SessionLink, WatchId};
 use crate::protocol::messages::{Failure, Watch};
-use crate::server::webhooks::WebhookSpec;
+use crate::server::outlet::WebhookSpec;
 use crate::store::{
     Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, Store, StoreError,
 };

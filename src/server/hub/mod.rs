@@ -137,8 +137,7 @@ mod hold;
 mod recent;
 
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -150,17 +149,18 @@ use tokio::time::Instant;
 use self::beside::{AliasDone, Done, WatchDone, WebhookDone};
 use self::hold::{CallId, Holds};
 use self::recent::{Recent, Ticket};
-use super::registry::{send_command, Command, SessionId};
-use super::webhooks::{self, WebhookLink, WebhookSettings, WebhookSpec};
+pub(crate) use super::outlet::{Outgoing, SessionLink, WatchId};
+use super::outlet::{
+    self, reply_command, send_command, unix_now_ms, Command, PushEvent, QueueBounds, Report,
+    Reporter, SessionId, WatchView, WebhookLink, WebhookSettings, WebhookSpec,
+};
 use super::{ServerConfig, Shared};
-use crate::protocol::messages::{self, Empty, Ended, Failure, Success, Watch, WatchOk};
+use crate::protocol::messages::{Empty, Ended, Failure, Success, Watch, WatchOk};
+use crate::protocol::push::PushHead;
 use crate::store::{
     Aliased, Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, Keys, MakeKeys, ReadItem,
     Removed, Store, StoreError, StoreFuture, StoreInfo, UpdateItem, Updated, WriteItem, Written,
 };
-
-/// A watch's number inside the hub (the `watchable` string embeds it).
-pub(crate) type WatchId = u64;
 
 /// The hub's settings, copied out of the server config.
 #[derive(Debug, Clone)]
@@ -189,219 +189,6 @@ impl From<&ServerConfig> for HubSettings {
             max_message_size: config.max_message_size,
         }
     }
-}
-
-/// How much may wait for one session (see [`SessionLink`]).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct QueueBounds {
-    /// Pushes sent by the hub and not yet written.
-    pub(crate) pushes: usize,
-    /// Bytes of pushes sent by the hub and not yet acknowledged (or dropped).
-    pub(crate) bytes: usize,
-}
-
-/// The wall clock in unix milliseconds (0 before 1970), as keys' deadlines are.
-fn unix_now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-// ---------------------------------------------------------------------------
-// What travels to sessions and webhook deliverers
-
-/// One event as every push of it shares it.
-#[derive(Debug)]
-pub(crate) struct PushEvent {
-    pub(crate) seq: u64,
-    pub(crate) at: u64,
-    /// The new value as JSON text (update events, when a watch wants it).
-    value: Option<Box<str>>,
-}
-
-/// A watch's own part of its push objects, serialized once per (re)watch.
-#[derive(Debug)]
-pub(crate) struct WatchView {
-    pub(crate) watch: WatchId,
-    /// `{"watchable":…,"event":…,"id":…[,"alias":…]`
-    head: Box<str>,
-    /// The `message`, as JSON text.
-    message: Option<Box<str>>,
-    with_value: bool,
-    /// Cleared when the watch ends (`unwatch`, the webhook DELETE, `ended`,
-    /// shutdown): its queued pushes are dropped.
-    live: Arc<AtomicBool>,
-    /// Unix ms when the watch's key expires: from then on no push of it
-    /// leaves (the hub ends the watch with `ended` 401 at that moment).
-    key_valid_till: u64,
-}
-
-impl WatchView {
-    /// Whether a push of this watch may leave now: the watch has not ended
-    /// and its key has not expired. Sessions and webhook deliverers ask
-    /// right before they write, so authorization holds at send time.
-    pub(crate) fn is_live(&self) -> bool {
-        self.live.load(Ordering::Relaxed) && unix_now_ms() < self.key_valid_till
-    }
-
-    /// Appends the push object `{"watchable",…,"seq","at","message"?,"value"?}`.
-    pub(crate) fn write_object(&self, event: &PushEvent, out: &mut String) {
-        out.push_str(&self.head);
-        let _ = write!(out, ",\"seq\":{},\"at\":{}", event.seq, event.at);
-        if let Some(message) = &self.message {
-            out.push_str(",\"message\":");
-            out.push_str(message);
-        }
-        if self.with_value {
-            if let Some(value) = &event.value {
-                out.push_str(",\"value\":");
-                out.push_str(value);
-            }
-        }
-        out.push('}');
-    }
-
-    /// The bytes [`write_object`](Self::write_object) appends, give or take.
-    pub(crate) fn object_len(&self, event: &PushEvent) -> usize {
-        let value = match (&event.value, self.with_value) {
-            (Some(v), true) => v.len() + 9,
-            _ => 0,
-        };
-        self.head.len() + 48 + self.message.as_ref().map_or(0, |m| m.len() + 11) + value
-    }
-}
-
-/// One push on its way: the watch's view, the event, and whether it is the
-/// watch's final push (its end waits for the ack).
-#[derive(Debug, Clone)]
-pub(crate) struct Outgoing {
-    pub(crate) view: Arc<WatchView>,
-    pub(crate) event: Arc<PushEvent>,
-    pub(crate) last: bool,
-    /// The push object's size, give or take: counted against
-    /// [`QueueBounds::bytes`] until the push is acknowledged or dropped.
-    pub(crate) bytes: usize,
-    /// The last push of a replay window: its ack asks the hub for the next
-    /// window ([`Request::ReplayMore`]).
-    pub(crate) window_end: bool,
-}
-
-/// How a push comes to be queued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum How {
-    /// A live event.
-    Live,
-    /// A logged event of a replay.
-    Replayed,
-    /// The last push of a replay window that has more after it.
-    WindowEnd,
-}
-
-impl Outgoing {
-    /// The Engine.IO text of this push with `ack_id`:
-    /// `42<ack id>["push",{…}]`.
-    pub(crate) fn frame(&self, ack_id: u64) -> String {
-        let mut text = String::with_capacity(self.view.object_len(&self.event) + 32);
-        let _ = write!(text, "42{ack_id}[\"{}\",", messages::PUSH_EVENT);
-        self.view.write_object(&self.event, &mut text);
-        text.push(']');
-        text
-    }
-
-    /// The push object alone (a webhook's request body).
-    pub(crate) fn object(&self) -> String {
-        let mut text = String::with_capacity(self.view.object_len(&self.event));
-        self.view.write_object(&self.event, &mut text);
-        text
-    }
-}
-
-/// The hub's handle on one socket session: its mailbox and its queue counts.
-#[derive(Debug)]
-pub(crate) struct SessionLink {
-    pub(crate) id: SessionId,
-    mailbox: mpsc::UnboundedSender<Command>,
-    /// Pushes sent by the hub and not yet written by the session.
-    queued: AtomicUsize,
-    /// Bytes of pushes sent by the hub and not yet acknowledged or dropped.
-    queued_bytes: AtomicUsize,
-    /// Set once the queue overflowed: the session is closing.
-    overflowed: AtomicBool,
-}
-
-impl SessionLink {
-    pub(crate) fn new(id: SessionId, mailbox: mpsc::UnboundedSender<Command>) -> Self {
-        SessionLink {
-            id,
-            mailbox,
-            queued: AtomicUsize::new(0),
-            queued_bytes: AtomicUsize::new(0),
-            overflowed: AtomicBool::new(false),
-        }
-    }
-
-    /// The session wrote (or dropped) this push: it no longer waits.
-    pub(crate) fn dequeued(&self, _push: &Outgoing) {
-        self.queued.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    /// The session no longer holds this push (acknowledged or dropped).
-    pub(crate) fn released(&self, push: &Outgoing) {
-        self.queued_bytes.fetch_sub(push.bytes, Ordering::Relaxed);
-    }
-
-    /// Counts a push against `bounds` before it is handed to the session,
-    /// unless that exceeds them: then the session is told to close with
-    /// 1013, and false. One push is always accepted while the session
-    /// holds no bytes, so a single large value never closes a socket by
-    /// itself.
-    fn admit(&self, out: &Outgoing, bounds: QueueBounds) -> bool {
-        if self.overflowed.load(Ordering::Relaxed) {
-            return false;
-        }
-        let count = self.queued.fetch_add(1, Ordering::Relaxed);
-        let bytes = self.queued_bytes.fetch_add(out.bytes, Ordering::Relaxed);
-        if count >= bounds.pushes || (bytes > 0 && bytes.saturating_add(out.bytes) > bounds.bytes) {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
-            self.queued_bytes.fetch_sub(out.bytes, Ordering::Relaxed);
-            self.overflowed.store(true, Ordering::Relaxed);
-            let _ = self.mailbox.send(Command::Overflow);
-            return false;
-        }
-        true
-    }
-
-    /// Puts a command in the session's mailbox; false when the session is
-    /// gone.
-    fn send(&self, command: Command) -> bool {
-        self.mailbox.send(command).is_ok()
-    }
-
-    /// What a replay may still queue for this session: half of each bound,
-    /// less what already waits (the other half stays free for live pushes).
-    fn replay_room(&self, bounds: QueueBounds) -> (usize, usize) {
-        (
-            (bounds.pushes / 2).saturating_sub(self.queued.load(Ordering::Relaxed)),
-            (bounds.bytes / 2).saturating_sub(self.queued_bytes.load(Ordering::Relaxed)),
-        )
-    }
-
-    /// Whether the session has ended (its mailbox is closed).
-    fn is_closed(&self) -> bool {
-        self.mailbox.is_closed()
-    }
-
-}
-
-/// The answer to a session's call, as its mailbox takes it.
-fn reply_command(ack_id: u64, reply: &impl Serialize) -> Command {
-    let body = serde_json::value::to_raw_value(reply).unwrap_or_else(|e| {
-        // Our own reply types always serialize; say so if one ever does not.
-        log::error!("hub: a reply did not serialize: {e}");
-        RawValue::from_string(r#"{"ok":false,"code":500,"error":"internal error"}"#.into())
-            .expect("valid JSON")
-    });
-    Command::Reply { ack_id, body }
 }
 
 // ---------------------------------------------------------------------------
@@ -453,6 +240,15 @@ pub(crate) enum Request {
     ///
     /// [`ServerHandle::inject_hub_panic`]: super::ServerHandle::inject_hub_panic
     InjectPanic,
+}
+
+impl From<Report> for Request {
+    fn from(report: Report) -> Self {
+        match report {
+            Report::FinalAcked { watch } => Request::FinalAcked { watch },
+            Report::WebhookFailed { watch } => Request::WebhookFailed { watch },
+        }
+    }
 }
 
 /// Whether the hub task is alive; set once by [`supervise`].
@@ -674,13 +470,22 @@ impl Offline {
     }
 }
 
+/// How a push comes to be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum How {
+    /// A live event.
+    Live,
+    /// A logged event of a replay.
+    Replayed,
+    /// The last push of a replay window that has more after it.
+    WindowEnd,
+}
+
 /// The fields of a push object that belong to the watch.
-#[derive(Serialize)]
 struct Head<'a> {
     watchable: &'a str,
     event: EventKind,
     id: ItemId,
-    #[serde(skip_serializing_if = "Option::is_none")]
     alias: Option<&'a str>,
 }
 
@@ -903,7 +708,7 @@ impl Hub {
         // Nothing queued leaves after the stop: webhook deliveries stop
         // (their tasks see the cancelled watch and end).
         for entry in self.watches.values() {
-            entry.view.live.store(false, Ordering::Relaxed);
+            entry.view.cancel();
         }
         log::debug!("hub: stopped with {} watch(es)", self.watches.len());
     }
@@ -932,7 +737,7 @@ impl Hub {
             return;
         };
         // First: a push still queued must not leave after the `ended`.
-        entry.view.live.store(false, Ordering::Relaxed);
+        entry.view.cancel();
         match &entry.sink {
             Sink::Socket {
                 session: Some(link),
@@ -1371,7 +1176,7 @@ impl Hub {
             return;
         };
         if cancel {
-            entry.view.live.store(false, Ordering::Relaxed);
+            entry.view.cancel();
         }
         if let Some(idem) = &entry.idem {
             self.by_idem.remove(idem);
@@ -1421,11 +1226,15 @@ impl Hub {
         live: Arc<AtomicBool>,
         key_valid_till: u64,
     ) -> Arc<WatchView> {
-        let mut head = serde_json::to_string(head).unwrap_or_default();
-        head.pop(); // the closing brace: seq, at, … follow
+        let head = PushHead::new(
+            head.watchable,
+            head.event,
+            &head.id.to_string(),
+            head.alias,
+        );
         Arc::new(WatchView {
             watch: id,
-            head: head.into_boxed_str(),
+            head,
             message,
             with_value,
             live,
@@ -1935,12 +1744,13 @@ impl Hub {
             alias: checked.alias.as_deref(),
         };
         let view = Self::view(id, &head, message, false, live, checked.key_valid_till);
-        let link = webhooks::spawn_delivery(
+        let me = self.me.clone();
+        let link = outlet::spawn_delivery(
             id,
             watchable.clone(),
             spec,
             self.settings.webhook.clone(),
-            self.me.clone(),
+            Reporter::new(move |report| me.send(Request::from(report))),
         );
         if let Some(alias) = &checked.alias {
             self.by_alias.entry(alias.clone()).or_default().insert(id);
@@ -2238,63 +2048,5 @@ mod tests {
         assert_eq!(offline.pop_oldest().as_deref(), Some("c"));
         assert_eq!(offline.pop_oldest(), None);
         assert_eq!(offline.len(), 0);
-    }
-
-    #[test]
-    fn an_expired_key_stops_pushes_at_send_time() {
-        let head = Head {
-            watchable: "w1",
-            event: EventKind::Update,
-            id: ItemId(1),
-            alias: None,
-        };
-        let live = Arc::new(AtomicBool::new(true));
-        let expired = Hub::view(1, &head, None, false, live.clone(), unix_now_ms() - 1);
-        assert!(!expired.is_live());
-        let valid = Hub::view(1, &head, None, false, live.clone(), u64::MAX);
-        assert!(valid.is_live());
-        live.store(false, Ordering::Relaxed);
-        assert!(!valid.is_live());
-    }
-
-    #[test]
-    fn push_frames_have_the_protocol_shape() {
-        let head = Head {
-            watchable: "w7",
-            event: EventKind::Update,
-            id: ItemId(1),
-            alias: Some("my\"alias"),
-        };
-        let view = Hub::view(
-            7,
-            &head,
-            Some(r#"{"m":1}"#.into()),
-            true,
-            Arc::new(AtomicBool::new(true)),
-            u64::MAX,
-        );
-        let event = Arc::new(PushEvent {
-            seq: 9,
-            at: 10,
-            value: Some("[1,2]".into()),
-        });
-        let out = Outgoing {
-            view,
-            event,
-            last: false,
-            bytes: 0,
-            window_end: false,
-        };
-        let frame = out.frame(3);
-        let json = frame.strip_prefix("423").expect("42<ack id>");
-        let parsed: serde_json::Value = serde_json::from_str(json).expect("valid JSON");
-        assert_eq!(
-            parsed,
-            serde_json::json!(["push", {
-                "watchable": "w7", "event": "update", "id": ItemId(1).to_string(),
-                "alias": "my\"alias", "seq": 9, "at": 10, "message": {"m": 1}, "value": [1, 2]
-            }])
-        );
-        assert!(frame.len() <= out.view.object_len(&out.event) + 32);
     }
 }

@@ -139,7 +139,7 @@ mod tests {
         Event {
             seq,
             kind: EventKind::Update,
-            id: ItemId(item),
+            id: ItemId(u128::from(item)),
             at: 0,
             value: None,
         }
@@ -168,7 +168,8 @@ mod tests {
         assert_eq!(recent.len(), 3);
         assert_eq!(seqs(recent.finish(first, Some(ItemId(1)))), Some(vec![1, 3]));
         assert_eq!(recent.len(), 0);
-        assert_eq!(seqs(recent.finish(recent.begin(), None)), Some(vec![]));
+        let empty = recent.begin();
+        assert_eq!(seqs(recent.finish(empty, None)), Some(vec![]));
     }
 
     #[test]
