@@ -135,8 +135,9 @@
 mod beside;
 mod hold;
 mod recent;
+mod watches;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -149,6 +150,7 @@ use tokio::time::Instant;
 use self::beside::{AliasDone, Done, WatchDone, WebhookDone};
 use self::hold::{CallId, Holds};
 use self::recent::{Recent, Ticket};
+use self::watches::{Entry, Head, IdemKey, Sink, Watches, WebhookKey};
 pub(crate) use super::outlet::{Outgoing, SessionLink, WatchId};
 use super::outlet::{
     self, reply_command, send_command, unix_now_ms, Command, PushEvent, QueueBounds, Report,
@@ -156,7 +158,6 @@ use super::outlet::{
 };
 use super::{ServerConfig, Shared};
 use crate::protocol::messages::{Empty, Ended, Failure, Success, Watch, WatchOk};
-use crate::protocol::push::PushHead;
 use crate::store::{
     Aliased, Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, Keys, MakeKeys, ReadItem,
     Removed, Store, StoreError, StoreFuture, StoreInfo, UpdateItem, Updated, WriteItem, Written,
@@ -365,63 +366,6 @@ pub(crate) async fn supervise(task: HubTask, shared: Arc<Shared>) {
 // ---------------------------------------------------------------------------
 // The hub's state
 
-/// Where a watch's pushes go.
-enum Sink {
-    Socket {
-        push_id: Arc<str>,
-        /// `None` while dormant.
-        session: Option<Arc<SessionLink>>,
-    },
-    Webhook(WebhookLink),
-}
-
-/// The idempotency key of socket watches.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct IdemKey {
-    push_id: Arc<str>,
-    kind: EventKind,
-    /// The item id, or the alias name for a watch made on an alias.
-    target: String,
-    key: String,
-}
-
-struct Entry {
-    watchable: String,
-    kind: EventKind,
-    /// The item the watch reports now.
-    item: ItemId,
-    alias: Option<String>,
-    /// The access key the watch was made with (replays read the log with it).
-    key: String,
-    sink: Sink,
-    view: Arc<WatchView>,
-    /// The last seq queued for this watch.
-    cursor: u64,
-    /// The final push was queued: no more pushes; ends when it is acked.
-    ending: bool,
-    /// A windowed replay is under way: live events wait in the log for
-    /// the next window (so the backlog stays ahead of them, in seq order).
-    replaying: bool,
-    idem: Option<IdemKey>,
-    /// Unix ms when `key` expires: the watch ends then (`ended` 401).
-    key_valid_till: u64,
-    /// A webhook watch's identity.
-    webhook: Option<WebhookKey>,
-    /// Bumped on every (re)watch: a replay window read before it is stale.
-    epoch: u64,
-}
-
-/// The identity of a webhook watch: the same (key, target, event, URL) is
-/// the same watch.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct WebhookKey {
-    key: String,
-    kind: EventKind,
-    /// The item id, or the alias name for a watch made on an alias.
-    target: String,
-    url: String,
-}
-
 /// One window of a replay, worked out before it is queued.
 #[derive(Default)]
 struct Replay {
@@ -432,42 +376,6 @@ struct Replay {
     /// Newer events did not fit the session's room: the window's last push
     /// asks for the next window when it is acknowledged.
     more: bool,
-}
-
-/// Push ids offline, oldest first: O(log n) to add, remove or evict.
-#[derive(Default)]
-struct Offline {
-    order: std::collections::BTreeMap<u64, Arc<str>>,
-    position: HashMap<Arc<str>, u64>,
-    next: u64,
-}
-
-impl Offline {
-    /// Adds `push_id` unless it is already there (it keeps its place).
-    fn insert(&mut self, push_id: Arc<str>) {
-        if self.position.contains_key(&push_id) {
-            return;
-        }
-        self.next += 1;
-        self.order.insert(self.next, push_id.clone());
-        self.position.insert(push_id, self.next);
-    }
-
-    fn remove(&mut self, push_id: &str) {
-        if let Some(at) = self.position.remove(push_id) {
-            self.order.remove(&at);
-        }
-    }
-
-    fn pop_oldest(&mut self) -> Option<Arc<str>> {
-        let (_, push_id) = self.order.pop_first()?;
-        self.position.remove(&push_id);
-        Some(push_id)
-    }
-
-    fn len(&self) -> usize {
-        self.position.len()
-    }
 }
 
 /// How a push comes to be queued.
@@ -481,47 +389,12 @@ enum How {
     WindowEnd,
 }
 
-/// The fields of a push object that belong to the watch.
-struct Head<'a> {
-    watchable: &'a str,
-    event: EventKind,
-    id: ItemId,
-    alias: Option<&'a str>,
-}
-
-/// One item's watches, per event kind.
-#[derive(Default)]
-struct ItemWatches {
-    by_kind: [Vec<WatchId>; 3],
-}
-
-impl ItemWatches {
-    fn is_empty(&self) -> bool {
-        self.by_kind.iter().all(Vec::is_empty)
-    }
-}
-
 struct Hub {
     store: Arc<dyn Store>,
     settings: HubSettings,
     me: WeakHub,
-    next_id: WatchId,
-    watches: HashMap<WatchId, Entry>,
-    by_item: HashMap<ItemId, ItemWatches>,
-    by_idem: HashMap<IdemKey, WatchId>,
-    by_push: HashMap<Arc<str>, HashSet<WatchId>>,
-    by_alias: HashMap<String, HashSet<WatchId>>,
-    /// Dormant socket watches and since when.
-    dormant: HashMap<WatchId, Instant>,
-    /// Push ids whose session ended and that have not watched since, and
-    /// in the order they went offline (bounded by `max_offline_push_ids`).
-    offline: Offline,
-    /// Webhook watches by identity (`POST /watches` is idempotent).
-    webhooks: HashMap<WebhookKey, WatchId>,
-    /// Webhook watches per access key (bounded by `max_webhooks_per_key`).
-    webhooks_per_key: HashMap<String, usize>,
-    /// Every watch by its key's deadline (unix ms), soonest first.
-    key_expiry: std::collections::BTreeSet<(u64, WatchId)>,
+    /// The watch bookkeeping (see `watches`).
+    w: Watches,
     /// The last event seq handled.
     processed: u64,
     /// Reused for the watcher list of one event (no allocation per event).
@@ -535,10 +408,6 @@ struct Hub {
     catching_up: bool,
     /// An alias sweep is under way.
     resolving: bool,
-    /// Per watched alias, the number of its latest re-point: the re-check
-    /// of an older one is dropped.
-    alias_moves: HashMap<String, u64>,
-    next_move: u64,
     /// What waits for sessions whose calls are out (see `hold`).
     holds: Holds,
     /// The call whose answer the hub is working out now.
@@ -568,25 +437,13 @@ impl Hub {
             store,
             settings,
             me,
-            next_id: 0,
-            watches: HashMap::new(),
-            by_item: HashMap::new(),
-            by_idem: HashMap::new(),
-            by_push: HashMap::new(),
-            by_alias: HashMap::new(),
-            dormant: HashMap::new(),
-            offline: Offline::default(),
-            webhooks: HashMap::new(),
-            webhooks_per_key: HashMap::new(),
-            key_expiry: std::collections::BTreeSet::new(),
+            w: Watches::default(),
             processed: 0,
             scratch: Vec::new(),
             recent: Recent::default(),
             done,
             catching_up: false,
             resolving: false,
-            alias_moves: HashMap::new(),
-            next_move: 0,
             holds: Holds::default(),
             answering: None,
         }
@@ -654,7 +511,7 @@ impl Hub {
         let key_timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(key_timer);
         loop {
-            let next = self.key_expiry.first().map(|(till, _)| *till);
+            let next = self.w.key_expiry.first().map(|(till, _)| *till);
             if next != armed {
                 armed = next;
                 if let Some(till) = next {
@@ -707,20 +564,20 @@ impl Hub {
         }
         // Nothing queued leaves after the stop: webhook deliveries stop
         // (their tasks see the cancelled watch and end).
-        for entry in self.watches.values() {
+        for entry in self.w.watches.values() {
             entry.view.cancel();
         }
-        log::debug!("hub: stopped with {} watch(es)", self.watches.len());
+        log::debug!("hub: stopped with {} watch(es)", self.w.watches.len());
     }
 
     /// Ends every watch whose key has expired, with `ended` 401.
     fn end_expired_keys(&mut self) {
         let now = unix_now_ms();
-        while let Some(&(till, id)) = self.key_expiry.first() {
+        while let Some(&(till, id)) = self.w.key_expiry.first() {
             if till > now {
                 break;
             }
-            self.key_expiry.remove(&(till, id));
+            self.w.key_expiry.remove(&(till, id));
             self.end_watch(
                 id,
                 401,
@@ -733,7 +590,7 @@ impl Hub {
     /// leaves from now on, and its session (if connected) gets
     /// `["ended", {watchable, code, error}]`.
     fn end_watch(&mut self, id: WatchId, code: u16, error: String) {
-        let Some(entry) = self.watches.get(&id) else {
+        let Some(entry) = self.w.watches.get(&id) else {
             return;
         };
         // First: a push still queued must not leave after the `ended`.
@@ -766,7 +623,7 @@ impl Hub {
                 entry.watchable
             ),
         }
-        self.remove_watch(id, true);
+        self.w.remove(id, true);
     }
 
     // ---- events ----------------------------------------------------------
@@ -777,7 +634,7 @@ impl Hub {
         }
         self.processed = event.seq;
         self.recent.record(&event);
-        let Some(index) = self.by_item.get(&event.id) else {
+        let Some(index) = self.w.by_item.get(&event.id) else {
             return;
         };
         let last = event.kind != EventKind::Update;
@@ -788,7 +645,7 @@ impl Hub {
             let wants_value = event.kind == EventKind::Update
                 && ids
                     .iter()
-                    .any(|id| self.watches.get(id).is_some_and(|e| e.view.with_value));
+                    .any(|id| self.w.watches.get(id).is_some_and(|e| e.view.with_value));
             let shared = Arc::new(PushEvent {
                 seq: event.seq,
                 at: event.at,
@@ -811,7 +668,7 @@ impl Hub {
     /// live event, a replay is under way: the log keeps it for the replay).
     fn queue_push(&mut self, id: WatchId, event: &Arc<PushEvent>, last: bool, how: How) {
         let bounds = self.settings.queue;
-        let Some(entry) = self.watches.get_mut(&id) else {
+        let Some(entry) = self.w.watches.get_mut(&id) else {
             return;
         };
         if entry.ending || event.seq <= entry.cursor || (entry.replaying && how == How::Live) {
@@ -833,11 +690,11 @@ impl Hub {
                     if let Some(Entry {
                         sink: Sink::Socket { session, .. },
                         ..
-                    }) = self.watches.get_mut(&id)
+                    }) = self.w.watches.get_mut(&id)
                     {
                         *session = None;
                     }
-                    self.dormant.insert(id, Instant::now());
+                    self.w.dormant.insert(id, Instant::now());
                 }
             }
             Sink::Webhook(link) => {
@@ -849,7 +706,7 @@ impl Hub {
                         bounds.pushes,
                         entry.item
                     );
-                    self.remove_watch(id, true);
+                    self.w.remove(id, true);
                 }
             }
         }
@@ -858,20 +715,20 @@ impl Hub {
     /// The item was removed or expired (`kind`): that kind's watches await
     /// the ack of their final push; the others end now.
     fn item_gone(&mut self, item: ItemId, kind: EventKind) {
-        let Some(index) = self.by_item.remove(&item) else {
+        let Some(index) = self.w.by_item.remove(&item) else {
             return;
         };
         for (k, ids) in index.by_kind.into_iter().enumerate() {
             for id in ids {
                 if k == kind.index() {
-                    if let Some(entry) = self.watches.get_mut(&id) {
+                    if let Some(entry) = self.w.watches.get_mut(&id) {
                         // A replaying watch gets its final push from the log.
                         entry.ending |= !entry.replaying;
                         // A webhook or session that got no final push (dormant)
                         // never acks: a dormant one is forgotten after the grace.
                     }
                 } else {
-                    self.remove_watch(id, false);
+                    self.w.remove(id, false);
                 }
             }
         }
@@ -888,14 +745,14 @@ impl Hub {
         self.catching_up = true;
         self.recent.lose_all();
         let items: Vec<(ItemId, Vec<String>)> = self
-            .by_item
+            .w.by_item
             .iter()
             .map(|(item, index)| {
                 let keys: HashSet<&str> = index
                     .by_kind
                     .iter()
                     .flatten()
-                    .filter_map(|id| self.watches.get(id).map(|e| e.key.as_str()))
+                    .filter_map(|id| self.w.watches.get(id).map(|e| e.key.as_str()))
                     .collect();
                 (*item, keys.into_iter().map(str::to_owned).collect())
             })
@@ -909,7 +766,7 @@ impl Hub {
     /// an item's watches (for events it handled before the watch was
     /// indexed on that item).
     fn deliver(&mut self, id: WatchId, event: &Event) {
-        let Some(entry) = self.watches.get(&id) else {
+        let Some(entry) = self.w.watches.get(&id) else {
             return;
         };
         if event.id != entry.item || event.seq <= entry.cursor {
@@ -927,13 +784,13 @@ impl Hub {
             });
             self.queue_push(id, &shared, last, How::Live);
             if last {
-                self.unindex(id);
-                if let Some(entry) = self.watches.get_mut(&id) {
+                self.w.unindex(id);
+                if let Some(entry) = self.w.watches.get_mut(&id) {
                     entry.ending |= !entry.replaying;
                 }
             }
         } else if last {
-            self.remove_watch(id, false);
+            self.w.remove(id, false);
         }
     }
 
@@ -942,7 +799,7 @@ impl Hub {
     /// cursor drops those the call's answer had). If they were dropped
     /// (see `recent`), the watch catches up from the log instead.
     fn apply_recent(&mut self, id: WatchId, ticket: Ticket) {
-        let item = self.watches.get(&id).map(|e| e.item);
+        let item = self.w.watches.get(&id).map(|e| e.item);
         match self.recent.finish(ticket, item) {
             Some(events) => {
                 for event in &events {
@@ -950,7 +807,7 @@ impl Hub {
                 }
             }
             None => {
-                let Some(entry) = self.watches.get_mut(&id) else {
+                let Some(entry) = self.w.watches.get_mut(&id) else {
                     return;
                 };
                 if entry.replaying || entry.ending {
@@ -970,7 +827,7 @@ impl Hub {
     /// Reads the next replay window of watch `id` from the log, after its
     /// cursor, beside the hub ([`Done::Window`]).
     fn read_window(&mut self, id: WatchId) {
-        let Some(entry) = self.watches.get(&id) else {
+        let Some(entry) = self.w.watches.get(&id) else {
             return;
         };
         let query = EventQuery {
@@ -1016,9 +873,9 @@ impl Hub {
                 self.resolving = false;
                 for (alias, now_item) in aliases {
                     let stale = self
-                        .by_alias
+                        .w.by_alias
                         .get(&alias)
-                        .and_then(|ids| ids.iter().find_map(|id| self.watches.get(id)))
+                        .and_then(|ids| ids.iter().find_map(|id| self.w.watches.get(id)))
                         .is_some_and(|e| e.item != now_item);
                     if stale {
                         self.alias_moved(&alias, now_item, since);
@@ -1043,38 +900,38 @@ impl Hub {
                 push_id,
                 ack_id,
                 watchable,
-            } => match self.find(&watchable) {
+            } => match self.w.find(&watchable) {
                 Some(id)
-                    if matches!(&self.watches[&id].sink,
+                    if matches!(&self.w.watches[&id].sink,
                         Sink::Socket { push_id: owner, .. } if *owner == push_id) =>
                 {
-                    self.remove_watch(id, true);
+                    self.w.remove(id, true);
                     self.reply(&session, ack_id, &Success(Empty {}));
                 }
                 _ => self.reply(&session, ack_id, &not_found_watch(&watchable)),
             },
             Request::ReplayMore { watch, session } => self.replay_more(watch, session),
             Request::FinalAcked { watch } => {
-                if self.watches.get(&watch).is_some_and(|e| e.ending) {
-                    self.remove_watch(watch, false);
+                if self.w.watches.get(&watch).is_some_and(|e| e.ending) {
+                    self.w.remove(watch, false);
                 }
             }
             Request::SessionEnded { session, push_id } => {
                 let now = Instant::now();
                 let mut went_dormant = false;
-                for id in self.by_push.get(&push_id).into_iter().flatten() {
-                    if let Some(entry) = self.watches.get_mut(id) {
+                for id in self.w.by_push.get(&push_id).into_iter().flatten() {
+                    if let Some(entry) = self.w.watches.get_mut(id) {
                         if let Sink::Socket { session: s, .. } = &mut entry.sink {
                             if s.as_ref().is_some_and(|l| l.id == session) {
                                 *s = None;
-                                self.dormant.insert(*id, now);
+                                self.w.dormant.insert(*id, now);
                                 went_dormant = true;
                             }
                         }
                     }
                 }
                 if went_dormant {
-                    self.went_offline(push_id);
+                    self.w.went_offline(push_id, self.settings.max_offline_push_ids);
                 }
             }
             Request::AddWebhook { key, spec, reply } => self.add_webhook(key, spec, reply),
@@ -1083,196 +940,23 @@ impl Hub {
                 watchable,
                 reply,
             } => {
-                let result = match self.find(&watchable) {
+                let result = match self.w.find(&watchable) {
                     Some(id)
-                        if matches!(self.watches[&id].sink, Sink::Webhook(_))
-                            && self.watches[&id].key == key =>
+                        if matches!(self.w.watches[&id].sink, Sink::Webhook(_))
+                            && self.w.watches[&id].key == key =>
                     {
-                        self.remove_watch(id, true);
+                        self.w.remove(id, true);
                         Ok(())
                     }
                     _ => Err(not_found_watch(&watchable)),
                 };
                 let _ = reply.send(result);
             }
-            Request::WebhookFailed { watch } => self.remove_watch(watch, true),
+            Request::WebhookFailed { watch } => {
+                self.w.remove(watch, true);
+            }
             // Handled by the loop itself.
             Request::Shutdown | Request::InjectPanic => {}
-        }
-    }
-
-    /// `push_id` has watches but no session: hold them for the grace, within
-    /// `max_offline_push_ids` (the one offline longest is forgotten first).
-    fn went_offline(&mut self, push_id: Arc<str>) {
-        self.offline.insert(push_id);
-        while self.offline.len() > self.settings.max_offline_push_ids {
-            let Some(oldest) = self.offline.pop_oldest() else {
-                break;
-            };
-            let dormant: Vec<WatchId> = self
-                .by_push
-                .get(&oldest)
-                .into_iter()
-                .flatten()
-                .filter(|id| self.dormant.contains_key(id))
-                .copied()
-                .collect();
-            log::warn!(
-                "hub: more than max_offline_push_ids ({}) push ids are offline; forgetting the \
-                 {} watch(es) of {oldest:?}, offline longest (its client re-watches with `after`)",
-                self.settings.max_offline_push_ids,
-                dormant.len()
-            );
-            for id in dormant {
-                self.remove_watch(id, false);
-            }
-        }
-    }
-
-    /// The watch whose `watchable` string this is.
-    fn find(&self, watchable: &str) -> Option<WatchId> {
-        let id = watchable
-            .strip_prefix('w')
-            .and_then(|s| s.get(..16))
-            .and_then(|s| u64::from_str_radix(s, 16).ok())?;
-        self.watches
-            .get(&id)
-            .filter(|e| e.watchable == watchable)
-            .map(|_| id)
-    }
-
-    fn new_watchable(&mut self) -> (WatchId, String) {
-        self.next_id += 1;
-        let id = self.next_id;
-        // The random part makes a watchable unguessable, also across restarts.
-        (id, format!("w{id:016x}{:016x}", rand::random::<u64>()))
-    }
-
-    fn index(&mut self, id: WatchId) {
-        if let Some(entry) = self.watches.get(&id) {
-            let list = &mut self.by_item.entry(entry.item).or_default().by_kind[entry.kind.index()];
-            if !list.contains(&id) {
-                list.push(id);
-            }
-        }
-    }
-
-    fn unindex(&mut self, id: WatchId) {
-        let Some(entry) = self.watches.get(&id) else {
-            return;
-        };
-        if let Some(index) = self.by_item.get_mut(&entry.item) {
-            index.by_kind[entry.kind.index()].retain(|w| *w != id);
-            if index.is_empty() {
-                self.by_item.remove(&entry.item);
-            }
-        }
-    }
-
-    /// Forgets a watch; `cancel` also drops its pushes still queued.
-    fn remove_watch(&mut self, id: WatchId, cancel: bool) {
-        self.unindex(id);
-        let Some(entry) = self.watches.remove(&id) else {
-            return;
-        };
-        if cancel {
-            entry.view.cancel();
-        }
-        if let Some(idem) = &entry.idem {
-            self.by_idem.remove(idem);
-        }
-        self.key_expiry.remove(&(entry.key_valid_till, id));
-        match &entry.sink {
-            Sink::Socket { push_id, .. } => {
-                if let Some(set) = self.by_push.get_mut(push_id) {
-                    set.remove(&id);
-                    if set.is_empty() {
-                        self.by_push.remove(push_id);
-                        self.offline.remove(push_id);
-                    }
-                }
-            }
-            Sink::Webhook(_) => {
-                if let Some(identity) = &entry.webhook {
-                    self.webhooks.remove(identity);
-                }
-                if let Some(n) = self.webhooks_per_key.get_mut(&entry.key) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        self.webhooks_per_key.remove(&entry.key);
-                    }
-                }
-            }
-        }
-        if let Some(alias) = &entry.alias {
-            if let Some(set) = self.by_alias.get_mut(alias) {
-                set.remove(&id);
-                if set.is_empty() {
-                    self.by_alias.remove(alias);
-                    self.alias_moves.remove(alias);
-                }
-            }
-        }
-        self.dormant.remove(&id);
-        log::debug!("hub: watch {} ended", entry.watchable);
-    }
-
-    /// A new view for an entry (after a re-watch or an alias move).
-    fn view(
-        id: WatchId,
-        head: &Head<'_>,
-        message: Option<Box<str>>,
-        with_value: bool,
-        live: Arc<AtomicBool>,
-        key_valid_till: u64,
-    ) -> Arc<WatchView> {
-        let head = PushHead::new(
-            head.watchable,
-            head.event,
-            &head.id.to_string(),
-            head.alias,
-        );
-        Arc::new(WatchView {
-            watch: id,
-            head,
-            message,
-            with_value,
-            live,
-            key_valid_till,
-        })
-    }
-
-    /// A new view for a watch; `None` keeps that part as it was.
-    fn refresh_view(
-        &mut self,
-        id: WatchId,
-        message: Option<Option<Box<str>>>,
-        with_value: Option<bool>,
-    ) {
-        if let Some(entry) = self.watches.get_mut(&id) {
-            let old = &entry.view;
-            entry.view = Self::view(
-                id,
-                &Head {
-                    watchable: &entry.watchable,
-                    event: entry.kind,
-                    id: entry.item,
-                    alias: entry.alias.as_deref(),
-                },
-                message.unwrap_or_else(|| old.message.clone()),
-                with_value.unwrap_or(old.with_value),
-                old.live.clone(),
-                entry.key_valid_till,
-            );
-        }
-    }
-
-    /// Records when a watch's key expires (its view is refreshed after).
-    fn set_key_valid_till(&mut self, id: WatchId, till: u64) {
-        if let Some(entry) = self.watches.get_mut(&id) {
-            self.key_expiry.remove(&(entry.key_valid_till, id));
-            entry.key_valid_till = till;
-            self.key_expiry.insert((till, id));
         }
     }
 
@@ -1371,11 +1055,11 @@ impl Hub {
             target: alias.clone().unwrap_or_else(|| item.to_string()),
             key: watch.key.clone(),
         };
-        let id = match self.by_idem.get(&idem) {
+        let id = match self.w.by_idem.get(&idem) {
             Some(&id) => id,
             None => {
                 let max = self.settings.max_watches_per_push_id;
-                if self.by_push.get(push_id).map_or(0, HashSet::len) >= max {
+                if self.w.by_push.get(push_id).map_or(0, HashSet::len) >= max {
                     return Err(Failure::new(
                         429,
                         format!(
@@ -1384,7 +1068,7 @@ impl Hub {
                         ),
                     ));
                 }
-                let (id, watchable) = self.new_watchable();
+                let (id, watchable) = self.w.new_watchable();
                 let live = Arc::new(AtomicBool::new(true));
                 let head = Head {
                     watchable: &watchable,
@@ -1392,8 +1076,8 @@ impl Hub {
                     id: item,
                     alias: alias.as_deref(),
                 };
-                let view = Self::view(id, &head, None, false, live, key_valid_till);
-                self.watches.insert(
+                let view = Watches::view(id, &head, None, false, live, key_valid_till);
+                self.w.insert(
                     id,
                     Entry {
                         watchable,
@@ -1409,24 +1093,18 @@ impl Hub {
                         cursor: latest,
                         ending: false,
                         replaying: false,
-                        idem: Some(idem.clone()),
+                        idem: Some(idem),
                         key_valid_till,
                         webhook: None,
                         epoch: 0,
                     },
                 );
-                self.key_expiry.insert((key_valid_till, id));
-                self.by_idem.insert(idem, id);
-                self.by_push.entry(push_id.clone()).or_default().insert(id);
-                if let Some(alias) = &alias {
-                    self.by_alias.entry(alias.clone()).or_default().insert(id);
-                }
                 id
             }
         };
         // Attach to this session; follow the item the alias names now.
         let (same_session, moved) = {
-            let entry = self.watches.get_mut(&id).expect("just found or inserted");
+            let entry = self.w.watches.get_mut(&id).expect("just found or inserted");
             let same =
                 matches!(&entry.sink, Sink::Socket { session: Some(l), .. } if l.id == link.id);
             entry.sink = Sink::Socket {
@@ -1435,17 +1113,17 @@ impl Hub {
             };
             (same, entry.item != item)
         };
-        self.dormant.remove(&id);
-        self.offline.remove(push_id);
+        self.w.dormant.remove(&id);
+        self.w.offline.remove(push_id);
         if moved {
-            self.unindex(id);
-            if let Some(entry) = self.watches.get_mut(&id) {
+            self.w.unindex(id);
+            if let Some(entry) = self.w.watches.get_mut(&id) {
                 entry.item = item;
             }
         }
-        self.set_key_valid_till(id, key_valid_till);
-        self.refresh_view(id, Some(message), Some(watch.with_value));
-        let Some(entry) = self.watches.get_mut(&id) else {
+        self.w.set_key_valid_till(id, key_valid_till);
+        self.w.refresh_view(id, Some(message), Some(watch.with_value));
+        let Some(entry) = self.w.watches.get_mut(&id) else {
             // Found or inserted above, and nothing since removes watches.
             return Err(Failure::new(500, "internal error: the watch vanished"));
         };
@@ -1464,7 +1142,7 @@ impl Hub {
         entry.replaying = false;
         entry.epoch += 1;
         let watchable = entry.watchable.clone();
-        self.index(id);
+        self.w.index(id);
         let log_gap = page.as_ref().is_some_and(|p| p.gap);
         let replay = page.map(|page| self.plan_replay(id, page));
         self.reply(
@@ -1485,11 +1163,11 @@ impl Hub {
             if let Some(Entry {
                 sink: Sink::Socket { session, .. },
                 ..
-            }) = self.watches.get_mut(&id)
+            }) = self.w.watches.get_mut(&id)
             {
                 if session.take().is_some() {
-                    self.dormant.insert(id, Instant::now());
-                    self.went_offline(push_id.clone());
+                    self.w.dormant.insert(id, Instant::now());
+                    self.w.went_offline(push_id.clone(), self.settings.max_offline_push_ids);
                 }
             }
         }
@@ -1506,7 +1184,7 @@ impl Hub {
     /// by itself (a reconnect cannot loop on 1013), and loses nothing.
     fn plan_replay(&self, id: WatchId, page: EventsPage) -> Replay {
         let mut replay = Replay::default();
-        let Some(entry) = self.watches.get(&id) else {
+        let Some(entry) = self.w.watches.get(&id) else {
             return replay;
         };
         for event in page.events {
@@ -1570,26 +1248,26 @@ impl Hub {
             };
             self.queue_push(id, &event, last, how);
             if last {
-                self.unindex(id);
-                if let Some(entry) = self.watches.get_mut(&id) {
+                self.w.unindex(id);
+                if let Some(entry) = self.w.watches.get_mut(&id) {
                     entry.ending = true;
                     entry.replaying = false;
                 }
                 return;
             }
         }
-        if let Some(entry) = self.watches.get_mut(&id) {
+        if let Some(entry) = self.w.watches.get_mut(&id) {
             entry.replaying = replay.more;
         }
         if replay.end_silently {
-            self.remove_watch(id, false);
+            self.w.remove(id, false);
         }
     }
 
     /// The client acknowledged the last push of a replay window: read the
     /// next one from the log after the watch's cursor (beside the hub).
     fn replay_more(&mut self, id: WatchId, session: SessionId) {
-        let Some(entry) = self.watches.get(&id) else {
+        let Some(entry) = self.w.watches.get(&id) else {
             return;
         };
         let attached =
@@ -1610,7 +1288,7 @@ impl Hub {
         ticket: Ticket,
         result: Result<EventsPage, StoreError>,
     ) {
-        let Some(entry) = self.watches.get(&id) else {
+        let Some(entry) = self.w.watches.get(&id) else {
             return self.recent.release(ticket);
         };
         if entry.epoch != epoch || entry.item != item || !entry.replaying {
@@ -1714,18 +1392,18 @@ impl Hub {
                 .unwrap_or_else(|| checked.id.to_string()),
             url: spec.url().to_owned(),
         };
-        if let Some(&id) = self.webhooks.get(&identity) {
+        if let Some(&id) = self.w.webhooks.get(&identity) {
             // The same watch: the latest call's message applies.
-            self.set_key_valid_till(id, checked.key_valid_till);
-            self.refresh_view(id, Some(message), None);
+            self.w.set_key_valid_till(id, checked.key_valid_till);
+            self.w.refresh_view(id, Some(message), None);
             return self
-                .watches
+                .w.watches
                 .get(&id)
                 .map(|entry| (None, entry.watchable.clone()))
                 .ok_or_else(|| Failure::new(500, "internal error: a webhook watch vanished"));
         }
         let max = self.settings.max_webhooks_per_key;
-        if self.webhooks_per_key.get(&key).copied().unwrap_or(0) >= max {
+        if self.w.webhooks_per_key.get(&key).copied().unwrap_or(0) >= max {
             return Err(Failure::new(
                 429,
                 format!(
@@ -1734,8 +1412,7 @@ impl Hub {
                 ),
             ));
         }
-        let identity_key = key.clone();
-        let (id, watchable) = self.new_watchable();
+        let (id, watchable) = self.w.new_watchable();
         let live = Arc::new(AtomicBool::new(true));
         let head = Head {
             watchable: &watchable,
@@ -1743,7 +1420,7 @@ impl Hub {
             id: checked.id,
             alias: checked.alias.as_deref(),
         };
-        let view = Self::view(id, &head, message, false, live, checked.key_valid_till);
+        let view = Watches::view(id, &head, message, false, live, checked.key_valid_till);
         let me = self.me.clone();
         let link = outlet::spawn_delivery(
             id,
@@ -1752,10 +1429,7 @@ impl Hub {
             self.settings.webhook.clone(),
             Reporter::new(move |report| me.send(Request::from(report))),
         );
-        if let Some(alias) = &checked.alias {
-            self.by_alias.entry(alias.clone()).or_default().insert(id);
-        }
-        self.watches.insert(
+        self.w.insert(
             id,
             Entry {
                 watchable: watchable.clone(),
@@ -1770,14 +1444,11 @@ impl Hub {
                 replaying: false,
                 idem: None,
                 key_valid_till: checked.key_valid_till,
-                webhook: Some(identity.clone()),
+                webhook: Some(identity),
                 epoch: 0,
             },
         );
-        self.key_expiry.insert((checked.key_valid_till, id));
-        self.webhooks.insert(identity, id);
-        *self.webhooks_per_key.entry(identity_key).or_default() += 1;
-        self.index(id);
+        self.w.index(id);
         log::debug!("hub: webhook watch {watchable} on item {}", checked.id);
         Ok((Some(id), watchable))
     }
@@ -1789,15 +1460,15 @@ impl Hub {
     /// other messages wait (see `hold`), so it sees them in the same order
     /// as if the re-check had been instant.
     fn alias_moved(&mut self, alias: &str, item: ItemId, since: u64) {
-        let Some(ids) = self.by_alias.get(alias) else {
+        let Some(ids) = self.w.by_alias.get(alias) else {
             return;
         };
         let ids: Vec<WatchId> = ids.iter().copied().collect();
-        self.next_move += 1;
-        let number = self.next_move;
-        self.alias_moves.insert(alias.to_owned(), number);
+        self.w.next_move += 1;
+        let number = self.w.next_move;
+        self.w.alias_moves.insert(alias.to_owned(), number);
         for id in ids {
-            let Some(entry) = self.watches.get(&id) else {
+            let Some(entry) = self.w.watches.get(&id) else {
                 continue;
             };
             if entry.ending {
@@ -1815,7 +1486,7 @@ impl Hub {
             } else {
                 since.max(entry.cursor)
             };
-            self.unindex(id);
+            self.w.unindex(id);
             let ticket = self.recent.begin();
             let call = session.map(|link| {
                 let call = self.holds.begin(link.id);
@@ -1859,9 +1530,9 @@ impl Hub {
             result,
             ..
         } = done;
-        let current = self.alias_moves.get(&alias) == Some(&number)
+        let current = self.w.alias_moves.get(&alias) == Some(&number)
             && self
-                .watches
+                .w.watches
                 .get(&id)
                 .is_some_and(|e| !e.ending && e.alias.as_deref() == Some(alias.as_str()));
         if !current {
@@ -1882,17 +1553,17 @@ impl Hub {
                 );
             }
         };
-        self.unindex(id);
-        if let Some(entry) = self.watches.get_mut(&id) {
+        self.w.unindex(id);
+        if let Some(entry) = self.w.watches.get_mut(&id) {
             if entry.item != item {
                 entry.item = item;
                 // Events of the new item up to the re-point are not this watch's.
                 entry.cursor = entry.cursor.max(since);
             }
         }
-        self.set_key_valid_till(id, key_valid_till);
-        self.refresh_view(id, None, None);
-        self.index(id);
+        self.w.set_key_valid_till(id, key_valid_till);
+        self.w.refresh_view(id, None, None);
+        self.w.index(id);
         log::debug!("hub: alias {alias:?} now names item {item}: its watch follows");
         if let Some(mut page) = page {
             // Later events come live (or from `recent` just below).
@@ -1909,20 +1580,20 @@ impl Hub {
         let now = Instant::now();
         let grace = self.settings.watch_grace;
         let expired: Vec<WatchId> = self
-            .dormant
+            .w.dormant
             .iter()
             .filter(|(_, since)| now.saturating_duration_since(**since) >= grace)
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
             log::debug!("hub: forgetting a watch dormant for {grace:?}");
-            self.remove_watch(id, false);
+            self.w.remove(id, false);
         }
-        if self.resolving || self.by_alias.is_empty() {
+        if self.resolving || self.w.by_alias.is_empty() {
             return;
         }
         self.resolving = true;
-        let aliases: Vec<String> = self.by_alias.keys().cloned().collect();
+        let aliases: Vec<String> = self.w.by_alias.keys().cloned().collect();
         let store = self.store.clone();
         let since = self.processed;
         self.beside(async move {
@@ -2029,24 +1700,5 @@ impl Store for HubStore {
 
     fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.subscribe()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn offline_push_ids_leave_oldest_first() {
-        let mut offline = Offline::default();
-        for push_id in ["a", "b", "a", "c"] {
-            offline.insert(push_id.into());
-        }
-        assert_eq!(offline.len(), 3);
-        offline.remove("b");
-        assert_eq!(offline.pop_oldest().as_deref(), Some("a"));
-        assert_eq!(offline.pop_oldest().as_deref(), Some("c"));
-        assert_eq!(offline.pop_oldest(), None);
-        assert_eq!(offline.len(), 0);
     }
 }
