@@ -83,7 +83,11 @@ impl SlowStore {
             .expect("sender alive");
     }
 
-    async fn slow<T>(&self, call: Option<(Held, &str)>, answer: impl std::future::Future<Output = T>) -> T {
+    async fn slow<T>(
+        &self,
+        call: Option<(Held, &str)>,
+        answer: impl std::future::Future<Output = T>,
+    ) -> T {
         tokio::time::sleep(DELAY).await;
         let answer = answer.await;
         let held = call.is_some_and(|(c, key)| {
@@ -199,7 +203,12 @@ impl Fixture {
     async fn write(&self, value: Value) -> String {
         let mut item = WriteItem::new(value);
         item.readers = self.readers.clone();
-        let written = self.slow.inner.write(&self.writer, item).await.expect("write");
+        let written = self
+            .slow
+            .inner
+            .write(&self.writer, item)
+            .await
+            .expect("write");
         written.id.to_string()
     }
 
@@ -226,19 +235,15 @@ async fn watch_ok(wire: &mut Wire, ack_id: u64, args: Value) -> Value {
 /// The next push on `wire` within [`WAIT`], or `None` (a hub stalled on
 /// the store sends none).
 async fn push_within(wire: &mut Wire) -> Option<Value> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        match wire.next_within(left).await? {
-            Received::Text(text) => match common::wire::classify(&text) {
-                Incoming::Push(ack_id, push) => {
-                    wire.ack_push(ack_id).await;
-                    return Some(push);
-                }
-                other => panic!("expected a push, got {other:?}"),
-            },
+    match wire.next_within(WAIT).await? {
+        Received::Text(text) => match common::wire::classify(&text) {
+            Incoming::Push(ack_id, push) => {
+                wire.ack_push(ack_id).await;
+                Some(push)
+            }
             other => panic!("expected a push, got {other:?}"),
-        }
+        },
+        other => panic!("expected a push, got {other:?}"),
     }
 }
 
@@ -260,7 +265,12 @@ async fn a_watch_waiting_on_its_replay_does_not_delay_other_pushes() {
     let busy = f.write(json!("busy")).await;
     let slow = f.write(json!("slow")).await;
     let mut a = f.wire("app-a").await;
-    watch_ok(&mut a, 1, json!({"event":"update","id":busy,"key":f.readers[0]})).await;
+    watch_ok(
+        &mut a,
+        1,
+        json!({"event":"update","id":busy,"key":f.readers[0]}),
+    )
+    .await;
 
     // Two logged updates for the slow watch's replay.
     let first = f.update(&slow, 1).await;
@@ -269,8 +279,12 @@ async fn a_watch_waiting_on_its_replay_does_not_delay_other_pushes() {
     // B's watch (with a replay) reads the log, then waits at the gate.
     let mut b = f.wire("app-b").await;
     f.slow.hold(Held::Events, &f.readers[1]);
-    b.emit(1, "watch", json!({"event":"update","id":slow,"key":f.readers[1],"after":0}))
-        .await;
+    b.emit(
+        1,
+        "watch",
+        json!({"event":"update","id":slow,"key":f.readers[1],"after":0}),
+    )
+    .await;
     f.slow.wait_reached().await;
 
     // Meanwhile: a push for A, and two live updates of B's item that are not
@@ -298,13 +312,22 @@ async fn a_watch_waiting_on_its_check_gets_the_live_events_it_missed() {
     let busy = f.write(json!("busy")).await;
     let slow = f.write(json!("slow")).await;
     let mut a = f.wire("app-a").await;
-    watch_ok(&mut a, 1, json!({"event":"update","id":busy,"key":f.readers[0]})).await;
+    watch_ok(
+        &mut a,
+        1,
+        json!({"event":"update","id":busy,"key":f.readers[0]}),
+    )
+    .await;
 
     // B's watch (live only) passed its check, then waits at the gate.
     let mut b = f.wire("app-b").await;
     f.slow.hold(Held::CheckRead, &f.readers[1]);
-    b.emit(1, "watch", json!({"event":"update","id":slow,"key":f.readers[1]}))
-        .await;
+    b.emit(
+        1,
+        "watch",
+        json!({"event":"update","id":slow,"key":f.readers[1]}),
+    )
+    .await;
     f.slow.wait_reached().await;
 
     let busy_seq = f.update(&busy, 1).await;
@@ -335,9 +358,19 @@ async fn an_alias_re_point_waiting_on_the_store_does_not_delay_other_pushes() {
         .await
         .expect("alias");
     let mut a = f.wire("app-a").await;
-    watch_ok(&mut a, 1, json!({"event":"update","id":busy,"key":f.readers[0]})).await;
+    watch_ok(
+        &mut a,
+        1,
+        json!({"event":"update","id":busy,"key":f.readers[0]}),
+    )
+    .await;
     let mut b = f.wire("app-b").await;
-    watch_ok(&mut b, 1, json!({"event":"update","id":"followed","key":f.readers[1]})).await;
+    watch_ok(
+        &mut b,
+        1,
+        json!({"event":"update","id":"followed","key":f.readers[1]}),
+    )
+    .await;
 
     // Re-point through the server's store: the hub re-checks B's key
     // against the new item, and that check waits at the gate.
@@ -372,10 +405,19 @@ async fn every_store_call_50_ms_slower_still_pushes_in_order() {
     let f = Fixture::new().await;
     let item = f.write(json!(0)).await;
     let mut a = f.wire("app-a").await;
-    watch_ok(&mut a, 1, json!({"event":"update","id":item,"key":f.readers[0]})).await;
+    watch_ok(
+        &mut a,
+        1,
+        json!({"event":"update","id":item,"key":f.readers[0]}),
+    )
+    .await;
     let mut b = f.wire("app-b").await;
-    b.emit(1, "watch", json!({"event":"update","id":item,"key":f.readers[1],"after":0}))
-        .await;
+    b.emit(
+        1,
+        "watch",
+        json!({"event":"update","id":item,"key":f.readers[1],"after":0}),
+    )
+    .await;
     let mut seqs = Vec::new();
     for n in 1..=5 {
         seqs.push(f.update(&item, n).await);

@@ -67,9 +67,9 @@ use tokio::time::{sleep_until, Instant};
 
 use super::client_addr::ClientKey;
 use super::hub::Request;
-use super::outlet::{Outgoing, SessionLink};
 use super::limits::Limited;
 use super::outlet::{send_command, Command, SessionId};
+use super::outlet::{Outgoing, SessionLink};
 use super::Shared;
 use crate::protocol::engineio::{self, OpenPacket};
 use crate::protocol::messages::{

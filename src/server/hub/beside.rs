@@ -15,9 +15,7 @@ use super::recent::Ticket;
 use super::{SessionLink, WatchId};
 use crate::protocol::messages::{Failure, Watch};
 use crate::server::outlet::WebhookSpec;
-use crate::store::{
-    Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, Store, StoreError,
-};
+use crate::store::{Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, Store, StoreError};
 
 /// What a `watch` check found in the store.
 pub(super) struct Checked {

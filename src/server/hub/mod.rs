@@ -24,12 +24,32 @@
 //! watch (re)registration ([`WatchView`]). The session only glues
 //! `42<ack id>["push",` + view + event + `}]` together when it writes.
 //!
+//! **The store is never awaited in the loop.** A slow store must not stall
+//! fan-out, so every store call the hub needs — a `watch`'s check and
+//! backlog, a replay window, an alias re-check, the catch-up after a lag,
+//! the alias sweep — runs in a task beside the loop (`beside`) and reports
+//! back on the hub's own channel. Two things keep that invisible to clients:
+//! the events the hub handles while a call is out are kept (`recent`,
+//! bounded) and, when it reports back, those of its item are applied to its
+//! watch in seq order above its cursor (nothing lost, nothing doubled); and
+//! what the hub sends the calling *session* meanwhile waits (`hold`), so
+//! that session sees its messages in the order a hub that waited would have
+//! sent them, while every other session goes on at once.
+//!
+//! **Modules.** `watches` is the watch bookkeeping (a plain synchronous
+//! type), `beside` the store calls, `recent` and `hold` the two buffers
+//! above; the link to the outlets (session mailboxes, their queue
+//! accounting, webhook deliveries) is the `outlet` module's, and push frames
+//! are written by [`crate::protocol::push`].
+//!
 //! **Lag.** If the broadcast receiver lags, the hub catches up from the
-//! store's log: for every watched item it reads the events after the last seq
-//! it handled (with a key of one of that item's watches) and handles them in
-//! seq order before going on; events are never lost, only their `value` may be
-//! missing (the log keeps no values: a replayed `update` carries the value only
-//! when it is still the item's current one).
+//! store's log: for every watched item it reads (beside the loop) the events
+//! after the last seq it handled (with a key of one of that item's watches);
+//! live events wait in the broadcast channel until they are handled, in seq
+//! order; the store calls out when the lag happened catch up from the log
+//! too. Events are never lost, only their `value` may be missing (the log
+//! keeps no values: a replayed `update` carries the value only when it is
+//! still the item's current one).
 //!
 //! **Active and dormant watches.** A socket watch is *active* while the session
 //! it was last (re)registered on is alive. When that session ends, its
@@ -39,10 +59,11 @@
 //! a re-watch they are forgotten. A push id that reconnected but has not
 //! re-watched yet gets nothing for that watch either.
 //!
-//! **Watch and replay without duplicates.** A `watch` is handled inside the
-//! hub task, between two events: `check_read`, then the backlog
-//! (`Store::events` after `after`), then the ack (`{"ok":true,"watchable",
-//! "seq","gap"}`) is put in the session's mailbox *before* the backlog's pushes.
+//! **Watch and replay without duplicates.** A `watch`'s store part runs
+//! beside the hub: `check_read`, then the backlog (`Store::events` after
+//! `after`); then the hub registers it, and the ack (`{"ok":true,"watchable",
+//! "seq","gap"}`) goes to the session *before* the backlog's pushes, then the
+//! live events of its item the hub handled meanwhile.
 //! Each watch keeps a cursor (the last seq queued for it) and a live event is
 //! queued only when its seq is above the cursor, so an event that is both in
 //! the backlog and still in the broadcast channel goes out once, and
@@ -67,10 +88,11 @@
 //! the store's latest seq read before the re-point. The hub drains that
 //! channel before it handles each event, so a re-point that completed before
 //! an event was sent is applied before that event: the alias's watches move to
-//! the new item, and if the hub had already handled events after that seq
-//! (a re-point racing an event from another thread), the new item's events
-//! among them are replayed from the log (those above the watch's cursor);
-//! only an old-item event in that microsecond window can still be pushed. A
+//! the new item: its watches leave the old item at once, are re-checked
+//! beside the loop, and then get the new item's events after the re-point
+//! (from the log, and from what the hub handled meanwhile, above the
+//! watch's cursor); only an old-item event in the microsecond window of a
+//! re-point racing it can still be pushed. A
 //! re-point made on the raw store behind the server's back is noticed by a
 //! periodic re-resolve of the watched aliases (every `watch_grace / 4`, at
 //! most 30 s).
@@ -151,11 +173,11 @@ use self::beside::{AliasDone, Done, WatchDone, WebhookDone};
 use self::hold::{CallId, Holds};
 use self::recent::{Recent, Ticket};
 use self::watches::{Entry, Head, IdemKey, Sink, Watches, WebhookKey};
-pub(crate) use super::outlet::{Outgoing, SessionLink, WatchId};
 use super::outlet::{
     self, reply_command, send_command, unix_now_ms, Command, PushEvent, QueueBounds, Report,
     Reporter, SessionId, WatchView, WebhookLink, WebhookSettings, WebhookSpec,
 };
+pub(crate) use super::outlet::{Outgoing, SessionLink, WatchId};
 use super::{ServerConfig, Shared};
 use crate::protocol::messages::{Empty, Ended, Failure, Success, Watch, WatchOk};
 use crate::store::{
@@ -451,7 +473,7 @@ impl Hub {
 
     /// Sends `command` to a session, in hub order (held while a call of
     /// the session is out, see `hold`); false when the session is gone.
-    fn to_session(&mut self, link: &Arc<SessionLink>, command: Command) -> bool {
+    fn send_to_session(&mut self, link: &Arc<SessionLink>, command: Command) -> bool {
         let command = if self.holds.is_empty() {
             command
         } else {
@@ -464,16 +486,12 @@ impl Hub {
     }
 
     fn reply(&mut self, link: &Arc<SessionLink>, ack_id: u64, reply: &impl Serialize) {
-        self.to_session(link, reply_command(ack_id, reply));
+        self.send_to_session(link, reply_command(ack_id, reply));
     }
 
     /// Works out the answer of `call` (`answer`), then sends what waited
     /// for it.
-    fn answer(
-        &mut self,
-        call: Option<(Arc<SessionLink>, CallId)>,
-        answer: impl FnOnce(&mut Self),
-    ) {
+    fn answer(&mut self, call: Option<(Arc<SessionLink>, CallId)>, answer: impl FnOnce(&mut Self)) {
         self.answering = call.as_ref().map(|(_, id)| *id);
         answer(self);
         self.answering = None;
@@ -602,7 +620,7 @@ impl Hub {
             } => {
                 log::debug!("hub: watch {} ended ({code}): {error}", entry.watchable);
                 let (link, watchable) = (link.clone(), entry.watchable.clone());
-                self.to_session(
+                self.send_to_session(
                     &link,
                     Command::Ended(Ended {
                         watchable,
@@ -686,7 +704,7 @@ impl Hub {
         match &mut entry.sink {
             Sink::Socket { session, .. } => {
                 let Some(link) = session.clone() else { return };
-                if link.admit(&out, bounds) && !self.to_session(&link, Command::Push(out)) {
+                if link.admit(&out, bounds) && !self.send_to_session(&link, Command::Push(out)) {
                     if let Some(Entry {
                         sink: Sink::Socket { session, .. },
                         ..
@@ -745,7 +763,8 @@ impl Hub {
         self.catching_up = true;
         self.recent.lose_all();
         let items: Vec<(ItemId, Vec<String>)> = self
-            .w.by_item
+            .w
+            .by_item
             .iter()
             .map(|(item, index)| {
                 let keys: HashSet<&str> = index
@@ -873,7 +892,8 @@ impl Hub {
                 self.resolving = false;
                 for (alias, now_item) in aliases {
                     let stale = self
-                        .w.by_alias
+                        .w
+                        .by_alias
                         .get(&alias)
                         .and_then(|ids| ids.iter().find_map(|id| self.w.watches.get(id)))
                         .is_some_and(|e| e.item != now_item);
@@ -931,7 +951,8 @@ impl Hub {
                     }
                 }
                 if went_dormant {
-                    self.w.went_offline(push_id, self.settings.max_offline_push_ids);
+                    self.w
+                        .went_offline(push_id, self.settings.max_offline_push_ids);
                 }
             }
             Request::AddWebhook { key, spec, reply } => self.add_webhook(key, spec, reply),
@@ -1122,7 +1143,8 @@ impl Hub {
             }
         }
         self.w.set_key_valid_till(id, key_valid_till);
-        self.w.refresh_view(id, Some(message), Some(watch.with_value));
+        self.w
+            .refresh_view(id, Some(message), Some(watch.with_value));
         let Some(entry) = self.w.watches.get_mut(&id) else {
             // Found or inserted above, and nothing since removes watches.
             return Err(Failure::new(500, "internal error: the watch vanished"));
@@ -1167,7 +1189,8 @@ impl Hub {
             {
                 if session.take().is_some() {
                     self.w.dormant.insert(id, Instant::now());
-                    self.w.went_offline(push_id.clone(), self.settings.max_offline_push_ids);
+                    self.w
+                        .went_offline(push_id.clone(), self.settings.max_offline_push_ids);
                 }
             }
         }
@@ -1397,7 +1420,8 @@ impl Hub {
             self.w.set_key_valid_till(id, checked.key_valid_till);
             self.w.refresh_view(id, Some(message), None);
             return self
-                .w.watches
+                .w
+                .watches
                 .get(&id)
                 .map(|entry| (None, entry.watchable.clone()))
                 .ok_or_else(|| Failure::new(500, "internal error: a webhook watch vanished"));
@@ -1532,7 +1556,8 @@ impl Hub {
         } = done;
         let current = self.w.alias_moves.get(&alias) == Some(&number)
             && self
-                .w.watches
+                .w
+                .watches
                 .get(&id)
                 .is_some_and(|e| !e.ending && e.alias.as_deref() == Some(alias.as_str()));
         if !current {
@@ -1580,7 +1605,8 @@ impl Hub {
         let now = Instant::now();
         let grace = self.settings.watch_grace;
         let expired: Vec<WatchId> = self
-            .w.dormant
+            .w
+            .dormant
             .iter()
             .filter(|(_, since)| now.saturating_duration_since(**since) >= grace)
             .map(|(id, _)| *id)

@@ -166,7 +166,10 @@ mod tests {
         recent.record(&event(3, 1));
         assert_eq!(seqs(recent.finish(second, Some(ItemId(1)))), Some(vec![3]));
         assert_eq!(recent.len(), 3);
-        assert_eq!(seqs(recent.finish(first, Some(ItemId(1)))), Some(vec![1, 3]));
+        assert_eq!(
+            seqs(recent.finish(first, Some(ItemId(1)))),
+            Some(vec![1, 3])
+        );
         assert_eq!(recent.len(), 0);
         let empty = recent.begin();
         assert_eq!(seqs(recent.finish(empty, None)), Some(vec![]));

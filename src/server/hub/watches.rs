@@ -299,12 +299,7 @@ impl Watches {
         live: Arc<AtomicBool>,
         key_valid_till: u64,
     ) -> Arc<WatchView> {
-        let head = PushHead::new(
-            head.watchable,
-            head.event,
-            &head.id.to_string(),
-            head.alias,
-        );
+        let head = PushHead::new(head.watchable, head.event, &head.id.to_string(), head.alias);
         Arc::new(WatchView {
             watch: id,
             head,

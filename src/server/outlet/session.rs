@@ -92,7 +92,6 @@ impl SessionLink {
     pub(crate) fn is_closed(&self) -> bool {
         self.mailbox.is_closed()
     }
-
 }
 
 /// The answer to a session's call, as its mailbox takes it.
