@@ -104,3 +104,56 @@ pub(crate) fn reply_command(ack_id: u64, reply: &impl Serialize) -> Command {
     });
     Command::Reply { ack_id, body }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::protocol::messages::EventKind;
+    use crate::protocol::push::PushHead;
+    use crate::server::outlet::{PushEvent, WatchView};
+
+    fn push(bytes: usize) -> Outgoing {
+        Outgoing {
+            view: Arc::new(WatchView {
+                watch: 1,
+                head: PushHead::new("w1", EventKind::Update, "i1", None),
+                message: None,
+                with_value: false,
+                live: Arc::new(AtomicBool::new(true)),
+                key_valid_till: u64::MAX,
+            }),
+            event: Arc::new(PushEvent {
+                seq: 1,
+                at: 1,
+                value: None,
+            }),
+            last: false,
+            bytes,
+            window_end: false,
+        }
+    }
+
+    #[test]
+    fn a_push_over_either_bound_closes_the_session_once() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let link = SessionLink::new(1, tx);
+        let bounds = QueueBounds {
+            pushes: 2,
+            bytes: 100,
+        };
+        // One push is always taken while nothing is held, however large.
+        assert!(link.admit(&push(500), bounds));
+        link.dequeued(&push(500));
+        link.released(&push(500));
+        assert!(link.admit(&push(60), bounds));
+        assert!(!link.admit(&push(60), bounds), "over the byte bound");
+        assert!(matches!(rx.try_recv(), Ok(Command::Overflow)));
+        // Closing: nothing more is taken, and no second Overflow is sent.
+        assert!(!link.admit(&push(1), bounds));
+        assert!(rx.try_recv().is_err());
+        assert_eq!(link.replay_room(bounds), (0, 0));
+    }
+}
