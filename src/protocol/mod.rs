@@ -7,6 +7,7 @@
 
 pub mod engineio;
 pub mod messages;
+pub mod push;
 pub mod socketio;
 
 /// Why a frame could not be decoded.

@@ -51,6 +51,7 @@ mod host_limit;
 mod http;
 mod hub;
 mod limits;
+mod outlet;
 mod push;
 mod registry;
 mod request;

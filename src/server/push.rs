@@ -14,7 +14,7 @@ use std::sync::Arc;
 use actix_web::{http::StatusCode, web, HttpRequest, HttpResponse};
 use tokio::sync::mpsc;
 
-use super::hub::SessionLink;
+use super::outlet::SessionLink;
 use super::session::{self, SessionStart};
 use super::Shared;
 use crate::protocol::engineio::PROTOCOL_VERSION;

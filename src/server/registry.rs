@@ -7,50 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
-use super::hub::Outgoing;
-use crate::protocol::messages::Ended;
-
-/// A session's mailbox (see [`Command`] for why it is unbounded).
-pub(crate) type Mailbox = mpsc::UnboundedSender<Command>;
-
-/// What the server tells a session from outside (its mailbox's messages);
-/// the session's `select!` loop is the one place that receives them.
-///
-/// The mailbox is an unbounded channel whose contents are bounded by their
-/// senders: control commands are a handful per session; the hub's replies
-/// answer watch calls, of which a session has at most
-/// `session::MAX_HUB_CALLS` in flight; and the hub's pushes are counted
-/// against [`ServerConfig::max_queued_pushes`](super::ServerConfig::max_queued_pushes)
-/// until the session writes them (see the `hub` module). Unbounded, so that
-/// the hub never waits on one slow session while others wait for their pushes.
-#[derive(Debug)]
-pub(crate) enum Command {
-    /// A newer connection passed with this session's push id: send `41`, close 1000.
-    Replaced,
-    /// The server is stopping: send `41`, close 1000.
-    Shutdown,
-    /// The hub's answer to a `watch` or `unwatch` call.
-    Reply {
-        ack_id: u64,
-        body: Box<serde_json::value::RawValue>,
-    },
-    /// A push for one of this session's watches.
-    Push(Outgoing),
-    /// Too many pushes (or bytes of pushes) wait for this session: the hub
-    /// queues no more; close the socket (1013) so that the client
-    /// reconnects and replays.
-    Overflow,
-    /// The hub ended one of this session's watches: send
-    /// `["ended", {watchable, code, error}]`.
-    Ended(Ended),
-    /// The hub task died: no more pushes can come; close with 1011.
-    HubFailed,
-}
-
-/// A process-unique session number (not the sids the peer sees).
-pub(crate) type SessionId = u64;
+pub(crate) use super::outlet::{send_command, Command, Mailbox, SessionId};
 
 /// Counters behind [`ServerStats`](super::ServerStats).
 #[derive(Debug, Default)]
@@ -172,15 +131,10 @@ impl Registry {
     }
 }
 
-/// Delivers a control command without ever blocking the caller (a session
-/// that has ended simply does not get it).
-pub(crate) fn send_command(mailbox: &Mailbox, command: Command) {
-    let _ = mailbox.send(command);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::sync::mpsc;
 
     #[test]
     fn push_ids_follow_the_latest_pass() {

@@ -66,9 +66,10 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 use super::client_addr::ClientKey;
-use super::hub::{Outgoing, Request, SessionLink};
+use super::hub::Request;
 use super::limits::Limited;
-use super::registry::{send_command, Command, SessionId};
+use super::outlet::{send_command, Command, SessionId};
+use super::outlet::{Outgoing, SessionLink};
 use super::Shared;
 use crate::protocol::engineio::{self, OpenPacket};
 use crate::protocol::messages::{

@@ -24,12 +24,32 @@
 //! watch (re)registration ([`WatchView`]). The session only glues
 //! `42<ack id>["push",` + view + event + `}]` together when it writes.
 //!
+//! **The store is never awaited in the loop.** A slow store must not stall
+//! fan-out, so every store call the hub needs — a `watch`'s check and
+//! backlog, a replay window, an alias re-check, the catch-up after a lag,
+//! the alias sweep — runs in a task beside the loop (`beside`) and reports
+//! back on the hub's own channel. Two things keep that invisible to clients:
+//! the events the hub handles while a call is out are kept (`recent`,
+//! bounded) and, when it reports back, those of its item are applied to its
+//! watch in seq order above its cursor (nothing lost, nothing doubled); and
+//! what the hub sends the calling *session* meanwhile waits (`hold`), so
+//! that session sees its messages in the order a hub that waited would have
+//! sent them, while every other session goes on at once.
+//!
+//! **Modules.** `watches` is the watch bookkeeping (a plain synchronous
+//! type), `beside` the store calls, `recent` and `hold` the two buffers
+//! above; the link to the outlets (session mailboxes, their queue
+//! accounting, webhook deliveries) is the `outlet` module's, and push frames
+//! are written by [`crate::protocol::push`].
+//!
 //! **Lag.** If the broadcast receiver lags, the hub catches up from the
-//! store's log: for every watched item it reads the events after the last seq
-//! it handled (with a key of one of that item's watches) and handles them in
-//! seq order before going on; events are never lost, only their `value` may be
-//! missing (the log keeps no values: a replayed `update` carries the value only
-//! when it is still the item's current one).
+//! store's log: for every watched item it reads (beside the loop) the events
+//! after the last seq it handled (with a key of one of that item's watches);
+//! live events wait in the broadcast channel until they are handled, in seq
+//! order; the store calls out when the lag happened catch up from the log
+//! too. Events are never lost, only their `value` may be missing (the log
+//! keeps no values: a replayed `update` carries the value only when it is
+//! still the item's current one).
 //!
 //! **Active and dormant watches.** A socket watch is *active* while the session
 //! it was last (re)registered on is alive. When that session ends, its
@@ -39,10 +59,11 @@
 //! a re-watch they are forgotten. A push id that reconnected but has not
 //! re-watched yet gets nothing for that watch either.
 //!
-//! **Watch and replay without duplicates.** A `watch` is handled inside the
-//! hub task, between two events: `check_read`, then the backlog
-//! (`Store::events` after `after`), then the ack (`{"ok":true,"watchable",
-//! "seq","gap"}`) is put in the session's mailbox *before* the backlog's pushes.
+//! **Watch and replay without duplicates.** A `watch`'s store part runs
+//! beside the hub: `check_read`, then the backlog (`Store::events` after
+//! `after`); then the hub registers it, and the ack (`{"ok":true,"watchable",
+//! "seq","gap"}`) goes to the session *before* the backlog's pushes, then the
+//! live events of its item the hub handled meanwhile.
 //! Each watch keeps a cursor (the last seq queued for it) and a live event is
 //! queued only when its seq is above the cursor, so an event that is both in
 //! the backlog and still in the broadcast channel goes out once, and
@@ -67,10 +88,11 @@
 //! the store's latest seq read before the re-point. The hub drains that
 //! channel before it handles each event, so a re-point that completed before
 //! an event was sent is applied before that event: the alias's watches move to
-//! the new item, and if the hub had already handled events after that seq
-//! (a re-point racing an event from another thread), the new item's events
-//! among them are replayed from the log (those above the watch's cursor);
-//! only an old-item event in that microsecond window can still be pushed. A
+//! the new item: its watches leave the old item at once, are re-checked
+//! beside the loop, and then get the new item's events after the re-point
+//! (from the log, and from what the hub handled meanwhile, above the
+//! watch's cursor); only an old-item event in the microsecond window of a
+//! re-point racing it can still be pushed. A
 //! re-point made on the raw store behind the server's back is noticed by a
 //! periodic re-resolve of the watched aliases (every `watch_grace / 4`, at
 //! most 30 s).
@@ -132,9 +154,13 @@
 //! [`ServerConfig::max_queued_bytes`]: super::ServerConfig::max_queued_bytes
 //! [`ServerHandle::store`]: super::ServerHandle::store
 
-use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+mod beside;
+mod hold;
+mod recent;
+mod watches;
+
+use std::collections::HashSet;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -143,17 +169,21 @@ use serde_json::value::RawValue;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::registry::{send_command, Command, SessionId};
-use super::webhooks::{self, WebhookLink, WebhookSettings, WebhookSpec};
+use self::beside::{AliasDone, Done, WatchDone, WebhookDone};
+use self::hold::{CallId, Holds};
+use self::recent::{Recent, Ticket};
+use self::watches::{Entry, Head, IdemKey, Sink, Watches, WebhookKey};
+use super::outlet::{
+    self, reply_command, send_command, unix_now_ms, Command, PushEvent, QueueBounds, Report,
+    Reporter, SessionId, WatchView, WebhookLink, WebhookSettings, WebhookSpec,
+};
+pub(crate) use super::outlet::{Outgoing, SessionLink, WatchId};
 use super::{ServerConfig, Shared};
-use crate::protocol::messages::{self, Empty, Ended, Failure, Success, Watch, WatchOk};
+use crate::protocol::messages::{Empty, Ended, Failure, Success, Watch, WatchOk};
 use crate::store::{
     Aliased, Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, Keys, MakeKeys, ReadItem,
     Removed, Store, StoreError, StoreFuture, StoreInfo, UpdateItem, Updated, WriteItem, Written,
 };
-
-/// A watch's number inside the hub (the `watchable` string embeds it).
-pub(crate) type WatchId = u64;
 
 /// The hub's settings, copied out of the server config.
 #[derive(Debug, Clone)]
@@ -181,222 +211,6 @@ impl From<&ServerConfig> for HubSettings {
             max_webhooks_per_key: config.max_webhooks_per_key,
             max_message_size: config.max_message_size,
         }
-    }
-}
-
-/// How much may wait for one session (see [`SessionLink`]).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct QueueBounds {
-    /// Pushes sent by the hub and not yet written.
-    pub(crate) pushes: usize,
-    /// Bytes of pushes sent by the hub and not yet acknowledged (or dropped).
-    pub(crate) bytes: usize,
-}
-
-/// The wall clock in unix milliseconds (0 before 1970), as keys' deadlines are.
-fn unix_now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-// ---------------------------------------------------------------------------
-// What travels to sessions and webhook deliverers
-
-/// One event as every push of it shares it.
-#[derive(Debug)]
-pub(crate) struct PushEvent {
-    pub(crate) seq: u64,
-    pub(crate) at: u64,
-    /// The new value as JSON text (update events, when a watch wants it).
-    value: Option<Box<str>>,
-}
-
-/// A watch's own part of its push objects, serialized once per (re)watch.
-#[derive(Debug)]
-pub(crate) struct WatchView {
-    pub(crate) watch: WatchId,
-    /// `{"watchable":…,"event":…,"id":…[,"alias":…]`
-    head: Box<str>,
-    /// The `message`, as JSON text.
-    message: Option<Box<str>>,
-    with_value: bool,
-    /// Cleared when the watch ends (`unwatch`, the webhook DELETE, `ended`,
-    /// shutdown): its queued pushes are dropped.
-    live: Arc<AtomicBool>,
-    /// Unix ms when the watch's key expires: from then on no push of it
-    /// leaves (the hub ends the watch with `ended` 401 at that moment).
-    key_valid_till: u64,
-}
-
-impl WatchView {
-    /// Whether a push of this watch may leave now: the watch has not ended
-    /// and its key has not expired. Sessions and webhook deliverers ask
-    /// right before they write, so authorization holds at send time.
-    pub(crate) fn is_live(&self) -> bool {
-        self.live.load(Ordering::Relaxed) && unix_now_ms() < self.key_valid_till
-    }
-
-    /// Appends the push object `{"watchable",…,"seq","at","message"?,"value"?}`.
-    pub(crate) fn write_object(&self, event: &PushEvent, out: &mut String) {
-        out.push_str(&self.head);
-        let _ = write!(out, ",\"seq\":{},\"at\":{}", event.seq, event.at);
-        if let Some(message) = &self.message {
-            out.push_str(",\"message\":");
-            out.push_str(message);
-        }
-        if self.with_value {
-            if let Some(value) = &event.value {
-                out.push_str(",\"value\":");
-                out.push_str(value);
-            }
-        }
-        out.push('}');
-    }
-
-    /// The bytes [`write_object`](Self::write_object) appends, give or take.
-    pub(crate) fn object_len(&self, event: &PushEvent) -> usize {
-        let value = match (&event.value, self.with_value) {
-            (Some(v), true) => v.len() + 9,
-            _ => 0,
-        };
-        self.head.len() + 48 + self.message.as_ref().map_or(0, |m| m.len() + 11) + value
-    }
-}
-
-/// One push on its way: the watch's view, the event, and whether it is the
-/// watch's final push (its end waits for the ack).
-#[derive(Debug, Clone)]
-pub(crate) struct Outgoing {
-    pub(crate) view: Arc<WatchView>,
-    pub(crate) event: Arc<PushEvent>,
-    pub(crate) last: bool,
-    /// The push object's size, give or take: counted against
-    /// [`QueueBounds::bytes`] until the push is acknowledged or dropped.
-    pub(crate) bytes: usize,
-    /// The last push of a replay window: its ack asks the hub for the next
-    /// window ([`Request::ReplayMore`]).
-    pub(crate) window_end: bool,
-}
-
-/// How a push comes to be queued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum How {
-    /// A live event.
-    Live,
-    /// A logged event of a replay.
-    Replayed,
-    /// The last push of a replay window that has more after it.
-    WindowEnd,
-}
-
-impl Outgoing {
-    /// The Engine.IO text of this push with `ack_id`:
-    /// `42<ack id>["push",{…}]`.
-    pub(crate) fn frame(&self, ack_id: u64) -> String {
-        let mut text = String::with_capacity(self.view.object_len(&self.event) + 32);
-        let _ = write!(text, "42{ack_id}[\"{}\",", messages::PUSH_EVENT);
-        self.view.write_object(&self.event, &mut text);
-        text.push(']');
-        text
-    }
-
-    /// The push object alone (a webhook's request body).
-    pub(crate) fn object(&self) -> String {
-        let mut text = String::with_capacity(self.view.object_len(&self.event));
-        self.view.write_object(&self.event, &mut text);
-        text
-    }
-}
-
-/// The hub's handle on one socket session: its mailbox and its queue counts.
-#[derive(Debug)]
-pub(crate) struct SessionLink {
-    pub(crate) id: SessionId,
-    mailbox: mpsc::UnboundedSender<Command>,
-    /// Pushes sent by the hub and not yet written by the session.
-    queued: AtomicUsize,
-    /// Bytes of pushes sent by the hub and not yet acknowledged or dropped.
-    queued_bytes: AtomicUsize,
-    /// Set once the queue overflowed: the session is closing.
-    overflowed: AtomicBool,
-}
-
-/// What became of a push handed to a session.
-enum Queued {
-    Yes,
-    /// The session's queue is full: it was told to close.
-    Overflow,
-    /// The session is gone.
-    Gone,
-}
-
-impl SessionLink {
-    pub(crate) fn new(id: SessionId, mailbox: mpsc::UnboundedSender<Command>) -> Self {
-        SessionLink {
-            id,
-            mailbox,
-            queued: AtomicUsize::new(0),
-            queued_bytes: AtomicUsize::new(0),
-            overflowed: AtomicBool::new(false),
-        }
-    }
-
-    /// The session wrote (or dropped) this push: it no longer waits.
-    pub(crate) fn dequeued(&self, _push: &Outgoing) {
-        self.queued.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    /// The session no longer holds this push (acknowledged or dropped).
-    pub(crate) fn released(&self, push: &Outgoing) {
-        self.queued_bytes.fetch_sub(push.bytes, Ordering::Relaxed);
-    }
-
-    /// Hands a push to the session, unless that exceeds `bounds` (then the
-    /// session is told to close with 1013). One push is always accepted
-    /// while the session holds no bytes, so a single large value never
-    /// closes a socket by itself.
-    fn push(&self, out: Outgoing, bounds: QueueBounds) -> Queued {
-        if self.overflowed.load(Ordering::Relaxed) {
-            return Queued::Overflow;
-        }
-        let count = self.queued.fetch_add(1, Ordering::Relaxed);
-        let bytes = self.queued_bytes.fetch_add(out.bytes, Ordering::Relaxed);
-        if count >= bounds.pushes || (bytes > 0 && bytes.saturating_add(out.bytes) > bounds.bytes) {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
-            self.queued_bytes.fetch_sub(out.bytes, Ordering::Relaxed);
-            self.overflowed.store(true, Ordering::Relaxed);
-            let _ = self.mailbox.send(Command::Overflow);
-            return Queued::Overflow;
-        }
-        match self.mailbox.send(Command::Push(out)) {
-            Ok(()) => Queued::Yes,
-            Err(_) => Queued::Gone,
-        }
-    }
-
-    /// What a replay may still queue for this session: half of each bound,
-    /// less what already waits (the other half stays free for live pushes).
-    fn replay_room(&self, bounds: QueueBounds) -> (usize, usize) {
-        (
-            (bounds.pushes / 2).saturating_sub(self.queued.load(Ordering::Relaxed)),
-            (bounds.bytes / 2).saturating_sub(self.queued_bytes.load(Ordering::Relaxed)),
-        )
-    }
-
-    /// Tells the session that the hub ended one of its watches.
-    fn ended(&self, ended: Ended) {
-        let _ = self.mailbox.send(Command::Ended(ended));
-    }
-
-    fn reply(&self, ack_id: u64, reply: &impl Serialize) {
-        let body = serde_json::value::to_raw_value(reply).unwrap_or_else(|e| {
-            // Our own reply types always serialize; say so if one ever does not.
-            log::error!("hub: a reply did not serialize: {e}");
-            RawValue::from_string(r#"{"ok":false,"code":500,"error":"internal error"}"#.into())
-                .expect("valid JSON")
-        });
-        let _ = self.mailbox.send(Command::Reply { ack_id, body });
     }
 }
 
@@ -449,6 +263,15 @@ pub(crate) enum Request {
     ///
     /// [`ServerHandle::inject_hub_panic`]: super::ServerHandle::inject_hub_panic
     InjectPanic,
+}
+
+impl From<Report> for Request {
+    fn from(report: Report) -> Self {
+        match report {
+            Report::FinalAcked { watch } => Request::FinalAcked { watch },
+            Report::WebhookFailed { watch } => Request::WebhookFailed { watch },
+        }
+    }
 }
 
 /// Whether the hub task is alive; set once by [`supervise`].
@@ -522,8 +345,9 @@ pub(crate) fn start(
         inner: store.clone(),
         moves: moves_tx,
     });
-    let hub = Hub::new(store, settings, handle.weak());
-    let task = actix_rt::spawn(hub.run(events, requests, moves));
+    let (done_tx, done) = mpsc::unbounded_channel();
+    let hub = Hub::new(store, settings, handle.weak(), done_tx);
+    let task = actix_rt::spawn(hub.run(events, requests, moves, done));
     (handle, wrapped, task)
 }
 
@@ -564,61 +388,6 @@ pub(crate) async fn supervise(task: HubTask, shared: Arc<Shared>) {
 // ---------------------------------------------------------------------------
 // The hub's state
 
-/// Where a watch's pushes go.
-enum Sink {
-    Socket {
-        push_id: Arc<str>,
-        /// `None` while dormant.
-        session: Option<Arc<SessionLink>>,
-    },
-    Webhook(WebhookLink),
-}
-
-/// The idempotency key of socket watches.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct IdemKey {
-    push_id: Arc<str>,
-    kind: EventKind,
-    /// The item id, or the alias name for a watch made on an alias.
-    target: String,
-    key: String,
-}
-
-struct Entry {
-    watchable: String,
-    kind: EventKind,
-    /// The item the watch reports now.
-    item: ItemId,
-    alias: Option<String>,
-    /// The access key the watch was made with (replays read the log with it).
-    key: String,
-    sink: Sink,
-    view: Arc<WatchView>,
-    /// The last seq queued for this watch.
-    cursor: u64,
-    /// The final push was queued: no more pushes; ends when it is acked.
-    ending: bool,
-    /// A windowed replay is under way: live events wait in the log for
-    /// the next window (so the backlog stays ahead of them, in seq order).
-    replaying: bool,
-    idem: Option<IdemKey>,
-    /// Unix ms when `key` expires: the watch ends then (`ended` 401).
-    key_valid_till: u64,
-    /// A webhook watch's identity.
-    webhook: Option<WebhookKey>,
-}
-
-/// The identity of a webhook watch: the same (key, target, event, URL) is
-/// the same watch.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct WebhookKey {
-    key: String,
-    kind: EventKind,
-    /// The item id, or the alias name for a watch made on an alias.
-    target: String,
-    url: String,
-}
-
 /// One window of a replay, worked out before it is queued.
 #[derive(Default)]
 struct Replay {
@@ -631,89 +400,40 @@ struct Replay {
     more: bool,
 }
 
-/// Push ids offline, oldest first: O(log n) to add, remove or evict.
-#[derive(Default)]
-struct Offline {
-    order: std::collections::BTreeMap<u64, Arc<str>>,
-    position: HashMap<Arc<str>, u64>,
-    next: u64,
-}
-
-impl Offline {
-    /// Adds `push_id` unless it is already there (it keeps its place).
-    fn insert(&mut self, push_id: Arc<str>) {
-        if self.position.contains_key(&push_id) {
-            return;
-        }
-        self.next += 1;
-        self.order.insert(self.next, push_id.clone());
-        self.position.insert(push_id, self.next);
-    }
-
-    fn remove(&mut self, push_id: &str) {
-        if let Some(at) = self.position.remove(push_id) {
-            self.order.remove(&at);
-        }
-    }
-
-    fn pop_oldest(&mut self) -> Option<Arc<str>> {
-        let (_, push_id) = self.order.pop_first()?;
-        self.position.remove(&push_id);
-        Some(push_id)
-    }
-
-    fn len(&self) -> usize {
-        self.position.len()
-    }
-}
-
-/// The fields of a push object that belong to the watch.
-#[derive(Serialize)]
-struct Head<'a> {
-    watchable: &'a str,
-    event: EventKind,
-    id: ItemId,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    alias: Option<&'a str>,
-}
-
-/// One item's watches, per event kind.
-#[derive(Default)]
-struct ItemWatches {
-    by_kind: [Vec<WatchId>; 3],
-}
-
-impl ItemWatches {
-    fn is_empty(&self) -> bool {
-        self.by_kind.iter().all(Vec::is_empty)
-    }
+/// How a push comes to be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum How {
+    /// A live event.
+    Live,
+    /// A logged event of a replay.
+    Replayed,
+    /// The last push of a replay window that has more after it.
+    WindowEnd,
 }
 
 struct Hub {
     store: Arc<dyn Store>,
     settings: HubSettings,
     me: WeakHub,
-    next_id: WatchId,
-    watches: HashMap<WatchId, Entry>,
-    by_item: HashMap<ItemId, ItemWatches>,
-    by_idem: HashMap<IdemKey, WatchId>,
-    by_push: HashMap<Arc<str>, HashSet<WatchId>>,
-    by_alias: HashMap<String, HashSet<WatchId>>,
-    /// Dormant socket watches and since when.
-    dormant: HashMap<WatchId, Instant>,
-    /// Push ids whose session ended and that have not watched since, and
-    /// in the order they went offline (bounded by `max_offline_push_ids`).
-    offline: Offline,
-    /// Webhook watches by identity (`POST /watches` is idempotent).
-    webhooks: HashMap<WebhookKey, WatchId>,
-    /// Webhook watches per access key (bounded by `max_webhooks_per_key`).
-    webhooks_per_key: HashMap<String, usize>,
-    /// Every watch by its key's deadline (unix ms), soonest first.
-    key_expiry: std::collections::BTreeSet<(u64, WatchId)>,
+    /// The watch bookkeeping (see `watches`).
+    w: Watches,
     /// The last event seq handled.
     processed: u64,
     /// Reused for the watcher list of one event (no allocation per event).
     scratch: Vec<WatchId>,
+    /// Events handled while store calls run beside the hub (see `recent`).
+    recent: Recent,
+    /// Where store calls beside the hub report back (see `beside`).
+    done: mpsc::UnboundedSender<Done>,
+    /// A catch-up from the log is under way: live events wait (in the
+    /// store's broadcast channel; a lag there means another catch-up).
+    catching_up: bool,
+    /// An alias sweep is under way.
+    resolving: bool,
+    /// What waits for sessions whose calls are out (see `hold`).
+    holds: Holds,
+    /// The call whose answer the hub is working out now.
+    answering: Option<CallId>,
 }
 
 /// A store error as the failure reply with the same code.
@@ -729,25 +449,66 @@ fn not_found_watch(watchable: &str) -> Failure {
 }
 
 impl Hub {
-    fn new(store: Arc<dyn Store>, settings: HubSettings, me: WeakHub) -> Self {
+    fn new(
+        store: Arc<dyn Store>,
+        settings: HubSettings,
+        me: WeakHub,
+        done: mpsc::UnboundedSender<Done>,
+    ) -> Self {
         Hub {
             store,
             settings,
             me,
-            next_id: 0,
-            watches: HashMap::new(),
-            by_item: HashMap::new(),
-            by_idem: HashMap::new(),
-            by_push: HashMap::new(),
-            by_alias: HashMap::new(),
-            dormant: HashMap::new(),
-            offline: Offline::default(),
-            webhooks: HashMap::new(),
-            webhooks_per_key: HashMap::new(),
-            key_expiry: std::collections::BTreeSet::new(),
+            w: Watches::default(),
             processed: 0,
             scratch: Vec::new(),
+            recent: Recent::default(),
+            done,
+            catching_up: false,
+            resolving: false,
+            holds: Holds::default(),
+            answering: None,
         }
+    }
+
+    /// Sends `command` to a session, in hub order (held while a call of
+    /// the session is out, see `hold`); false when the session is gone.
+    fn send_to_session(&mut self, link: &Arc<SessionLink>, command: Command) -> bool {
+        let command = if self.holds.is_empty() {
+            command
+        } else {
+            match self.holds.hold(link.id, self.answering, command) {
+                Ok(()) => return true,
+                Err(command) => command,
+            }
+        };
+        link.send(command)
+    }
+
+    fn reply(&mut self, link: &Arc<SessionLink>, ack_id: u64, reply: &impl Serialize) {
+        self.send_to_session(link, reply_command(ack_id, reply));
+    }
+
+    /// Works out the answer of `call` (`answer`), then sends what waited
+    /// for it.
+    fn answer(&mut self, call: Option<(Arc<SessionLink>, CallId)>, answer: impl FnOnce(&mut Self)) {
+        self.answering = call.as_ref().map(|(_, id)| *id);
+        answer(self);
+        self.answering = None;
+        if let Some((link, id)) = call {
+            for command in self.holds.finish(id) {
+                link.send(command);
+            }
+        }
+    }
+
+    /// Runs a store call beside the hub; its [`Done`] comes back on the
+    /// hub's own channel.
+    fn beside(&self, call: impl std::future::Future<Output = Done> + 'static) {
+        let done = self.done.clone();
+        actix_rt::spawn(async move {
+            let _ = done.send(call.await);
+        });
     }
 
     async fn run(
@@ -755,6 +516,7 @@ impl Hub {
         mut events: broadcast::Receiver<Event>,
         mut requests: mpsc::UnboundedReceiver<Request>,
         mut moves: mpsc::UnboundedReceiver<AliasMoved>,
+        mut done: mpsc::UnboundedReceiver<Done>,
     ) {
         self.processed = self.store.latest_seq().await.unwrap_or(0);
         let every = (self.settings.watch_grace / 4)
@@ -767,7 +529,7 @@ impl Hub {
         let key_timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(key_timer);
         loop {
-            let next = self.key_expiry.first().map(|(till, _)| *till);
+            let next = self.w.key_expiry.first().map(|(till, _)| *till);
             if next != armed {
                 armed = next;
                 if let Some(till) = next {
@@ -786,18 +548,19 @@ impl Hub {
                     // Re-arm from the clock (the timer may fire a little early).
                     armed = None;
                 }
-                event = events.recv(), if events_open => match event {
+                Some(done) = done.recv() => self.on_done(done),
+                event = events.recv(), if events_open && !self.catching_up => match event {
                     Ok(event) => {
                         // Alias moves go first: a re-point made before this
-                        // event was handed out is applied before it.
+                        // event was handed out is re-checked from before it.
                         while let Ok(moved) = moves.try_recv() {
-                            self.alias_moved(&moved.alias, moved.item, moved.since).await;
+                            self.alias_moved(&moved.alias, moved.item, moved.since);
                         }
                         self.on_event(event);
                     }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         log::warn!("hub: lagged {missed} events behind the store; catching up from its log");
-                        self.catch_up().await;
+                        self.catch_up();
                     }
                     Err(broadcast::error::RecvError::Closed) => {
                         log::warn!("hub: the store closed its event channel; no more pushes");
@@ -809,30 +572,30 @@ impl Hub {
                     Some(Request::InjectPanic) => {
                         panic!("injected hub panic (test hook)")
                     }
-                    Some(request) => self.on_request(request).await,
+                    Some(request) => self.on_request(request),
                 },
                 Some(moved) = moves.recv() => {
-                    self.alias_moved(&moved.alias, moved.item, moved.since).await;
+                    self.alias_moved(&moved.alias, moved.item, moved.since);
                 }
-                _ = tick.tick() => self.sweep().await,
+                _ = tick.tick() => self.sweep(),
             }
         }
         // Nothing queued leaves after the stop: webhook deliveries stop
         // (their tasks see the cancelled watch and end).
-        for entry in self.watches.values() {
-            entry.view.live.store(false, Ordering::Relaxed);
+        for entry in self.w.watches.values() {
+            entry.view.cancel();
         }
-        log::debug!("hub: stopped with {} watch(es)", self.watches.len());
+        log::debug!("hub: stopped with {} watch(es)", self.w.watches.len());
     }
 
     /// Ends every watch whose key has expired, with `ended` 401.
     fn end_expired_keys(&mut self) {
         let now = unix_now_ms();
-        while let Some(&(till, id)) = self.key_expiry.first() {
+        while let Some(&(till, id)) = self.w.key_expiry.first() {
             if till > now {
                 break;
             }
-            self.key_expiry.remove(&(till, id));
+            self.w.key_expiry.remove(&(till, id));
             self.end_watch(
                 id,
                 401,
@@ -845,22 +608,26 @@ impl Hub {
     /// leaves from now on, and its session (if connected) gets
     /// `["ended", {watchable, code, error}]`.
     fn end_watch(&mut self, id: WatchId, code: u16, error: String) {
-        let Some(entry) = self.watches.get(&id) else {
+        let Some(entry) = self.w.watches.get(&id) else {
             return;
         };
         // First: a push still queued must not leave after the `ended`.
-        entry.view.live.store(false, Ordering::Relaxed);
+        entry.view.cancel();
         match &entry.sink {
             Sink::Socket {
                 session: Some(link),
                 ..
             } => {
                 log::debug!("hub: watch {} ended ({code}): {error}", entry.watchable);
-                link.ended(Ended {
-                    watchable: entry.watchable.clone(),
-                    code,
-                    error,
-                });
+                let (link, watchable) = (link.clone(), entry.watchable.clone());
+                self.send_to_session(
+                    &link,
+                    Command::Ended(Ended {
+                        watchable,
+                        code,
+                        error,
+                    }),
+                );
             }
             Sink::Socket {
                 push_id,
@@ -874,7 +641,7 @@ impl Hub {
                 entry.watchable
             ),
         }
-        self.remove_watch(id, true);
+        self.w.remove(id, true);
     }
 
     // ---- events ----------------------------------------------------------
@@ -884,7 +651,8 @@ impl Hub {
             return;
         }
         self.processed = event.seq;
-        let Some(index) = self.by_item.get(&event.id) else {
+        self.recent.record(&event);
+        let Some(index) = self.w.by_item.get(&event.id) else {
             return;
         };
         let last = event.kind != EventKind::Update;
@@ -895,7 +663,7 @@ impl Hub {
             let wants_value = event.kind == EventKind::Update
                 && ids
                     .iter()
-                    .any(|id| self.watches.get(id).is_some_and(|e| e.view.with_value));
+                    .any(|id| self.w.watches.get(id).is_some_and(|e| e.view.with_value));
             let shared = Arc::new(PushEvent {
                 seq: event.seq,
                 at: event.at,
@@ -918,7 +686,7 @@ impl Hub {
     /// live event, a replay is under way: the log keeps it for the replay).
     fn queue_push(&mut self, id: WatchId, event: &Arc<PushEvent>, last: bool, how: How) {
         let bounds = self.settings.queue;
-        let Some(entry) = self.watches.get_mut(&id) else {
+        let Some(entry) = self.w.watches.get_mut(&id) else {
             return;
         };
         if entry.ending || event.seq <= entry.cursor || (entry.replaying && how == How::Live) {
@@ -935,13 +703,16 @@ impl Hub {
         };
         match &mut entry.sink {
             Sink::Socket { session, .. } => {
-                let Some(link) = session else { return };
-                match link.push(out, bounds) {
-                    Queued::Yes | Queued::Overflow => {}
-                    Queued::Gone => {
+                let Some(link) = session.clone() else { return };
+                if link.admit(&out, bounds) && !self.send_to_session(&link, Command::Push(out)) {
+                    if let Some(Entry {
+                        sink: Sink::Socket { session, .. },
+                        ..
+                    }) = self.w.watches.get_mut(&id)
+                    {
                         *session = None;
-                        self.dormant.insert(id, Instant::now());
                     }
+                    self.w.dormant.insert(id, Instant::now());
                 }
             }
             Sink::Webhook(link) => {
@@ -953,7 +724,7 @@ impl Hub {
                         bounds.pushes,
                         entry.item
                     );
-                    self.remove_watch(id, true);
+                    self.w.remove(id, true);
                 }
             }
         }
@@ -962,30 +733,37 @@ impl Hub {
     /// The item was removed or expired (`kind`): that kind's watches await
     /// the ack of their final push; the others end now.
     fn item_gone(&mut self, item: ItemId, kind: EventKind) {
-        let Some(index) = self.by_item.remove(&item) else {
+        let Some(index) = self.w.by_item.remove(&item) else {
             return;
         };
         for (k, ids) in index.by_kind.into_iter().enumerate() {
             for id in ids {
                 if k == kind.index() {
-                    if let Some(entry) = self.watches.get_mut(&id) {
+                    if let Some(entry) = self.w.watches.get_mut(&id) {
                         // A replaying watch gets its final push from the log.
                         entry.ending |= !entry.replaying;
                         // A webhook or session that got no final push (dormant)
                         // never acks: a dormant one is forgotten after the grace.
                     }
                 } else {
-                    self.remove_watch(id, false);
+                    self.w.remove(id, false);
                 }
             }
         }
     }
 
-    /// Catches up from the store's log after the broadcast receiver lagged.
-    async fn catch_up(&mut self) {
-        let since = self.processed;
-        let mut found: Vec<Event> = Vec::new();
+    /// Catches up from the store's log after the broadcast receiver lagged:
+    /// the read runs beside the hub, and live events wait until it is
+    /// back ([`Done::CaughtUp`]). The events the lag dropped never reached
+    /// the hub, so every store call in flight catches up from the log too.
+    fn catch_up(&mut self) {
+        if self.catching_up {
+            return;
+        }
+        self.catching_up = true;
+        self.recent.lose_all();
         let items: Vec<(ItemId, Vec<String>)> = self
+            .w
             .by_item
             .iter()
             .map(|(item, index)| {
@@ -993,283 +771,213 @@ impl Hub {
                     .by_kind
                     .iter()
                     .flatten()
-                    .filter_map(|id| self.watches.get(id).map(|e| e.key.as_str()))
+                    .filter_map(|id| self.w.watches.get(id).map(|e| e.key.as_str()))
                     .collect();
                 (*item, keys.into_iter().map(str::to_owned).collect())
             })
             .collect();
-        for (item, keys) in items {
-            let query = EventQuery {
-                since,
-                kind: None,
-                with_value: true,
-            };
-            for key in keys {
-                match self
-                    .store
-                    .events(&key, &item.to_string(), query.clone())
-                    .await
-                {
-                    Ok(page) => {
-                        found.extend(page.events);
-                        break;
-                    }
-                    Err(e) => log::debug!("hub: catch-up of item {item} with one key: {e}"),
+        let store = self.store.clone();
+        let since = self.processed;
+        self.beside(async move { Done::CaughtUp(beside::catch_up(store, items, since).await) });
+    }
+
+    /// Applies `event` to one watch, as [`Hub::on_event`] does to all of
+    /// an item's watches (for events it handled before the watch was
+    /// indexed on that item).
+    fn deliver(&mut self, id: WatchId, event: &Event) {
+        let Some(entry) = self.w.watches.get(&id) else {
+            return;
+        };
+        if event.id != entry.item || event.seq <= entry.cursor {
+            return;
+        }
+        let last = event.kind != EventKind::Update;
+        if event.kind == entry.kind {
+            let shared = Arc::new(PushEvent {
+                seq: event.seq,
+                at: event.at,
+                value: match (&event.value, entry.view.with_value) {
+                    (Some(value), true) => Some(value.to_string().into_boxed_str()),
+                    _ => None,
+                },
+            });
+            self.queue_push(id, &shared, last, How::Live);
+            if last {
+                self.w.unindex(id);
+                if let Some(entry) = self.w.watches.get_mut(&id) {
+                    entry.ending |= !entry.replaying;
                 }
             }
+        } else if last {
+            self.w.remove(id, false);
         }
-        found.sort_by_key(|e| e.seq);
-        for event in found {
-            self.on_event(event);
+    }
+
+    /// A store call for watch `id` reported back: the events of its item
+    /// the hub handled since `ticket` are applied to it in seq order (its
+    /// cursor drops those the call's answer had). If they were dropped
+    /// (see `recent`), the watch catches up from the log instead.
+    fn apply_recent(&mut self, id: WatchId, ticket: Ticket) {
+        let item = self.w.watches.get(&id).map(|e| e.item);
+        match self.recent.finish(ticket, item) {
+            Some(events) => {
+                for event in &events {
+                    self.deliver(id, event);
+                }
+            }
+            None => {
+                let Some(entry) = self.w.watches.get_mut(&id) else {
+                    return;
+                };
+                if entry.replaying || entry.ending {
+                    // The next window (or the final push) comes from the log.
+                    return;
+                }
+                log::debug!(
+                    "hub: watch {} catches up from the log (its live events were dropped)",
+                    entry.watchable
+                );
+                entry.replaying = true;
+                self.read_window(id);
+            }
+        }
+    }
+
+    /// Reads the next replay window of watch `id` from the log, after its
+    /// cursor, beside the hub ([`Done::Window`]).
+    fn read_window(&mut self, id: WatchId) {
+        let Some(entry) = self.w.watches.get(&id) else {
+            return;
+        };
+        let query = EventQuery {
+            since: entry.cursor,
+            kind: Some(entry.kind),
+            with_value: entry.view.with_value,
+        };
+        let (key, item, epoch) = (entry.key.clone(), entry.item, entry.epoch);
+        let ticket = self.recent.begin();
+        let store = self.store.clone();
+        self.beside(async move {
+            let result = store.events(&key, &item.to_string(), query).await;
+            Done::Window {
+                watch: id,
+                epoch,
+                item,
+                ticket,
+                result,
+            }
+        });
+    }
+
+    /// A store call beside the hub reported back.
+    fn on_done(&mut self, done: Done) {
+        match done {
+            Done::Watch(done) => self.watch_checked(*done),
+            Done::Webhook(done) => self.webhook_checked(*done),
+            Done::Window {
+                watch,
+                epoch,
+                item,
+                ticket,
+                result,
+            } => self.window_read(watch, epoch, item, ticket, result),
+            Done::Alias(done) => self.alias_checked(*done),
+            Done::CaughtUp(found) => {
+                self.catching_up = false;
+                for event in found {
+                    self.on_event(event);
+                }
+            }
+            Done::Resolved { aliases, since } => {
+                self.resolving = false;
+                for (alias, now_item) in aliases {
+                    let stale = self
+                        .w
+                        .by_alias
+                        .get(&alias)
+                        .and_then(|ids| ids.iter().find_map(|id| self.w.watches.get(id)))
+                        .is_some_and(|e| e.item != now_item);
+                    if stale {
+                        self.alias_moved(&alias, now_item, since);
+                    }
+                }
+            }
         }
     }
 
     // ---- requests --------------------------------------------------------
 
-    async fn on_request(&mut self, request: Request) {
+    fn on_request(&mut self, request: Request) {
         match request {
             Request::Watch {
                 session,
                 push_id,
                 ack_id,
                 watch,
-            } => {
-                if let Err(failure) = self.watch(&session, &push_id, ack_id, watch).await {
-                    session.reply(ack_id, &failure);
-                }
-            }
+            } => self.watch(session, push_id, ack_id, watch),
             Request::Unwatch {
                 session,
                 push_id,
                 ack_id,
                 watchable,
-            } => match self.find(&watchable) {
+            } => match self.w.find(&watchable) {
                 Some(id)
-                    if matches!(&self.watches[&id].sink,
+                    if matches!(&self.w.watches[&id].sink,
                         Sink::Socket { push_id: owner, .. } if *owner == push_id) =>
                 {
-                    self.remove_watch(id, true);
-                    session.reply(ack_id, &Success(Empty {}));
+                    self.w.remove(id, true);
+                    self.reply(&session, ack_id, &Success(Empty {}));
                 }
-                _ => session.reply(ack_id, &not_found_watch(&watchable)),
+                _ => self.reply(&session, ack_id, &not_found_watch(&watchable)),
             },
-            Request::ReplayMore { watch, session } => self.replay_more(watch, session).await,
+            Request::ReplayMore { watch, session } => self.replay_more(watch, session),
             Request::FinalAcked { watch } => {
-                if self.watches.get(&watch).is_some_and(|e| e.ending) {
-                    self.remove_watch(watch, false);
+                if self.w.watches.get(&watch).is_some_and(|e| e.ending) {
+                    self.w.remove(watch, false);
                 }
             }
             Request::SessionEnded { session, push_id } => {
                 let now = Instant::now();
                 let mut went_dormant = false;
-                for id in self.by_push.get(&push_id).into_iter().flatten() {
-                    if let Some(entry) = self.watches.get_mut(id) {
+                for id in self.w.by_push.get(&push_id).into_iter().flatten() {
+                    if let Some(entry) = self.w.watches.get_mut(id) {
                         if let Sink::Socket { session: s, .. } = &mut entry.sink {
                             if s.as_ref().is_some_and(|l| l.id == session) {
                                 *s = None;
-                                self.dormant.insert(*id, now);
+                                self.w.dormant.insert(*id, now);
                                 went_dormant = true;
                             }
                         }
                     }
                 }
                 if went_dormant {
-                    self.went_offline(push_id);
+                    self.w
+                        .went_offline(push_id, self.settings.max_offline_push_ids);
                 }
             }
-            Request::AddWebhook { key, spec, reply } => {
-                let _ = reply.send(self.add_webhook(key, spec).await);
-            }
+            Request::AddWebhook { key, spec, reply } => self.add_webhook(key, spec, reply),
             Request::RemoveWebhook {
                 key,
                 watchable,
                 reply,
             } => {
-                let result = match self.find(&watchable) {
+                let result = match self.w.find(&watchable) {
                     Some(id)
-                        if matches!(self.watches[&id].sink, Sink::Webhook(_))
-                            && self.watches[&id].key == key =>
+                        if matches!(self.w.watches[&id].sink, Sink::Webhook(_))
+                            && self.w.watches[&id].key == key =>
                     {
-                        self.remove_watch(id, true);
+                        self.w.remove(id, true);
                         Ok(())
                     }
                     _ => Err(not_found_watch(&watchable)),
                 };
                 let _ = reply.send(result);
             }
-            Request::WebhookFailed { watch } => self.remove_watch(watch, true),
+            Request::WebhookFailed { watch } => {
+                self.w.remove(watch, true);
+            }
             // Handled by the loop itself.
             Request::Shutdown | Request::InjectPanic => {}
-        }
-    }
-
-    /// `push_id` has watches but no session: hold them for the grace, within
-    /// `max_offline_push_ids` (the one offline longest is forgotten first).
-    fn went_offline(&mut self, push_id: Arc<str>) {
-        self.offline.insert(push_id);
-        while self.offline.len() > self.settings.max_offline_push_ids {
-            let Some(oldest) = self.offline.pop_oldest() else {
-                break;
-            };
-            let dormant: Vec<WatchId> = self
-                .by_push
-                .get(&oldest)
-                .into_iter()
-                .flatten()
-                .filter(|id| self.dormant.contains_key(id))
-                .copied()
-                .collect();
-            log::warn!(
-                "hub: more than max_offline_push_ids ({}) push ids are offline; forgetting the \
-                 {} watch(es) of {oldest:?}, offline longest (its client re-watches with `after`)",
-                self.settings.max_offline_push_ids,
-                dormant.len()
-            );
-            for id in dormant {
-                self.remove_watch(id, false);
-            }
-        }
-    }
-
-    /// The watch whose `watchable` string this is.
-    fn find(&self, watchable: &str) -> Option<WatchId> {
-        let id = watchable
-            .strip_prefix('w')
-            .and_then(|s| s.get(..16))
-            .and_then(|s| u64::from_str_radix(s, 16).ok())?;
-        self.watches
-            .get(&id)
-            .filter(|e| e.watchable == watchable)
-            .map(|_| id)
-    }
-
-    fn new_watchable(&mut self) -> (WatchId, String) {
-        self.next_id += 1;
-        let id = self.next_id;
-        // The random part makes a watchable unguessable, also across restarts.
-        (id, format!("w{id:016x}{:016x}", rand::random::<u64>()))
-    }
-
-    fn index(&mut self, id: WatchId) {
-        if let Some(entry) = self.watches.get(&id) {
-            let list = &mut self.by_item.entry(entry.item).or_default().by_kind[entry.kind.index()];
-            if !list.contains(&id) {
-                list.push(id);
-            }
-        }
-    }
-
-    fn unindex(&mut self, id: WatchId) {
-        let Some(entry) = self.watches.get(&id) else {
-            return;
-        };
-        if let Some(index) = self.by_item.get_mut(&entry.item) {
-            index.by_kind[entry.kind.index()].retain(|w| *w != id);
-            if index.is_empty() {
-                self.by_item.remove(&entry.item);
-            }
-        }
-    }
-
-    /// Forgets a watch; `cancel` also drops its pushes still queued.
-    fn remove_watch(&mut self, id: WatchId, cancel: bool) {
-        self.unindex(id);
-        let Some(entry) = self.watches.remove(&id) else {
-            return;
-        };
-        if cancel {
-            entry.view.live.store(false, Ordering::Relaxed);
-        }
-        if let Some(idem) = &entry.idem {
-            self.by_idem.remove(idem);
-        }
-        self.key_expiry.remove(&(entry.key_valid_till, id));
-        match &entry.sink {
-            Sink::Socket { push_id, .. } => {
-                if let Some(set) = self.by_push.get_mut(push_id) {
-                    set.remove(&id);
-                    if set.is_empty() {
-                        self.by_push.remove(push_id);
-                        self.offline.remove(push_id);
-                    }
-                }
-            }
-            Sink::Webhook(_) => {
-                if let Some(identity) = &entry.webhook {
-                    self.webhooks.remove(identity);
-                }
-                if let Some(n) = self.webhooks_per_key.get_mut(&entry.key) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        self.webhooks_per_key.remove(&entry.key);
-                    }
-                }
-            }
-        }
-        if let Some(alias) = &entry.alias {
-            if let Some(set) = self.by_alias.get_mut(alias) {
-                set.remove(&id);
-                if set.is_empty() {
-                    self.by_alias.remove(alias);
-                }
-            }
-        }
-        self.dormant.remove(&id);
-        log::debug!("hub: watch {} ended", entry.watchable);
-    }
-
-    /// A new view for an entry (after a re-watch or an alias move).
-    fn view(
-        id: WatchId,
-        head: &Head<'_>,
-        message: Option<Box<str>>,
-        with_value: bool,
-        live: Arc<AtomicBool>,
-        key_valid_till: u64,
-    ) -> Arc<WatchView> {
-        let mut head = serde_json::to_string(head).unwrap_or_default();
-        head.pop(); // the closing brace: seq, at, … follow
-        Arc::new(WatchView {
-            watch: id,
-            head: head.into_boxed_str(),
-            message,
-            with_value,
-            live,
-            key_valid_till,
-        })
-    }
-
-    /// A new view for a watch; `None` keeps that part as it was.
-    fn refresh_view(
-        &mut self,
-        id: WatchId,
-        message: Option<Option<Box<str>>>,
-        with_value: Option<bool>,
-    ) {
-        if let Some(entry) = self.watches.get_mut(&id) {
-            let old = &entry.view;
-            entry.view = Self::view(
-                id,
-                &Head {
-                    watchable: &entry.watchable,
-                    event: entry.kind,
-                    id: entry.item,
-                    alias: entry.alias.as_deref(),
-                },
-                message.unwrap_or_else(|| old.message.clone()),
-                with_value.unwrap_or(old.with_value),
-                old.live.clone(),
-                entry.key_valid_till,
-            );
-        }
-    }
-
-    /// Records when a watch's key expires (its view is refreshed after).
-    fn set_key_valid_till(&mut self, id: WatchId, till: u64) {
-        if let Some(entry) = self.watches.get_mut(&id) {
-            self.key_expiry.remove(&(entry.key_valid_till, id));
-            entry.key_valid_till = till;
-            self.key_expiry.insert((till, id));
         }
     }
 
@@ -1291,76 +999,88 @@ impl Hub {
         Ok(Some(text.into()))
     }
 
-    /// `watch`: see the module docs for the order of things.
-    async fn watch(
+    /// `watch`: see the module docs for the order of things. The store
+    /// part runs beside the hub; [`Hub::watch_checked`] goes on.
+    fn watch(&mut self, link: Arc<SessionLink>, push_id: Arc<str>, ack_id: u64, watch: Watch) {
+        let message = match self.message_text(watch.message.as_deref().map(RawValue::get)) {
+            Ok(message) => message,
+            Err(failure) => return self.reply(&link, ack_id, &failure),
+        };
+        let call = self.holds.begin(link.id);
+        let ticket = self.recent.begin();
+        let store = self.store.clone();
+        self.beside(async move {
+            let result = beside::check_watch(store, &watch).await;
+            Done::Watch(Box::new(WatchDone {
+                session: link,
+                push_id,
+                ack_id,
+                watch,
+                message,
+                ticket,
+                call,
+                result,
+            }))
+        });
+    }
+
+    /// A `watch` call's store part is done: register (or refresh) the
+    /// watch, ack, replay, then the live events it missed meanwhile.
+    fn watch_checked(&mut self, done: WatchDone) {
+        let WatchDone {
+            session: link,
+            push_id,
+            ack_id,
+            watch,
+            message,
+            ticket,
+            call,
+            result,
+        } = done;
+        self.answer(Some((link.clone(), call)), |hub| {
+            let registered = result.and_then(|checked| {
+                hub.register_watch(&link, &push_id, ack_id, watch, message, checked)
+            });
+            match registered {
+                Ok(id) => hub.apply_recent(id, ticket),
+                Err(failure) => {
+                    hub.recent.release(ticket);
+                    hub.reply(&link, ack_id, &failure);
+                }
+            }
+        });
+    }
+
+    /// Registers (or refreshes) a checked watch, acks it and queues its
+    /// replay's first window; returns the watch.
+    fn register_watch(
         &mut self,
         link: &Arc<SessionLink>,
         push_id: &Arc<str>,
         ack_id: u64,
         watch: Watch,
-    ) -> Result<(), Failure> {
+        message: Option<Box<str>>,
+        checked: beside::Checked,
+    ) -> Result<WatchId, Failure> {
         let kind = watch.event;
-        let message = self.message_text(watch.message.as_deref().map(RawValue::get))?;
-        let query = |since| EventQuery {
-            since,
-            kind: Some(kind),
-            with_value: watch.with_value,
-        };
-        // A gone item's replay checks the key by reading the log; the watch
-        // ends with that final push, so its key's deadline does not matter.
-        let mut key_valid_till = u64::MAX;
-        let (item, alias, latest, page) = match self.store.check_read(&watch.key, &watch.id).await {
-            Ok(ItemRef {
-                id,
-                alias,
-                seq,
-                key_valid_till: till,
-                ..
-            }) => {
-                key_valid_till = till;
-                let page = match watch.after {
-                    Some(after) => Some(
-                        self.store
-                            .events(&watch.key, &id.to_string(), query(after))
-                            .await
-                            .map_err(|e| failure(&e))?,
-                    ),
-                    None => None,
-                };
-                (id, alias, seq, page)
-            }
-            Err(StoreError::NotFound(message)) => {
-                // A gone item: only a re-watch that missed its final push of
-                // this kind gets it (replayed), and then the watch ends.
-                let not_found = || Failure::new(404, format!("not found: {message}"));
-                let after = watch.after.ok_or_else(not_found)?;
-                if kind == EventKind::Update {
-                    return Err(not_found());
-                }
-                let page = self
-                    .store
-                    .events(&watch.key, &watch.id, query(after))
-                    .await
-                    .map_err(|_| not_found())?;
-                if !page.events.iter().any(|e| e.kind == kind) {
-                    return Err(not_found());
-                }
-                let alias = (watch.id.parse::<ItemId>().is_err()).then(|| watch.id.clone());
-                (page.id, alias, page.latest, Some(page))
-            }
-            Err(e) => return Err(failure(&e)),
-        };
+        let beside::Checked {
+            item,
+            alias,
+            latest,
+            page,
+            key_valid_till,
+        } = checked;
         let idem = IdemKey {
             push_id: push_id.clone(),
             kind,
             target: alias.clone().unwrap_or_else(|| item.to_string()),
             key: watch.key.clone(),
         };
-        let id = match self.by_idem.get(&idem) {
+        let id = match self.w.by_idem.get(&idem) {
             Some(&id) => id,
             None => {
                 let max = self.settings.max_watches_per_push_id;
-                if self.by_push.get(push_id).map_or(0, HashSet::len) >= max {
+                if self.w.by_push.get(push_id).map_or(0, HashSet::len) >= max {
                     return Err(Failure::new(
                         429,
                         format!(
@@ -1369,7 +1089,7 @@ impl Hub {
                         ),
                     ));
                 }
-                let (id, watchable) = self.new_watchable();
+                let (id, watchable) = self.w.new_watchable();
                 let live = Arc::new(AtomicBool::new(true));
                 let head = Head {
                     watchable: &watchable,
@@ -1377,8 +1097,8 @@ impl Hub {
                     id: item,
                     alias: alias.as_deref(),
                 };
-                let view = Self::view(id, &head, None, false, live, key_valid_till);
-                self.watches.insert(
+                let view = Watches::view(id, &head, None, false, live, key_valid_till);
+                self.w.insert(
                     id,
                     Entry {
                         watchable,
@@ -1394,23 +1114,18 @@ impl Hub {
                         cursor: latest,
                         ending: false,
                         replaying: false,
-                        idem: Some(idem.clone()),
+                        idem: Some(idem),
                         key_valid_till,
                         webhook: None,
+                        epoch: 0,
                     },
                 );
-                self.key_expiry.insert((key_valid_till, id));
-                self.by_idem.insert(idem, id);
-                self.by_push.entry(push_id.clone()).or_default().insert(id);
-                if let Some(alias) = &alias {
-                    self.by_alias.entry(alias.clone()).or_default().insert(id);
-                }
                 id
             }
         };
         // Attach to this session; follow the item the alias names now.
         let (same_session, moved) = {
-            let entry = self.watches.get_mut(&id).expect("just found or inserted");
+            let entry = self.w.watches.get_mut(&id).expect("just found or inserted");
             let same =
                 matches!(&entry.sink, Sink::Socket { session: Some(l), .. } if l.id == link.id);
             entry.sink = Sink::Socket {
@@ -1419,17 +1134,18 @@ impl Hub {
             };
             (same, entry.item != item)
         };
-        self.dormant.remove(&id);
-        self.offline.remove(push_id);
+        self.w.dormant.remove(&id);
+        self.w.offline.remove(push_id);
         if moved {
-            self.unindex(id);
-            if let Some(entry) = self.watches.get_mut(&id) {
+            self.w.unindex(id);
+            if let Some(entry) = self.w.watches.get_mut(&id) {
                 entry.item = item;
             }
         }
-        self.set_key_valid_till(id, key_valid_till);
-        self.refresh_view(id, Some(message), Some(watch.with_value));
-        let Some(entry) = self.watches.get_mut(&id) else {
+        self.w.set_key_valid_till(id, key_valid_till);
+        self.w
+            .refresh_view(id, Some(message), Some(watch.with_value));
+        let Some(entry) = self.w.watches.get_mut(&id) else {
             // Found or inserted above, and nothing since removes watches.
             return Err(Failure::new(500, "internal error: the watch vanished"));
         };
@@ -1446,11 +1162,13 @@ impl Hub {
         // below queues them again.
         entry.ending = false;
         entry.replaying = false;
+        entry.epoch += 1;
         let watchable = entry.watchable.clone();
-        self.index(id);
+        self.w.index(id);
         let log_gap = page.as_ref().is_some_and(|p| p.gap);
         let replay = page.map(|page| self.plan_replay(id, page));
-        link.reply(
+        self.reply(
+            link,
             ack_id,
             &Success(WatchOk {
                 watchable,
@@ -1461,7 +1179,22 @@ impl Hub {
         if let Some(replay) = replay {
             self.replay(id, replay);
         }
-        Ok(())
+        if link.is_closed() {
+            // The session ended while the store was asked: the watch waits
+            // dormant for its client's re-watch, as its others do.
+            if let Some(Entry {
+                sink: Sink::Socket { session, .. },
+                ..
+            }) = self.w.watches.get_mut(&id)
+            {
+                if session.take().is_some() {
+                    self.w.dormant.insert(id, Instant::now());
+                    self.w
+                        .went_offline(push_id.clone(), self.settings.max_offline_push_ids);
+                }
+            }
+        }
+        Ok(id)
     }
 
     /// Works out the next window of a replay of logged events for a watch
@@ -1474,7 +1207,7 @@ impl Hub {
     /// by itself (a reconnect cannot loop on 1013), and loses nothing.
     fn plan_replay(&self, id: WatchId, page: EventsPage) -> Replay {
         let mut replay = Replay::default();
-        let Some(entry) = self.watches.get(&id) else {
+        let Some(entry) = self.w.watches.get(&id) else {
             return replay;
         };
         for event in page.events {
@@ -1538,40 +1271,59 @@ impl Hub {
             };
             self.queue_push(id, &event, last, how);
             if last {
-                self.unindex(id);
-                if let Some(entry) = self.watches.get_mut(&id) {
+                self.w.unindex(id);
+                if let Some(entry) = self.w.watches.get_mut(&id) {
                     entry.ending = true;
                     entry.replaying = false;
                 }
                 return;
             }
         }
-        if let Some(entry) = self.watches.get_mut(&id) {
+        if let Some(entry) = self.w.watches.get_mut(&id) {
             entry.replaying = replay.more;
         }
         if replay.end_silently {
-            self.remove_watch(id, false);
+            self.w.remove(id, false);
         }
     }
 
-    /// The client acknowledged the last push of a replay window: queue the
-    /// next one, read from the log after the watch's cursor.
-    async fn replay_more(&mut self, id: WatchId, session: SessionId) {
-        let Some(entry) = self.watches.get(&id) else {
+    /// The client acknowledged the last push of a replay window: read the
+    /// next one from the log after the watch's cursor (beside the hub).
+    fn replay_more(&mut self, id: WatchId, session: SessionId) {
+        let Some(entry) = self.w.watches.get(&id) else {
             return;
         };
         let attached =
             matches!(&entry.sink, Sink::Socket { session: Some(l), .. } if l.id == session);
-        if !entry.replaying || !attached {
+        if entry.replaying && attached {
+            self.read_window(id);
+        }
+    }
+
+    /// A replay window read from the log: queue it, then the live events
+    /// of the item the hub handled meanwhile (unless more windows follow:
+    /// they bring them).
+    fn window_read(
+        &mut self,
+        id: WatchId,
+        epoch: u64,
+        item: ItemId,
+        ticket: Ticket,
+        result: Result<EventsPage, StoreError>,
+    ) {
+        let Some(entry) = self.w.watches.get(&id) else {
+            return self.recent.release(ticket);
+        };
+        if entry.epoch != epoch || entry.item != item || !entry.replaying {
+            // Read before a re-watch or an alias move: stale. A watch still
+            // replaying reads its window again, from its cursor now.
+            self.recent.release(ticket);
+            if entry.replaying && (entry.epoch != epoch || entry.item != item) {
+                self.read_window(id);
+            }
             return;
         }
-        let query = EventQuery {
-            since: entry.cursor,
-            kind: Some(entry.kind),
-            with_value: entry.view.with_value,
-        };
-        let (key, item) = (entry.key.clone(), entry.item.to_string());
-        match self.store.events(&key, &item, query).await {
+        match result {
             Ok(page) => {
                 if page.gap {
                     log::warn!(
@@ -1581,21 +1333,78 @@ impl Hub {
                 }
                 let replay = self.plan_replay(id, page);
                 self.replay(id, replay);
+                self.apply_recent(id, ticket);
             }
-            Err(e) => self.end_watch(id, e.code(), format!("the replay cannot go on: {e}")),
+            Err(e) => {
+                self.recent.release(ticket);
+                self.end_watch(id, e.code(), format!("the replay cannot go on: {e}"));
+            }
         }
     }
 
     /// `POST /watches`: idempotent per (key, item or alias, event, URL);
-    /// at most `max_webhooks_per_key` per key (else 429).
-    async fn add_webhook(&mut self, key: String, spec: WebhookSpec) -> Result<String, Failure> {
+    /// at most `max_webhooks_per_key` per key (else 429). The key check
+    /// runs beside the hub; [`Hub::webhook_checked`] goes on.
+    fn add_webhook(
+        &mut self,
+        key: String,
+        spec: WebhookSpec,
+        reply: oneshot::Sender<Result<String, Failure>>,
+    ) {
         let message =
-            self.message_text(spec.message.as_ref().map(ToString::to_string).as_deref())?;
-        let checked = self
-            .store
-            .check_read(&key, &spec.id)
-            .await
-            .map_err(|e| failure(&e))?;
+            match self.message_text(spec.message.as_ref().map(ToString::to_string).as_deref()) {
+                Ok(message) => message,
+                Err(failure) => {
+                    let _ = reply.send(Err(failure));
+                    return;
+                }
+            };
+        let ticket = self.recent.begin();
+        let store = self.store.clone();
+        self.beside(async move {
+            let result = store.check_read(&key, &spec.id).await;
+            Done::Webhook(Box::new(WebhookDone {
+                key,
+                spec,
+                message,
+                reply,
+                ticket,
+                result,
+            }))
+        });
+    }
+
+    /// A webhook's key check is done: register it, then the live events
+    /// of its item the hub handled meanwhile.
+    fn webhook_checked(&mut self, done: WebhookDone) {
+        let WebhookDone {
+            key,
+            spec,
+            message,
+            reply,
+            ticket,
+            result,
+        } = done;
+        let answer = match result {
+            Ok(checked) => self.register_webhook(key, spec, message, checked),
+            Err(e) => Err(failure(&e)),
+        };
+        match &answer {
+            Ok((Some(id), _)) => self.apply_recent(*id, ticket),
+            _ => self.recent.release(ticket),
+        }
+        let _ = reply.send(answer.map(|(_, watchable)| watchable));
+    }
+
+    /// Registers a checked webhook watch (or refreshes the same one):
+    /// its watchable, and the watch when it is new.
+    fn register_webhook(
+        &mut self,
+        key: String,
+        spec: WebhookSpec,
+        message: Option<Box<str>>,
+        checked: ItemRef,
+    ) -> Result<(Option<WatchId>, String), Failure> {
         let kind = spec.kind;
         let identity = WebhookKey {
             key: key.clone(),
@@ -1606,18 +1415,19 @@ impl Hub {
                 .unwrap_or_else(|| checked.id.to_string()),
             url: spec.url().to_owned(),
         };
-        if let Some(&id) = self.webhooks.get(&identity) {
+        if let Some(&id) = self.w.webhooks.get(&identity) {
             // The same watch: the latest call's message applies.
-            self.set_key_valid_till(id, checked.key_valid_till);
-            self.refresh_view(id, Some(message), None);
+            self.w.set_key_valid_till(id, checked.key_valid_till);
+            self.w.refresh_view(id, Some(message), None);
             return self
+                .w
                 .watches
                 .get(&id)
-                .map(|entry| entry.watchable.clone())
+                .map(|entry| (None, entry.watchable.clone()))
                 .ok_or_else(|| Failure::new(500, "internal error: a webhook watch vanished"));
         }
         let max = self.settings.max_webhooks_per_key;
-        if self.webhooks_per_key.get(&key).copied().unwrap_or(0) >= max {
+        if self.w.webhooks_per_key.get(&key).copied().unwrap_or(0) >= max {
             return Err(Failure::new(
                 429,
                 format!(
@@ -1626,8 +1436,7 @@ impl Hub {
                 ),
             ));
         }
-        let identity_key = key.clone();
-        let (id, watchable) = self.new_watchable();
+        let (id, watchable) = self.w.new_watchable();
         let live = Arc::new(AtomicBool::new(true));
         let head = Head {
             watchable: &watchable,
@@ -1635,18 +1444,16 @@ impl Hub {
             id: checked.id,
             alias: checked.alias.as_deref(),
         };
-        let view = Self::view(id, &head, message, false, live, checked.key_valid_till);
-        let link = webhooks::spawn_delivery(
+        let view = Watches::view(id, &head, message, false, live, checked.key_valid_till);
+        let me = self.me.clone();
+        let link = outlet::spawn_delivery(
             id,
             watchable.clone(),
             spec,
             self.settings.webhook.clone(),
-            self.me.clone(),
+            Reporter::new(move |report| me.send(Request::from(report))),
         );
-        if let Some(alias) = &checked.alias {
-            self.by_alias.entry(alias.clone()).or_default().insert(id);
-        }
-        self.watches.insert(
+        self.w.insert(
             id,
             Entry {
                 watchable: watchable.clone(),
@@ -1661,85 +1468,144 @@ impl Hub {
                 replaying: false,
                 idem: None,
                 key_valid_till: checked.key_valid_till,
-                webhook: Some(identity.clone()),
+                webhook: Some(identity),
+                epoch: 0,
             },
         );
-        self.key_expiry.insert((checked.key_valid_till, id));
-        self.webhooks.insert(identity, id);
-        *self.webhooks_per_key.entry(identity_key).or_default() += 1;
-        self.index(id);
+        self.w.index(id);
         log::debug!("hub: webhook watch {watchable} on item {}", checked.id);
-        Ok(watchable)
+        Ok((Some(id), watchable))
     }
 
-    /// An alias was re-pointed: its watches follow it to `item`, and get the
-    /// events of `item` after `since` that the hub already handled.
-    async fn alias_moved(&mut self, alias: &str, item: ItemId, since: u64) {
-        let ids: Vec<WatchId> = self
-            .by_alias
-            .get(alias)
-            .map(|set| set.iter().copied().collect())
-            .unwrap_or_default();
+    /// An alias was re-pointed: each of its watches leaves the item it
+    /// reported at once (it gets none of its events any more), is re-checked
+    /// beside the hub (may its key read `item`?), and follows the alias once
+    /// that comes back ([`Hub::alias_checked`]); meanwhile its session's
+    /// other messages wait (see `hold`), so it sees them in the same order
+    /// as if the re-check had been instant.
+    fn alias_moved(&mut self, alias: &str, item: ItemId, since: u64) {
+        let Some(ids) = self.w.by_alias.get(alias) else {
+            return;
+        };
+        let ids: Vec<WatchId> = ids.iter().copied().collect();
+        self.w.next_move += 1;
+        let number = self.w.next_move;
+        self.w.alias_moves.insert(alias.to_owned(), number);
         for id in ids {
-            let Some(entry) = self.watches.get(&id) else {
+            let Some(entry) = self.w.watches.get(&id) else {
                 continue;
             };
-            if entry.ending || entry.item == item {
+            if entry.ending {
                 continue;
             }
-            let active = match &entry.sink {
-                Sink::Socket { session, .. } => session.is_some(),
-                Sink::Webhook(_) => true,
+            let session = match &entry.sink {
+                Sink::Socket { session, .. } => session.clone(),
+                Sink::Webhook(_) => None,
             };
-            let (key, cursor) = (entry.key.clone(), entry.cursor);
-            // Authorization follows the alias: the watch's key must be
-            // allowed to read the item the alias names now.
-            let key_valid_till = match self.store.check_read(&key, &item.to_string()).await {
-                Ok(checked) => checked.key_valid_till,
-                Err(e) => {
-                    self.end_watch(
-                        id,
-                        e.code(),
-                        format!(
-                            "alias {alias:?} now names item {item}, which this watch's key may \
-                             not read ({e})"
-                        ),
-                    );
-                    continue;
-                }
+            let active = session.is_some() || matches!(entry.sink, Sink::Webhook(_));
+            let key = entry.key.clone();
+            // Re-pointed at the item it reports: nothing of it is skipped.
+            let after = if entry.item == item {
+                entry.cursor
+            } else {
+                since.max(entry.cursor)
             };
-            self.unindex(id);
-            if let Some(entry) = self.watches.get_mut(&id) {
-                entry.item = item;
-            }
-            self.set_key_valid_till(id, key_valid_till);
-            self.refresh_view(id, None, None);
-            self.index(id);
-            log::debug!("hub: alias {alias:?} now names item {item}: its watches follow");
-            if active && since < self.processed {
-                let query = EventQuery {
-                    since: since.max(cursor),
-                    kind: None,
-                    with_value: true,
-                };
-                match self.store.events(&key, &item.to_string(), query).await {
-                    Ok(mut page) => {
-                        page.events.retain(|e| e.seq <= self.processed);
-                        let replay = self.plan_replay(id, page);
-                        self.replay(id, replay);
-                    }
-                    Err(e) => log::debug!("hub: alias {alias:?} moved; no log of {item}: {e}"),
-                }
-            }
+            self.w.unindex(id);
+            let ticket = self.recent.begin();
+            let call = session.map(|link| {
+                let call = self.holds.begin(link.id);
+                (link, call)
+            });
+            let store = self.store.clone();
+            let alias = alias.to_owned();
+            self.beside(async move {
+                let result = beside::recheck_alias(store, key, item, active.then_some(after)).await;
+                Done::Alias(Box::new(AliasDone {
+                    watch: id,
+                    alias,
+                    item,
+                    since,
+                    number,
+                    ticket,
+                    call,
+                    result,
+                }))
+            });
         }
     }
 
+    /// An alias re-check is back: the watch follows the alias to the new
+    /// item (and gets its events after the re-point, from the log and from
+    /// what the hub handled meanwhile), or ends when its key may not read
+    /// that item. Authorization follows the alias.
+    fn alias_checked(&mut self, mut done: AliasDone) {
+        let call = done.call.take();
+        self.answer(call, |hub| hub.follow_alias(done));
+    }
+
+    fn follow_alias(&mut self, done: AliasDone) {
+        let AliasDone {
+            watch: id,
+            alias,
+            item,
+            since,
+            number,
+            ticket,
+            result,
+            ..
+        } = done;
+        let current = self.w.alias_moves.get(&alias) == Some(&number)
+            && self
+                .w
+                .watches
+                .get(&id)
+                .is_some_and(|e| !e.ending && e.alias.as_deref() == Some(alias.as_str()));
+        if !current {
+            // A newer re-point's re-check is out (or the watch ended).
+            return self.recent.release(ticket);
+        }
+        let (key_valid_till, page) = match result {
+            Ok(found) => found,
+            Err(e) => {
+                self.recent.release(ticket);
+                return self.end_watch(
+                    id,
+                    e.code(),
+                    format!(
+                        "alias {alias:?} now names item {item}, which this watch's key may \
+                         not read ({e})"
+                    ),
+                );
+            }
+        };
+        self.w.unindex(id);
+        if let Some(entry) = self.w.watches.get_mut(&id) {
+            if entry.item != item {
+                entry.item = item;
+                // Events of the new item up to the re-point are not this watch's.
+                entry.cursor = entry.cursor.max(since);
+            }
+        }
+        self.w.set_key_valid_till(id, key_valid_till);
+        self.w.refresh_view(id, None, None);
+        self.w.index(id);
+        log::debug!("hub: alias {alias:?} now names item {item}: its watch follows");
+        if let Some(mut page) = page {
+            // Later events come live (or from `recent` just below).
+            page.events.retain(|e| e.seq <= self.processed);
+            let replay = self.plan_replay(id, page);
+            self.replay(id, replay);
+        }
+        self.apply_recent(id, ticket);
+    }
+
     /// Forgets dormant watches past the grace, and re-resolves watched
-    /// aliases (for re-points made behind the server's back).
-    async fn sweep(&mut self) {
+    /// aliases beside the hub (for re-points made behind the server's back).
+    fn sweep(&mut self) {
         let now = Instant::now();
         let grace = self.settings.watch_grace;
         let expired: Vec<WatchId> = self
+            .w
             .dormant
             .iter()
             .filter(|(_, since)| now.saturating_duration_since(**since) >= grace)
@@ -1747,27 +1613,19 @@ impl Hub {
             .collect();
         for id in expired {
             log::debug!("hub: forgetting a watch dormant for {grace:?}");
-            self.remove_watch(id, false);
+            self.w.remove(id, false);
         }
-        let aliases: Vec<(String, ItemId)> = self
-            .by_alias
-            .iter()
-            .filter_map(|(alias, ids)| {
-                let item = ids
-                    .iter()
-                    .find_map(|id| self.watches.get(id))
-                    .map(|e| e.item)?;
-                Some((alias.clone(), item))
-            })
-            .collect();
-        for (alias, item) in aliases {
-            if let Ok(now_item) = self.store.resolve(&alias).await {
-                if now_item != item {
-                    let since = self.processed;
-                    self.alias_moved(&alias, now_item, since).await;
-                }
-            }
+        if self.resolving || self.w.by_alias.is_empty() {
+            return;
         }
+        self.resolving = true;
+        let aliases: Vec<String> = self.w.by_alias.keys().cloned().collect();
+        let store = self.store.clone();
+        let since = self.processed;
+        self.beside(async move {
+            let aliases = beside::resolve_aliases(store, aliases).await;
+            Done::Resolved { aliases, since }
+        });
     }
 }
 
@@ -1868,82 +1726,5 @@ impl Store for HubStore {
 
     fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.subscribe()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn offline_push_ids_leave_oldest_first() {
-        let mut offline = Offline::default();
-        for push_id in ["a", "b", "a", "c"] {
-            offline.insert(push_id.into());
-        }
-        assert_eq!(offline.len(), 3);
-        offline.remove("b");
-        assert_eq!(offline.pop_oldest().as_deref(), Some("a"));
-        assert_eq!(offline.pop_oldest().as_deref(), Some("c"));
-        assert_eq!(offline.pop_oldest(), None);
-        assert_eq!(offline.len(), 0);
-    }
-
-    #[test]
-    fn an_expired_key_stops_pushes_at_send_time() {
-        let head = Head {
-            watchable: "w1",
-            event: EventKind::Update,
-            id: ItemId(1),
-            alias: None,
-        };
-        let live = Arc::new(AtomicBool::new(true));
-        let expired = Hub::view(1, &head, None, false, live.clone(), unix_now_ms() - 1);
-        assert!(!expired.is_live());
-        let valid = Hub::view(1, &head, None, false, live.clone(), u64::MAX);
-        assert!(valid.is_live());
-        live.store(false, Ordering::Relaxed);
-        assert!(!valid.is_live());
-    }
-
-    #[test]
-    fn push_frames_have_the_protocol_shape() {
-        let head = Head {
-            watchable: "w7",
-            event: EventKind::Update,
-            id: ItemId(1),
-            alias: Some("my\"alias"),
-        };
-        let view = Hub::view(
-            7,
-            &head,
-            Some(r#"{"m":1}"#.into()),
-            true,
-            Arc::new(AtomicBool::new(true)),
-            u64::MAX,
-        );
-        let event = Arc::new(PushEvent {
-            seq: 9,
-            at: 10,
-            value: Some("[1,2]".into()),
-        });
-        let out = Outgoing {
-            view,
-            event,
-            last: false,
-            bytes: 0,
-            window_end: false,
-        };
-        let frame = out.frame(3);
-        let json = frame.strip_prefix("423").expect("42<ack id>");
-        let parsed: serde_json::Value = serde_json::from_str(json).expect("valid JSON");
-        assert_eq!(
-            parsed,
-            serde_json::json!(["push", {
-                "watchable": "w7", "event": "update", "id": ItemId(1).to_string(),
-                "alias": "my\"alias", "seq": 9, "at": 10, "message": {"m": 1}, "value": [1, 2]
-            }])
-        );
-        assert!(frame.len() <= out.view.object_len(&out.event) + 32);
     }
 }
