@@ -16,7 +16,8 @@ use common::wire::{classify, Incoming, Wire};
 use effex::client::{SubscriberEvent, WatchError};
 use effex::server::ServerConfig;
 use effex::store::KeyKind;
-use fixtures::{config, Authz, Hook};
+use common::webhook_receiver::{Request, WebhookReceiver};
+use fixtures::{config, Authz};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
@@ -139,22 +140,18 @@ async fn expired_key_ends_a_webhook_watch() {
     let lasting = f.reader().await;
     let short_key = short.keys[0].clone();
     let id = f.write(json!(0), &[&short_key, &lasting], None).await;
-    let mut hook = Hook::start().await;
-    let (status, body) = f
-        .post_webhook(
+    let mut hook = WebhookReceiver::start();
+    let watchable = f
+        .webhook(
             &short_key,
             &json!({"event":"update","id":id,"url":format!("{}/short", hook.url)}),
         )
         .await;
-    assert_eq!(status, 201, "{body}");
-    let watchable = body["watchable"].as_str().unwrap().to_owned();
-    let (status, body) = f
-        .post_webhook(
-            &lasting,
-            &json!({"event":"update","id":id,"url":format!("{}/lasting", hook.url)}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    f.webhook(
+        &lasting,
+        &json!({"event":"update","id":id,"url":format!("{}/lasting", hook.url)}),
+    )
+    .await;
 
     // Wait (bounded) until the short key has expired.
     let deadline = Instant::now() + BOUND;
@@ -166,21 +163,14 @@ async fn expired_key_ends_a_webhook_watch() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let seq = f.update(&id, json!(1)).await;
-    let (path, body) = hook.next().await;
+    let Request { path, body, .. } = hook.next().await;
     assert_eq!(
         (path.as_str(), body["seq"].clone()),
         ("/lasting", json!(seq))
     );
     hook.expect_none(Duration::from_millis(300)).await;
     // The watch has ended: deleting it with its key finds nothing.
-    let client = common::wire::http_client(None);
-    let response = client
-        .delete(format!("{}/watches/{watchable}", f.server.http_url()))
-        .bearer_auth(&short_key)
-        .send()
-        .await
-        .expect("DELETE");
-    assert_eq!(response.status().as_u16(), 404);
+    assert_eq!(f.delete_webhook(&short_key, &watchable).await, 404);
     hook.stop().await;
     f.server.stop().await;
 }
@@ -193,40 +183,30 @@ async fn alias_repointed_ends_a_webhook_watch() {
     let reader = f.reader().await;
     let public = f.write(json!("public"), &[&reader], Some("feed")).await;
     let private = f.write(json!("private"), &[], None).await;
-    let mut hook = Hook::start().await;
-    let (status, body) = f
-        .post_webhook(
+    let mut hook = WebhookReceiver::start();
+    let watchable = f
+        .webhook(
             &reader,
             &json!({"event":"update","id":"feed","url":format!("{}/alias", hook.url)}),
         )
         .await;
-    assert_eq!(status, 201, "{body}");
-    let watchable = body["watchable"].as_str().unwrap().to_owned();
-    let (status, body) = f
-        .post_webhook(
-            &reader,
-            &json!({"event":"update","id":public,"url":format!("{}/direct", hook.url)}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    f.webhook(
+        &reader,
+        &json!({"event":"update","id":public,"url":format!("{}/direct", hook.url)}),
+    )
+    .await;
 
     f.alias("feed", &private).await;
     f.update(&private, json!("secret")).await;
     let seq = f.update(&public, json!("still public")).await;
-    let (path, body) = hook.next().await;
+    let Request { path, body, .. } = hook.next().await;
     assert_eq!(
         (path.as_str(), body["seq"].clone()),
         ("/direct", json!(seq))
     );
     hook.expect_none(Duration::from_millis(300)).await;
-    let response = common::wire::http_client(None)
-        .delete(format!("{}/watches/{watchable}", f.server.http_url()))
-        .bearer_auth(&reader)
-        .send()
-        .await
-        .expect("DELETE");
     assert_eq!(
-        response.status().as_u16(),
+        f.delete_webhook(&reader, &watchable).await,
         404,
         "the watch should have ended"
     );
@@ -312,7 +292,7 @@ async fn webhook_watches_are_one_per_identity_and_capped_per_key() {
     let reader = f.reader().await;
     let other = f.reader().await;
     let id = f.write(json!(0), &[&reader, &other], None).await;
-    let mut hook = Hook::start().await;
+    let mut hook = WebhookReceiver::start();
     let spec = json!({"event":"update","id":id,"url":format!("{}/a", hook.url)});
     let (status, first) = f.post_webhook(&reader, &spec).await;
     assert_eq!(status, 201, "{first}");
@@ -331,7 +311,7 @@ async fn webhook_watches_are_one_per_identity_and_capped_per_key() {
     // One delivery per watch: two watches (two keys), not three.
     let seq = f.update(&id, json!(1)).await;
     for _ in 0..2 {
-        let (path, body) = hook.next().await;
+        let Request { path, body, .. } = hook.next().await;
         assert_eq!((path.as_str(), body["seq"].clone()), ("/a", json!(seq)));
     }
     hook.expect_none(Duration::from_millis(300)).await;
@@ -484,12 +464,10 @@ async fn webhook_deliveries_stop_with_the_server() {
     .await;
     let reader = f.reader().await;
     let id = f.write(json!(0), &[&reader], None).await;
-    let mut hook = Hook::start().await;
+    let mut hook = WebhookReceiver::start();
     hook.answer(500);
-    let (status, body) = f
-        .post_webhook(&reader, &json!({"event":"update","id":id,"url":hook.url}))
+    f.webhook(&reader, &json!({"event":"update","id":id,"url":hook.url}))
         .await;
-    assert_eq!(status, 201, "{body}");
     f.update(&id, json!(1)).await;
     hook.next().await;
     f.server.stop().await;
