@@ -522,69 +522,26 @@ async fn the_client_maps_ended_to_subscriber_event_ended() {
 #[cfg(feature = "cli")]
 #[actix_rt::test]
 async fn effex_watch_exits_1_when_the_server_ends_the_watch() {
-    use std::process::{Command, Stdio};
+    use common::effex_bin::Watch;
 
     let f = Authz::start(config()).await;
     let reader = f.reader().await;
     let public = f.write(json!("public"), &[&reader], Some("ticker")).await;
     let private = f.write(json!("private"), &[], None).await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_effex"))
-        .args(["watch", "ticker", "--event", "update"])
-        .args(["--url", &f.server.http_url(), "--key", &reader])
-        .env_remove("EFFEX_TIMEOUT")
-        .env_remove("EFFEX_PUSH_ID")
-        .env_remove("EFFEX_PASS")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the effex binary runs");
+    let mut watch = Watch::start(
+        &f.server.http_url(),
+        &reader,
+        None,
+        &["ticker", "--event", "update"],
+    );
     // The watch is in place once the item's watch count… is not visible:
     // wait (bounded) until the CLI says so on stderr.
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut said = Vec::new();
-    loop {
-        let line = tokio::time::timeout(BOUND, lines.recv())
-            .await
-            .unwrap_or_else(|_| panic!("effex watch did not start: {said:?}"))
-            .unwrap_or_else(|| panic!("effex watch ended early: {said:?}"));
-        let started = line.starts_with("effex: watching");
-        said.push(line);
-        if started {
-            break;
-        }
-    }
+    watch.watching().await;
     let _ = public;
     f.alias("ticker", &private).await;
-    let deadline = Instant::now() + BOUND;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            panic!("effex watch still running after the watch ended: {said:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    while let Some(line) = lines.recv().await {
-        said.push(line);
-    }
-    assert_eq!(status.code(), Some(1), "{said:?}");
-    let all = said.join("\n");
-    assert!(all.contains("403") && all.contains("ticker"), "{all}");
+    let (status, _, said) = watch.exit().await;
+    assert_eq!(status.code(), Some(1), "{said}");
+    assert!(said.contains("403") && said.contains("ticker"), "{said}");
 }
 
 /// The classify helper still sees pushes (sanity for the barrier logic).

@@ -65,6 +65,27 @@ fn item(value: Value) -> WriteItem {
     WriteItem::new(value)
 }
 
+/// An item (value 0) of a new writer key that two new updater keys may
+/// update: (the writer, the updaters, the item's id).
+async fn item_with_two_updaters(store: &Arc<dyn Store>) -> (String, [String; 2], String) {
+    let owner = key(store, KeyKind::Writer).await;
+    let updaters = [
+        key(store, KeyKind::Updater).await,
+        key(store, KeyKind::Updater).await,
+    ];
+    let written = store
+        .write(
+            &owner,
+            WriteItem {
+                updaters: updaters.to_vec(),
+                ..item(json!(0))
+            },
+        )
+        .await
+        .unwrap();
+    (owner, updaters, written.id.to_string())
+}
+
 fn code<T>(result: &Result<T, StoreError>) -> u16 {
     match result {
         Ok(_) => 200,
@@ -580,20 +601,7 @@ async fn update_intents_lock_out_others_until_used_or_lapsed() {
         intent_lifetime: Duration::from_millis(200),
         ..config()
     });
-    let owner = key(&store, KeyKind::Writer).await;
-    let holder = key(&store, KeyKind::Updater).await;
-    let other = key(&store, KeyKind::Updater).await;
-    let written = store
-        .write(
-            &owner,
-            WriteItem {
-                updaters: vec![holder.clone(), other.clone()],
-                ..item(json!(0))
-            },
-        )
-        .await
-        .unwrap();
-    let id = written.id.to_string();
+    let (owner, [holder, other], id) = item_with_two_updaters(&store).await;
 
     let read = store.read(&holder, &id, true).await.unwrap();
     let intent = read.intent.clone().expect("an intent id");
@@ -1217,20 +1225,7 @@ async fn the_owners_update_breaks_an_intent_and_renewals_stop_at_the_hold() {
         intent_max_hold: Duration::from_secs(60),
         ..config()
     });
-    let owner = key(&store, KeyKind::Writer).await;
-    let holder = key(&store, KeyKind::Updater).await;
-    let rival = key(&store, KeyKind::Updater).await;
-    let written = store
-        .write(
-            &owner,
-            WriteItem {
-                updaters: vec![holder.clone(), rival.clone()],
-                ..item(json!(0))
-            },
-        )
-        .await
-        .unwrap();
-    let id = written.id.to_string();
+    let (owner, [holder, rival], id) = item_with_two_updaters(&store).await;
     let first = store.read(&holder, &id, true).await.unwrap();
     let renewed = store.read(&holder, &id, true).await.unwrap();
     let (first_ms, renewed_ms) = (

@@ -2,6 +2,8 @@
 #![allow(dead_code)]
 
 pub mod child;
+#[cfg(feature = "cli")]
+pub mod effex_bin;
 pub mod exchange;
 pub mod fake_server;
 pub mod logs;
