@@ -224,8 +224,7 @@ async fn watch_quotas_answer_with_their_codes_and_others_keep_working() {
         ..config()
     })
     .await;
-    let reader = f.reader().await;
-    let id = f.write(json!(0), &[&reader], None).await;
+    let (reader, id) = f.readable_item().await;
     let mut greedy = Wire::passed(&f.server.ws_url(), "", "greedy").await;
     watch_ok(
         &mut greedy,
@@ -329,8 +328,7 @@ async fn offline_push_ids_are_bounded_oldest_first() {
         ..config()
     })
     .await;
-    let reader = f.reader().await;
-    let id = f.write(json!(0), &[&reader], None).await;
+    let (reader, id) = f.readable_item().await;
     let args = json!({"event":"update","id":id,"key":reader});
     let url = f.server.ws_url();
     let mut watchables = Vec::new();
@@ -368,8 +366,7 @@ async fn the_session_queue_is_bounded_in_bytes_and_replays_fit_in_it() {
         ..config()
     })
     .await;
-    let reader = f.reader().await;
-    let id = f.write(json!(0), &[&reader], None).await;
+    let (reader, id) = f.readable_item().await;
     let start = f.update(&id, json!(0)).await;
     let url = f.server.ws_url();
     let mut slow = Wire::passed(&url, "", "slow").await;
@@ -433,8 +430,7 @@ async fn the_session_queue_is_bounded_in_bytes_and_replays_fit_in_it() {
 async fn a_dead_hub_closes_sessions_with_1011_and_ready_answers_503() {
     let f = Authz::start(config()).await;
     assert_eq!(f.get("/ready").await, (200, json!({"ok": true})));
-    let reader = f.reader().await;
-    let id = f.write(json!(0), &[&reader], None).await;
+    let (reader, id) = f.readable_item().await;
     let mut wire = Wire::passed(&f.server.ws_url(), "", "watcher").await;
     watch_ok(&mut wire, 1, json!({"event":"update","id":id,"key":reader})).await;
 
@@ -462,8 +458,7 @@ async fn webhook_deliveries_stop_with_the_server() {
         ..config()
     })
     .await;
-    let reader = f.reader().await;
-    let id = f.write(json!(0), &[&reader], None).await;
+    let (reader, id) = f.readable_item().await;
     let mut hook = WebhookReceiver::start();
     hook.answer(500);
     f.webhook(&reader, &json!({"event":"update","id":id,"url":hook.url}))

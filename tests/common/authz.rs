@@ -58,6 +58,13 @@ impl Authz {
         self.keys(KeyKind::Reader, None).await.keys.remove(0)
     }
 
+    /// A new reader key and an item (value 0) it may read: (key, id).
+    pub async fn readable_item(&self) -> (String, String) {
+        let reader = self.reader().await;
+        let id = self.write(Value::from(0), &[&reader], None).await;
+        (reader, id)
+    }
+
     /// Writes an item readable by `readers` (with `alias` pointed at it);
     /// returns its id.
     pub async fn write(&self, value: Value, readers: &[&str], alias: Option<&str>) -> String {
