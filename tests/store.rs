@@ -86,6 +86,18 @@ async fn item_with_two_updaters(store: &Arc<dyn Store>) -> (String, [String; 2],
     (owner, updaters, written.id.to_string())
 }
 
+/// Writes `value` with `key`: the new item's id.
+async fn write_id(store: &Arc<dyn Store>, key: &str, value: Value) -> String {
+    let written = store.write(key, item(value)).await.expect("the write");
+    written.id.to_string()
+}
+
+/// Updates item `id` to `value` with `key`: the event's seq.
+async fn update_seq(store: &Arc<dyn Store>, key: &str, id: &str, value: Value) -> u64 {
+    let updated = store.update(key, id, UpdateItem::new(value)).await;
+    updated.expect("the update").seq
+}
+
 fn code<T>(result: &Result<T, StoreError>) -> u16 {
     match result {
         Ok(_) => 200,
@@ -911,20 +923,11 @@ async fn retention_by_count_reports_a_gap() {
         ..config()
     });
     let owner = key(&store, KeyKind::Writer).await;
-    let id = store
-        .write(&owner, item(json!(0)))
-        .await
-        .unwrap()
-        .id
-        .to_string();
+    let id = write_id(&store, &owner, json!(0)).await;
     let mut seqs = Vec::new();
     for n in 1..=5 {
         seqs.push(
-            store
-                .update(&owner, &id, UpdateItem::new(json!(n)))
-                .await
-                .unwrap()
-                .seq,
+            update_seq(&store, &owner, &id, json!(n)).await,
         );
     }
     let page = store
@@ -955,17 +958,8 @@ async fn retention_by_age_reports_a_gap_and_forgets_gone_items() {
         ..config()
     });
     let owner = key(&store, KeyKind::Writer).await;
-    let id = store
-        .write(&owner, item(json!(0)))
-        .await
-        .unwrap()
-        .id
-        .to_string();
-    let seq = store
-        .update(&owner, &id, UpdateItem::new(json!(1)))
-        .await
-        .unwrap()
-        .seq;
+    let id = write_id(&store, &owner, json!(0)).await;
+    let seq = update_seq(&store, &owner, &id, json!(1)).await;
     sleep(Duration::from_millis(600)).await; // past the event's age limit
     let page = store
         .events(&owner, &id, EventQuery::default())
@@ -1207,12 +1201,7 @@ async fn an_alias_freed_by_its_owners_expiry_counts_for_its_next_owner() {
         .await
         .unwrap();
     next_event(&mut rx, |e| e.id == briefs && e.kind == EventKind::Expire).await;
-    let heirs = store
-        .write(&heir, item(json!(2)))
-        .await
-        .unwrap()
-        .id
-        .to_string();
+    let heirs = write_id(&store, &heir, json!(2)).await;
     store.alias(&heir, "shared", &heirs).await.unwrap();
     assert_eq!(code(&store.alias(&heir, "second", &heirs).await), 429);
     store.alias(&heir, "shared", &heirs).await.unwrap();
@@ -1253,17 +1242,8 @@ async fn the_owners_update_breaks_an_intent_and_renewals_stop_at_the_hold() {
 async fn events_after_the_latest_seq_report_a_gap() {
     let store = store_with(config());
     let owner = key(&store, KeyKind::Writer).await;
-    let id = store
-        .write(&owner, item(json!(0)))
-        .await
-        .unwrap()
-        .id
-        .to_string();
-    let seq = store
-        .update(&owner, &id, UpdateItem::new(json!(1)))
-        .await
-        .unwrap()
-        .seq;
+    let id = write_id(&store, &owner, json!(0)).await;
+    let seq = update_seq(&store, &owner, &id, json!(1)).await;
     let at = |since| EventQuery {
         since,
         ..Default::default()
