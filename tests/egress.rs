@@ -17,7 +17,7 @@ use common::exchange::{Exchange, BOUND};
 use common::logs;
 use common::poll::poll_until;
 use common::watches;
-use common::webhook_receiver::{Answer, WebhookReceiver};
+use common::webhook_receiver::{allowing_receivers, Answer, WebhookReceiver};
 use effex::client::ClientConfig;
 use effex::protocol::messages::{ConnectAuth, Pass, Watch};
 use effex::server::ServerConfig;
@@ -25,14 +25,6 @@ use effex::store::MemoryStoreConfig;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
-
-/// Allows the test receivers (127.0.0.1) as webhook targets.
-fn allow_local(config: ServerConfig) -> ServerConfig {
-    ServerConfig {
-        webhook_allow: vec!["127.0.0.1".into()],
-        ..config
-    }
-}
 
 /// `POST /watches` with `url`; (status, body).
 async fn post_watch(fx: &Exchange, id: &str, url: &str) -> (u16, Value) {
@@ -48,7 +40,7 @@ async fn watch_ok(fx: &Exchange, id: &str, url: &str) -> String {
 
 /// The local allow-list, with one retry 10 ms after a failed delivery.
 fn one_quick_retry() -> ServerConfig {
-    allow_local(ServerConfig {
+    allowing_receivers(ServerConfig {
         webhook_retries: 1,
         webhook_retry_base: Duration::from_millis(10),
         ..Default::default()
@@ -143,7 +135,7 @@ async fn redirects_are_failed_deliveries_and_never_followed() {
 
 #[actix_rt::test]
 async fn deliveries_to_one_host_are_bounded() {
-    let fx = Exchange::start(allow_local(ServerConfig {
+    let fx = Exchange::start(allowing_receivers(ServerConfig {
         webhook_max_per_host: 2,
         ..Default::default()
     }))

@@ -15,7 +15,7 @@ use std::time::Duration;
 use common::logs;
 use common::server::{config, start};
 use common::watches;
-use common::webhook_receiver::{Request, WebhookReceiver};
+use common::webhook_receiver::{allowing_receivers, Request, WebhookReceiver};
 use common::wire::{http_client, Wire};
 use effex::server::{ServerConfig, ServerHandle};
 use effex::store::{
@@ -675,10 +675,7 @@ async fn the_final_push_is_replayed_to_a_client_that_missed_it() {
 /// The test receivers listen on 127.0.0.1, which webhooks may reach only when
 /// the operator allows it.
 fn webhook_config() -> ServerConfig {
-    ServerConfig {
-        webhook_allow: vec!["127.0.0.1".into()],
-        ..config()
-    }
+    allowing_receivers(config())
 }
 
 #[actix_rt::test]

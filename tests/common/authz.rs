@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use effex::server::{Server, ServerConfig, ServerHandle};
+use effex::server::{ServerConfig, ServerHandle};
 use effex::store::{KeyKind, Keys, MakeKeys, Store, WriteItem};
 use serde_json::Value;
 
@@ -13,10 +13,7 @@ use crate::common::wire::http_client;
 /// The common test config (long timers) with the loopback receivers of
 /// these tests allowed as webhook targets (refused by default, §3).
 pub fn config() -> ServerConfig {
-    ServerConfig {
-        webhook_allow: vec!["127.0.0.1".to_owned()],
-        ..crate::common::server::config()
-    }
+    crate::common::webhook_receiver::allowing_receivers(crate::common::server::config())
 }
 
 /// A running server and its store.
@@ -29,8 +26,7 @@ pub struct Authz {
 
 impl Authz {
     pub async fn start(config: ServerConfig) -> Self {
-        let _ = env_logger::builder().is_test(true).try_init();
-        let server = Server::start(config).await.expect("server starts");
+        let server = crate::common::server::start(config).await;
         let store = server.store().clone();
         let boss = server.boss_key().expect("embedded store").to_owned();
         let mut fixture = Authz {

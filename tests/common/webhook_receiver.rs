@@ -10,11 +10,21 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use effex::server::ServerConfig;
 use serde_json::Value;
 use tokio::sync::{mpsc, Semaphore};
 
 use super::exchange::BOUND;
 use super::loopback;
+
+/// `config` with the receivers' address, 127.0.0.1, allowed as a webhook
+/// target (loopback is refused by default, protocol.md §3).
+pub fn allowing_receivers(config: ServerConfig) -> ServerConfig {
+    ServerConfig {
+        webhook_allow: vec!["127.0.0.1".to_owned()],
+        ..config
+    }
+}
 
 /// How a [`WebhookReceiver`] answers.
 #[derive(Clone, Debug)]
