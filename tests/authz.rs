@@ -12,11 +12,11 @@ mod fixtures;
 
 use std::time::Duration;
 
+use common::webhook_receiver::{Request, WebhookReceiver};
 use common::wire::{classify, Incoming, Wire};
 use effex::client::{SubscriberEvent, WatchError};
 use effex::server::ServerConfig;
 use effex::store::KeyKind;
-use common::webhook_receiver::{Request, WebhookReceiver};
 use fixtures::{config, Authz};
 use serde_json::{json, Value};
 use tokio::time::Instant;

@@ -89,13 +89,7 @@ async fn get(from: u8, url: &str, headers: &[(&str, &str)]) -> Reply {
 
 /// `method url` from 127.0.0.`from` with `key` as the bearer and a JSON
 /// `body` if any.
-async fn with_key(
-    from: u8,
-    method: Method,
-    url: &str,
-    key: &str,
-    body: Option<Value>,
-) -> Reply {
+async fn with_key(from: u8, method: Method, url: &str, key: &str, body: Option<Value>) -> Reply {
     let auth = format!("Bearer {key}");
     request(from, method, url, &[("authorization", auth.as_str())], body).await
 }
@@ -384,10 +378,8 @@ async fn writes_over_the_rate_of_one_key_get_429_while_another_key_writes() {
     // Updates count against the same key's rate.
     let id = written.body["id"].as_str().expect("an item id");
     let update = format!("{items}/{id}");
-    let (limited, _) = until_429(|_| {
-        with_key(1, Method::PUT, &update, &other, Some(json!({"value": 2})))
-    })
-    .await;
+    let (limited, _) =
+        until_429(|_| with_key(1, Method::PUT, &update, &other, Some(json!({"value": 2})))).await;
     assert_limited(&limited, Duration::from_secs(1));
     exchange.server.stop().await;
 }

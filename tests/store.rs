@@ -926,9 +926,7 @@ async fn retention_by_count_reports_a_gap() {
     let id = write_id(&store, &owner, json!(0)).await;
     let mut seqs = Vec::new();
     for n in 1..=5 {
-        seqs.push(
-            update_seq(&store, &owner, &id, json!(n)).await,
-        );
+        seqs.push(update_seq(&store, &owner, &id, json!(n)).await);
     }
     let page = store
         .events(&owner, &id, EventQuery::default())

@@ -97,7 +97,8 @@ impl WebhookReceiver {
         });
         let state = web::Data::from(shared.clone());
         let (addr, server) = loopback::serve(move |app| {
-            app.app_data(state.clone()).default_service(web::to(receive));
+            app.app_data(state.clone())
+                .default_service(web::to(receive));
         });
         WebhookReceiver {
             url: format!("http://{addr}"),
@@ -172,8 +173,7 @@ async fn receive(shared: web::Data<Shared>, req: HttpRequest, body: web::Bytes) 
     });
     let response = match answer {
         Answer::Status(status) => {
-            HttpResponse::build(StatusCode::from_u16(status).expect("a valid test status"))
-                .finish()
+            HttpResponse::build(StatusCode::from_u16(status).expect("a valid test status")).finish()
         }
         Answer::Redirect(to) => HttpResponse::Found()
             .insert_header(("Location", to))
