@@ -98,6 +98,17 @@ async fn update_seq(store: &Arc<dyn Store>, key: &str, id: &str, value: Value) -
     updated.expect("the update").seq
 }
 
+/// An item (value 1) aliased "shared" by a writer key living 60 ms: the
+/// item's id, and the store's events from before the write.
+async fn aliased_by_a_brief_key(store: &Arc<dyn Store>) -> (ItemId, broadcast::Receiver<Event>) {
+    let brief = key_for(store, KeyKind::Writer, Duration::from_millis(60)).await;
+    let events = store.subscribe();
+    let id = store.write(&brief, item(json!(1))).await.unwrap().id;
+    let alias = store.alias(&brief, "shared", &id.to_string()).await;
+    alias.expect("the brief key aliases its item");
+    (id, events)
+}
+
 fn code<T>(result: &Result<T, StoreError>) -> u16 {
     match result {
         Ok(_) => 200,
@@ -785,14 +796,8 @@ async fn aliases_resolve_repoint_and_conflict() {
 #[tokio::test(start_paused = true)]
 async fn an_alias_is_freed_when_its_owner_key_expires() {
     let store = store_with(config());
-    let brief = key_for(&store, KeyKind::Writer, Duration::from_millis(60)).await;
     let rival = key(&store, KeyKind::Writer).await;
-    let mut rx = store.subscribe();
-    let briefs = store.write(&brief, item(json!(1))).await.unwrap().id;
-    store
-        .alias(&brief, "shared", &briefs.to_string())
-        .await
-        .unwrap();
+    let (briefs, mut rx) = aliased_by_a_brief_key(&store).await;
     let rivals = store.write(&rival, item(json!(2))).await.unwrap().id;
     assert_eq!(
         code(&store.alias(&rival, "shared", &rivals.to_string()).await),
@@ -1190,14 +1195,8 @@ async fn an_alias_freed_by_its_owners_expiry_counts_for_its_next_owner() {
         max_aliases_per_key: 1,
         ..config()
     });
-    let brief = key_for(&store, KeyKind::Writer, Duration::from_millis(60)).await;
     let heir = key(&store, KeyKind::Writer).await;
-    let mut rx = store.subscribe();
-    let briefs = store.write(&brief, item(json!(1))).await.unwrap().id;
-    store
-        .alias(&brief, "shared", &briefs.to_string())
-        .await
-        .unwrap();
+    let (briefs, mut rx) = aliased_by_a_brief_key(&store).await;
     next_event(&mut rx, |e| e.id == briefs && e.kind == EventKind::Expire).await;
     let heirs = write_id(&store, &heir, json!(2)).await;
     store.alias(&heir, "shared", &heirs).await.unwrap();
