@@ -12,11 +12,12 @@ mod fixtures;
 
 use std::time::Duration;
 
+use common::webhook_receiver::{Request, WebhookReceiver};
 use common::wire::{classify, Incoming, Wire};
 use effex::client::{SubscriberEvent, WatchError};
 use effex::server::ServerConfig;
 use effex::store::KeyKind;
-use fixtures::{config, Authz, Hook};
+use fixtures::{config, Authz};
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
@@ -139,22 +140,18 @@ async fn expired_key_ends_a_webhook_watch() {
     let lasting = f.reader().await;
     let short_key = short.keys[0].clone();
     let id = f.write(json!(0), &[&short_key, &lasting], None).await;
-    let mut hook = Hook::start().await;
-    let (status, body) = f
-        .post_webhook(
+    let mut hook = WebhookReceiver::start();
+    let watchable = f
+        .webhook(
             &short_key,
             &json!({"event":"update","id":id,"url":format!("{}/short", hook.url)}),
         )
         .await;
-    assert_eq!(status, 201, "{body}");
-    let watchable = body["watchable"].as_str().unwrap().to_owned();
-    let (status, body) = f
-        .post_webhook(
-            &lasting,
-            &json!({"event":"update","id":id,"url":format!("{}/lasting", hook.url)}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    f.webhook(
+        &lasting,
+        &json!({"event":"update","id":id,"url":format!("{}/lasting", hook.url)}),
+    )
+    .await;
 
     // Wait (bounded) until the short key has expired.
     let deadline = Instant::now() + BOUND;
@@ -166,21 +163,14 @@ async fn expired_key_ends_a_webhook_watch() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let seq = f.update(&id, json!(1)).await;
-    let (path, body) = hook.next().await;
+    let Request { path, body, .. } = hook.next().await;
     assert_eq!(
         (path.as_str(), body["seq"].clone()),
         ("/lasting", json!(seq))
     );
     hook.expect_none(Duration::from_millis(300)).await;
     // The watch has ended: deleting it with its key finds nothing.
-    let client = common::wire::http_client(None);
-    let response = client
-        .delete(format!("{}/watches/{watchable}", f.server.http_url()))
-        .bearer_auth(&short_key)
-        .send()
-        .await
-        .expect("DELETE");
-    assert_eq!(response.status().as_u16(), 404);
+    assert_eq!(f.delete_webhook(&short_key, &watchable).await, 404);
     hook.stop().await;
     f.server.stop().await;
 }
@@ -193,40 +183,30 @@ async fn alias_repointed_ends_a_webhook_watch() {
     let reader = f.reader().await;
     let public = f.write(json!("public"), &[&reader], Some("feed")).await;
     let private = f.write(json!("private"), &[], None).await;
-    let mut hook = Hook::start().await;
-    let (status, body) = f
-        .post_webhook(
+    let mut hook = WebhookReceiver::start();
+    let watchable = f
+        .webhook(
             &reader,
             &json!({"event":"update","id":"feed","url":format!("{}/alias", hook.url)}),
         )
         .await;
-    assert_eq!(status, 201, "{body}");
-    let watchable = body["watchable"].as_str().unwrap().to_owned();
-    let (status, body) = f
-        .post_webhook(
-            &reader,
-            &json!({"event":"update","id":public,"url":format!("{}/direct", hook.url)}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    f.webhook(
+        &reader,
+        &json!({"event":"update","id":public,"url":format!("{}/direct", hook.url)}),
+    )
+    .await;
 
     f.alias("feed", &private).await;
     f.update(&private, json!("secret")).await;
     let seq = f.update(&public, json!("still public")).await;
-    let (path, body) = hook.next().await;
+    let Request { path, body, .. } = hook.next().await;
     assert_eq!(
         (path.as_str(), body["seq"].clone()),
         ("/direct", json!(seq))
     );
     hook.expect_none(Duration::from_millis(300)).await;
-    let response = common::wire::http_client(None)
-        .delete(format!("{}/watches/{watchable}", f.server.http_url()))
-        .bearer_auth(&reader)
-        .send()
-        .await
-        .expect("DELETE");
     assert_eq!(
-        response.status().as_u16(),
+        f.delete_webhook(&reader, &watchable).await,
         404,
         "the watch should have ended"
     );
@@ -244,8 +224,7 @@ async fn watch_quotas_answer_with_their_codes_and_others_keep_working() {
         ..config()
     })
     .await;
-    let reader = f.reader().await;
-    let id = f.write(json!(0), &[&reader], None).await;
+    let (reader, id) = f.readable_item().await;
     let mut greedy = Wire::passed(&f.server.ws_url(), "", "greedy").await;
     watch_ok(
         &mut greedy,
@@ -312,7 +291,7 @@ async fn webhook_watches_are_one_per_identity_and_capped_per_key() {
     let reader = f.reader().await;
     let other = f.reader().await;
     let id = f.write(json!(0), &[&reader, &other], None).await;
-    let mut hook = Hook::start().await;
+    let mut hook = WebhookReceiver::start();
     let spec = json!({"event":"update","id":id,"url":format!("{}/a", hook.url)});
     let (status, first) = f.post_webhook(&reader, &spec).await;
     assert_eq!(status, 201, "{first}");
@@ -331,7 +310,7 @@ async fn webhook_watches_are_one_per_identity_and_capped_per_key() {
     // One delivery per watch: two watches (two keys), not three.
     let seq = f.update(&id, json!(1)).await;
     for _ in 0..2 {
-        let (path, body) = hook.next().await;
+        let Request { path, body, .. } = hook.next().await;
         assert_eq!((path.as_str(), body["seq"].clone()), ("/a", json!(seq)));
     }
     hook.expect_none(Duration::from_millis(300)).await;
@@ -349,8 +328,7 @@ async fn offline_push_ids_are_bounded_oldest_first() {
         ..config()
     })
     .await;
-    let reader = f.reader().await;
-    let id = f.write(json!(0), &[&reader], None).await;
+    let (reader, id) = f.readable_item().await;
     let args = json!({"event":"update","id":id,"key":reader});
     let url = f.server.ws_url();
     let mut watchables = Vec::new();
@@ -388,8 +366,7 @@ async fn the_session_queue_is_bounded_in_bytes_and_replays_fit_in_it() {
         ..config()
     })
     .await;
-    let reader = f.reader().await;
-    let id = f.write(json!(0), &[&reader], None).await;
+    let (reader, id) = f.readable_item().await;
     let start = f.update(&id, json!(0)).await;
     let url = f.server.ws_url();
     let mut slow = Wire::passed(&url, "", "slow").await;
@@ -453,8 +430,7 @@ async fn the_session_queue_is_bounded_in_bytes_and_replays_fit_in_it() {
 async fn a_dead_hub_closes_sessions_with_1011_and_ready_answers_503() {
     let f = Authz::start(config()).await;
     assert_eq!(f.get("/ready").await, (200, json!({"ok": true})));
-    let reader = f.reader().await;
-    let id = f.write(json!(0), &[&reader], None).await;
+    let (reader, id) = f.readable_item().await;
     let mut wire = Wire::passed(&f.server.ws_url(), "", "watcher").await;
     watch_ok(&mut wire, 1, json!({"event":"update","id":id,"key":reader})).await;
 
@@ -482,14 +458,11 @@ async fn webhook_deliveries_stop_with_the_server() {
         ..config()
     })
     .await;
-    let reader = f.reader().await;
-    let id = f.write(json!(0), &[&reader], None).await;
-    let mut hook = Hook::start().await;
+    let (reader, id) = f.readable_item().await;
+    let mut hook = WebhookReceiver::start();
     hook.answer(500);
-    let (status, body) = f
-        .post_webhook(&reader, &json!({"event":"update","id":id,"url":hook.url}))
+    f.webhook(&reader, &json!({"event":"update","id":id,"url":hook.url}))
         .await;
-    assert_eq!(status, 201, "{body}");
     f.update(&id, json!(1)).await;
     hook.next().await;
     f.server.stop().await;
@@ -544,69 +517,26 @@ async fn the_client_maps_ended_to_subscriber_event_ended() {
 #[cfg(feature = "cli")]
 #[actix_rt::test]
 async fn effex_watch_exits_1_when_the_server_ends_the_watch() {
-    use std::process::{Command, Stdio};
+    use common::effex_bin::Watch;
 
     let f = Authz::start(config()).await;
     let reader = f.reader().await;
     let public = f.write(json!("public"), &[&reader], Some("ticker")).await;
     let private = f.write(json!("private"), &[], None).await;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_effex"))
-        .args(["watch", "ticker", "--event", "update"])
-        .args(["--url", &f.server.http_url(), "--key", &reader])
-        .env_remove("EFFEX_TIMEOUT")
-        .env_remove("EFFEX_PUSH_ID")
-        .env_remove("EFFEX_PASS")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the effex binary runs");
+    let mut watch = Watch::start(
+        &f.server.http_url(),
+        &reader,
+        None,
+        &["ticker", "--event", "update"],
+    );
     // The watch is in place once the item's watch count… is not visible:
     // wait (bounded) until the CLI says so on stderr.
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut said = Vec::new();
-    loop {
-        let line = tokio::time::timeout(BOUND, lines.recv())
-            .await
-            .unwrap_or_else(|_| panic!("effex watch did not start: {said:?}"))
-            .unwrap_or_else(|| panic!("effex watch ended early: {said:?}"));
-        let started = line.starts_with("effex: watching");
-        said.push(line);
-        if started {
-            break;
-        }
-    }
+    watch.watching().await;
     let _ = public;
     f.alias("ticker", &private).await;
-    let deadline = Instant::now() + BOUND;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            panic!("effex watch still running after the watch ended: {said:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    while let Some(line) = lines.recv().await {
-        said.push(line);
-    }
-    assert_eq!(status.code(), Some(1), "{said:?}");
-    let all = said.join("\n");
-    assert!(all.contains("403") && all.contains("ticker"), "{all}");
+    let (status, _, said) = watch.exit().await;
+    assert_eq!(status.code(), Some(1), "{said}");
+    assert!(said.contains("403") && said.contains("ticker"), "{said}");
 }
 
 /// The classify helper still sees pushes (sanity for the barrier logic).

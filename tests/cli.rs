@@ -9,31 +9,15 @@
 
 mod common;
 
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use common::child::{lines_of, wait_exit};
+use common::child::lines_of;
+use common::effex_bin::{finish, Watch, EFFEX, WAIT};
 use effex::client::{EffexClient, KeyType, KeysRequest, NewItem};
 use effex::server::{ServerConfig, ServerHandle};
 use serde_json::{json, Value};
 use tokio::time::Instant;
-
-const EFFEX: &str = env!("CARGO_BIN_EXE_effex");
-/// The bound on one CLI run.
-const WAIT: Duration = Duration::from_secs(20);
-
-/// Waits (bounded) for `child` to exit and collects its output.
-async fn finish(mut child: Child, what: &str) -> Output {
-    if wait_exit(&mut child, WAIT).await.is_none() {
-        let _ = child.kill();
-        let output = child.wait_with_output().expect("output");
-        panic!(
-            "{what}: still running after {WAIT:?}; stderr: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    child.wait_with_output().expect("output")
-}
 
 /// Runs `effex ARGS` against `server` with `key` in `EFFEX_KEY`.
 async fn effex(server: &ServerHandle, key: &str, args: &[&str]) -> Output {
@@ -268,90 +252,6 @@ async fn serve_prints_a_boss_key_and_stops_on_ctrl_c() {
     assert_eq!(next_line().await.as_deref(), Some("effex stopped"));
 }
 
-/// A running `effex watch`: its stdout and stderr lines arrive on channels
-/// (read by threads, so waiting on them never blocks the in-process server).
-struct Watch {
-    child: Option<Child>,
-    stdout: tokio::sync::mpsc::UnboundedReceiver<String>,
-    stderr: tokio::sync::mpsc::UnboundedReceiver<String>,
-    /// Every stderr line read so far, for failure messages.
-    errors: Vec<String>,
-}
-
-impl Watch {
-    fn start(url: &str, key: &str, pass: &str, args: &[&str]) -> Watch {
-        let mut child = Command::new(EFFEX)
-            .arg("watch")
-            .args(args)
-            .args(["--url", url, "--key", key])
-            .env("EFFEX_PASS", pass)
-            .env_remove("EFFEX_TIMEOUT")
-            .env_remove("EFFEX_PUSH_ID")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the effex binary runs");
-        let stdout = lines_of(child.stdout.take().unwrap());
-        let stderr = lines_of(child.stderr.take().unwrap());
-        Watch {
-            child: Some(child),
-            stdout,
-            stderr,
-            errors: Vec::new(),
-        }
-    }
-
-    /// Waits (bounded) for the stderr line saying every watch is in place.
-    async fn watching(&mut self) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let line = tokio::time::timeout_at(deadline, self.stderr.recv())
-                .await
-                .unwrap_or_else(|_| panic!("no `watching` within {WAIT:?}: {:?}", self.errors))
-                .unwrap_or_else(|| panic!("effex watch ended: {:?}", self.errors));
-            let started = line.starts_with("effex: watching");
-            self.errors.push(line);
-            if started {
-                return;
-            }
-        }
-    }
-
-    /// The next push line (bounded).
-    async fn push(&mut self) -> Value {
-        let line = tokio::time::timeout(WAIT, self.stdout.recv())
-            .await
-            .unwrap_or_else(|_| panic!("no push line within {WAIT:?}; stderr: {:?}", self.errors))
-            .unwrap_or_else(|| panic!("effex watch closed stdout; stderr: {:?}", self.errors));
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{line:?} is not JSON: {e}"))
-    }
-
-    /// Waits (bounded) for the exit; returns the status, the stdout lines
-    /// not read yet and all of stderr.
-    async fn exit(mut self) -> (std::process::ExitStatus, Vec<String>, String) {
-        let output = finish(self.child.take().unwrap(), "effex watch").await;
-        // The pipes are at EOF now: the reader threads end.
-        let mut rest = Vec::new();
-        while let Some(line) = self.stdout.recv().await {
-            rest.push(line);
-        }
-        while let Some(line) = self.stderr.recv().await {
-            self.errors.push(line);
-        }
-        (output.status, rest, self.errors.join("\n"))
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// Keys and an item on a server with a push passphrase.
 async fn watched_item(server: &ServerHandle) -> (EffexClient, String, String, String, u64) {
     let rest = EffexClient::new(server.http_url()).unwrap();
@@ -395,7 +295,7 @@ async fn watch_prints_each_push_and_exits_when_the_item_is_removed() {
     let mut watch = Watch::start(
         &server.http_url(),
         &reader,
-        PUSH_PASS,
+        Some(PUSH_PASS),
         &[&id, "--with-value"],
     );
     watch.watching().await;
@@ -453,7 +353,7 @@ async fn watch_prints_each_push_and_exits_when_the_item_is_removed() {
     let mut again = Watch::start(
         &server.http_url(),
         &reader,
-        PUSH_PASS,
+        Some(PUSH_PASS),
         &[&id, "--event", "remove", "--after", &after],
     );
     let replayed = again.push().await;
@@ -497,7 +397,7 @@ async fn watch_refusals_say_why_and_exit_1() {
             "(401): bad passphrase",
         ),
     ] {
-        let watch = Watch::start(&url, key, pass, &[item]);
+        let watch = Watch::start(&url, key, Some(pass), &[item]);
         let (status, stdout, stderr) = watch.exit().await;
         assert_eq!(status.code(), Some(1), "{what}: {stderr}");
         assert!(stdout.is_empty(), "{what}: {stdout:?}");
@@ -505,7 +405,7 @@ async fn watch_refusals_say_why_and_exit_1() {
     }
 
     server.stop().await;
-    let watch = Watch::start(&url, &reader, PUSH_PASS, &[&id, "--timeout", "2"]);
+    let watch = Watch::start(&url, &reader, Some(PUSH_PASS), &[&id, "--timeout", "2"]);
     let (status, _, stderr) = watch.exit().await;
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("could not open the WebSocket"), "{stderr}");

@@ -10,125 +10,41 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use common::exchange::{Exchange, BOUND};
 use common::logs;
 use common::poll::poll_until;
-use common::wire::http_client;
+use common::watches;
+use common::webhook_receiver::{allowing_receivers, Answer, WebhookReceiver};
 use effex::client::ClientConfig;
 use effex::protocol::messages::{ConnectAuth, Pass, Watch};
 use effex::server::ServerConfig;
 use effex::store::MemoryStoreConfig;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{mpsc, Semaphore};
-
-/// Allows the test receivers (127.0.0.1) as webhook targets.
-fn allow_local(config: ServerConfig) -> ServerConfig {
-    ServerConfig {
-        webhook_allow: vec!["127.0.0.1".into()],
-        ..config
-    }
-}
-
-/// What a [`Receiver`] answers.
-#[derive(Clone)]
-enum Answer {
-    /// 200 at once.
-    Ok,
-    /// 500 at once.
-    Fail,
-    /// 302 to this URL.
-    Redirect(String),
-    /// 200 once the gate gives a permit.
-    Hold(Arc<Semaphore>),
-}
-
-/// A local HTTP receiver: reports the path of every request as it arrives,
-/// and counts requests in flight (and the most at once).
-struct Receiver {
-    url: String,
-    arrivals: mpsc::UnboundedReceiver<String>,
-    most_in_flight: Arc<AtomicUsize>,
-    server: actix_web::dev::ServerHandle,
-}
-
-impl Receiver {
-    async fn start(answer: Answer) -> Self {
-        let (tx, arrivals) = mpsc::unbounded_channel();
-        let in_flight = Arc::new(AtomicUsize::new(0));
-        let most_in_flight = Arc::new(AtomicUsize::new(0));
-        let state = (answer, tx, in_flight, most_in_flight.clone());
-        let http = HttpServer::new(move || {
-            let state = state.clone();
-            App::new().default_service(web::to(move |req: HttpRequest, _body: web::Bytes| {
-                let (answer, tx, in_flight, most) = state.clone();
-                async move {
-                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-                    most.fetch_max(now, Ordering::SeqCst);
-                    let _ = tx.send(req.path().to_owned());
-                    let response = match answer {
-                        Answer::Ok => HttpResponse::Ok().finish(),
-                        Answer::Fail => HttpResponse::InternalServerError().finish(),
-                        Answer::Redirect(to) => HttpResponse::Found()
-                            .insert_header(("Location", to))
-                            .finish(),
-                        Answer::Hold(gate) => {
-                            let _permit = gate.acquire().await;
-                            HttpResponse::Ok().finish()
-                        }
-                    };
-                    in_flight.fetch_sub(1, Ordering::SeqCst);
-                    response
-                }
-            }))
-        })
-        .workers(1)
-        .disable_signals()
-        .bind(("127.0.0.1", 0))
-        .expect("bind a receiver");
-        let addr = http.addrs()[0];
-        let server = http.run();
-        let handle = server.handle();
-        actix_rt::spawn(server);
-        Receiver {
-            url: format!("http://{addr}"),
-            arrivals,
-            most_in_flight,
-            server: handle,
-        }
-    }
-
-    /// The path of the next request, within the bound.
-    async fn next(&mut self) -> String {
-        tokio::time::timeout(BOUND, self.arrivals.recv())
-            .await
-            .expect("a webhook request within the bound")
-            .expect("receiver running")
-    }
-}
+use tokio::sync::Semaphore;
 
 /// `POST /watches` with `url`; (status, body).
 async fn post_watch(fx: &Exchange, id: &str, url: &str) -> (u16, Value) {
-    let mut response = http_client(None)
-        .post(format!("{}/watches", fx.server.http_url()))
-        .bearer_auth(&fx.reader)
-        .send_json(&json!({"event": "update", "id": id, "url": url}))
-        .await
-        .expect("POST /watches");
-    let body = response.json().await.expect("a JSON reply");
-    (response.status().as_u16(), body)
+    let spec = json!({"event": "update", "id": id, "url": url});
+    watches::post(&fx.server.http_url(), &fx.reader, &spec).await
 }
 
 /// `POST /watches` that must succeed; returns the watchable.
 async fn watch_ok(fx: &Exchange, id: &str, url: &str) -> String {
-    let (status, body) = post_watch(fx, id, url).await;
-    assert_eq!(status, 201, "{url}: {body}");
-    body["watchable"].as_str().expect("watchable").to_owned()
+    let spec = json!({"event": "update", "id": id, "url": url});
+    watches::create(&fx.server.http_url(), &fx.reader, &spec).await
+}
+
+/// The local allow-list, with one retry 10 ms after a failed delivery.
+fn one_quick_retry() -> ServerConfig {
+    allowing_receivers(ServerConfig {
+        webhook_retries: 1,
+        webhook_retry_base: Duration::from_millis(10),
+        ..Default::default()
+    })
 }
 
 #[actix_rt::test]
@@ -186,55 +102,47 @@ async fn the_allow_list_lets_a_local_receiver_work() {
     })
     .await;
     let (id, _) = fx.write(json!(0), Duration::from_secs(60)).await;
-    let mut hook = Receiver::start(Answer::Ok).await;
+    let mut hook = WebhookReceiver::start();
     watch_ok(&fx, &id, &format!("{}/allowed", hook.url)).await;
     // Only the listed network: ::1 is still refused.
     let port = hook.url.rsplit(':').next().expect("a port");
     let (status, _) = post_watch(&fx, &id, &format!("http://[::1]:{port}/v6")).await;
     assert_eq!(status, 400);
     fx.update(&id, json!(1)).await;
-    assert_eq!(hook.next().await, "/allowed");
-    hook.server.stop(false).await;
+    assert_eq!(hook.next().await.path, "/allowed");
+    hook.stop().await;
     fx.server.stop().await;
 }
 
 #[actix_rt::test]
 async fn redirects_are_failed_deliveries_and_never_followed() {
-    let fx = Exchange::start(allow_local(ServerConfig {
-        webhook_retries: 1,
-        webhook_retry_base: Duration::from_millis(10),
-        ..Default::default()
-    }))
-    .await;
+    let fx = Exchange::start(one_quick_retry()).await;
     let (id, _) = fx.write(json!(0), Duration::from_secs(60)).await;
-    let mut second = Receiver::start(Answer::Ok).await;
-    let mut first = Receiver::start(Answer::Redirect(format!("{}/second", second.url))).await;
+    let mut second = WebhookReceiver::start();
+    let mut first = WebhookReceiver::answering(Answer::Redirect(format!("{}/second", second.url)));
     watch_ok(&fx, &id, &format!("{}/first", first.url)).await;
     fx.update(&id, json!(1)).await;
-    assert_eq!(first.next().await, "/first");
+    assert_eq!(first.next().await.path, "/first");
     // The 302 was a failed attempt, so the push is tried again. A followed
     // redirect would have reached the second receiver (answering 200) within
     // the first attempt, and there would be no retry.
-    assert_eq!(first.next().await, "/first");
-    assert!(
-        second.arrivals.try_recv().is_err(),
-        "the redirect target was requested"
-    );
-    first.server.stop(false).await;
-    second.server.stop(false).await;
+    assert_eq!(first.next().await.path, "/first");
+    second.expect_none_yet();
+    first.stop().await;
+    second.stop().await;
     fx.server.stop().await;
 }
 
 #[actix_rt::test]
 async fn deliveries_to_one_host_are_bounded() {
-    let fx = Exchange::start(allow_local(ServerConfig {
+    let fx = Exchange::start(allowing_receivers(ServerConfig {
         webhook_max_per_host: 2,
         ..Default::default()
     }))
     .await;
     let (id, _) = fx.write(json!(0), Duration::from_secs(60)).await;
     let gate = Arc::new(Semaphore::new(0));
-    let mut hook = Receiver::start(Answer::Hold(gate.clone())).await;
+    let mut hook = WebhookReceiver::answering(Answer::Hold(gate.clone()));
     for n in 0..5 {
         watch_ok(&fx, &id, &format!("{}/hook{n}", hook.url)).await;
     }
@@ -242,30 +150,22 @@ async fn deliveries_to_one_host_are_bounded() {
     // Two requests arrive and are held; the other three wait their turn.
     hook.next().await;
     hook.next().await;
-    if let Ok(Some(extra)) =
-        tokio::time::timeout(Duration::from_millis(300), hook.arrivals.recv()).await
-    {
-        panic!("a third request to the host while two were in flight: {extra}");
-    }
+    // (No third request to the host while two are in flight.)
+    hook.expect_none(Duration::from_millis(300)).await;
     gate.add_permits(5);
     for _ in 0..3 {
         hook.next().await;
     }
-    assert_eq!(hook.most_in_flight.load(Ordering::SeqCst), 2);
-    hook.server.stop(false).await;
+    assert_eq!(hook.most_in_flight(), 2);
+    hook.stop().await;
     fx.server.stop().await;
 }
 
 #[actix_rt::test]
 async fn webhook_urls_are_logged_without_credentials_or_query() {
-    let fx = Exchange::start(allow_local(ServerConfig {
-        webhook_retries: 1,
-        webhook_retry_base: Duration::from_millis(10),
-        ..Default::default()
-    }))
-    .await;
+    let fx = Exchange::start(one_quick_retry()).await;
     let (id, _) = fx.write(json!(0), Duration::from_secs(60)).await;
-    let mut hook = Receiver::start(Answer::Fail).await;
+    let mut hook = WebhookReceiver::answering(Answer::Status(500));
     let shown = format!("{}/secret-path", hook.url);
     let url = shown.replacen("http://", "http://hookuser:hookpassword@", 1)
         + "?token=querysecret#fragmentsecret";
@@ -292,7 +192,7 @@ async fn webhook_urls_are_logged_without_credentials_or_query() {
         let leaked = logs::warnings_containing(secret);
         assert!(leaked.is_empty(), "{secret} was logged: {leaked:#?}");
     }
-    hook.server.stop(false).await;
+    hook.stop().await;
     fx.server.stop().await;
 }
 

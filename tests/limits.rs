@@ -17,10 +17,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use awc::error::WsClientError;
-use awc::http::StatusCode;
+use awc::http::{Method, StatusCode};
 use common::exchange::{Exchange, PASS};
 use common::wire::{Received, Wire};
-use effex::server::{Server, ServerConfig, ServerHandle};
+use effex::server::{ServerConfig, ServerHandle};
 use serde_json::{json, Value};
 use tokio::time::{sleep, Instant};
 
@@ -55,7 +55,7 @@ struct Reply {
 /// Sends `method url` (with `headers`, a JSON `body` if any) from 127.0.0.`from`.
 async fn request(
     from: u8,
-    method: awc::http::Method,
+    method: Method,
     url: &str,
     headers: &[(&str, &str)],
     body: Option<Value>,
@@ -84,7 +84,14 @@ async fn request(
 
 /// `GET url` from 127.0.0.`from` with `headers`.
 async fn get(from: u8, url: &str, headers: &[(&str, &str)]) -> Reply {
-    request(from, awc::http::Method::GET, url, headers, None).await
+    request(from, Method::GET, url, headers, None).await
+}
+
+/// `method url` from 127.0.0.`from` with `key` as the bearer and a JSON
+/// `body` if any.
+async fn with_key(from: u8, method: Method, url: &str, key: &str, body: Option<Value>) -> Reply {
+    let auth = format!("Bearer {key}");
+    request(from, method, url, &[("authorization", auth.as_str())], body).await
 }
 
 /// Repeats `send` until it answers 429 (at most [`FLOOD`] times); returns
@@ -119,14 +126,20 @@ fn assert_limited(reply: &Reply, max: Duration) {
     );
 }
 
+/// Asserts the 429's message says `words`.
+fn assert_says(reply: &Reply, words: &str) {
+    let error = reply.body["error"].as_str().unwrap_or_default();
+    assert!(error.contains(words), "{reply:?}");
+}
+
+/// The in-process server (common start, test logging) with `config` and a
+/// short shutdown.
 async fn start(config: ServerConfig) -> ServerHandle {
-    let _ = env_logger::builder().is_test(true).try_init();
-    Server::start(ServerConfig {
+    common::server::start(ServerConfig {
         shutdown_timeout: Duration::from_secs(2),
         ..config
     })
     .await
-    .expect("server starts")
 }
 
 #[actix_rt::test]
@@ -142,13 +155,7 @@ async fn requests_over_the_rate_of_one_address_get_429_and_others_go_on() {
     assert!(before.len() >= 3, "the burst of 3 passes: {before:?}");
     assert!(before.iter().all(|s| *s == StatusCode::OK));
     assert_limited(&limited, Duration::from_secs(1));
-    assert!(
-        limited.body["error"]
-            .as_str()
-            .unwrap()
-            .contains("too many requests from your address"),
-        "{limited:?}"
-    );
+    assert_says(&limited, "too many requests from your address");
     // Another address has its own allowance.
     let other = get(2, &ping, &[]).await;
     assert_eq!(other.status, StatusCode::OK, "{other:?}");
@@ -168,45 +175,25 @@ async fn a_flood_of_invalid_keys_locks_the_address_out() {
     let (limited, before) = until_429(|i| {
         let item = item.clone();
         async move {
-            let key = format!("Bearer not-a-key-{i}");
-            get(1, &item, &[("authorization", key.as_str())]).await
+            let key = format!("not-a-key-{i}");
+            with_key(1, Method::GET, &item, &key, None).await
         }
     })
     .await;
     // The burst and the failure that used it up were answered; then the lockout.
     assert_eq!(before, vec![StatusCode::UNAUTHORIZED; 4]);
     assert_limited(&limited, MINUTE);
-    assert!(
-        limited.body["error"]
-            .as_str()
-            .unwrap()
-            .contains("too many failed authentications"),
-        "{limited:?}"
-    );
+    assert_says(&limited, "too many failed authentications");
     // Locked out: even a valid key is refused from that address, unchecked.
     let keys = format!("{}/keys", server.http_url());
-    let boss_auth = format!("Bearer {boss}");
-    let refused = request(
-        1,
-        awc::http::Method::POST,
-        &keys,
-        &[("authorization", boss_auth.as_str())],
-        Some(json!({"type": "writer"})),
-    )
-    .await;
+    let writer_key = || Some(json!({"type": "writer"}));
+    let refused = with_key(1, Method::POST, &keys, &boss, writer_key()).await;
     assert_limited(&refused, MINUTE);
     // Another address is not locked out: its bad key is a plain 401, its
     // good key works.
-    let other = get(2, &item, &[("authorization", "Bearer not-a-key")]).await;
+    let other = with_key(2, Method::GET, &item, "not-a-key", None).await;
     assert_eq!(other.status, StatusCode::UNAUTHORIZED, "{other:?}");
-    let made = request(
-        2,
-        awc::http::Method::POST,
-        &keys,
-        &[("authorization", boss_auth.as_str())],
-        Some(json!({"type": "writer"})),
-    )
-    .await;
+    let made = with_key(2, Method::POST, &keys, &boss, writer_key()).await;
     assert_eq!(made.status, StatusCode::CREATED, "{made:?}");
     server.stop().await;
 }
@@ -221,7 +208,7 @@ async fn each_further_lockout_is_longer() {
     })
     .await;
     let item = format!("{}/items/some-item", server.http_url());
-    let bad_key = || get(1, &item, &[("authorization", "Bearer not-a-key")]);
+    let bad_key = || with_key(1, Method::GET, &item, "not-a-key", None);
     let (first, _) = until_429(|_| bad_key()).await;
     assert_limited(&first, Duration::from_secs(2));
     // Wait (bounded) for the lockout to end: the next answer is a checked 401.
@@ -248,11 +235,9 @@ async fn each_further_lockout_is_longer() {
 
 /// Opens a push socket from 127.0.0.`from` and reads the open packet.
 async fn open_from(from: u8, url: &str) -> Wire {
-    let mut wire = Wire::try_connect_with(&client_from(from), url)
+    try_open(from, url)
         .await
-        .unwrap_or_else(|e| panic!("cannot open {url} from 127.0.0.{from}: {e}"));
-    wire.expect_open().await;
-    wire
+        .unwrap_or_else(|status| panic!("cannot open {url} from 127.0.0.{from}: {status}"))
 }
 
 /// A server with a passphrase whose addresses get 2 failed passes, then a
@@ -361,14 +346,10 @@ async fn writes_over_the_rate_of_one_key_get_429_while_another_key_writes() {
     })
     .await;
     let items = format!("{}/items", exchange.server.http_url());
-    let writer = format!("Bearer {}", exchange.writer);
+    let writer = &exchange.writer;
     let (limited, before) = until_429(|i| {
-        let (items, writer) = (items.clone(), writer.clone());
-        async move {
-            let body = json!({"value": i});
-            let auth = [("authorization", writer.as_str())];
-            request(1, awc::http::Method::POST, &items, &auth, Some(body)).await
-        }
+        let items = items.clone();
+        async move { with_key(1, Method::POST, &items, writer, Some(json!({"value": i}))).await }
     })
     .await;
     assert!(before.len() >= 3, "the burst of 3 passes: {before:?}");
@@ -377,13 +358,7 @@ async fn writes_over_the_rate_of_one_key_get_429_while_another_key_writes() {
         "{before:?}"
     );
     assert_limited(&limited, Duration::from_secs(1));
-    assert!(
-        limited.body["error"]
-            .as_str()
-            .unwrap()
-            .contains("too many writes with this key"),
-        "{limited:?}"
-    );
+    assert_says(&limited, "too many writes with this key");
     // Another writer key, from the same address, still writes.
     let other = Exchange::key(
         &exchange.rest,
@@ -391,12 +366,11 @@ async fn writes_over_the_rate_of_one_key_get_429_while_another_key_writes() {
         effex::client::KeyType::Writer,
     )
     .await;
-    let other_auth = format!("Bearer {other}");
-    let written = request(
+    let written = with_key(
         1,
-        awc::http::Method::POST,
+        Method::POST,
         &items,
-        &[("authorization", other_auth.as_str())],
+        &other,
         Some(json!({"value": "other"})),
     )
     .await;
@@ -404,21 +378,8 @@ async fn writes_over_the_rate_of_one_key_get_429_while_another_key_writes() {
     // Updates count against the same key's rate.
     let id = written.body["id"].as_str().expect("an item id");
     let update = format!("{items}/{id}");
-    let (limited, _) = until_429(|_| {
-        let (update, other_auth) = (update.clone(), other_auth.clone());
-        async move {
-            let auth = [("authorization", other_auth.as_str())];
-            request(
-                1,
-                awc::http::Method::PUT,
-                &update,
-                &auth,
-                Some(json!({"value": 2})),
-            )
-            .await
-        }
-    })
-    .await;
+    let (limited, _) =
+        until_429(|_| with_key(1, Method::PUT, &update, &other, Some(json!({"value": 2})))).await;
     assert_limited(&limited, Duration::from_secs(1));
     exchange.server.stop().await;
 }
@@ -452,6 +413,22 @@ async fn open_eventually(from: u8, url: &str) -> Wire {
     }
 }
 
+/// Asserts that opening from 127.0.0.`from` is refused with 503.
+async fn assert_refused(from: u8, url: &str) {
+    assert_eq!(
+        try_open(from, url).await.err(),
+        Some(StatusCode::SERVICE_UNAVAILABLE)
+    );
+}
+
+/// Closes `open` (1000), then opens from 127.0.0.`from` once its slot is
+/// free (within [`BOUND`]).
+async fn close_then_open(mut open: Wire, from: u8, url: &str) -> Wire {
+    open.close(1000).await;
+    assert!(matches!(open.next().await, Received::Close(..)));
+    open_eventually(from, url).await
+}
+
 #[actix_rt::test]
 async fn connections_over_the_per_address_limit_get_503_and_others_connect() {
     let server = start(ServerConfig {
@@ -460,17 +437,12 @@ async fn connections_over_the_per_address_limit_get_503_and_others_connect() {
     })
     .await;
     let url = server.ws_url();
-    let mut first = try_open(1, &url).await.expect("1st from 127.0.0.1");
+    let first = try_open(1, &url).await.expect("1st from 127.0.0.1");
     let _second = try_open(1, &url).await.expect("2nd from 127.0.0.1");
-    assert_eq!(
-        try_open(1, &url).await.err(),
-        Some(StatusCode::SERVICE_UNAVAILABLE)
-    );
+    assert_refused(1, &url).await;
     let _other = try_open(2, &url).await.expect("another address connects");
     // Closing one frees its place.
-    first.close(1000).await;
-    assert!(matches!(first.next().await, Received::Close(..)));
-    let _again = open_eventually(1, &url).await;
+    let _again = close_then_open(first, 1, &url).await;
     server.stop().await;
 }
 
@@ -482,15 +454,10 @@ async fn connections_over_the_total_limit_get_503() {
     })
     .await;
     let url = server.ws_url();
-    let mut first = try_open(1, &url).await.expect("1st");
+    let first = try_open(1, &url).await.expect("1st");
     let _second = try_open(2, &url).await.expect("2nd");
-    assert_eq!(
-        try_open(3, &url).await.err(),
-        Some(StatusCode::SERVICE_UNAVAILABLE)
-    );
-    first.close(1000).await;
-    assert!(matches!(first.next().await, Received::Close(..)));
-    let _third = open_eventually(3, &url).await;
+    assert_refused(3, &url).await;
+    let _third = close_then_open(first, 3, &url).await;
     server.stop().await;
 }
 

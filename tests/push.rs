@@ -9,20 +9,19 @@
 
 mod common;
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{web, App, HttpResponse, HttpServer};
 use common::logs;
 use common::server::{config, start};
-use common::wire::{http_client, Wire, WAIT};
+use common::watches;
+use common::webhook_receiver::{allowing_receivers, Request, WebhookReceiver};
+use common::wire::{http_client, Wire};
 use effex::server::{ServerConfig, ServerHandle};
 use effex::store::{
     KeyKind, MakeKeys, MemoryStore, MemoryStoreConfig, Store, UpdateItem, WriteItem,
 };
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 
 /// The keys of one test: a writer, and readers listed on every item.
 struct Keys {
@@ -676,71 +675,7 @@ async fn the_final_push_is_replayed_to_a_client_that_missed_it() {
 /// The test receivers listen on 127.0.0.1, which webhooks may reach only when
 /// the operator allows it.
 fn webhook_config() -> ServerConfig {
-    ServerConfig {
-        webhook_allow: vec!["127.0.0.1".into()],
-        ..config()
-    }
-}
-
-/// A tiny HTTP receiver: answers each request with the next planned status
-/// (200 once the plan is empty) and reports (status, body) of every request.
-struct Receiver {
-    url: String,
-    plan: Arc<Mutex<VecDeque<u16>>>,
-    requests: mpsc::UnboundedReceiver<(u16, Value)>,
-    server: actix_web::dev::ServerHandle,
-}
-
-impl Receiver {
-    async fn start() -> Self {
-        let plan = Arc::new(Mutex::new(VecDeque::new()));
-        let (tx, requests) = mpsc::unbounded_channel();
-        let state = (plan.clone(), tx);
-        let http = HttpServer::new(move || {
-            let state = state.clone();
-            App::new().default_service(web::to(move |body: web::Bytes| {
-                let (plan, tx) = state.clone();
-                async move {
-                    let status = plan.lock().unwrap().pop_front().unwrap_or(200);
-                    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    let _ = tx.send((status, body));
-                    HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
-                        .finish()
-                }
-            }))
-        })
-        .workers(1)
-        .disable_signals()
-        .bind(("127.0.0.1", 0))
-        .expect("bind");
-        let addr = http.addrs()[0];
-        let server = http.run();
-        let handle = server.handle();
-        actix_rt::spawn(server);
-        Receiver {
-            url: format!("http://{addr}/hook"),
-            plan,
-            requests,
-            server: handle,
-        }
-    }
-
-    fn fail_next(&self, statuses: &[u16]) {
-        self.plan.lock().unwrap().extend(statuses);
-    }
-
-    async fn next(&mut self) -> (u16, Value) {
-        tokio::time::timeout(WAIT, self.requests.recv())
-            .await
-            .expect("a webhook request within the wait")
-            .expect("receiver running")
-    }
-
-    async fn expect_none(&mut self, wait: Duration) {
-        if let Ok(got) = tokio::time::timeout(wait, self.requests.recv()).await {
-            panic!("expected no webhook request, got {got:?}");
-        }
-    }
+    allowing_receivers(config())
 }
 
 #[actix_rt::test]
@@ -756,45 +691,43 @@ async fn webhook_watch_is_delivered_retried_and_ended_after_its_budget() {
     )
     .await;
     let (id, _) = write(&f.store, &f.keys, json!(0)).await;
-    let mut hook = Receiver::start().await;
+    let mut hook = WebhookReceiver::start();
     let client = http_client(None);
-    let watches = format!("{}/watches", f.server.http_url());
+    let url = f.server.http_url();
 
     // Without the allow-list, a receiver on 127.0.0.1 is refused.
     let closed = Fixture::new(config(), 1).await;
     let (closed_id, _) = write(&closed.store, &closed.keys, json!(0)).await;
-    let mut response = client
-        .post(format!("{}/watches", closed.server.http_url()))
-        .bearer_auth(closed.reader())
-        .send_json(&json!({"event":"update","id":closed_id,"url":hook.url}))
-        .await
-        .expect("POST");
-    assert_eq!(response.status().as_u16(), 400);
-    let body: Value = response.json().await.expect("JSON");
+    let (status, body) = watches::post(
+        &closed.server.http_url(),
+        closed.reader(),
+        &json!({"event":"update","id":closed_id,"url":hook.url}),
+    )
+    .await;
+    assert_eq!(status, 400);
     let error = body["error"].as_str().expect("error");
     assert!(error.contains("loopback"), "{error}");
     closed.server.stop().await;
 
     // Refused: a key that may not read the item, a bad URL.
-    let mut response = client
-        .post(&watches)
-        .bearer_auth(&f.keys.stranger)
-        .send_json(&json!({"event":"update","id":id,"url":hook.url}))
-        .await
-        .expect("POST");
-    assert_eq!(response.status().as_u16(), 403);
-    let body: Value = response.json().await.expect("JSON");
+    let (status, body) = watches::post(
+        &url,
+        &f.keys.stranger,
+        &json!({"event":"update","id":id,"url":hook.url}),
+    )
+    .await;
+    assert_eq!(status, 403);
     assert_eq!(body["code"], json!(403));
-    let response = client
-        .post(&watches)
-        .bearer_auth(f.reader())
-        .send_json(&json!({"event":"update","id":id,"url":"ftp://x"}))
-        .await
-        .expect("POST");
-    assert_eq!(response.status().as_u16(), 400);
+    let (status, _) = watches::post(
+        &url,
+        f.reader(),
+        &json!({"event":"update","id":id,"url":"ftp://x"}),
+    )
+    .await;
+    assert_eq!(status, 400);
 
     let mut response = client
-        .post(format!("{watches}?key={}", f.reader()))
+        .post(format!("{url}/watches?key={}", f.reader()))
         .send_json(&json!({"event":"update","id":id,"url":hook.url,"message":{"m":1}}))
         .await
         .expect("POST");
@@ -808,36 +741,30 @@ async fn webhook_watch_is_delivered_retried_and_ended_after_its_budget() {
     let seq = update(&f.store, &f.keys, &id, json!(1)).await;
     let expected = json!({"watchable": watchable, "event": "update", "id": id,
         "seq": seq, "at": hook_at(&f.store, &f.keys, &id, seq).await, "message": {"m": 1}});
-    assert_eq!(hook.next().await, (500, expected.clone()));
-    assert_eq!(hook.next().await, (200, expected));
+    let Request { status, body, .. } = hook.next().await;
+    assert_eq!((status, body), (500, expected.clone()));
+    let Request { status, body, .. } = hook.next().await;
+    assert_eq!((status, body), (200, expected));
     // One delivery per event.
     let seq = update(&f.store, &f.keys, &id, json!(2)).await;
-    let (status, body) = hook.next().await;
+    let Request { status, body, .. } = hook.next().await;
     assert_eq!((status, body["seq"].clone()), (200, json!(seq)));
 
     // A URL that keeps failing: 1 attempt + 2 retries, then the watch ends.
     hook.fail_next(&[500, 502, 503]);
     let seq = update(&f.store, &f.keys, &id, json!(3)).await;
     for status in [500, 502, 503] {
-        let (got, body) = hook.next().await;
+        let Request {
+            status: got, body, ..
+        } = hook.next().await;
         assert_eq!((got, body["seq"].clone()), (status, json!(seq)));
     }
     update(&f.store, &f.keys, &id, json!(4)).await;
     hook.expect_none(Duration::from_millis(500)).await;
-    let mut response = client
-        .delete(format!("{watches}/{watchable}"))
-        .bearer_auth(f.reader())
-        .send()
-        .await
-        .expect("DELETE");
-    assert_eq!(
-        response.status().as_u16(),
-        404,
-        "the watch should have ended"
-    );
-    let body: Value = response.json().await.expect("JSON");
+    let (status, body) = watches::delete(&url, f.reader(), &watchable).await;
+    assert_eq!(status, 404, "the watch should have ended");
     assert_eq!(body["ok"], json!(false));
-    hook.server.stop(false).await;
+    hook.stop().await;
     f.server.stop().await;
 }
 
@@ -845,41 +772,34 @@ async fn webhook_watch_is_delivered_retried_and_ended_after_its_budget() {
 async fn webhook_watch_is_deleted_by_the_key_that_made_it() {
     let f = Fixture::new(webhook_config(), 2).await;
     let (id, _) = write(&f.store, &f.keys, json!(0)).await;
-    let mut hook = Receiver::start().await;
-    let client = http_client(None);
-    let watches = format!("{}/watches", f.server.http_url());
-    let mut response = client
-        .post(&watches)
-        .bearer_auth(f.reader())
-        .send_json(&json!({"event":"update","id":id,"url":hook.url}))
-        .await
-        .expect("POST");
-    assert_eq!(response.status().as_u16(), 201);
-    let body: Value = response.json().await.expect("JSON");
-    let watchable = body["watchable"].as_str().unwrap().to_owned();
+    let mut hook = WebhookReceiver::start();
+    let url = f.server.http_url();
+    let watchable = watches::create(
+        &url,
+        f.reader(),
+        &json!({"event":"update","id":id,"url":hook.url}),
+    )
+    .await;
     let delete = |key: String| {
-        let request = client
-            .delete(format!("{watches}/{watchable}"))
-            .bearer_auth(key);
-        async move { request.send().await.expect("DELETE").status().as_u16() }
+        let (url, watchable) = (url.clone(), watchable.clone());
+        async move { watches::delete(&url, &key, &watchable).await.0 }
     };
     assert_eq!(delete(f.keys.readers[1].clone()).await, 404);
     assert_eq!(delete(f.reader().to_owned()).await, 200);
     assert_eq!(delete(f.reader().to_owned()).await, 404);
     // No delivery after the delete; a second webhook is the barrier.
-    let mut barrier = Receiver::start().await;
-    let response = client
-        .post(&watches)
-        .bearer_auth(f.reader())
-        .send_json(&json!({"event":"update","id":id,"url":barrier.url}))
-        .await
-        .expect("POST");
-    assert_eq!(response.status().as_u16(), 201);
+    let mut barrier = WebhookReceiver::start();
+    watches::create(
+        &url,
+        f.reader(),
+        &json!({"event":"update","id":id,"url":barrier.url}),
+    )
+    .await;
     let seq = update(&f.store, &f.keys, &id, json!(1)).await;
-    assert_eq!(barrier.next().await.1["seq"], json!(seq));
+    assert_eq!(barrier.next().await.body["seq"], json!(seq));
     hook.expect_none(Duration::from_millis(200)).await;
-    hook.server.stop(false).await;
-    barrier.server.stop(false).await;
+    hook.stop().await;
+    barrier.stop().await;
     f.server.stop().await;
 }
 

@@ -66,18 +66,48 @@ static ALONE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 // --- REST helpers ------------------------------------------------------------
 
+/// A test's turn on [`ALONE`], held as long as its [`Api`].
+enum Turn {
+    Shared {
+        _guard: tokio::sync::RwLockReadGuard<'static, ()>,
+    },
+    Alone {
+        _guard: tokio::sync::RwLockWriteGuard<'static, ()>,
+    },
+}
+
 /// A server with `config` (small limits) and a raw HTTP client for it.
 struct Api {
     exchange: Exchange,
     http: awc::Client,
+    /// Dropped last, after the server.
+    _turn: Turn,
 }
 
 impl Api {
+    /// A server beside the other tests of this file.
     async fn start(config: ServerConfig) -> Self {
+        let turn = Turn::Shared {
+            _guard: ALONE.read().await,
+        };
+        Self::start_in(turn, config).await
+    }
+
+    /// A server while no other test of this file runs (for measuring the
+    /// process's allocations).
+    async fn alone(config: ServerConfig) -> Self {
+        let turn = Turn::Alone {
+            _guard: ALONE.write().await,
+        };
+        Self::start_in(turn, config).await
+    }
+
+    async fn start_in(turn: Turn, config: ServerConfig) -> Self {
         let _ = env_logger::builder().is_test(true).try_init();
         Api {
             exchange: Exchange::start(config).await,
             http: awc::Client::builder().timeout(BOUND).finish(),
+            _turn: turn,
         }
     }
 
@@ -171,6 +201,25 @@ impl Api {
     }
 }
 
+/// Asserts that `reply` is a refusal with `status` whose message names
+/// `limit`.
+fn assert_refused((status, reply): &(u16, Value), expected: u16, limit: &str) {
+    assert_eq!(*status, expected, "{reply}");
+    let error = reply["error"].as_str().unwrap_or_default();
+    assert!(error.contains(limit), "the message names {limit}: {reply}");
+}
+
+/// An item of `owner` that two new updater keys may update: (the
+/// updaters, the item's id).
+async fn contested(api: &Api, owner: &str) -> (String, String, String) {
+    let holder = api.key(KeyType::Updater).await;
+    let rival = api.key(KeyType::Updater).await;
+    let id = api
+        .written(owner, json!({ "value": 0, "updaters": [holder, rival] }))
+        .await;
+    (holder, rival, id)
+}
+
 /// A JSON string value whose text is exactly `bytes` long.
 fn text_of(bytes: usize) -> Value {
     json!("x".repeat(bytes - 2))
@@ -180,7 +229,6 @@ fn text_of(bytes: usize) -> Value {
 
 #[actix_rt::test]
 async fn a_full_store_is_507_while_reads_work_and_a_remove_makes_room() {
-    let _shared = ALONE.read().await;
     let api = Api::start(ServerConfig {
         max_item_size: 2000,
         max_total_bytes: 1000,
@@ -191,12 +239,8 @@ async fn a_full_store_is_507_while_reads_work_and_a_remove_makes_room() {
     let other = api.key(KeyType::Writer).await;
     let first = api.written(writer, json!({ "value": text_of(600) })).await;
 
-    let (status, full) = api.write(&other, json!({ "value": text_of(500) })).await;
-    assert_eq!(status, 507, "{full}");
-    assert!(
-        full["error"].as_str().unwrap().contains("max_total_bytes"),
-        "the message names the limit: {full}"
-    );
+    let full = api.write(&other, json!({ "value": text_of(500) })).await;
+    assert_refused(&full, 507, "max_total_bytes");
     // An update that grows past the total is refused too; one that fits is not.
     assert_eq!(
         api.update(writer, &first, json!({ "value": text_of(1001) }))
@@ -225,7 +269,6 @@ async fn a_full_store_is_507_while_reads_work_and_a_remove_makes_room() {
 
 #[actix_rt::test]
 async fn per_key_items_and_bytes_are_429_while_another_writer_keeps_writing() {
-    let _shared = ALONE.read().await;
     let api = Api::start(ServerConfig {
         max_items_per_key: 2,
         max_bytes_per_key: 100,
@@ -239,12 +282,8 @@ async fn per_key_items_and_bytes_are_429_while_another_writer_keeps_writing() {
     // Items: the third is refused, another key is not held back, a remove frees one.
     let a = api.written(writer, json!({ "value": 1 })).await;
     api.written(writer, json!({ "value": 2 })).await;
-    let (status, refused) = api.write(writer, json!({ "value": 3 })).await;
-    assert_eq!(status, 429, "{refused}");
-    assert!(refused["error"]
-        .as_str()
-        .unwrap()
-        .contains("max_items_per_key"));
+    let refused = api.write(writer, json!({ "value": 3 })).await;
+    assert_refused(&refused, 429, "max_items_per_key");
     api.written(&other, json!({ "value": 3 })).await;
     assert_eq!(api.remove(writer, &a).await, 200);
     api.written(writer, json!({ "value": 3 })).await;
@@ -257,12 +296,8 @@ async fn per_key_items_and_bytes_are_429_while_another_writer_keeps_writing() {
             json!({ "value": text_of(60), "updaters": [updater] }),
         )
         .await;
-    let (status, refused) = api.write(&third, json!({ "value": text_of(50) })).await;
-    assert_eq!(status, 429, "{refused}");
-    assert!(refused["error"]
-        .as_str()
-        .unwrap()
-        .contains("max_bytes_per_key"));
+    let refused = api.write(&third, json!({ "value": text_of(50) })).await;
+    assert_refused(&refused, 429, "max_bytes_per_key");
     // An updater's update grows the owner's bytes: refused past the quota.
     assert_eq!(
         api.update(&updater, &big, json!({ "value": text_of(101) }))
@@ -284,7 +319,6 @@ async fn per_key_items_and_bytes_are_429_while_another_writer_keeps_writing() {
 
 #[actix_rt::test]
 async fn an_expired_item_gives_its_quota_back() {
-    let _shared = ALONE.read().await;
     let api = Api::start(ServerConfig {
         max_items_per_key: 1,
         ..ServerConfig::default()
@@ -302,7 +336,6 @@ async fn an_expired_item_gives_its_quota_back() {
 
 #[actix_rt::test]
 async fn aliases_per_key_are_429_and_repointing_is_free() {
-    let _shared = ALONE.read().await;
     let api = Api::start(ServerConfig {
         max_aliases_per_key: 2,
         ..ServerConfig::default()
@@ -316,14 +349,10 @@ async fn aliases_per_key_are_429_and_repointing_is_free() {
     let b = api.written(writer, json!({ "value": 2 })).await;
     assert_eq!(api.alias(writer, "second", &a).await, 201);
     assert_eq!(api.alias(writer, "third", &b).await, 429);
-    let (status, refused) = api
+    let refused = api
         .write(writer, json!({ "value": 3, "alias": "third" }))
         .await;
-    assert_eq!(status, 429, "{refused}");
-    assert!(refused["error"]
-        .as_str()
-        .unwrap()
-        .contains("max_aliases_per_key"));
+    assert_refused(&refused, 429, "max_aliases_per_key");
     assert_eq!(
         api.info().await["items"],
         json!(2),
@@ -342,7 +371,6 @@ async fn aliases_per_key_are_429_and_repointing_is_free() {
 
 #[actix_rt::test]
 async fn renewals_stop_at_the_total_hold_and_then_others_take_the_item() {
-    let _shared = ALONE.read().await;
     let lifetime = Duration::from_millis(1000);
     let max_hold = Duration::from_millis(2000);
     let api = Api::start(ServerConfig {
@@ -351,14 +379,7 @@ async fn renewals_stop_at_the_total_hold_and_then_others_take_the_item() {
         ..ServerConfig::default()
     })
     .await;
-    let holder = api.key(KeyType::Updater).await;
-    let rival = api.key(KeyType::Updater).await;
-    let id = api
-        .written(
-            &api.exchange.writer,
-            json!({ "value": 0, "updaters": [holder, rival] }),
-        )
-        .await;
+    let (holder, rival, id) = contested(&api, &api.exchange.writer).await;
 
     // The holder renews well within each intent's lifetime (and updates in
     // between) until refused.
@@ -402,7 +423,6 @@ async fn renewals_stop_at_the_total_hold_and_then_others_take_the_item() {
 
 #[actix_rt::test]
 async fn the_owners_update_breaks_an_intent() {
-    let _shared = ALONE.read().await;
     let api = Api::start(ServerConfig {
         intent_lifetime: Duration::from_secs(60),
         intent_max_hold: Duration::from_secs(60),
@@ -410,11 +430,7 @@ async fn the_owners_update_breaks_an_intent() {
     })
     .await;
     let owner = &api.exchange.writer;
-    let holder = api.key(KeyType::Updater).await;
-    let rival = api.key(KeyType::Updater).await;
-    let id = api
-        .written(owner, json!({ "value": 0, "updaters": [holder, rival] }))
-        .await;
+    let (holder, rival, id) = contested(&api, owner).await;
     let (status, held) = api.read(&holder, &id, true).await;
     assert_eq!(status, 200, "{held}");
     assert_eq!(api.update(&rival, &id, json!({ "value": 1 })).await.0, 423);
@@ -431,7 +447,6 @@ async fn the_owners_update_breaks_an_intent() {
 
 #[actix_rt::test]
 async fn after_above_the_latest_seq_is_a_gap_on_pull_and_socket() {
-    let _shared = ALONE.read().await;
     let api = Api::start(ServerConfig::default()).await;
     let reader = &api.exchange.reader;
     let (id, _) = api.exchange.write(json!(0), Duration::from_secs(60)).await;
@@ -464,9 +479,8 @@ async fn after_above_the_latest_seq_is_a_gap_on_pull_and_socket() {
 
 #[actix_rt::test]
 async fn a_1mb_json_array_costs_about_its_text_size() {
-    let _alone = ALONE.write().await;
     const MAX: usize = 2 << 20;
-    let api = Api::start(ServerConfig {
+    let api = Api::alone(ServerConfig {
         max_item_size: MAX,
         ..ServerConfig::default()
     })

@@ -65,6 +65,50 @@ fn item(value: Value) -> WriteItem {
     WriteItem::new(value)
 }
 
+/// An item (value 0) of a new writer key that two new updater keys may
+/// update: (the writer, the updaters, the item's id).
+async fn item_with_two_updaters(store: &Arc<dyn Store>) -> (String, [String; 2], String) {
+    let owner = key(store, KeyKind::Writer).await;
+    let updaters = [
+        key(store, KeyKind::Updater).await,
+        key(store, KeyKind::Updater).await,
+    ];
+    let written = store
+        .write(
+            &owner,
+            WriteItem {
+                updaters: updaters.to_vec(),
+                ..item(json!(0))
+            },
+        )
+        .await
+        .unwrap();
+    (owner, updaters, written.id.to_string())
+}
+
+/// Writes `value` with `key`: the new item's id.
+async fn write_id(store: &Arc<dyn Store>, key: &str, value: Value) -> String {
+    let written = store.write(key, item(value)).await.expect("the write");
+    written.id.to_string()
+}
+
+/// Updates item `id` to `value` with `key`: the event's seq.
+async fn update_seq(store: &Arc<dyn Store>, key: &str, id: &str, value: Value) -> u64 {
+    let updated = store.update(key, id, UpdateItem::new(value)).await;
+    updated.expect("the update").seq
+}
+
+/// An item (value 1) aliased "shared" by a writer key living 60 ms: the
+/// item's id, and the store's events from before the write.
+async fn aliased_by_a_brief_key(store: &Arc<dyn Store>) -> (ItemId, broadcast::Receiver<Event>) {
+    let brief = key_for(store, KeyKind::Writer, Duration::from_millis(60)).await;
+    let events = store.subscribe();
+    let id = store.write(&brief, item(json!(1))).await.unwrap().id;
+    let alias = store.alias(&brief, "shared", &id.to_string()).await;
+    alias.expect("the brief key aliases its item");
+    (id, events)
+}
+
 fn code<T>(result: &Result<T, StoreError>) -> u16 {
     match result {
         Ok(_) => 200,
@@ -580,20 +624,7 @@ async fn update_intents_lock_out_others_until_used_or_lapsed() {
         intent_lifetime: Duration::from_millis(200),
         ..config()
     });
-    let owner = key(&store, KeyKind::Writer).await;
-    let holder = key(&store, KeyKind::Updater).await;
-    let other = key(&store, KeyKind::Updater).await;
-    let written = store
-        .write(
-            &owner,
-            WriteItem {
-                updaters: vec![holder.clone(), other.clone()],
-                ..item(json!(0))
-            },
-        )
-        .await
-        .unwrap();
-    let id = written.id.to_string();
+    let (owner, [holder, other], id) = item_with_two_updaters(&store).await;
 
     let read = store.read(&holder, &id, true).await.unwrap();
     let intent = read.intent.clone().expect("an intent id");
@@ -765,14 +796,8 @@ async fn aliases_resolve_repoint_and_conflict() {
 #[tokio::test(start_paused = true)]
 async fn an_alias_is_freed_when_its_owner_key_expires() {
     let store = store_with(config());
-    let brief = key_for(&store, KeyKind::Writer, Duration::from_millis(60)).await;
     let rival = key(&store, KeyKind::Writer).await;
-    let mut rx = store.subscribe();
-    let briefs = store.write(&brief, item(json!(1))).await.unwrap().id;
-    store
-        .alias(&brief, "shared", &briefs.to_string())
-        .await
-        .unwrap();
+    let (briefs, mut rx) = aliased_by_a_brief_key(&store).await;
     let rivals = store.write(&rival, item(json!(2))).await.unwrap().id;
     assert_eq!(
         code(&store.alias(&rival, "shared", &rivals.to_string()).await),
@@ -903,21 +928,10 @@ async fn retention_by_count_reports_a_gap() {
         ..config()
     });
     let owner = key(&store, KeyKind::Writer).await;
-    let id = store
-        .write(&owner, item(json!(0)))
-        .await
-        .unwrap()
-        .id
-        .to_string();
+    let id = write_id(&store, &owner, json!(0)).await;
     let mut seqs = Vec::new();
     for n in 1..=5 {
-        seqs.push(
-            store
-                .update(&owner, &id, UpdateItem::new(json!(n)))
-                .await
-                .unwrap()
-                .seq,
-        );
+        seqs.push(update_seq(&store, &owner, &id, json!(n)).await);
     }
     let page = store
         .events(&owner, &id, EventQuery::default())
@@ -947,17 +961,8 @@ async fn retention_by_age_reports_a_gap_and_forgets_gone_items() {
         ..config()
     });
     let owner = key(&store, KeyKind::Writer).await;
-    let id = store
-        .write(&owner, item(json!(0)))
-        .await
-        .unwrap()
-        .id
-        .to_string();
-    let seq = store
-        .update(&owner, &id, UpdateItem::new(json!(1)))
-        .await
-        .unwrap()
-        .seq;
+    let id = write_id(&store, &owner, json!(0)).await;
+    let seq = update_seq(&store, &owner, &id, json!(1)).await;
     sleep(Duration::from_millis(600)).await; // past the event's age limit
     let page = store
         .events(&owner, &id, EventQuery::default())
@@ -1190,21 +1195,10 @@ async fn an_alias_freed_by_its_owners_expiry_counts_for_its_next_owner() {
         max_aliases_per_key: 1,
         ..config()
     });
-    let brief = key_for(&store, KeyKind::Writer, Duration::from_millis(60)).await;
     let heir = key(&store, KeyKind::Writer).await;
-    let mut rx = store.subscribe();
-    let briefs = store.write(&brief, item(json!(1))).await.unwrap().id;
-    store
-        .alias(&brief, "shared", &briefs.to_string())
-        .await
-        .unwrap();
+    let (briefs, mut rx) = aliased_by_a_brief_key(&store).await;
     next_event(&mut rx, |e| e.id == briefs && e.kind == EventKind::Expire).await;
-    let heirs = store
-        .write(&heir, item(json!(2)))
-        .await
-        .unwrap()
-        .id
-        .to_string();
+    let heirs = write_id(&store, &heir, json!(2)).await;
     store.alias(&heir, "shared", &heirs).await.unwrap();
     assert_eq!(code(&store.alias(&heir, "second", &heirs).await), 429);
     store.alias(&heir, "shared", &heirs).await.unwrap();
@@ -1217,20 +1211,7 @@ async fn the_owners_update_breaks_an_intent_and_renewals_stop_at_the_hold() {
         intent_max_hold: Duration::from_secs(60),
         ..config()
     });
-    let owner = key(&store, KeyKind::Writer).await;
-    let holder = key(&store, KeyKind::Updater).await;
-    let rival = key(&store, KeyKind::Updater).await;
-    let written = store
-        .write(
-            &owner,
-            WriteItem {
-                updaters: vec![holder.clone(), rival.clone()],
-                ..item(json!(0))
-            },
-        )
-        .await
-        .unwrap();
-    let id = written.id.to_string();
+    let (owner, [holder, rival], id) = item_with_two_updaters(&store).await;
     let first = store.read(&holder, &id, true).await.unwrap();
     let renewed = store.read(&holder, &id, true).await.unwrap();
     let (first_ms, renewed_ms) = (
@@ -1258,17 +1239,8 @@ async fn the_owners_update_breaks_an_intent_and_renewals_stop_at_the_hold() {
 async fn events_after_the_latest_seq_report_a_gap() {
     let store = store_with(config());
     let owner = key(&store, KeyKind::Writer).await;
-    let id = store
-        .write(&owner, item(json!(0)))
-        .await
-        .unwrap()
-        .id
-        .to_string();
-    let seq = store
-        .update(&owner, &id, UpdateItem::new(json!(1)))
-        .await
-        .unwrap()
-        .seq;
+    let id = write_id(&store, &owner, json!(0)).await;
+    let seq = update_seq(&store, &owner, &id, json!(1)).await;
     let at = |since| EventQuery {
         since,
         ..Default::default()

@@ -1,25 +1,19 @@
 //! Fixtures of the authorization and quota tests (tests/authz.rs): a server
-//! with its store, keys made straight on the store, and a webhook receiver.
+//! with its store and keys made straight on the store.
 
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{web, App, HttpResponse, HttpServer};
-use effex::server::{Server, ServerConfig, ServerHandle};
+use effex::server::{ServerConfig, ServerHandle};
 use effex::store::{KeyKind, Keys, MakeKeys, Store, WriteItem};
 use serde_json::Value;
-use tokio::sync::mpsc;
 
-use crate::common::wire::{http_client, WAIT};
+use crate::common::wire::http_client;
 
 /// The common test config (long timers) with the loopback receivers of
 /// these tests allowed as webhook targets (refused by default, §3).
 pub fn config() -> ServerConfig {
-    ServerConfig {
-        webhook_allow: vec!["127.0.0.1".to_owned()],
-        ..crate::common::server::config()
-    }
+    crate::common::webhook_receiver::allowing_receivers(crate::common::server::config())
 }
 
 /// A running server and its store.
@@ -32,8 +26,7 @@ pub struct Authz {
 
 impl Authz {
     pub async fn start(config: ServerConfig) -> Self {
-        let _ = env_logger::builder().is_test(true).try_init();
-        let server = Server::start(config).await.expect("server starts");
+        let server = crate::common::server::start(config).await;
         let store = server.store().clone();
         let boss = server.boss_key().expect("embedded store").to_owned();
         let mut fixture = Authz {
@@ -59,6 +52,13 @@ impl Authz {
     /// A reader key living the store's default lifetime.
     pub async fn reader(&self) -> String {
         self.keys(KeyKind::Reader, None).await.keys.remove(0)
+    }
+
+    /// A new reader key and an item (value 0) it may read: (key, id).
+    pub async fn readable_item(&self) -> (String, String) {
+        let reader = self.reader().await;
+        let id = self.write(Value::from(0), &[&reader], None).await;
+        (reader, id)
     }
 
     /// Writes an item readable by `readers` (with `alias` pointed at it);
@@ -103,85 +103,18 @@ impl Authz {
 
     /// `POST /watches` with `key`: status and JSON body.
     pub async fn post_webhook(&self, key: &str, body: &Value) -> (u16, Value) {
-        let client = http_client(None);
-        let mut response = client
-            .post(format!("{}/watches", self.server.http_url()))
-            .bearer_auth(key)
-            .send_json(body)
+        crate::common::watches::post(&self.server.http_url(), key, body).await
+    }
+
+    /// `POST /watches` with `key` that must succeed: the watchable.
+    pub async fn webhook(&self, key: &str, body: &Value) -> String {
+        crate::common::watches::create(&self.server.http_url(), key, body).await
+    }
+
+    /// `DELETE /watches/{watchable}` with `key`: the status.
+    pub async fn delete_webhook(&self, key: &str, watchable: &str) -> u16 {
+        crate::common::watches::delete(&self.server.http_url(), key, watchable)
             .await
-            .expect("POST /watches");
-        let body = response.json().await.expect("a JSON body");
-        (response.status().as_u16(), body)
-    }
-}
-
-/// A local HTTP receiver for webhooks: answers every request with
-/// `status` and reports each request's path and JSON body.
-pub struct Hook {
-    pub url: String,
-    status: Arc<AtomicU16>,
-    requests: mpsc::UnboundedReceiver<(String, Value)>,
-    server: actix_web::dev::ServerHandle,
-}
-
-impl Hook {
-    pub async fn start() -> Self {
-        let status = Arc::new(AtomicU16::new(200));
-        let (tx, requests) = mpsc::unbounded_channel();
-        let state = (status.clone(), tx);
-        let http = HttpServer::new(move || {
-            let state = state.clone();
-            App::new().default_service(web::to(
-                move |req: actix_web::HttpRequest, body: web::Bytes| {
-                    let (status, tx) = state.clone();
-                    async move {
-                        let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                        let _ = tx.send((req.path().to_owned(), body));
-                        let code = status.load(Ordering::Relaxed);
-                        HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap())
-                            .finish()
-                    }
-                },
-            ))
-        })
-        .workers(1)
-        .disable_signals()
-        .bind(("127.0.0.1", 0))
-        .expect("bind");
-        let addr = http.addrs()[0];
-        let server = http.run();
-        let handle = server.handle();
-        actix_rt::spawn(server);
-        Hook {
-            url: format!("http://{addr}"),
-            status,
-            requests,
-            server: handle,
-        }
-    }
-
-    /// Answers every request with `status` from now on.
-    pub fn answer(&self, status: u16) {
-        self.status.store(status, Ordering::Relaxed);
-    }
-
-    /// The next request (path, body), within the wait.
-    pub async fn next(&mut self) -> (String, Value) {
-        tokio::time::timeout(WAIT, self.requests.recv())
-            .await
-            .expect("a webhook request within the wait")
-            .expect("receiver running")
-    }
-
-    /// Asserts that no request arrives within `quiet` (used only once
-    /// everything expected has arrived).
-    pub async fn expect_none(&mut self, quiet: Duration) {
-        if let Ok(got) = tokio::time::timeout(quiet, self.requests.recv()).await {
-            panic!("expected no webhook request, got {got:?}");
-        }
-    }
-
-    pub async fn stop(&self) {
-        self.server.stop(false).await;
+            .0
     }
 }

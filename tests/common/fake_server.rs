@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message};
 use tokio::sync::mpsc;
 
@@ -101,20 +101,10 @@ impl FakeServer {
             seen: tx,
             held_pass: std::sync::Mutex::new(None),
         });
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(shared.clone())
-                .route("/socket.io/", web::get().to(upgrade))
-        })
-        .workers(1)
-        .disable_signals()
-        .shutdown_timeout(1)
-        .bind(("127.0.0.1", 0))
-        .expect("bind a loopback port");
-        let addr = server.addrs()[0];
-        let server = server.run();
-        let handle = server.handle();
-        actix_rt::spawn(server);
+        let (addr, handle) = super::loopback::serve(move |app| {
+            app.app_data(shared.clone())
+                .route("/socket.io/", web::get().to(upgrade));
+        });
         Self {
             addr,
             handle,

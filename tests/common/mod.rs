@@ -2,12 +2,17 @@
 #![allow(dead_code)]
 
 pub mod child;
+#[cfg(feature = "cli")]
+pub mod effex_bin;
 pub mod exchange;
 pub mod fake_server;
 pub mod logs;
+pub mod loopback;
 pub mod poll;
 pub mod redis;
 pub mod server;
 pub mod states;
 pub mod tls;
+pub mod watches;
+pub mod webhook_receiver;
 pub mod wire;
