@@ -53,10 +53,12 @@ impl IntentRules {
     /// - `holder`'s own intent, in force or lapsed, before its run's total
     ///   hold has passed: a renewal, part of the same run, whose lock ends at
     ///   the run's total hold at the latest;
-    /// - `holder`'s run that locked the item until its total hold: 423 for one
-    ///   `lifetime` after the hold ended, so that others can take the item;
+    /// - `holder`'s run after its total hold: 423 until one `lifetime` after
+    ///   its last lock ended (at the hold, or earlier by its own update), so
+    ///   that others can take the item: a holder that updates and takes the
+    ///   item again at once cannot start over just after the hold;
     /// - otherwise (none, another key's lapsed intent, or the holder's run
-    ///   that let go before its total hold): a new run.
+    ///   that let go at least one `lifetime` ago): a new run.
     pub(crate) fn take(
         &self,
         held: Option<&Intent>,
@@ -72,14 +74,11 @@ impl IntentRules {
             }
             Some(held) => {
                 let hold_end = time::add(held.held_since, self.max_hold);
+                let cooled = time::add(held.expires, self.lifetime);
                 if now.instant < hold_end {
                     held.held_since
-                } else if held.expires >= hold_end {
-                    let cooled = time::add(hold_end, self.lifetime);
-                    if now.instant < cooled {
-                        return Err(locked(cooled, now));
-                    }
-                    now.instant
+                } else if now.instant < cooled {
+                    return Err(locked(cooled, now));
                 } else {
                     now.instant
                 }
@@ -162,6 +161,20 @@ mod tests {
         assert_eq!(again.expires, t0 + Duration::from_secs(22));
         let renewed = RULES.take(Some(&again), 1, &at(t0, 21)).unwrap();
         assert_eq!(renewed.expires, t0 + Duration::from_secs(25), "capped");
+    }
+
+    #[test]
+    fn an_update_just_before_the_hold_does_not_start_a_new_run_after_it() {
+        let t0 = Instant::now();
+        let first = RULES.take(None, 1, &at(t0, 0)).unwrap();
+        let mut second = RULES.take(Some(&first), 1, &at(t0, 9)).unwrap();
+        second.lapse(&at(t0, 18)); // the holder updated, then reads again late
+        match RULES.take(Some(&second), 1, &at(t0, 26)) {
+            Err(StoreError::Locked { seconds_left }) => assert_eq!(seconds_left, 2.0),
+            other => panic!("expected 423 until one lifetime after the update, got {other:?}"),
+        }
+        let fresh = RULES.take(Some(&second), 1, &at(t0, 28)).unwrap();
+        assert_eq!(fresh.expires, t0 + Duration::from_secs(38), "a new run");
     }
 
     #[test]

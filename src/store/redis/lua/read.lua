@@ -15,17 +15,18 @@ if arg(4) ~= '1' then
 end
 if level < 2 then return err('cannot_update', id) end
 -- The intent rules (see intent.rs): another key's intent in force locks; the
--- holder renews within its total hold, then waits one lifetime.
+-- holder renews within its total hold, then waits one lifetime after its
+-- last lock ended (at the hold, or earlier by its own update).
 local since = now
 if h.intent_holder and h.intent_holder ~= key then
   if h.intent_expires > now then return err('locked', h.intent_expires - now) end
 elseif h.intent_holder then
   local hold_end = h.intent_since + C.intent_max_hold_ms
+  local cooled = h.intent_expires + C.intent_lifetime_ms
   if now < hold_end then
     since = h.intent_since
-  elseif h.intent_expires >= hold_end then
-    local cooled = hold_end + C.intent_lifetime_ms
-    if now < cooled then return err('locked', cooled - now) end
+  elseif now < cooled then
+    return err('locked', cooled - now)
   end
 end
 local expires = math.min(now + C.intent_lifetime_ms, since + C.intent_max_hold_ms)
