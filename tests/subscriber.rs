@@ -247,6 +247,65 @@ async fn an_unacked_push_closes_the_socket_and_every_event_comes_again_once() {
     }
 }
 
+/// A server that sends more unacked pushes than the client allows
+/// (`max_unacked_pushes`) is cut off as a protocol error instead of making
+/// the client queue without bound; nothing is lost: the reconnect replays.
+#[actix_rt::test]
+async fn more_unacked_pushes_than_the_client_allows_drop_the_link_and_lose_nothing() {
+    let ex = Exchange::start(ServerConfig::default()).await;
+    let (id, _) = ex.write(json!(0), Duration::from_secs(60)).await;
+    let config = ex.client().max_unacked_pushes(3).build().unwrap();
+    let conn = effex::client::ConnectionActor::new(config).start();
+    let open = Arc::new(Notify::new());
+    let (tx, mut pushes) = mpsc::unbounded_channel();
+    let gate = Gate {
+        open: open.clone(),
+        held: false,
+        pushes: tx,
+    }
+    .start();
+    let (collector, mut events) = Collector::start_pair();
+    let sub = SubscriberActor::new(conn, gate.recipient())
+        .notify(collector.recipient())
+        .start();
+    sub.send(Subscribe::new(EventKind::Update, &id, &ex.reader))
+        .await
+        .unwrap()
+        .unwrap();
+
+    // The first push is held by the handler, so none is acked: the fourth
+    // one is over the client's bound (the server's window is 1,000).
+    let mut expected = Vec::new();
+    for n in 1..=6 {
+        expected.push(ex.update(&id, json!(n)).await);
+    }
+    let reason = events
+        .event(|e| matches!(e, SubscriberEvent::Disconnected(_)))
+        .await;
+    match reason {
+        SubscriberEvent::Disconnected(effex::client::DisconnectReason::Protocol(detail)) => {
+            assert!(detail.contains("max_unacked_pushes"), "{detail}")
+        }
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
+    open.notify_one();
+
+    let mut seen = Vec::new();
+    for _ in 0..expected.len() {
+        let push = tokio::time::timeout(BOUND, pushes.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        seen.push(push.seq);
+    }
+    assert_eq!(seen, expected, "every event once, in order");
+    match tokio::time::timeout(Duration::from_millis(300), pushes.recv()).await {
+        Err(_) => {}
+        Ok(Some(extra)) => panic!("a push handled twice: {extra:?}"),
+        Ok(None) => panic!("the gate is gone: cannot tell whether a push came twice"),
+    }
+}
+
 #[actix_rt::test]
 async fn one_update_reaches_a_thousand_handlers() {
     let ex = Exchange::start(ServerConfig::default()).await;

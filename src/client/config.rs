@@ -85,6 +85,7 @@ pub struct ClientConfig {
     ack_timeout: Duration,
     max_frame_size: usize,
     max_pending_acks: usize,
+    max_unacked_pushes: usize,
     write_queue: usize,
     reconnect: Backoff,
     tls: Option<Arc<rustls::ClientConfig>>,
@@ -101,6 +102,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("ack_timeout", &self.ack_timeout)
             .field("max_frame_size", &self.max_frame_size)
             .field("max_pending_acks", &self.max_pending_acks)
+            .field("max_unacked_pushes", &self.max_unacked_pushes)
             .field("write_queue", &self.write_queue)
             .field("reconnect", &self.reconnect)
             .field("tls", &self.tls.is_some())
@@ -124,6 +126,7 @@ impl ClientConfig {
                 ack_timeout: Duration::from_secs(10),
                 max_frame_size: 1 << 20,
                 max_pending_acks: 1_000,
+                max_unacked_pushes: 10_000,
                 write_queue: 4_096,
                 reconnect: Backoff::default(),
                 tls: None,
@@ -175,6 +178,11 @@ impl ClientConfig {
     /// The most emits awaiting an ack at once.
     pub fn max_pending_acks(&self) -> usize {
         self.max_pending_acks
+    }
+
+    /// The most pushes received on one connection and not yet acknowledged.
+    pub fn max_unacked_pushes(&self) -> usize {
+        self.max_unacked_pushes
     }
 
     /// The most frames queued for writing before the link counts as stalled.
@@ -276,6 +284,18 @@ impl ClientConfigBuilder {
         self
     }
 
+    /// The most pushes received on one connection and not yet acknowledged
+    /// by their subscribers. A server holds at most its in-flight window of
+    /// unacked pushes per connection (1,000 by default for effex), so one
+    /// that sends more is broken or hostile: the connection is closed as a
+    /// protocol error (and re-made when watches need it; the server replays
+    /// what was not acked). This bounds the memory a server can make the
+    /// client queue when a subscriber is slow. By default 10,000.
+    pub fn max_unacked_pushes(mut self, count: usize) -> Self {
+        self.config.max_unacked_pushes = count;
+        self
+    }
+
     /// The most frames waiting to be written; when the socket cannot keep up
     /// beyond that the link is dropped (and reconnected when needed) rather
     /// than buffering without bound. By default 4,096.
@@ -332,6 +352,7 @@ impl ClientConfigBuilder {
         for (name, value) in [
             ("max_frame_size", c.max_frame_size),
             ("max_pending_acks", c.max_pending_acks),
+            ("max_unacked_pushes", c.max_unacked_pushes),
             ("write_queue", c.write_queue),
         ] {
             if value == 0 {

@@ -226,6 +226,9 @@ pub struct ConnectionActor {
     routes: HashMap<String, Route>,
     /// Ack ids of final (remove / expire) pushes: their routes end when acked.
     finals: HashMap<u64, String>,
+    /// Pushes of the current connection handed to subscribers and not yet
+    /// acked: bounded by [`ClientConfig::max_unacked_pushes`].
+    unacked: usize,
     /// Consecutive failed reconnects (resets after a stable connection).
     retries: u32,
     /// The pending automatic reconnect, if any.
@@ -371,6 +374,7 @@ impl ConnectionActor {
             listeners: Vec::new(),
             routes: HashMap::new(),
             finals: HashMap::new(),
+            unacked: 0,
             retries: 0,
             retry: None,
             node: 0,
@@ -459,6 +463,11 @@ impl ConnectionActor {
     fn start_attempt(&mut self, ctx: &mut Context<Self>) {
         self.epoch += 1;
         let epoch = self.epoch;
+        // Acks are per connection: what the old one left unacked comes
+        // again by replay (and ack ids start over, so an old final's id
+        // must not end a route on the new one).
+        self.unacked = 0;
+        self.finals.clear();
         let dial = socket::open(
             self.http_client(),
             self.node_url().to_owned(),
@@ -827,6 +836,16 @@ impl ConnectionActor {
             Ok(push) => push,
             Err(e) => return self.protocol_error(format!("a malformed push: {e}"), ctx),
         };
+        if self.unacked >= self.config.max_unacked_pushes() {
+            return self.protocol_error(
+                format!(
+                    "the server sent more than {} pushes without waiting for their acks \
+                     (ClientConfig::max_unacked_pushes)",
+                    self.config.max_unacked_pushes()
+                ),
+                ctx,
+            );
+        }
         let Some(route) = self.routes.get(&push.watchable) else {
             log::debug!("no subscriber for watchable {}: acking 404", push.watchable);
             let reply = messages::Failure::new(404, "no subscriber for this watchable");
@@ -844,15 +863,17 @@ impl ConnectionActor {
             Ok(()) => false,
             // A busy subscriber (a replay after a reconnect comes as a burst):
             // queue past the mailbox's capacity rather than lose the route.
-            // Still bounded: the server keeps at most its in-flight window
-            // of unacked pushes per connection, and nothing is acked before
-            // its handler returned.
+            // Still bounded: nothing is acked before its handler returned,
+            // and `unacked` caps what a connection may hand out unacked.
             Err(SendError::Full(delivery)) => {
                 route.pushes.do_send(delivery);
                 false
             }
             Err(SendError::Closed(_)) => true,
         };
+        if !closed {
+            self.unacked += 1;
+        }
         if closed {
             // The subscriber is gone: forget its route; the server ends the
             // watch when its grace period runs out.
@@ -1256,6 +1277,7 @@ impl Handler<AckPush> for ConnectionActor {
             // That connection is gone; the server replays the push.
             return;
         }
+        self.unacked = self.unacked.saturating_sub(1);
         if let Some(watchable) = self.finals.remove(&ack.ack_id) {
             // The watch ends with its final push.
             self.routes.remove(&watchable);
