@@ -16,6 +16,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use actix::Actor;
 use awc::error::WsClientError;
 use awc::http::{Method, StatusCode};
 use common::exchange::{Exchange, PASS};
@@ -288,6 +289,35 @@ async fn wrong_passphrases_get_429_with_retry_after_and_others_still_pass() {
     wire.join().await;
     let reply = wire.pass(0, PASS, "p-other").await;
     assert_eq!(reply["ok"], json!(true), "{reply}");
+    server.stop().await;
+}
+
+/// The actix client reads a 429 pass answer as a wait, not as a final
+/// refusal: `ConnectError::Limited` with the server's `retryAfter`.
+#[actix_rt::test]
+async fn the_client_reports_a_locked_out_pass_as_limited_with_its_wait() {
+    let server = pass_server().await;
+    let url = server.ws_url();
+    for attempt in 0..3 {
+        let mut wire = open_from(1, &url).await;
+        wire.join().await;
+        let reply = wire.pass(0, "wrong", &format!("p{attempt}")).await;
+        assert_eq!(reply["code"], json!(401), "attempt {attempt}: {reply}");
+        wire.expect_goodbye().await;
+    }
+    let config = common::exchange::client_config(&url).build().unwrap();
+    let conn = effex::client::ConnectionActor::new(config).start();
+    let answer = tokio::time::timeout(BOUND, conn.send(effex::client::GetConnected))
+        .await
+        .expect("an answer within the bound")
+        .expect("the actor is alive");
+    match answer {
+        Err(effex::client::ConnectError::Limited { retry_after, .. }) => assert!(
+            retry_after > Duration::ZERO && retry_after <= MINUTE,
+            "retry after {retry_after:?}"
+        ),
+        other => panic!("expected ConnectError::Limited, got {other:?}"),
+    }
     server.stop().await;
 }
 

@@ -194,6 +194,10 @@ pub struct PushAck {
 #[rtype(result = "()")]
 pub struct AckPush(pub PushAck);
 
+/// The longest wait a 429 refusal's `retryAfter` can impose on a reconnect
+/// (the server's own longest lockout is 15 minutes by default).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
 type Waiter = oneshot::Sender<Result<Session, ConnectError>>;
 type Waiters = Rc<RefCell<Vec<Waiter>>>;
 type AckReply = oneshot::Sender<Result<Vec<Value>, EmitError>>;
@@ -226,6 +230,8 @@ pub struct ConnectionActor {
     routes: HashMap<String, Route>,
     /// Ack ids of final (remove / expire) pushes: their routes end when acked.
     finals: HashMap<u64, String>,
+    /// The least wait before the next reconnect: what a 429 refusal asked for.
+    retry_floor: Duration,
     /// Pushes of the current connection handed to subscribers and not yet
     /// acked: bounded by [`ClientConfig::max_unacked_pushes`].
     unacked: usize,
@@ -375,6 +381,7 @@ impl ConnectionActor {
             routes: HashMap::new(),
             finals: HashMap::new(),
             unacked: 0,
+            retry_floor: Duration::ZERO,
             retries: 0,
             retry: None,
             node: 0,
@@ -585,6 +592,11 @@ impl ConnectionActor {
         if !asked {
             self.move_to_next_node(&error);
         }
+        if let ConnectError::Limited { retry_after, .. } = &error {
+            // Honoured by the next scheduled reconnect (a cap keeps a
+            // hostile server from parking the client for days).
+            self.retry_floor = (*retry_after).min(MAX_RETRY_AFTER);
+        }
         let retry = !asked && !matches!(error, ConnectError::Rejected { .. });
         if retry && self.round_left > 0 {
             // Another node of this round: dial it now, the waiters keep waiting.
@@ -601,13 +613,18 @@ impl ConnectionActor {
     }
 
     /// While subscribers have watches, a lost connection comes back by
-    /// itself after a backoff with full jitter. A rejected pass or an
-    /// application's `Disconnect` does not retry.
+    /// itself after a backoff with full jitter, and not before a 429
+    /// refusal's `retryAfter`. A rejected pass or an application's
+    /// `Disconnect` does not retry.
     fn schedule_reconnect(&mut self, ctx: &mut Context<Self>) {
         if self.routes.is_empty() || self.retry.is_some() || !matches!(self.state, State::Idle) {
             return;
         }
-        let delay = self.config.reconnect().delay(self.retries);
+        let delay = self
+            .config
+            .reconnect()
+            .delay(self.retries)
+            .max(std::mem::take(&mut self.retry_floor));
         self.retries = self.retries.saturating_add(1);
         log::info!(
             "reconnecting in {delay:?} (retry {}) for {} watch(es)",
@@ -793,9 +810,15 @@ impl ConnectionActor {
                     .as_deref()
                     .and_then(|d| serde_json::from_str::<ConnectRefused>(d.get()).ok())
                     .unwrap_or_else(|| ConnectRefused::new(400, "connection refused"));
-                let error = ConnectError::Rejected {
-                    code: refusal.code(),
-                    message: refusal.message,
+                let error = match refusal.retry_after() {
+                    Some(retry_after) if refusal.code() == 429 => ConnectError::Limited {
+                        message: refusal.message,
+                        retry_after,
+                    },
+                    _ => ConnectError::Rejected {
+                        code: refusal.code(),
+                        message: refusal.message,
+                    },
                 };
                 if matches!(self.state, State::Connecting(_)) {
                     self.fail_attempt(error, Farewell::Clean, ctx);
@@ -982,9 +1005,15 @@ impl ConnectionActor {
                     failure.code,
                     failure.error
                 );
-                let error = ConnectError::Rejected {
-                    code: failure.code,
-                    message: failure.error,
+                let error = match failure.retry_after() {
+                    Some(retry_after) if failure.code == 429 => ConnectError::Limited {
+                        message: failure.error,
+                        retry_after,
+                    },
+                    _ => ConnectError::Rejected {
+                        code: failure.code,
+                        message: failure.error,
+                    },
                 };
                 return self.fail_attempt(error, Farewell::Clean, ctx);
             }

@@ -95,6 +95,16 @@ pub enum ConnectError {
         /// The server's message.
         message: String,
     },
+    /// The server refused the pass for now (429): too many failed attempts
+    /// from this address. Not final: the next attempt waits at least
+    /// `retry_after` (and may go to another node first).
+    #[error("the server refuses passes from this address for now ({message}); retrying in {retry_after:?}")]
+    Limited {
+        /// The server's message.
+        message: String,
+        /// How long the server asked the client to wait.
+        retry_after: Duration,
+    },
     /// The socket dropped before the attempt finished.
     #[error("the connection dropped during {stage}: {reason}")]
     Disconnected {

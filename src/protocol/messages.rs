@@ -19,6 +19,8 @@
 //! assert_eq!(reply.unwrap(), Err(Failure::new(401, "bad passphrase")));
 //! ```
 
+use std::time::Duration;
+
 use serde::de::DeserializeOwned;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
@@ -123,6 +125,14 @@ pub struct ConnectRefused {
 pub struct RefusalData {
     /// The http-like status code (400, 401, …).
     pub code: u16,
+    /// With code 429: milliseconds until the server takes a pass from this
+    /// address again (protocol.md §2.2).
+    #[serde(
+        default,
+        rename = "retryAfter",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retry_after: Option<u64>,
 }
 
 impl ConnectRefused {
@@ -130,7 +140,21 @@ impl ConnectRefused {
     pub fn new(code: u16, message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
-            data: Some(RefusalData { code }),
+            data: Some(RefusalData {
+                code,
+                retry_after: None,
+            }),
+        }
+    }
+
+    /// A 429 refusal: retry after `retry_after_ms` milliseconds.
+    pub fn limited(message: impl Into<String>, retry_after_ms: u64) -> Self {
+        Self {
+            message: message.into(),
+            data: Some(RefusalData {
+                code: 429,
+                retry_after: Some(retry_after_ms),
+            }),
         }
     }
 
@@ -138,15 +162,27 @@ impl ConnectRefused {
     pub fn code(&self) -> u16 {
         self.data.as_ref().map_or(400, |d| d.code)
     }
+
+    /// How long the server asked the client to wait (429 refusals).
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.data
+            .as_ref()
+            .and_then(|d| d.retry_after)
+            .map(Duration::from_millis)
+    }
 }
 
-/// A failure reply: `{"ok":false,"code":…,"error":…}`.
+/// A failure reply: `{"ok":false,"code":…,"error":…}`, with
+/// `"retryAfter":<ms>` when a limit refused it (code 429).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Failure {
     /// The http-like status (400, 401, 403, 404, 409, 413, 423, 429).
     pub code: u16,
     /// The human message.
     pub error: String,
+    /// With code 429: milliseconds until the server takes the request again.
+    #[serde(default, rename = "retryAfter")]
+    pub retry_after: Option<u64>,
 }
 
 impl Failure {
@@ -155,16 +191,35 @@ impl Failure {
         Self {
             code,
             error: error.into(),
+            retry_after: None,
         }
+    }
+
+    /// A 429 failure: retry after `retry_after_ms` milliseconds.
+    pub fn limited(error: impl Into<String>, retry_after_ms: u64) -> Self {
+        Self {
+            code: 429,
+            error: error.into(),
+            retry_after: Some(retry_after_ms),
+        }
+    }
+
+    /// How long the server asked the client to wait (429 failures).
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after.map(Duration::from_millis)
     }
 }
 
 impl Serialize for Failure {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(3))?;
+        let len = 3 + usize::from(self.retry_after.is_some());
+        let mut map = serializer.serialize_map(Some(len))?;
         map.serialize_entry("ok", &false)?;
         map.serialize_entry("code", &self.code)?;
         map.serialize_entry("error", &self.error)?;
+        if let Some(ms) = self.retry_after {
+            map.serialize_entry("retryAfter", &ms)?;
+        }
         map.end()
     }
 }

@@ -5,12 +5,10 @@
 
 use std::time::Duration;
 
+use crate::protocol::messages::{ConnectRefused, Failure};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
-use serde::Serialize;
-
-use crate::protocol::messages::Failure;
 
 /// The message of a refused pass (protocol.md §2.2).
 const TOO_MANY_ATTEMPTS: &str = "too many attempts";
@@ -40,7 +38,7 @@ impl Limited {
     /// 429 `{"ok":false,"code":429,"error":…}` with `Retry-After`.
     pub(crate) fn response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(StatusCode::TOO_MANY_REQUESTS)
-            .json(Failure::new(429, &self.message));
+            .json(Failure::limited(&self.message, self.retry_after_ms()));
         response.headers_mut().insert(
             header::RETRY_AFTER,
             HeaderValue::from(self.retry_after_secs()),
@@ -49,49 +47,14 @@ impl Limited {
     }
 
     /// The reply to a `pass` event.
-    pub(crate) fn pass_reply(&self) -> PassRefused {
-        PassRefused {
-            ok: false,
-            code: 429,
-            error: TOO_MANY_ATTEMPTS,
-            retry_after: self.retry_after_ms(),
-        }
+    pub(crate) fn pass_reply(&self) -> Failure {
+        Failure::limited(TOO_MANY_ATTEMPTS, self.retry_after_ms())
     }
 
     /// The CONNECT_ERROR payload for a pass inside CONNECT.
     pub(crate) fn connect_refusal(&self) -> ConnectRefused {
-        ConnectRefused {
-            message: TOO_MANY_ATTEMPTS,
-            data: RefusalData {
-                code: 429,
-                retry_after: self.retry_after_ms(),
-            },
-        }
+        ConnectRefused::limited(TOO_MANY_ATTEMPTS, self.retry_after_ms())
     }
-}
-
-/// `{"ok":false,"code":429,"error":"too many attempts","retryAfter":<ms>}`.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct PassRefused {
-    ok: bool,
-    code: u16,
-    error: &'static str,
-    retry_after: u64,
-}
-
-/// `{"message":"too many attempts","data":{"code":429,"retryAfter":<ms>}}`.
-#[derive(Debug, Serialize)]
-pub(crate) struct ConnectRefused {
-    message: &'static str,
-    data: RefusalData,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct RefusalData {
-    code: u16,
-    retry_after: u64,
 }
 
 #[cfg(test)]
