@@ -321,6 +321,49 @@ async fn the_client_reports_a_locked_out_pass_as_limited_with_its_wait() {
     server.stop().await;
 }
 
+/// Key guessing through `watch` on a passed socket counts against the
+/// address's failed-authentication allowance like REST 401s, and a
+/// locked-out address gets 429 to its watches (valid keys too).
+#[actix_rt::test]
+async fn watches_with_bad_keys_lock_the_address_out_like_rest() {
+    let ex = Exchange::start(ServerConfig {
+        failed_auth_burst: 2,
+        failed_auth_period: MINUTE,
+        ..ServerConfig::default()
+    })
+    .await;
+    let (id, _) = ex.write(json!(1), MINUTE).await;
+    let url = ex.server.ws_url();
+    let mut wire = open_from(1, &url).await;
+    wire.join().await;
+    assert_eq!(wire.pass(0, PASS, "p-guess").await["ok"], json!(true));
+    let watch = |key: &str| json!({"event": "update", "id": id, "key": key});
+    // The burst of 2 and the failure past it are checked (401).
+    for attempt in 1..=3 {
+        let reply = wire.call(attempt, "watch", watch("guess")).await;
+        assert_eq!(reply["code"], json!(401), "attempt {attempt}: {reply}");
+    }
+    // Then watches from that address are refused unchecked: the reader too.
+    for (n, key) in [(4, "guess"), (5, ex.reader.as_str())] {
+        let reply = wire.call(n, "watch", watch(key)).await;
+        assert_eq!(reply["code"], json!(429), "{reply}");
+        assert_retry_after_ms(&reply);
+    }
+    // REST from that address is locked out too: one allowance per address.
+    let ping = format!("{}/ping", ex.server.http_url());
+    assert_eq!(
+        get(1, &ping, &[]).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Another address watches with the reader key.
+    let mut other = open_from(2, &url).await;
+    other.join().await;
+    assert_eq!(other.pass(0, PASS, "p-other").await["ok"], json!(true));
+    let reply = other.call(1, "watch", watch(&ex.reader)).await;
+    assert_eq!(reply["ok"], json!(true), "{reply}");
+    ex.server.stop().await;
+}
+
 /// Sends CONNECT with the pass as auth; returns the reply text.
 async fn connect_with_pass(wire: &mut Wire, pass: &str, push_id: &str) -> String {
     wire.send_text(format!("40{}", json!({"pass": pass, "pushId": push_id})))

@@ -466,6 +466,15 @@ impl Session {
             }
             Command::Reply { ack_id, body } => {
                 self.hub_calls = self.hub_calls.saturating_sub(1);
+                if is_key_refusal(&body) {
+                    // A watch with an unknown or expired key: a passed socket
+                    // must not guess keys faster than REST may.
+                    self.registration
+                        .shared
+                        .limits
+                        .failed_auth
+                        .record_failure(self.client);
+                }
                 self.queue_ack(ack_id, &body);
                 Flow::Continue
             }
@@ -615,6 +624,15 @@ impl Session {
         let Some(push_id) = self.registration.push_id.clone() else {
             return;
         };
+        if name == WATCH_EVENT {
+            if let Err(limited) = self.pass_allowed() {
+                // Locked out for failed key checks (here or on REST):
+                // refused unchecked, like a REST call with a key.
+                log::debug!("{}: watch refused: {}", self.name(), limited.message);
+                self.queue_ack(ack_id, &limited.key_refusal());
+                return;
+            }
+        }
         let session = self.link.clone();
         let request = if name == WATCH_EVENT {
             match packet.first_arg::<Watch>() {
@@ -1080,6 +1098,16 @@ impl Session {
 }
 
 /// Compares secrets without an early exit on the first differing byte.
+/// Whether a hub reply refuses a watch's key (401: unknown or expired key).
+fn is_key_refusal(body: &RawValue) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Code {
+        code: Option<u16>,
+    }
+    // Only failures carry a code; a success (`{"ok":true,…}`) has none.
+    serde_json::from_str::<Code>(body.get()).is_ok_and(|reply| reply.code == Some(401))
+}
+
 fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

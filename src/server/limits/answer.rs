@@ -37,8 +37,8 @@ impl Limited {
 
     /// 429 `{"ok":false,"code":429,"error":…}` with `Retry-After`.
     pub(crate) fn response(&self) -> HttpResponse {
-        let mut response = HttpResponse::build(StatusCode::TOO_MANY_REQUESTS)
-            .json(Failure::limited(&self.message, self.retry_after_ms()));
+        let mut response =
+            HttpResponse::build(StatusCode::TOO_MANY_REQUESTS).json(self.key_refusal());
         response.headers_mut().insert(
             header::RETRY_AFTER,
             HeaderValue::from(self.retry_after_secs()),
@@ -49,6 +49,12 @@ impl Limited {
     /// The reply to a `pass` event.
     pub(crate) fn pass_reply(&self) -> Failure {
         Failure::limited(TOO_MANY_ATTEMPTS, self.retry_after_ms())
+    }
+
+    /// The reply to a `watch` from a locked-out address: 429 with the
+    /// message and `retryAfter`.
+    pub(crate) fn key_refusal(&self) -> Failure {
+        Failure::limited(&self.message, self.retry_after_ms())
     }
 
     /// The CONNECT_ERROR payload for a pass inside CONNECT.

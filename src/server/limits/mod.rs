@@ -6,7 +6,7 @@
 //! | limit | key | answer when reached |
 //! |---|---|---|
 //! | requests (every HTTP request, also the push upgrade) | client address | 429 + `Retry-After` |
-//! | failed authentication (401 on HTTP, refused `pass`) | client address | lockout: 429 + `Retry-After` on HTTP, `retryAfter` on a pass ([`failed_auth`]) |
+//! | failed authentication (401 on HTTP, refused `pass`, `watch` refused 401) | client address | lockout: 429 + `Retry-After` on HTTP, `retryAfter` on a pass or a watch ([`failed_auth`]) |
 //! | writes (`POST /items`, `PUT /items/{id}`) | access key | 429 + `Retry-After` |
 //! | push connections | total, client address | 503 before the upgrade |
 //!
