@@ -6,14 +6,18 @@
 //!
 //! architecture.md calls this the *session actor*. It is realised as one
 //! async task per socket (spawned on the actix worker that accepted it) whose
-//! mailbox is a bounded `tokio::sync::mpsc` channel of [`Command`]s:
+//! mailbox is an unbounded `tokio::sync::mpsc` channel of [`Command`]s,
+//! bounded by what may be put in it rather than by the channel:
 //!
 //! - actix-ws has no actor: it hands out a frame stream and a write handle,
 //!   so a plain task owning both is the simplest thing that works (and the
 //!   stream is `!Send`, so it stays on its worker thread anyway);
-//! - the hub (a later issue) needs a cheap, `Send`, cloneable handle to reach
-//!   a session from any worker: an `mpsc::Sender` is exactly that, and being
-//!   bounded it gives the push path backpressure instead of unbounded queues.
+//! - the hub needs a cheap, `Send`, cloneable handle to reach a session from
+//!   any worker, and must never wait on a slow session: an unbounded sender
+//!   never blocks the hub's loop, and the hub counts what it queues (pushes
+//!   against `max_queued_pushes`, their bytes against `max_queued_bytes`;
+//!   past either it sends `Overflow` and the session closes with 1013),
+//!   while replies are bounded by [`MAX_HUB_CALLS`] calls in flight.
 //!
 //! The task is a loop around one `tokio::select!` over: the mailbox (replace,
 //! shutdown, the hub's replies and pushes), the incoming frames, the
