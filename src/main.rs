@@ -223,6 +223,17 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     webhook_allow: Vec<String>,
+    /// A web origin (`https://app.example.com`) whose pages may call the REST
+    /// API and open the push socket; repeat for several (the variable takes a
+    /// comma-separated list). Without any, every origin may call the REST API
+    /// (keys travel in `Authorization`, never cookies).
+    #[arg(
+        long = "cors-origin",
+        env = "EFFEX_CORS_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    cors_origins: Vec<String>,
     /// The most webhook requests in flight to one host; more wait their turn.
     #[arg(
         long,
@@ -582,6 +593,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         max_aliases_per_key: args.max_aliases_per_key,
         workers,
         webhook_allow: args.webhook_allow,
+        cors_origins: args.cors_origins,
         webhook_max_per_host: args.webhook_max_per_host,
         max_queued_bytes: args.max_queued_bytes,
         max_watches_per_push_id: args.max_watches_per_push_id,

@@ -314,6 +314,16 @@ pub struct ServerConfig {
     ///
     /// Defaults to empty (nothing local is allowed).
     pub webhook_allow: Vec<String>,
+    /// The web origins (`https://app.example.com`, as browsers send them)
+    /// whose pages may call the REST API and open the push socket. Empty:
+    /// any origin may call the REST API (keys travel in `Authorization`,
+    /// never cookies, so no credentials mode). A list: only those origins
+    /// get CORS headers, and a WebSocket upgrade whose `Origin` names
+    /// another one is refused with 403 (requests without `Origin` — not
+    /// from a browser — are let through).
+    ///
+    /// Defaults to empty (any origin).
+    pub cors_origins: Vec<String>,
     /// The most webhook requests in flight to one target host at once; more
     /// deliveries to that host wait (in order) until one ends. Waiting does
     /// not count as a failed attempt.
@@ -413,6 +423,7 @@ impl Default for ServerConfig {
             max_connections_per_address: 5_000,
             max_tracked_clients: 100_000,
             webhook_allow: Vec::new(),
+            cors_origins: Vec::new(),
             webhook_max_per_host: 64,
             max_queued_bytes: 64 * 1024 * 1024,
             max_watches_per_push_id: 10_000,
@@ -473,6 +484,7 @@ impl std::fmt::Debug for ServerConfig {
             )
             .field("max_tracked_clients", &self.max_tracked_clients)
             .field("webhook_allow", &self.webhook_allow)
+            .field("cors_origins", &self.cors_origins)
             .field("webhook_max_per_host", &self.webhook_max_per_host)
             .field("max_queued_bytes", &self.max_queued_bytes)
             .field("max_watches_per_push_id", &self.max_watches_per_push_id)
@@ -534,6 +546,9 @@ pub enum ServerConfigError {
     /// A rate or connection limit is 0 (it cannot be turned off).
     #[error("{0} is 0: set it to at least 1 (to lift the limit, set a large number)")]
     ZeroLimit(&'static str),
+    /// An entry of `cors_origins` is not an origin.
+    #[error("cors_origins: {0}")]
+    CorsOrigin(String),
     /// An entry of `webhook_allow` is not a network, an address or a host name.
     #[error("webhook_allow: {0}")]
     WebhookAllow(String),
@@ -617,6 +632,9 @@ impl ServerConfig {
         self.validate_push_settings()?;
         self.validate_limits()?;
         self.validate_webhook_egress()?;
+        for origin in &self.cors_origins {
+            super::cors::check_origin(origin).map_err(ServerConfigError::CorsOrigin)?;
+        }
         if self.store.is_none() {
             self.validate_store_settings()?;
             #[cfg(feature = "redis")]

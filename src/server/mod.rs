@@ -46,6 +46,7 @@
 
 mod client_addr;
 mod config;
+mod cors;
 mod egress;
 mod host_limit;
 mod http;
@@ -176,6 +177,9 @@ impl Server {
             App::new()
                 .app_data(app_shared.clone())
                 .wrap(actix_web::middleware::from_fn(limits::limit_requests))
+                // Outermost: refusals (429, 503) carry CORS headers too, so
+                // a page can read them.
+                .wrap(cors::middleware(&app_shared.config))
                 .configure(push::routes)
                 // Before the REST routes, so that these take /watches.
                 .configure(webhooks::routes)

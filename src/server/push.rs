@@ -11,7 +11,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use actix_web::{http::StatusCode, web, HttpRequest, HttpResponse};
+use actix_web::{
+    http::{header, StatusCode},
+    web, HttpRequest, HttpResponse,
+};
 use tokio::sync::mpsc;
 
 use super::outlet::SessionLink;
@@ -62,6 +65,16 @@ async fn upgrade(req: HttpRequest, body: web::Payload, shared: web::Data<Shared>
     if let Err(why) = check_query(req.query_string()) {
         log::debug!("push endpoint: refused {:?}: {why}", req.peer_addr());
         return failure(StatusCode::BAD_REQUEST, why);
+    }
+    if !super::cors::websocket_origin_allowed(&shared.config, req.headers()) {
+        log::debug!(
+            "push endpoint: refused a WebSocket from origin {:?} (not in cors_origins)",
+            req.headers().get(header::ORIGIN)
+        );
+        return failure(
+            StatusCode::FORBIDDEN,
+            "this page's origin may not open the push socket: add it with --cors-origin",
+        );
     }
     if shared.registry.is_shutting_down() {
         return failure(
