@@ -904,9 +904,8 @@ async fn run_watch(args: WatchArgs) -> Result<(), String> {
         });
         let _ = tokio::time::timeout(GOODBYE, futures_util::future::join_all(unwatches)).await;
     }
+    // Answered once the socket is closed.
     let _ = tokio::time::timeout(GOODBYE, conn.send(Stop)).await;
-    // The socket's writer task sends the goodbye on its next turn.
-    actix_rt::time::sleep(Duration::from_millis(50)).await;
     outcome
 }
 

@@ -87,8 +87,11 @@ pub struct GetConnected;
 pub struct Disconnect;
 
 /// Closes the connection cleanly (as [`Disconnect`]), answers every waiter
-/// with [`ConnectError::Stopped`], and stops the actor. An actor whose every
-/// address is dropped stops by itself at its next heartbeat check.
+/// with [`ConnectError::Stopped`], and stops the actor. The reply comes once
+/// the socket is closed (the close handshake done, or after a short linger
+/// when the server does not answer it), so a program may exit right after
+/// awaiting it. An actor whose every address is dropped stops by itself at
+/// its next heartbeat check.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
 pub struct Stop;
@@ -1218,10 +1221,21 @@ impl Handler<Disconnect> for ConnectionActor {
 }
 
 impl Handler<Stop> for ConnectionActor {
-    type Result = ();
+    type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) {
+    fn handle(&mut self, _: Stop, ctx: &mut Self::Context) -> Self::Result {
+        // Taken before stopping: `stopping` shuts the link and queues the
+        // goodbye; the writer task then closes the socket on its own.
+        let closed = self.link().map(|link| link.writer.closed());
         ctx.stop();
+        Box::pin(async move {
+            if let Some(closed) = closed {
+                // The writer lingers at most CLOSE_LINGER after the close
+                // frame; the margin covers the TCP shutdown itself.
+                let bound = socket::CLOSE_LINGER + Duration::from_secs(1);
+                let _ = tokio::time::timeout(bound, closed).await;
+            }
+        })
     }
 }
 

@@ -20,7 +20,7 @@ use futures_util::future::LocalBoxFuture;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, Stream, StreamExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::error::DisconnectReason;
 
@@ -50,6 +50,8 @@ pub(crate) enum Inbound {
 pub(crate) struct SocketWriter {
     frames: mpsc::Sender<Message>,
     capacity: usize,
+    /// Ends (its sender drops) when the writer task has shut the connection.
+    done: watch::Receiver<()>,
 }
 
 impl SocketWriter {
@@ -69,6 +71,16 @@ impl SocketWriter {
         let _ = self
             .frames
             .try_send(Message::Close(Some(CloseReason::from(code))));
+    }
+
+    /// Resolves once the writer task has shut the connection (after the
+    /// close handshake, or [`CLOSE_LINGER`] at most, once closing began).
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let mut done = self.done.clone();
+        async move {
+            // Nothing is ever sent: this returns when the sender drops.
+            while done.changed().await.is_ok() {}
+        }
     }
 
     fn send(&self, message: Message) -> Result<(), DisconnectReason> {
@@ -101,11 +113,16 @@ pub(crate) async fn open(
     let (sink, stream) = framed.split();
     let (frames, queue) = mpsc::channel(write_queue);
     let (handoff, read_half) = oneshot::channel();
-    actix_rt::spawn(write_frames(sink, queue, read_half));
+    let (finished, done) = watch::channel(());
+    actix_rt::spawn(async move {
+        write_frames(sink, queue, read_half).await;
+        drop(finished);
+    });
     Ok((
         SocketWriter {
             frames,
             capacity: write_queue,
+            done,
         },
         FrameReader {
             stream: Some(stream),
