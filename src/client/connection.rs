@@ -135,24 +135,20 @@ impl Emit {
     }
 }
 
-/// A caller waiting for the running attempt: actix's own reply channel for
-/// `GetConnected`, so answering costs one send and no task per waiter.
 /// Registers a watch (protocol.md 2.3) and routes its pushes to
 /// `subscriber` as [`Delivery`] messages. The route is in place before any
 /// push of the watch is read, so none can slip past. Connects first if needed.
-///
-/// Used by [`SubscriberActor`](super::SubscriberActor); applications
-/// normally subscribe through it.
+/// Sent by [`SubscriberActor`](super::SubscriberActor) only.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<WatchOk, WatchError>")]
-pub struct WatchItem {
+pub(crate) struct WatchItem {
     /// The watch request.
-    pub watch: Watch,
+    pub(crate) watch: Watch,
     /// Who receives the watch's pushes.
-    pub subscriber: Recipient<Delivery>,
+    pub(crate) subscriber: Recipient<Delivery>,
     /// Who is told when the server ends the watch (`ended`, protocol.md
     /// 2.6); sent after every push of the watch that came before it.
-    pub ended: Option<Recipient<Ended>>,
+    pub(crate) ended: Option<Recipient<Ended>>,
 }
 
 impl Message for Ended {
@@ -168,25 +164,25 @@ struct Route {
 /// Ends a watch: sends `unwatch` and removes its route.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<(), WatchError>")]
-pub struct UnwatchItem {
+pub(crate) struct UnwatchItem {
     /// The watch id returned by [`WatchItem`].
-    pub watchable: String,
+    pub(crate) watchable: String,
 }
 
 /// A push from the server, routed by its watchable to the subscriber that
 /// registered the watch. Ack it with [`AckPush`] once it has been handled.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct Delivery {
+pub(crate) struct Delivery {
     /// The push.
-    pub push: Push,
+    pub(crate) push: Push,
     /// What acks it.
-    pub ack: PushAck,
+    pub(crate) ack: PushAck,
 }
 
 /// Names one received push for its ack: the connection it came on and its ack id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PushAck {
+pub(crate) struct PushAck {
     epoch: u64,
     ack_id: u64,
 }
@@ -195,7 +191,7 @@ pub struct PushAck {
 /// is ignored: the push will come again by replay.
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
-pub struct AckPush(pub PushAck);
+pub(crate) struct AckPush(pub(crate) PushAck);
 
 /// The longest wait a 429 refusal's `retryAfter` can impose on a reconnect
 /// (the server's own longest lockout is 15 minutes by default).

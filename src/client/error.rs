@@ -140,7 +140,7 @@ pub enum EmitError {
     Stopped,
 }
 
-/// Why a [`WatchItem`](super::WatchItem) or [`UnwatchItem`](super::UnwatchItem) failed.
+/// Why a [`Subscribe`](super::Subscribe) or [`Unsubscribe`](super::Unsubscribe) failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WatchError {
     /// The request could not be sent or got no ack.

@@ -25,10 +25,7 @@ mod subscriber;
 
 pub use backoff::Backoff;
 pub use config::{ClientConfig, ClientConfigBuilder, ConfigError, SOCKET_IO_PATH};
-pub use connection::{
-    AckPush, ConnectedReply, ConnectionActor, Delivery, Disconnect, Emit, GetConnected, PushAck,
-    Stop, SubscribeState, UnwatchItem, WatchItem,
-};
+pub use connection::{ConnectionActor, Disconnect, Emit, GetConnected, Stop, SubscribeState};
 pub use error::{ConnectError, DisconnectReason, EmitError, Stage, WatchError};
 pub use rest::{
     AliasReply, EffexClient, EffexClientBuilder, EffexError, EventsReply, InfoReply, KeyType,
