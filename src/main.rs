@@ -958,6 +958,7 @@ async fn follow(
             Heard::Subscriber(SubscriberEvent::Reconnected(_)) => {
                 eprintln!("effex: reconnected; missed pushes are replayed");
             }
+            Heard::Subscriber(other) => log::debug!("subscriber: {other:?}"),
             Heard::Connection(ConnectionState::Connected(_)) => *online = true,
             Heard::Connection(ConnectionState::ConnectFailed(error)) => {
                 *online = false;

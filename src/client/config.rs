@@ -25,6 +25,7 @@ pub const SOCKET_IO_PATH: &str = "/socket.io/?EIO=4&transport=websocket";
 
 /// A mistake in a [`ClientConfigBuilder`], found by [`ClientConfigBuilder::build`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// The server URL is not usable.
     #[error("invalid server url {url:?}: {problem} (expected e.g. ws://127.0.0.1:8150 or wss://effex.example.com)")]

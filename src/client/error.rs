@@ -5,6 +5,7 @@ use std::time::Duration;
 
 /// The stages of one connect attempt, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Stage {
     /// TCP (+ TLS) connect and the HTTP upgrade to WebSocket.
     WebSocketOpen,
@@ -29,6 +30,7 @@ impl std::fmt::Display for Stage {
 
 /// Why a connection (or a connect attempt) ended.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DisconnectReason {
     /// The application sent [`Disconnect`](super::Disconnect) or stopped the actor.
     #[error("the application asked to disconnect")]
@@ -69,6 +71,7 @@ fn fmt_reason(reason: &str) -> String {
 
 /// Why [`GetConnected`](super::GetConnected) could not deliver a session.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConnectError {
     /// The WebSocket could not be opened (refused, DNS, TLS, HTTP status…).
     #[error("could not open the WebSocket to {url}: {detail}; check the server address and that it is running")]
@@ -120,6 +123,7 @@ pub enum ConnectError {
 
 /// Why an [`Emit`](super::Emit) got no ack.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum EmitError {
     /// No connection could be made to send it on.
     #[error(transparent)]
@@ -142,6 +146,7 @@ pub enum EmitError {
 
 /// Why a [`Subscribe`](super::Subscribe) or [`Unsubscribe`](super::Unsubscribe) failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum WatchError {
     /// The request could not be sent or got no ack.
     #[error(transparent)]

@@ -119,6 +119,7 @@ impl EffexError {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum KeyType {
     /// Writes items and owns them (`wk…`).
     Writer,

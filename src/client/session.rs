@@ -106,6 +106,7 @@ impl Eq for Session {}
 /// with [`SubscribeState`](super::SubscribeState).
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
+#[non_exhaustive]
 pub enum ConnectionState {
     /// A connect attempt started.
     Connecting {

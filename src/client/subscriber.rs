@@ -100,6 +100,7 @@ pub struct Unsubscribe {
 /// What a subscriber tells the application besides pushes.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
+#[non_exhaustive]
 pub enum SubscriberEvent {
     /// The connection dropped; it comes back by itself while watches exist.
     Disconnected(DisconnectReason),

@@ -268,6 +268,7 @@ pub fn parse_reply<T: DeserializeOwned>(
 /// The kinds of event a watch can follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum EventKind {
     /// The item's value changed.
     Update,

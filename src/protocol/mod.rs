@@ -12,6 +12,7 @@ pub mod socketio;
 
 /// Why a frame could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// The frame was empty.
     #[error("empty frame")]

@@ -14,6 +14,7 @@
 /// assert!(err.to_string().contains("maxSize is 1048576 bytes"));
 /// ```
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// 400: the request is malformed (the text says which field and why).
     #[error("bad request: {0}")]

@@ -86,6 +86,7 @@ impl<'de> Deserialize<'de> for ItemId {
 /// is not a kind: it only makes keys of these kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum KeyKind {
     /// Writes items and owns them (`wk…`): may read, update, remove and alias its items.
     Writer,
