@@ -223,14 +223,23 @@ async fn ping() -> HttpResponse {
     reply(StatusCode::OK, Pong { value: "PONG" })
 }
 
-/// `GET /ready`: 200 `{"ok":true}` while the server can serve pushes; 503
-/// with the reason once its watch hub has failed (restart the server) or
-/// it is stopping.
+/// How long `GET /ready` waits for the store before answering 503.
+const READY_STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `GET /ready`: 200 `{"ok":true}` while the server can serve: its store
+/// answers and its watch hub runs; 503 with the reason otherwise (the store
+/// is down or slow, e.g. Redis unreachable; the hub failed: restart the
+/// server; or it is stopping). `GET /ping` is the liveness probe: it
+/// answers as long as the process serves HTTP at all.
 async fn ready(shared: web::Data<Shared>) -> HttpResponse {
     let why = match shared.hub.failure() {
         Some(failure) => format!("not ready: {failure}; restart the server"),
         None if shared.registry.is_shutting_down() => "not ready: the server is stopping".into(),
-        None => return reply(StatusCode::OK, crate::protocol::messages::Empty {}),
+        None => match tokio::time::timeout(READY_STORE_WAIT, shared.store.latest_seq()).await {
+            Ok(Ok(_)) => return reply(StatusCode::OK, crate::protocol::messages::Empty {}),
+            Ok(Err(e)) => format!("not ready: the store does not answer ({e})"),
+            Err(_) => format!("not ready: the store did not answer within {READY_STORE_WAIT:?}"),
+        },
     };
     HttpResponse::ServiceUnavailable().json(Failure::new(503, why))
 }
