@@ -18,9 +18,9 @@ use common::server::{config, start};
 use common::wire::{Incoming, Received, Wire, WAIT};
 use effex::server::{ServerConfig, ServerHandle};
 use effex::store::{
-    Aliased, Event, EventQuery, EventsPage, ItemId, ItemRef, KeyKind, Keys as MadeKeys, MakeKeys,
-    MemoryStore, MemoryStoreConfig, ReadItem, Removed, Store, StoreFuture, StoreInfo, UpdateItem,
-    Updated, WriteItem, Written,
+    Aliased, EventQuery, EventsPage, ItemId, ItemRef, KeyKind, Keys as MadeKeys, MakeKeys,
+    MemoryStore, MemoryStoreConfig, ReadItem, Removed, Store, StoreEvent, StoreFuture, StoreInfo,
+    UpdateItem, Updated, WriteItem, Written,
 };
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch};
@@ -153,7 +153,7 @@ impl Store for SlowStore {
     fn latest_seq(&self) -> StoreFuture<'_, u64> {
         Box::pin(self.slow(None, self.inner.latest_seq()))
     }
-    fn subscribe(&self) -> broadcast::Receiver<Event> {
+    fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
         self.inner.subscribe()
     }
 }
