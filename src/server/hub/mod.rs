@@ -1458,6 +1458,11 @@ impl Hub {
         let Some(ids) = self.w.by_alias.get(alias) else {
             return;
         };
+        log::debug!(
+            "hub: alias {alias:?} re-pointed at item {item} after seq {since}: \
+             re-checking its {} watch(es)",
+            ids.len()
+        );
         let ids: Vec<WatchId> = ids.iter().copied().collect();
         self.w.next_move += 1;
         let number = self.w.next_move;
