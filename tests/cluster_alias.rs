@@ -10,16 +10,27 @@
 //! among the events pushes the new item's update first and the old one's
 //! never. Every wait is bounded ([`WAIT`], far below the 30 s the old alias
 //! sweep took with these timers).
+//!
+//! At the store level: a re-point made on one `RedisStore` reaches another's
+//! subscription exactly between the events around it, and once, also when
+//! the reader's connection drops right after it delivered a re-point.
 #![cfg(feature = "redis")]
 
 mod common;
+
+use std::sync::Arc;
 
 use common::exchange::{Exchange, PASS};
 use common::redis::RedisServer;
 use common::wire::{Wire, WAIT};
 use effex::client::NewItem;
 use effex::server::ServerConfig;
+use effex::store::{
+    ItemId, KeyKind, MakeKeys, MemoryStoreConfig, RedisStore, RedisStoreConfig, Store, StoreEvent,
+    UpdateItem, WriteItem,
+};
 use serde_json::{json, Value};
+use tokio::sync::broadcast;
 
 const BOSS: &str = "cluster alias boss key";
 
@@ -164,4 +175,88 @@ async fn a_re_point_on_node_b_to_an_item_the_key_may_not_read_ends_the_watch_on_
     );
     a.server.stop().await;
     b.server.stop().await;
+}
+
+async fn redis_store(redis: &RedisServer) -> Arc<dyn Store> {
+    let config = RedisStoreConfig {
+        url: redis.url(),
+        limits: MemoryStoreConfig {
+            boss_key: BOSS.into(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Arc::new(RedisStore::connect(config).await.expect("connect"))
+}
+
+/// The next store event within [`WAIT`].
+async fn next(rx: &mut broadcast::Receiver<StoreEvent>) -> StoreEvent {
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("a store event within the wait")
+        .expect("the subscription is open and did not lag")
+}
+
+fn moved(alias: &str, item: ItemId, since: u64) -> StoreEvent {
+    StoreEvent::AliasMoved {
+        alias: alias.into(),
+        item,
+        since,
+    }
+}
+
+#[actix_rt::test]
+async fn a_re_point_reaches_another_store_between_its_events_once_across_a_dropped_connection() {
+    let redis = RedisServer::start().await;
+    let a = redis_store(&redis).await;
+    let owner = a
+        .make_keys(BOSS, MakeKeys::new(KeyKind::Writer))
+        .await
+        .expect("a writer key")
+        .keys
+        .remove(0);
+    let x = a
+        .write(&owner, WriteItem::new(json!("x")))
+        .await
+        .unwrap()
+        .id;
+    let y = a
+        .write(&owner, WriteItem::new(json!("y")))
+        .await
+        .unwrap()
+        .id;
+    let mut rx = a.subscribe();
+
+    let first = a
+        .update(&owner, &x.to_string(), UpdateItem::new(json!(1)))
+        .await
+        .unwrap()
+        .seq;
+    a.alias(&owner, "feed", &y.to_string()).await.unwrap();
+    assert_eq!(next(&mut rx).await.item().map(|e| e.seq), Some(first));
+    assert_eq!(next(&mut rx).await, moved("feed", y, first));
+
+    // The reader's connection drops right after it delivered a re-point;
+    // another node goes on meanwhile.
+    assert!(redis.drop_clients().await >= 2, "the store's connections");
+    let b = redis_store(&redis).await;
+    b.alias(&owner, "feed", &x.to_string()).await.unwrap();
+    let second = b
+        .update(&owner, &y.to_string(), UpdateItem::new(json!(2)))
+        .await
+        .unwrap()
+        .seq;
+    b.alias(&owner, "feed", &y.to_string()).await.unwrap();
+    let third = b
+        .update(&owner, &x.to_string(), UpdateItem::new(json!(3)))
+        .await
+        .unwrap()
+        .seq;
+    // Resumed from the entry it delivered last: nothing doubled, nothing lost.
+    assert_eq!(next(&mut rx).await, moved("feed", x, first));
+    assert_eq!(next(&mut rx).await.item().map(|e| e.seq), Some(second));
+    assert_eq!(next(&mut rx).await, moved("feed", y, second));
+    assert_eq!(next(&mut rx).await.item().map(|e| e.seq), Some(third));
+    // A re-point takes no seq.
+    assert_eq!((second, third), (first + 1, first + 2));
 }
