@@ -330,7 +330,9 @@ impl ServerHandle {
     }
 
     /// The store the server serves: for the application's own direct use,
-    /// e.g. [`Store::subscribe`] to follow every event.
+    /// e.g. [`Store::subscribe`] to follow every event. Changes made on it
+    /// (alias re-points too) reach watches as REST's do: the hub follows the
+    /// store's subscription.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.shared.store
     }
