@@ -18,9 +18,9 @@ use common::server::{config, start};
 use common::wire::{Incoming, Received, Wire, WAIT};
 use effex::server::{ServerConfig, ServerHandle};
 use effex::store::{
-    Aliased, Event, EventQuery, EventsPage, ItemId, ItemRef, KeyKind, Keys as MadeKeys, MakeKeys,
-    MemoryStore, MemoryStoreConfig, ReadItem, Removed, Store, StoreFuture, StoreInfo, UpdateItem,
-    Updated, WriteItem, Written,
+    Aliased, EventQuery, EventsPage, ItemId, ItemRef, KeyKind, Keys as MadeKeys, MakeKeys,
+    MemoryStore, MemoryStoreConfig, ReadItem, Removed, Store, StoreEvent, StoreFuture, StoreInfo,
+    UpdateItem, Updated, WriteItem, Written,
 };
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch};
@@ -153,7 +153,7 @@ impl Store for SlowStore {
     fn latest_seq(&self) -> StoreFuture<'_, u64> {
         Box::pin(self.slow(None, self.inner.latest_seq()))
     }
-    fn subscribe(&self) -> broadcast::Receiver<Event> {
+    fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
         self.inner.subscribe()
     }
 }
@@ -435,4 +435,46 @@ async fn every_store_call_50_ms_slower_still_pushes_in_order() {
     assert_eq!(reply["ok"], json!(true), "watch refused: {reply}");
     assert_eq!(got, seqs);
     b.expect_silence(Duration::from_millis(200)).await;
+}
+
+/// A re-point made on the raw store behind the server (here the inner
+/// memory store, which neither REST nor [`ServerHandle::store`] sees) reaches
+/// the hub on the store's subscription, in its place among the events: the
+/// alias watch leaves the old item at once and gets the new item's next
+/// update, within [`WAIT`] (the old periodic alias sweep ran every 30 s with
+/// these timers, so it would have pushed the old item's update instead).
+#[actix_rt::test]
+async fn a_re_point_on_the_raw_store_moves_an_alias_watch_promptly() {
+    let f = Fixture::new().await;
+    let old = f.write(json!("old")).await;
+    let new = f.write(json!("new")).await;
+    f.slow
+        .inner
+        .alias(&f.writer, "raw", &old)
+        .await
+        .expect("alias");
+    let mut b = f.wire("app-b").await;
+    watch_ok(
+        &mut b,
+        1,
+        json!({"event":"update","id":"raw","key":f.readers[1]}),
+    )
+    .await;
+
+    f.slow
+        .inner
+        .alias(&f.writer, "raw", &new)
+        .await
+        .expect("re-point behind the server");
+    f.update(&old, 1).await;
+    let on_new = f.update(&new, 1).await;
+    let push = push_within(&mut b)
+        .await
+        .expect("no push within the wait: the re-point never reached the hub");
+    assert_eq!(
+        push["id"],
+        json!(new),
+        "the old item's update was pushed after the re-point: {push}"
+    );
+    assert_eq!(push["seq"], json!(on_new));
 }

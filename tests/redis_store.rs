@@ -17,7 +17,7 @@ use common::poll::poll_until;
 use common::redis::RedisServer;
 use effex::store::{
     Event, EventKind, EventQuery, KeyKind, MakeKeys, MemoryStoreConfig, RedisStore,
-    RedisStoreConfig, Store, StoreError, UpdateItem, WriteItem,
+    RedisStoreConfig, Store, StoreError, StoreEvent, UpdateItem, WriteItem,
 };
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
@@ -75,11 +75,14 @@ fn code<T>(result: &Result<T, StoreError>) -> u16 {
 }
 
 /// The next event matching `want`, or a panic after `WAIT`.
-async fn next_event(rx: &mut broadcast::Receiver<Event>, want: impl Fn(&Event) -> bool) -> Event {
+async fn next_event(
+    rx: &mut broadcast::Receiver<StoreEvent>,
+    want: impl Fn(&Event) -> bool,
+) -> Event {
     timeout(WAIT, async {
         loop {
-            match rx.recv().await {
-                Ok(event) if want(&event) => return event,
+            match rx.recv().await.map(StoreEvent::into_item) {
+                Ok(Some(event)) if want(&event) => return event,
                 Ok(_) => continue,
                 Err(e) => panic!("event channel failed: {e}"),
             }

@@ -576,6 +576,9 @@ async fn an_item_is_unreadable_once_it_expires() {
     let expired = timeout(WAIT, async {
         loop {
             let event = events.recv().await.expect("the store's events");
+            let Some(event) = event.into_item() else {
+                continue;
+            };
             if event.kind == EventKind::Expire && event.id.to_string() == id {
                 return event;
             }

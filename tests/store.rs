@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use effex::store::{
     Event, EventKind, EventQuery, ItemId, KeyKind, MakeKeys, MemoryStore, MemoryStoreConfig, Store,
-    StoreError, UpdateItem, WriteItem,
+    StoreError, StoreEvent, UpdateItem, WriteItem,
 };
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
@@ -100,7 +100,9 @@ async fn update_seq(store: &Arc<dyn Store>, key: &str, id: &str, value: Value) -
 
 /// An item (value 1) aliased "shared" by a writer key living 60 ms: the
 /// item's id, and the store's events from before the write.
-async fn aliased_by_a_brief_key(store: &Arc<dyn Store>) -> (ItemId, broadcast::Receiver<Event>) {
+async fn aliased_by_a_brief_key(
+    store: &Arc<dyn Store>,
+) -> (ItemId, broadcast::Receiver<StoreEvent>) {
     let brief = key_for(store, KeyKind::Writer, Duration::from_millis(60)).await;
     let events = store.subscribe();
     let id = store.write(&brief, item(json!(1))).await.unwrap().id;
@@ -117,11 +119,14 @@ fn code<T>(result: &Result<T, StoreError>) -> u16 {
 }
 
 /// The next event matching `want`, or a panic after `WAIT`.
-async fn next_event(rx: &mut broadcast::Receiver<Event>, want: impl Fn(&Event) -> bool) -> Event {
+async fn next_event(
+    rx: &mut broadcast::Receiver<StoreEvent>,
+    want: impl Fn(&Event) -> bool,
+) -> Event {
     timeout(WAIT, async {
         loop {
-            match rx.recv().await {
-                Ok(event) if want(&event) => return event,
+            match rx.recv().await.map(StoreEvent::into_item) {
+                Ok(Some(event)) if want(&event) => return event,
                 Ok(_) => continue,
                 Err(e) => panic!("event channel failed: {e}"),
             }
@@ -1055,7 +1060,7 @@ async fn seq_is_strictly_increasing_across_concurrent_updates() {
 
     let mut live = Vec::new();
     while let Ok(event) = rx.try_recv() {
-        live.push(event.seq);
+        live.extend(event.item().map(|e| e.seq));
     }
     assert_eq!(live.len(), total);
     assert!(

@@ -51,6 +51,9 @@ pub async fn expiry_lateness(
         while lateness.len() < count {
             let event = rx.recv().await.expect("no lag, channel open");
             let now = Instant::now();
+            let Some(event) = event.into_item() else {
+                continue;
+            };
             if event.kind == EventKind::Expire {
                 let deadline = deadlines[&event.id];
                 assert!(now >= deadline, "expired before its deadline");

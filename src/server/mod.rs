@@ -158,9 +158,8 @@ impl Server {
             }
         };
         let max_item_size = store.info().await?.max_size;
-        // The hub follows the store's events; the store is wrapped so that
-        // alias re-points reach it too.
-        let (hub, store, hub_task) = hub::start(store, hub::HubSettings::from(&config));
+        // The hub follows the store's events and alias re-points.
+        let (hub, hub_task) = hub::start(store.clone(), hub::HubSettings::from(&config));
         let limits = Arc::new(limits::Limits::new(&config));
         limits::Limits::start_pruning(&limits);
         let shared = web::Data::new(Shared {
@@ -335,7 +334,9 @@ impl ServerHandle {
     }
 
     /// The store the server serves: for the application's own direct use,
-    /// e.g. [`Store::subscribe`] to follow every event.
+    /// e.g. [`Store::subscribe`] to follow every event. Changes made on it
+    /// (alias re-points too) reach watches as REST's do: the hub follows the
+    /// store's subscription.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.shared.store
     }

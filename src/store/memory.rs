@@ -17,6 +17,9 @@
 //!   held while another lock is taken.
 //! - The sequencer (a tiny mutex) assigns the next seq and sends the event on
 //!   the broadcast channel in one step, so receivers see events in seq order.
+//!   An alias re-point is sent under it too (with the alias shard held), with
+//!   the latest seq read in the same step, so it arrives exactly between the
+//!   events before and after it.
 //!
 //! # Memory
 //!
@@ -45,8 +48,8 @@ use super::quota::{KeyUsage, Limits, Quotas};
 use super::time::{self, Now};
 use super::types::{
     hex128, parse_hex128, random128, AccessKey, Aliased, Event, EventKind, EventQuery, EventsPage,
-    ItemId, ItemRef, KeyKind, Keys, MakeKeys, ReadItem, Removed, StoreInfo, UpdateItem, Updated,
-    WriteItem, Written,
+    ItemId, ItemRef, KeyKind, Keys, MakeKeys, ReadItem, Removed, StoreEvent, StoreInfo, UpdateItem,
+    Updated, WriteItem, Written,
 };
 use super::{JsonText, Store, StoreError, StoreFuture};
 
@@ -364,7 +367,7 @@ impl Store for MemoryStore {
         ready(Ok(self.inner.latest_seq()))
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<Event> {
+    fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
         self.inner.events.subscribe()
     }
 }
@@ -544,13 +547,14 @@ struct Inner {
     keys: Box<[RwLock<KeyShard>]>,
     aliases: Box<[RwLock<AliasShard>]>,
     alias_hasher: RandomState,
-    /// Held while a seq is assigned and its event sent, so the broadcast
-    /// channel carries events in seq order.
+    /// Held while a seq is assigned and its event sent (or an alias
+    /// re-point is sent), so the broadcast channel carries events in seq
+    /// order and re-points in their place among them.
     sequencer: Mutex<()>,
     latest: AtomicU64,
     live_items: AtomicUsize,
     quotas: Quotas,
-    events: broadcast::Sender<Event>,
+    events: broadcast::Sender<StoreEvent>,
     wake: Arc<Wake>,
 }
 
@@ -698,13 +702,13 @@ impl Inner {
             let seq = self.latest.load(Ordering::SeqCst) + 1;
             self.latest.store(seq, Ordering::SeqCst);
             // Err only means nobody is subscribed: the log still has it.
-            let _ = self.events.send(Event {
+            let _ = self.events.send(StoreEvent::Item(Event {
                 seq,
                 kind,
                 id,
                 at,
                 value,
-            });
+            }));
             seq
         };
         log.get_or_insert_with(Box::default)
@@ -918,9 +922,9 @@ impl Inner {
         }
     }
 
-    /// Points `alias` at `id` for `writer`; call with its shard write-locked
-    /// after [`claim_alias`](Self::claim_alias). A name taken over from an
-    /// expired owner key gives that key's alias charge back.
+    /// Points `alias` at `id` for `writer` and tells subscribers; call with
+    /// its shard write-locked after [`claim_alias`](Self::claim_alias). A name
+    /// taken over from an expired owner key gives that key's alias charge back.
     fn point_alias(&self, shard: &mut AliasShard, alias: &str, id: ItemId, writer: &Writer) {
         let owner_deadline = writer.deadline;
         let previous = shard.map.insert(
@@ -940,6 +944,15 @@ impl Inner {
         if previous.is_none_or(|p| p.owner_deadline != owner_deadline) {
             shard.due.insert((owner_deadline, alias.into()));
         }
+        // Under the sequencer, with the alias shard still held: every event
+        // up to `since` was sent before this, every later one is sent after.
+        let _order = lock(&self.sequencer);
+        // Err only means nobody is subscribed.
+        let _ = self.events.send(StoreEvent::AliasMoved {
+            alias: alias.to_owned(),
+            item: id,
+            since: self.latest_seq(),
+        });
     }
 
     fn read(&self, key: &str, id_or_alias: &str, intent: bool) -> Result<ReadItem, StoreError> {
@@ -1341,4 +1354,115 @@ fn alias_conflict(alias: &str) -> StoreError {
     StoreError::Conflict(format!(
         "alias {alias:?} belongs to another writer key: choose another name"
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn store() -> MemoryStore {
+        MemoryStore::new(MemoryStoreConfig {
+            boss_key: "boss".into(),
+            ..MemoryStoreConfig::default()
+        })
+        .expect("a valid config, inside a runtime")
+    }
+
+    async fn writer(store: &MemoryStore) -> String {
+        let mut keys = store
+            .make_keys("boss", MakeKeys::new(KeyKind::Writer))
+            .await
+            .expect("a writer key");
+        keys.keys.remove(0)
+    }
+
+    /// Everything the receiver holds now.
+    fn drain(rx: &mut broadcast::Receiver<StoreEvent>) -> Vec<StoreEvent> {
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_alias_move_arrives_between_the_events_around_it() {
+        let store = store();
+        let key = writer(&store).await;
+        let first = store.write(&key, WriteItem::new(json!(1))).await.unwrap();
+        let second = store.write(&key, WriteItem::new(json!(2))).await.unwrap();
+        store
+            .alias(&key, "board", &first.id.to_string())
+            .await
+            .unwrap();
+        let mut rx = store.subscribe();
+        let before = store
+            .update(&key, &first.id.to_string(), UpdateItem::new(json!(10)))
+            .await
+            .unwrap();
+        store
+            .alias(&key, "board", &second.id.to_string())
+            .await
+            .unwrap();
+        let after = store
+            .update(&key, &second.id.to_string(), UpdateItem::new(json!(20)))
+            .await
+            .unwrap();
+        let got = drain(&mut rx);
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[0].item().map(|e| e.seq), Some(before.seq));
+        assert_eq!(
+            got[1],
+            StoreEvent::AliasMoved {
+                alias: "board".into(),
+                item: second.id,
+                since: before.seq,
+            }
+        );
+        assert_eq!(got[2].item().map(|e| e.seq), Some(after.seq));
+        // A re-point takes no seq.
+        assert_eq!(after.seq, before.seq + 1);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_write_naming_an_alias_moves_it() {
+        let store = store();
+        let key = writer(&store).await;
+        let first = store.write(&key, WriteItem::new(json!(1))).await.unwrap();
+        let mut rx = store.subscribe();
+        let updated = store
+            .update(&key, &first.id.to_string(), UpdateItem::new(json!(10)))
+            .await
+            .unwrap();
+        let mut item = WriteItem::new(json!(2));
+        item.alias = Some("board".into());
+        let written = store.write(&key, item).await.unwrap();
+        let got = drain(&mut rx);
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].item().map(|e| e.seq), Some(updated.seq));
+        assert_eq!(
+            got[1],
+            StoreEvent::AliasMoved {
+                alias: "board".into(),
+                item: written.id,
+                since: updated.seq,
+            }
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_refused_re_point_moves_nothing() {
+        let store = store();
+        let (mine, theirs) = (writer(&store).await, writer(&store).await);
+        let item = store.write(&mine, WriteItem::new(json!(1))).await.unwrap();
+        store
+            .alias(&mine, "board", &item.id.to_string())
+            .await
+            .unwrap();
+        let other = store
+            .write(&theirs, WriteItem::new(json!(2)))
+            .await
+            .unwrap();
+        let mut rx = store.subscribe();
+        let refused = store.alias(&theirs, "board", &other.id.to_string()).await;
+        assert_eq!(refused.unwrap_err().code(), 409);
+        assert!(drain(&mut rx).is_empty());
+    }
 }

@@ -112,10 +112,21 @@
 //! events after `since`, or when `since` is above the store's latest seq.
 //!
 //! [`Store::subscribe`] gives a `tokio::sync::broadcast` receiver of every
-//! [`Event`], in seq order; `update` events carry the new value. A receiver
-//! that lags (`RecvError::Lagged`) lost events from the channel but not from
-//! the log: it catches up by calling [`Store::events`] with `since` = the last
-//! seq it handled, for each item it cares about, then goes on receiving.
+//! [`StoreEvent`]: each item [`Event`] ([`StoreEvent::Item`], in seq order;
+//! `update` events carry the new value) and each alias re-point
+//! ([`StoreEvent::AliasMoved`]), in the order the store made them. A re-point
+//! takes no seq (seqs number item events only): it carries `since`, the
+//! store's latest seq when it happened, and arrives after every event up to
+//! `since` and before every later one. So a subscriber that follows an alias
+//! knows exactly which events of the new item are after the re-point, and
+//! with several nodes on one Redis every node learns of a re-point made on
+//! any of them, in the same place among the events.
+//!
+//! A receiver that lags (`RecvError::Lagged`) lost events from the channel
+//! but not from the log: it catches up by calling [`Store::events`] with
+//! `since` = the last seq it handled, for each item it cares about, then goes
+//! on receiving. Re-points have no log: a lagged receiver that follows
+//! aliases resolves them again ([`Store::resolve`]).
 //!
 //! # Errors
 //!
@@ -164,7 +175,7 @@ pub use redis::{RedisStore, RedisStoreConfig};
 pub(crate) use types::parse_event_kind;
 pub use types::{
     seconds, Aliased, Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, KeyKind, Keys,
-    MakeKeys, ReadItem, Removed, StoreInfo, UpdateItem, Updated, WriteItem, Written,
+    MakeKeys, ReadItem, Removed, StoreEvent, StoreInfo, UpdateItem, Updated, WriteItem, Written,
 };
 
 /// The future every [`Store`] operation returns: boxed so that the trait stays
@@ -231,7 +242,8 @@ pub trait Store: Send + Sync {
     /// The store's latest event seq (0 before the first event).
     fn latest_seq(&self) -> StoreFuture<'_, u64>;
 
-    /// A receiver of every event from now on, in seq order (see the module docs
-    /// for what to do when it lags).
-    fn subscribe(&self) -> broadcast::Receiver<Event>;
+    /// A receiver of every item event and alias re-point from now on, in the
+    /// order the store made them (see the module docs for that order and for
+    /// what to do when it lags).
+    fn subscribe(&self) -> broadcast::Receiver<StoreEvent>;
 }

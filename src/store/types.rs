@@ -197,6 +197,47 @@ pub struct Event {
     pub value: Option<JsonText>,
 }
 
+/// What [`Store::subscribe`](super::Store::subscribe) carries: every change
+/// that watchers follow, in the order the store made them.
+///
+/// Item events are numbered by `seq`; an alias re-point is not (the protocol's
+/// seq numbers item events only) and instead says which seq it came after.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum StoreEvent {
+    /// An item's `update`, `remove` or `expire`, as logged.
+    Item(Event),
+    /// An alias was pointed at `item` (by [`Store::alias`](super::Store::alias)
+    /// or a write naming it). Every item event with a seq above `since` came
+    /// after the re-point, every one up to `since` before it.
+    AliasMoved {
+        /// The alias.
+        alias: String,
+        /// The item it names now.
+        item: ItemId,
+        /// The store's latest seq when it was re-pointed.
+        since: u64,
+    },
+}
+
+impl StoreEvent {
+    /// The item event, if this is one.
+    pub fn item(&self) -> Option<&Event> {
+        match self {
+            StoreEvent::Item(event) => Some(event),
+            StoreEvent::AliasMoved { .. } => None,
+        }
+    }
+
+    /// The item event, if this is one (by value).
+    pub fn into_item(self) -> Option<Event> {
+        match self {
+            StoreEvent::Item(event) => Some(event),
+            StoreEvent::AliasMoved { .. } => None,
+        }
+    }
+}
+
 /// `Duration` ⇄ seconds as a JSON number (fractions allowed: `0.25` is 250 ms).
 pub mod seconds {
     use super::*;

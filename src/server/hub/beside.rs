@@ -4,7 +4,7 @@
 //! **Bound.** Each call belongs to something already bounded: a `watch`
 //! call (at most `session::MAX_HUB_CALLS` in flight per session), a
 //! `POST /watches`, one replay window per watch, one alias re-check per
-//! watch of a re-pointed alias, one catch-up and one alias sweep at a time.
+//! watch of a re-pointed alias, and one catch-up at a time.
 //! So the [`Done`] channel holds at most one answer per such call.
 
 use std::sync::Arc;
@@ -86,14 +86,19 @@ pub(super) enum Done {
         result: Result<EventsPage, StoreError>,
     },
     Alias(Box<AliasDone>),
-    /// The events the hub missed while its receiver lagged.
-    CaughtUp(Vec<Event>),
-    /// What the watched aliases name now (the periodic sweep), and the
-    /// hub's processed seq when the sweep started.
-    Resolved {
-        aliases: Vec<(String, ItemId)>,
-        since: u64,
-    },
+    /// What the hub missed while its receiver lagged.
+    CaughtUp(CaughtUp),
+}
+
+/// What the catch-up after a lag found.
+pub(super) struct CaughtUp {
+    /// The hub's last handled seq when the lag was noticed.
+    pub(super) since: u64,
+    /// What each watched alias names now (those that resolve): a re-point
+    /// the lag dropped shows as a watch on another item.
+    pub(super) aliases: Vec<(String, ItemId)>,
+    /// The watched items' events after `since`, in seq order.
+    pub(super) events: Vec<Event>,
 }
 
 /// `watch`'s store part: `check_read`, then the backlog after `after`. A
@@ -189,13 +194,22 @@ pub(super) async fn recheck_alias(
     Ok((checked.key_valid_till, page))
 }
 
-/// The catch-up after a lag: for every watched item, its events after
-/// `since`, read with the first of its watches' keys that may.
+/// The catch-up after a lag: what every watched alias names now (re-points
+/// have no log), then for every watched item its events after `since`, read
+/// with the first of its watches' keys that may.
 pub(super) async fn catch_up(
     store: Arc<dyn Store>,
     items: Vec<(ItemId, Vec<String>)>,
+    aliases: Vec<String>,
     since: u64,
-) -> Vec<Event> {
+) -> CaughtUp {
+    let mut resolved = Vec::with_capacity(aliases.len());
+    for alias in aliases {
+        match store.resolve(&alias).await {
+            Ok(item) => resolved.push((alias, item)),
+            Err(e) => log::debug!("hub: catch-up of alias {alias:?}: {e}"),
+        }
+    }
     let mut found = Vec::new();
     for (item, keys) in items {
         let query = EventQuery {
@@ -214,19 +228,9 @@ pub(super) async fn catch_up(
         }
     }
     found.sort_by_key(|e| e.seq);
-    found
-}
-
-/// What each watched alias names now (the ones that resolve).
-pub(super) async fn resolve_aliases(
-    store: Arc<dyn Store>,
-    aliases: Vec<String>,
-) -> Vec<(String, ItemId)> {
-    let mut found = Vec::with_capacity(aliases.len());
-    for alias in aliases {
-        if let Ok(item) = store.resolve(&alias).await {
-            found.push((alias, item));
-        }
+    CaughtUp {
+        since,
+        aliases: resolved,
+        events: found,
     }
-    found
 }

@@ -14,7 +14,7 @@
 //! sessions.
 //!
 //! **Flow of one event.** The hub consumes [`Store::subscribe`] in seq
-//! order. Per event it looks up the item in `by_item` (one hash lookup), takes
+//! order (item events, and alias re-points in their place among them). Per event it looks up the item in `by_item` (one hash lookup), takes
 //! the list of that item's watches of that kind, and for each *active* one
 //! sends a `Push` command into its session's mailbox: the cost per event is
 //! one lookup plus the watchers of that one item. The event (seq, at and, for
@@ -26,8 +26,8 @@
 //!
 //! **The store is never awaited in the loop.** A slow store must not stall
 //! fan-out, so every store call the hub needs — a `watch`'s check and
-//! backlog, a replay window, an alias re-check, the catch-up after a lag,
-//! the alias sweep — runs in a task beside the loop (`beside`) and reports
+//! backlog, a replay window, an alias re-check, the catch-up after a lag —
+//! runs in a task beside the loop (`beside`) and reports
 //! back on the hub's own channel. Two things keep that invisible to clients:
 //! the events the hub handles while a call is out are kept (`recent`,
 //! bounded) and, when it reports back, those of its item are applied to its
@@ -44,7 +44,10 @@
 //!
 //! **Lag.** If the broadcast receiver lags, the hub catches up from the
 //! store's log: for every watched item it reads (beside the loop) the events
-//! after the last seq it handled (with a key of one of that item's watches);
+//! after the last seq it handled (with a key of one of that item's watches),
+//! and it resolves every watched alias again (re-points have no log: one the
+//! lag dropped is applied as if made at the last seq handled, before the
+//! events read);
 //! live events wait in the broadcast channel until they are handled, in seq
 //! order; the store calls out when the lag happened catch up from the log
 //! too. Events are never lost, only their `value` may be missing (the log
@@ -81,21 +84,15 @@
 //! A re-watch of a gone item is 404 unless `after` is below the final event of
 //! that kind: then that final push is replayed and the watch ends once acked.
 //!
-//! **Aliases.** A watch made on an alias follows it. The store has no alias
-//! events, so the server's store is wrapped ([`HubStore`]): every re-point
-//! made through it (REST `PUT /aliases`, a write with an alias, or
-//! [`ServerHandle::store`]) is sent to the hub on a channel of its own, with
-//! the store's latest seq read before the re-point. The hub drains that
-//! channel before it handles each event, so a re-point that completed before
-//! an event was sent is applied before that event: the alias's watches move to
-//! the new item: its watches leave the old item at once, are re-checked
-//! beside the loop, and then get the new item's events after the re-point
-//! (from the log, and from what the hub handled meanwhile, above the
-//! watch's cursor); only an old-item event in the microsecond window of a
-//! re-point racing it can still be pushed. A
-//! re-point made on the raw store behind the server's back is noticed by a
-//! periodic re-resolve of the watched aliases (every `watch_grace / 4`, at
-//! most 30 s).
+//! **Aliases.** A watch made on an alias follows it. Every re-point reaches
+//! the hub on the store's subscription ([`StoreEvent::AliasMoved`], with
+//! `since`, the store's latest seq at the re-point), in its place among the
+//! item events, whoever made it: REST `PUT /aliases`, a write with an alias,
+//! the application on [`ServerHandle::store`], or another node on the same
+//! Redis. The alias's watches leave the old item at once (none of its
+//! events after the re-point is pushed to them), are re-checked beside the
+//! loop, and then get the new item's events after `since` (from the log, and
+//! from what the hub handled meanwhile, above the watch's cursor).
 //!
 //! **Authorization at send time.** `check_read` at `watch` time is not the
 //! end of it. Each watch remembers when its key expires (`key_valid_till`
@@ -153,6 +150,7 @@
 //! [`ServerConfig::max_queued_pushes`]: super::ServerConfig::max_queued_pushes
 //! [`ServerConfig::max_queued_bytes`]: super::ServerConfig::max_queued_bytes
 //! [`ServerHandle::store`]: super::ServerHandle::store
+//! [`StoreEvent::AliasMoved`]: crate::store::StoreEvent::AliasMoved
 
 mod beside;
 mod hold;
@@ -181,8 +179,7 @@ pub(crate) use super::outlet::{Outgoing, SessionLink, WatchId};
 use super::{ServerConfig, Shared};
 use crate::protocol::messages::{Empty, Ended, Failure, Success, Watch, WatchOk};
 use crate::store::{
-    Aliased, Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, Keys, MakeKeys, ReadItem,
-    Removed, Store, StoreError, StoreFuture, StoreInfo, UpdateItem, Updated, WriteItem, Written,
+    Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, Store, StoreError, StoreEvent,
 };
 
 /// The hub's settings, copied out of the server config.
@@ -217,7 +214,7 @@ impl From<&ServerConfig> for HubSettings {
 // ---------------------------------------------------------------------------
 // Requests
 
-/// What sessions, the REST side and the store wrapper ask of the hub.
+/// What sessions and the REST side ask of the hub.
 pub(crate) enum Request {
     /// A `watch` event of a passed socket; answered with `Command::Reply`.
     Watch {
@@ -315,40 +312,23 @@ impl WeakHub {
     }
 }
 
-/// An alias now points at `item`; events after `since` are the new item's.
-#[derive(Debug)]
-struct AliasMoved {
-    alias: String,
-    item: ItemId,
-    since: u64,
-}
-
 /// The running hub task, for [`supervise`].
 pub(crate) type HubTask = actix_rt::task::JoinHandle<()>;
 
-/// Starts the hub on the current actix-rt System; returns its handle, the
-/// store wrapped so that alias re-points reach the hub, and the task (to be
-/// given to [`supervise`]).
-pub(crate) fn start(
-    store: Arc<dyn Store>,
-    settings: HubSettings,
-) -> (HubHandle, Arc<dyn Store>, HubTask) {
+/// Starts the hub on the current actix-rt System; returns its handle and
+/// the task (to be given to [`supervise`]).
+pub(crate) fn start(store: Arc<dyn Store>, settings: HubSettings) -> (HubHandle, HubTask) {
     let (tx, requests) = mpsc::unbounded_channel();
-    let (moves_tx, moves) = mpsc::unbounded_channel();
     let handle = HubHandle {
         tx,
         status: Arc::new(HubStatus::default()),
     };
     // Subscribe now, before any request can change the store.
     let events = store.subscribe();
-    let wrapped: Arc<dyn Store> = Arc::new(HubStore {
-        inner: store.clone(),
-        moves: moves_tx,
-    });
     let (done_tx, done) = mpsc::unbounded_channel();
     let hub = Hub::new(store, settings, handle.weak(), done_tx);
-    let task = actix_rt::spawn(hub.run(events, requests, moves, done));
-    (handle, wrapped, task)
+    let task = actix_rt::spawn(hub.run(events, requests, done));
+    (handle, task)
 }
 
 /// Watches the hub task. The hub ends normally only on
@@ -428,8 +408,6 @@ struct Hub {
     /// A catch-up from the log is under way: live events wait (in the
     /// store's broadcast channel; a lag there means another catch-up).
     catching_up: bool,
-    /// An alias sweep is under way.
-    resolving: bool,
     /// What waits for sessions whose calls are out (see `hold`).
     holds: Holds,
     /// The call whose answer the hub is working out now.
@@ -465,7 +443,6 @@ impl Hub {
             recent: Recent::default(),
             done,
             catching_up: false,
-            resolving: false,
             holds: Holds::default(),
             answering: None,
         }
@@ -513,9 +490,8 @@ impl Hub {
 
     async fn run(
         mut self,
-        mut events: broadcast::Receiver<Event>,
+        mut events: broadcast::Receiver<StoreEvent>,
         mut requests: mpsc::UnboundedReceiver<Request>,
-        mut moves: mpsc::UnboundedReceiver<AliasMoved>,
         mut done: mpsc::UnboundedReceiver<Done>,
     ) {
         self.processed = self.store.latest_seq().await.unwrap_or(0);
@@ -550,13 +526,9 @@ impl Hub {
                 }
                 Some(done) = done.recv() => self.on_done(done),
                 event = events.recv(), if events_open && !self.catching_up => match event {
-                    Ok(event) => {
-                        // Alias moves go first: a re-point made before this
-                        // event was handed out is re-checked from before it.
-                        while let Ok(moved) = moves.try_recv() {
-                            self.alias_moved(&moved.alias, moved.item, moved.since);
-                        }
-                        self.on_event(event);
+                    Ok(StoreEvent::Item(event)) => self.on_event(event),
+                    Ok(StoreEvent::AliasMoved { alias, item, since }) => {
+                        self.alias_moved(&alias, item, since);
                     }
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         log::warn!("hub: lagged {missed} events behind the store; catching up from its log");
@@ -574,10 +546,7 @@ impl Hub {
                     }
                     Some(request) => self.on_request(request),
                 },
-                Some(moved) = moves.recv() => {
-                    self.alias_moved(&moved.alias, moved.item, moved.since);
-                }
-                _ = tick.tick() => self.sweep(),
+                _ = tick.tick() => self.forget_dormant(),
             }
         }
         // Nothing queued leaves after the stop: webhook deliveries stop
@@ -776,9 +745,12 @@ impl Hub {
                 (*item, keys.into_iter().map(str::to_owned).collect())
             })
             .collect();
+        let aliases: Vec<String> = self.w.by_alias.keys().cloned().collect();
         let store = self.store.clone();
         let since = self.processed;
-        self.beside(async move { Done::CaughtUp(beside::catch_up(store, items, since).await) });
+        self.beside(
+            async move { Done::CaughtUp(beside::catch_up(store, items, aliases, since).await) },
+        );
     }
 
     /// Applies `event` to one watch, as [`Hub::on_event`] does to all of
@@ -884,13 +856,9 @@ impl Hub {
             Done::Alias(done) => self.alias_checked(*done),
             Done::CaughtUp(found) => {
                 self.catching_up = false;
-                for event in found {
-                    self.on_event(event);
-                }
-            }
-            Done::Resolved { aliases, since } => {
-                self.resolving = false;
-                for (alias, now_item) in aliases {
+                // Re-points the lag dropped first: the old item's events
+                // after them must not reach the alias's watches.
+                for (alias, now_item) in found.aliases {
                     let stale = self
                         .w
                         .by_alias
@@ -898,8 +866,11 @@ impl Hub {
                         .and_then(|ids| ids.iter().find_map(|id| self.w.watches.get(id)))
                         .is_some_and(|e| e.item != now_item);
                     if stale {
-                        self.alias_moved(&alias, now_item, since);
+                        self.alias_moved(&alias, now_item, found.since);
                     }
+                }
+                for event in found.events {
+                    self.on_event(event);
                 }
             }
         }
@@ -1487,6 +1458,11 @@ impl Hub {
         let Some(ids) = self.w.by_alias.get(alias) else {
             return;
         };
+        log::debug!(
+            "hub: alias {alias:?} re-pointed at item {item} after seq {since}: \
+             re-checking its {} watch(es)",
+            ids.len()
+        );
         let ids: Vec<WatchId> = ids.iter().copied().collect();
         self.w.next_move += 1;
         let number = self.w.next_move;
@@ -1599,9 +1575,8 @@ impl Hub {
         self.apply_recent(id, ticket);
     }
 
-    /// Forgets dormant watches past the grace, and re-resolves watched
-    /// aliases beside the hub (for re-points made behind the server's back).
-    fn sweep(&mut self) {
+    /// Forgets dormant watches past the grace.
+    fn forget_dormant(&mut self) {
         let now = Instant::now();
         let grace = self.settings.watch_grace;
         let expired: Vec<WatchId> = self
@@ -1615,116 +1590,5 @@ impl Hub {
             log::debug!("hub: forgetting a watch dormant for {grace:?}");
             self.w.remove(id, false);
         }
-        if self.resolving || self.w.by_alias.is_empty() {
-            return;
-        }
-        self.resolving = true;
-        let aliases: Vec<String> = self.w.by_alias.keys().cloned().collect();
-        let store = self.store.clone();
-        let since = self.processed;
-        self.beside(async move {
-            let aliases = beside::resolve_aliases(store, aliases).await;
-            Done::Resolved { aliases, since }
-        });
-    }
-}
-
-// ---------------------------------------------------------------------------
-// The store wrapper
-
-/// The server's store as REST and [`ServerHandle::store`](super::ServerHandle::store)
-/// see it: every call goes to the real store; alias re-points are also told
-/// to the hub, so that watches on the alias follow it.
-pub(crate) struct HubStore {
-    inner: Arc<dyn Store>,
-    /// The hub's own channel for alias moves, read before every event.
-    moves: mpsc::UnboundedSender<AliasMoved>,
-}
-
-impl Store for HubStore {
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
-    }
-
-    fn info(&self) -> StoreFuture<'_, StoreInfo> {
-        self.inner.info()
-    }
-
-    fn make_keys<'a>(&'a self, boss: &'a str, request: MakeKeys) -> StoreFuture<'a, Keys> {
-        self.inner.make_keys(boss, request)
-    }
-
-    fn write<'a>(&'a self, key: &'a str, item: WriteItem) -> StoreFuture<'a, Written> {
-        if item.alias.is_none() {
-            return self.inner.write(key, item);
-        }
-        Box::pin(async move {
-            let written = self.inner.write(key, item).await?;
-            if let Some(alias) = &written.alias {
-                let _ = self.moves.send(AliasMoved {
-                    alias: alias.clone(),
-                    item: written.id,
-                    since: written.seq,
-                });
-            }
-            Ok(written)
-        })
-    }
-
-    fn read<'a>(&'a self, key: &'a str, id: &'a str, intent: bool) -> StoreFuture<'a, ReadItem> {
-        self.inner.read(key, id, intent)
-    }
-
-    fn update<'a>(
-        &'a self,
-        key: &'a str,
-        id: &'a str,
-        update: UpdateItem,
-    ) -> StoreFuture<'a, Updated> {
-        self.inner.update(key, id, update)
-    }
-
-    fn remove<'a>(&'a self, key: &'a str, id: &'a str) -> StoreFuture<'a, Removed> {
-        self.inner.remove(key, id)
-    }
-
-    fn alias<'a>(&'a self, key: &'a str, alias: &'a str, id: &'a str) -> StoreFuture<'a, Aliased> {
-        Box::pin(async move {
-            // Read before the re-point: an event of the new item right after
-            // it is then reported (rather than missed).
-            let since = self.inner.latest_seq().await?;
-            let aliased = self.inner.alias(key, alias, id).await?;
-            let _ = self.moves.send(AliasMoved {
-                alias: aliased.alias.clone(),
-                item: aliased.id,
-                since,
-            });
-            Ok(aliased)
-        })
-    }
-
-    fn resolve<'a>(&'a self, id: &'a str) -> StoreFuture<'a, ItemId> {
-        self.inner.resolve(id)
-    }
-
-    fn check_read<'a>(&'a self, key: &'a str, id: &'a str) -> StoreFuture<'a, ItemRef> {
-        self.inner.check_read(key, id)
-    }
-
-    fn events<'a>(
-        &'a self,
-        key: &'a str,
-        id: &'a str,
-        query: EventQuery,
-    ) -> StoreFuture<'a, EventsPage> {
-        self.inner.events(key, id, query)
-    }
-
-    fn latest_seq(&self) -> StoreFuture<'_, u64> {
-        self.inner.latest_seq()
-    }
-
-    fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.inner.subscribe()
     }
 }

@@ -19,7 +19,7 @@
 //! | key | type | what |
 //! |---|---|---|
 //! | `effex:seq` | string | the latest seq |
-//! | `effex:events` | stream | every event, entry id `<seq>-0`, trimmed to about `stream_max_len` |
+//! | `effex:events` | stream | every event, entry id `<seq>-0`, and every alias re-point, entry id `<latest seq>-<n>` (n ≥ 1); trimmed to about `stream_max_len` |
 //! | `effex:due` | sorted set | deadlines: `i:<id>` (item expiry or tombstone end), `k:<key>`, `a:<alias>` |
 //! | `effex:stats` | hash | live `items` and their value `bytes` (the 507 quota) |
 //! | `effex:{item:<id>}` | hash | owner, readers, updaters, value, size, modified, deadline, intent, state |
@@ -41,9 +41,12 @@
 //! # Live events
 //!
 //! Each store runs a task ([`stream`]) that reads `effex:events` with
-//! `XREAD BLOCK` from the last seq it delivered and feeds the
-//! [`Store::subscribe`] channel in seq order, so every node sees every event.
-//! After a dropped connection it resumes from that seq: nothing is lost
+//! `XREAD BLOCK` from the last entry it delivered and feeds the
+//! [`Store::subscribe`] channel in stream order, so every node sees every
+//! event and every alias re-point ([`StoreEvent::AliasMoved`]: the alias
+//! scripts, and a write naming an alias, append it to the stream in the same
+//! script as the re-point; it takes no seq, see the key layout). After a
+//! dropped connection it resumes from that entry: nothing is lost
 //! unless the node was away so long that more than `stream_max_len` events
 //! were trimmed meanwhile (it logs how many; a watch then catches up from the
 //! item's own log through [`Store::events`]).
@@ -74,8 +77,8 @@ use super::memory::validate_alias;
 use super::types::{hex128, parse_hex128, random128, AccessKey};
 use super::{
     Aliased, Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, JsonText, KeyKind, Keys,
-    MakeKeys, MemoryStoreConfig, ReadItem, Removed, Store, StoreError, StoreFuture, StoreInfo,
-    UpdateItem, Updated, WriteItem, Written,
+    MakeKeys, MemoryStoreConfig, ReadItem, Removed, Store, StoreError, StoreEvent, StoreFuture,
+    StoreInfo, UpdateItem, Updated, WriteItem, Written,
 };
 
 mod refusal;
@@ -196,7 +199,7 @@ struct Shared {
     scripts: Scripts,
     /// ARGV[1..10] of every script: the rules.
     rules: Vec<String>,
-    events: broadcast::Sender<Event>,
+    events: broadcast::Sender<StoreEvent>,
     /// Set to true when the store is dropped: the tasks stop.
     stop: watch::Sender<bool>,
 }
@@ -280,7 +283,7 @@ impl RedisStore {
             events,
             stop,
         });
-        let from = shared.latest_seq().await?;
+        let from = shared.stream_end().await?;
         tokio::spawn(stream::run(
             reader,
             shared.events.clone(),
@@ -371,6 +374,34 @@ impl Shared {
             Outcome::Ok(reply) => Ok(reply),
             Outcome::Refused(r) => Err(refusal::to_error(r, doing, &self.config.limits)),
         }
+    }
+
+    /// Where the event stream ends now: its last entry, or `<latest seq>-0`
+    /// when that is later (an empty or trimmed stream); read in one step.
+    async fn stream_end(&self) -> Result<stream::EntryId, StoreError> {
+        let mut conn = self.conn.clone();
+        let (seq, last): (Option<u64>, Vec<(String, Value)>) = redis::pipe()
+            .atomic()
+            .cmd("GET")
+            .arg("effex:seq")
+            .cmd("XREVRANGE")
+            .arg("effex:events")
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| refusal::from_redis(e, self.url()))?;
+        let seq = stream::EntryId {
+            seq: seq.unwrap_or(0),
+            n: 0,
+        };
+        let last = last
+            .first()
+            .and_then(|(id, _)| stream::EntryId::parse(id))
+            .unwrap_or_default();
+        Ok(seq.max(last))
     }
 
     async fn latest_seq(&self) -> Result<u64, StoreError> {
@@ -849,7 +880,7 @@ impl Store for RedisStore {
         Box::pin(self.shared.latest_seq())
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<Event> {
+    fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
         self.shared.events.subscribe()
     }
 }

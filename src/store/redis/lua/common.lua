@@ -110,10 +110,17 @@ local function claim_alias(name, key, now)
   return true
 end
 
+-- Points alias `name` at item `id` and appends the re-point to the event
+-- stream in the same step. It takes no seq: its entry id is `<latest seq>-<n>`
+-- (n >= 1, Redis picks the next), so it sorts after every event up to the
+-- latest seq and before the next one.
 local function point_alias(name, id, key, kd, is_new)
   if is_new then redis.call('HINCRBY', key_key(key), 'aliases', 1) end
   redis.call('HSET', alias_key(name), 'owner', key, 'id', id, 'owner_deadline', kd)
   redis.call('ZADD', DUE, kd, 'a:' .. name)
+  local since = redis.call('GET', SEQ) or '0'
+  redis.call('XADD', STREAM, 'MAXLEN', '~', C.stream_max, since .. '-*',
+    'alias', name, 'id', id, 'since', since)
 end
 
 -- Turns a live item into a tombstone kept until now + retention; gives its
