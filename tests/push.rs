@@ -19,7 +19,7 @@ use common::webhook_receiver::{allowing_receivers, Request, WebhookReceiver};
 use common::wire::{http_client, Wire};
 use effex::server::{ServerConfig, ServerHandle};
 use effex::store::{
-    KeyKind, MakeKeys, MemoryStore, MemoryStoreConfig, Store, UpdateItem, WriteItem,
+    KeyKind, MakeKeys, MemoryStoreConfig, Store, UpdateItem, WriteItem,
 };
 use serde_json::{json, Value};
 
@@ -98,15 +98,14 @@ impl Fixture {
         }
     }
 
-    /// A server on a memory store of this config (boss key "boss"), one reader.
+    /// A server on a store of this config (boss key "boss"), one reader: a
+    /// memory store, or a Redis store with the switch on (`common::store_switch`).
     async fn with_store(store_config: MemoryStoreConfig) -> Self {
-        let store: Arc<dyn Store> = Arc::new(
-            MemoryStore::new(MemoryStoreConfig {
-                boss_key: "boss".into(),
-                ..store_config
-            })
-            .expect("store"),
-        );
+        let store = common::store_switch::store(MemoryStoreConfig {
+            boss_key: "boss".into(),
+            ..store_config
+        })
+        .await;
         let server = start(ServerConfig {
             store: Some(store.clone()),
             ..config()
