@@ -18,9 +18,7 @@ use common::watches;
 use common::webhook_receiver::{allowing_receivers, Request, WebhookReceiver};
 use common::wire::{http_client, Wire};
 use effex::server::{ServerConfig, ServerHandle};
-use effex::store::{
-    KeyKind, MakeKeys, MemoryStoreConfig, Store, UpdateItem, WriteItem,
-};
+use effex::store::{KeyKind, MakeKeys, MemoryStoreConfig, Store, UpdateItem, WriteItem};
 use serde_json::{json, Value};
 
 /// The keys of one test: a writer, and readers listed on every item.

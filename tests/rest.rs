@@ -1110,7 +1110,11 @@ async fn effex_client_covers_every_operation() {
     let info = effex.info().await.unwrap();
     assert_eq!(
         (info.api.as_str(), info.store.as_str(), info.max_size),
-        ("effex", common::store_switch::chosen().name(), MAX_ITEM_SIZE)
+        (
+            "effex",
+            common::store_switch::chosen().name(),
+            MAX_ITEM_SIZE
+        )
     );
     assert_eq!(info.max_lifetime, MAX_LIFETIME);
 

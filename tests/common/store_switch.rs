@@ -59,7 +59,9 @@ pub fn chosen() -> TestStore {
             "{VARIABLE}=redis needs the `redis` feature: run `{VARIABLE}=redis cargo test \
              --features redis …` (or --all-features)"
         ),
-        other => panic!("{VARIABLE}={other:?} is not a store: use `memory` (the default) or `redis`"),
+        other => {
+            panic!("{VARIABLE}={other:?} is not a store: use `memory` (the default) or `redis`")
+        }
     }
 }
 
