@@ -138,7 +138,10 @@ async fn write_read_update_remove_through_the_cli() {
 async fn ping_info_and_an_unreachable_server() {
     let server = start().await;
     assert_eq!(ok(&server, "", &["ping"]).await["value"], "PONG");
-    assert_eq!(ok(&server, "", &["info"]).await["store"], "memory");
+    assert_eq!(
+        ok(&server, "", &["info"]).await["store"],
+        common::store_switch::chosen().name()
+    );
     let url = server.http_url();
     server.stop().await;
     let child = Command::new(EFFEX)
@@ -196,9 +199,13 @@ async fn help_explains_each_command_with_an_example() {
 /// serves, and stops gracefully on SIGINT (Ctrl-C).
 #[actix_rt::test]
 async fn serve_prints_a_boss_key_and_stops_on_ctrl_c() {
+    // On Redis (`common::store_switch`) the boss key is given, not generated.
+    let (store_args, given_boss) = common::store_switch::serve_args().await;
     let mut child = Command::new(EFFEX)
         .args(["serve", "--port", "0", "--log-level", "warn"])
+        .args(&store_args)
         .env_remove("EFFEX_BOSS_KEY")
+        .env_remove("EFFEX_REDIS_URL")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -217,13 +224,18 @@ async fn serve_prints_a_boss_key_and_stops_on_ctrl_c() {
         .find(|word| word.starts_with("http://"))
         .unwrap_or_else(|| panic!("no URL in {listening:?}"))
         .to_owned();
-    let boss_line = next_line().await.expect("a boss key line");
-    let boss = boss_line
-        .rsplit(' ')
-        .next()
-        .filter(|key| key.starts_with("bk"))
-        .unwrap_or_else(|| panic!("no boss key in {boss_line:?}"))
-        .to_owned();
+    let boss = match given_boss {
+        Some(boss) => boss,
+        None => {
+            let boss_line = next_line().await.expect("a boss key line");
+            boss_line
+                .rsplit(' ')
+                .next()
+                .filter(|key| key.starts_with("bk"))
+                .unwrap_or_else(|| panic!("no boss key in {boss_line:?}"))
+                .to_owned()
+        }
+    };
 
     let keys = Command::new(EFFEX)
         .args(["keys", "writer", "--url", &url, "--key", &boss])

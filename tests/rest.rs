@@ -14,7 +14,7 @@ use awc::http::Method;
 use bytes::Bytes;
 use effex::client::{EffexClient, EffexError, KeyType, KeysRequest, NewItem};
 use effex::server::{Server, ServerConfig, ServerHandle, BODY_HEADROOM};
-use effex::store::{EventKind, MemoryStore, MemoryStoreConfig};
+use effex::store::{EventKind, MemoryStoreConfig};
 use serde_json::{json, Value};
 use tokio::time::timeout;
 
@@ -193,7 +193,7 @@ async fn ping_and_info() {
     assert_eq!(info.status, 200);
     assert_eq!(info.body["api"], "effex");
     assert_eq!(info.body["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(info.body["store"], "memory");
+    assert_eq!(info.body["store"], common::store_switch::chosen().name());
     assert_eq!(info.body["maxSize"], MAX_ITEM_SIZE);
     assert_eq!(info.body["maxLifetime"], 60.0);
     fx.server.stop().await;
@@ -1113,7 +1113,11 @@ async fn effex_client_covers_every_operation() {
     let info = effex.info().await.unwrap();
     assert_eq!(
         (info.api.as_str(), info.store.as_str(), info.max_size),
-        ("effex", "memory", MAX_ITEM_SIZE)
+        (
+            "effex",
+            common::store_switch::chosen().name(),
+            MAX_ITEM_SIZE
+        )
     );
     assert_eq!(info.max_lifetime, MAX_LIFETIME);
 
@@ -1285,14 +1289,14 @@ async fn a_given_boss_key_or_an_injected_store_is_served() {
     assert_eq!(fx.keys("writer", 1, None).await.len(), 1);
     fx.server.stop().await;
 
-    let store = MemoryStore::new(MemoryStoreConfig {
+    let store = common::store_switch::store(MemoryStoreConfig {
         boss_key: "injected boss".into(),
         max_size: 100,
         ..MemoryStoreConfig::default()
     })
-    .unwrap();
+    .await;
     let server = Server::start(ServerConfig {
-        store: Some(std::sync::Arc::new(store)),
+        store: Some(store),
         ..ServerConfig::default()
     })
     .await

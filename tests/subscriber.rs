@@ -15,7 +15,7 @@ use effex::client::{
 };
 use effex::protocol::messages::{EventKind, Push};
 use effex::server::ServerConfig;
-use effex::store::{MemoryStore, MemoryStoreConfig, Store, UpdateItem};
+use effex::store::{MemoryStoreConfig, UpdateItem};
 use serde_json::json;
 use tokio::sync::{mpsc, Notify};
 
@@ -109,13 +109,11 @@ async fn every_event_reaches_the_handler_once_in_order_with_its_fields() {
 
 #[actix_rt::test]
 async fn a_server_restart_on_the_same_store_loses_nothing() {
-    let store: Arc<dyn Store> = Arc::new(
-        MemoryStore::new(MemoryStoreConfig {
-            boss_key: BOSS.to_owned(),
-            ..MemoryStoreConfig::default()
-        })
-        .unwrap(),
-    );
+    let store = common::store_switch::store(MemoryStoreConfig {
+        boss_key: BOSS.to_owned(),
+        ..MemoryStoreConfig::default()
+    })
+    .await;
     let ex = Exchange::on_store(store.clone(), BOSS, None).await;
     let addr = ex.server.addr();
     let (id, _) = ex.write(json!(0), Duration::from_secs(60)).await;
@@ -411,14 +409,12 @@ async fn unsubscribe_stops_pushes_and_refusals_carry_their_codes() {
 
 #[actix_rt::test]
 async fn a_gap_is_reported_when_retention_dropped_the_events_asked_for() {
-    let store: Arc<dyn Store> = Arc::new(
-        MemoryStore::new(MemoryStoreConfig {
-            boss_key: BOSS.to_owned(),
-            max_events_per_item: 2,
-            ..MemoryStoreConfig::default()
-        })
-        .unwrap(),
-    );
+    let store = common::store_switch::store(MemoryStoreConfig {
+        boss_key: BOSS.to_owned(),
+        max_events_per_item: 2,
+        ..MemoryStoreConfig::default()
+    })
+    .await;
     let ex = Exchange::on_store(store, BOSS, None).await;
     let (id, written_seq) = ex.write(json!(0), Duration::from_secs(60)).await;
     let mut seqs = Vec::new();

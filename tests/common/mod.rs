@@ -12,6 +12,7 @@ pub mod poll;
 pub mod redis;
 pub mod server;
 pub mod states;
+pub mod store_switch;
 pub mod tls;
 pub mod watches;
 pub mod webhook_receiver;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use effex::server::{Server, ServerConfig, ServerHandle};
 
-use super::logs;
+use super::{logs, store_switch};
 
 /// Timers long enough never to fire in a test that is not about them (no
 /// passphrase: any pass is accepted). Tests about a timer set it short.
@@ -20,10 +20,12 @@ pub fn config() -> ServerConfig {
 }
 
 /// Starts the server on 127.0.0.1:0 (inside an actix system), with test
-/// logging (and its capture, see [`logs`]) in place.
+/// logging (and its capture, see [`logs`]) in place, on the store chosen by
+/// [`store_switch`] (with `EFFEX_TEST_STORE=redis`, a `redis-server` of its
+/// own that lives as long as the test's System).
 pub async fn start(config: ServerConfig) -> ServerHandle {
     logs::init();
-    Server::start(config)
+    Server::start(store_switch::configure(config).await)
         .await
         .expect("start the in-process server")
 }
