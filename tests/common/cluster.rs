@@ -59,11 +59,17 @@ impl Cluster {
             base,
         };
         for _ in 0..n {
-            let node = Exchange::start(node_config(&cluster.redis, &cluster.base)).await;
-            cluster.addrs.push(node.server.addr());
-            cluster.nodes.push(Some(node));
+            cluster.add_node().await;
         }
         cluster
+    }
+
+    /// Starts one more node on the same Redis; returns its index.
+    pub async fn add_node(&mut self) -> usize {
+        let node = Exchange::start(node_config(&self.redis, &self.base)).await;
+        self.addrs.push(node.server.addr());
+        self.nodes.push(Some(node));
+        self.nodes.len() - 1
     }
 
     /// Node `i` (panics when it is stopped).
