@@ -68,8 +68,9 @@ fn assert_same(seen: &[u64], expected: &[u64], what: &str) {
 #[actix_rt::test]
 async fn a_subscriber_whose_node_stops_gets_every_event_once_from_another_node() {
     const UPDATES: usize = 10_000;
-    const WRITERS: usize = 4;
+    const WRITERS: usize = 8;
     let mut cluster = Cluster::start(3).await;
+    cluster.fsync_every_second().await; // Redis is not killed here
     let (writer, reader) = (cluster.node(0).writer.clone(), cluster.node(0).reader.clone());
     let (id, _) = cluster.node(0).write(json!(0), Duration::from_secs(600)).await;
 
@@ -299,6 +300,7 @@ async fn a_node_whose_redis_connections_drop_catches_up_from_the_log() {
     const KILL_EVERY: usize = 225;
     // Node A starts last, so its connections are the ones not there before.
     let mut cluster = Cluster::start(2).await;
+    cluster.fsync_every_second().await; // Redis is not killed here
     let others = cluster.client_ids().await;
     let a = cluster.add_node().await;
     let a = cluster.node(a);

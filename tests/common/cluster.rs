@@ -13,7 +13,7 @@ use effex::client::ClientConfigBuilder;
 use effex::server::ServerConfig;
 use redis::aio::MultiplexedConnection;
 
-use crate::common::exchange::{client_config, Exchange};
+use crate::common::exchange::{client_config, Exchange, BOUND};
 use crate::common::redis::RedisServer;
 
 /// The boss key every node shares (required with `redis_url`).
@@ -130,13 +130,31 @@ impl Cluster {
             })
     }
 
-    /// A connection of the test's own to the cluster's Redis.
+    /// A connection of the test's own to the cluster's Redis; a reply may
+    /// take up to the test bound (a busy machine reads large pages slowly).
     pub async fn redis_conn(&self) -> MultiplexedConnection {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(BOUND))
+            .set_response_timeout(Some(BOUND));
         redis::Client::open(self.redis.url())
             .expect("the fixture's Redis URL parses")
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&config)
             .await
             .expect("connect to the test's redis-server")
+    }
+
+    /// Sets Redis's `appendfsync` to `everysec` (the fixture starts it with
+    /// `always`): for tests that never kill Redis and need its speed, not
+    /// its durability (each write then skips its own fsync).
+    pub async fn fsync_every_second(&self) {
+        let mut conn = self.redis_conn().await;
+        let () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("appendfsync")
+            .arg("everysec")
+            .query_async(&mut conn)
+            .await
+            .expect("CONFIG SET appendfsync everysec");
     }
 
     /// The ids of the clients connected to Redis now (`CLIENT LIST`).
@@ -177,34 +195,73 @@ impl Cluster {
         killed
     }
 
-    /// The `expire` events in the shared event stream (`effex:events`), as
-    /// (seq, item id), in stream order.
-    pub async fn expire_events_in_stream(&self) -> Vec<(u64, String)> {
-        use redis::streams::StreamRangeReply;
+    /// Counts the `expire` events in the shared event stream
+    /// (`effex:events`) inside Redis (a script: 100,000 entries are read
+    /// there rather than shipped to the test), and how many of `ids` have
+    /// one.
+    pub async fn expires_in_stream(&self, ids: &[String]) -> ExpireCounts {
+        let script = redis::Script::new(EXPIRE_COUNTS);
+        let mut invocation = script.key("effex:events");
+        for id in ids {
+            invocation.arg(id);
+        }
         let mut conn = self.redis_conn().await;
-        let mut found = Vec::new();
-        let mut from = "-".to_owned();
-        loop {
-            let page: StreamRangeReply = redis::cmd("XRANGE")
-                .arg("effex:events")
-                .arg(&from)
-                .arg("+")
-                .arg("COUNT")
-                .arg(10_000)
-                .query_async(&mut conn)
+        let (total, distinct, of_given, repeated): (usize, usize, usize, Vec<String>) =
+            invocation
+                .invoke_async(&mut conn)
                 .await
-                .expect("XRANGE effex:events");
-            let Some(last) = page.ids.last() else {
-                return found;
-            };
-            from = format!("({}", last.id);
-            for entry in &page.ids {
-                let text = |name: &str| -> Option<String> { entry.get(name) };
-                if text("event").as_deref() == Some("expire") {
-                    let seq = text("seq").and_then(|s| s.parse().ok()).expect("a seq");
-                    found.push((seq, text("id").expect("an id")));
-                }
-            }
+                .expect("count the expire events in effex:events");
+        ExpireCounts {
+            total,
+            distinct,
+            of_given,
+            repeated,
         }
     }
 }
+
+/// What [`Cluster::expires_in_stream`] found.
+#[derive(Debug)]
+pub struct ExpireCounts {
+    /// `expire` events in the stream.
+    pub total: usize,
+    /// Distinct items among them.
+    pub distinct: usize,
+    /// How many of the given ids expired.
+    pub of_given: usize,
+    /// Up to 5 items that expired more than once.
+    pub repeated: Vec<String>,
+}
+
+/// KEYS[1] the stream, ARGV item ids → {expire events, distinct items, how
+/// many of ARGV are among them, up to 5 items seen twice}.
+const EXPIRE_COUNTS: &str = r#"
+local total, distinct, repeated, seen = 0, 0, {}, {}
+local from = '-'
+while true do
+  local page = redis.call('XRANGE', KEYS[1], from, '+', 'COUNT', 10000)
+  if #page == 0 then break end
+  for _, entry in ipairs(page) do
+    local fields, event, id = entry[2], nil, nil
+    for i = 1, #fields, 2 do
+      if fields[i] == 'event' then event = fields[i + 1] end
+      if fields[i] == 'id' then id = fields[i + 1] end
+    end
+    if event == 'expire' then
+      total = total + 1
+      if seen[id] then
+        if #repeated < 5 then table.insert(repeated, id) end
+      else
+        seen[id] = true
+        distinct = distinct + 1
+      end
+    end
+  end
+  from = '(' .. page[#page][1]
+end
+local of_given = 0
+for _, id in ipairs(ARGV) do
+  if seen[id] then of_given = of_given + 1 end
+end
+return {total, distinct, of_given, repeated}
+"#;
