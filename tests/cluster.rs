@@ -7,9 +7,9 @@
 //! The fault tests are in `cluster_faults.rs`, expiry in `cluster_expiry.rs`.
 #![cfg(feature = "redis")]
 
-mod common;
 #[path = "common/cluster.rs"]
 mod cluster;
+mod common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -39,7 +39,10 @@ async fn a_write_on_one_node_reaches_subscribers_on_the_others_once() {
     let item = NewItem::new(json!(0)).reader(&a.reader).alias("shared");
     let first = b.rest.write(&c.writer, &item).await.unwrap();
     for node in [a, b, c] {
-        assert_eq!(node.rest.read(&a.reader, "shared").await.unwrap().id, first.id);
+        assert_eq!(
+            node.rest.read(&a.reader, "shared").await.unwrap().id,
+            first.id
+        );
     }
     let second = c
         .rest
@@ -112,7 +115,10 @@ async fn rest_answers_503_on_every_node_while_redis_is_down_then_recovers() {
 #[actix_rt::test]
 async fn all_nodes_restarted_on_the_same_redis_keep_items_keys_aliases_and_seq() {
     let mut cluster = Cluster::start(3).await;
-    let (writer, reader) = (cluster.node(1).writer.clone(), cluster.node(2).reader.clone());
+    let (writer, reader) = (
+        cluster.node(1).writer.clone(),
+        cluster.node(2).reader.clone(),
+    );
     let mut items = Vec::new();
     for i in 0..3 {
         let item = NewItem::new(json!({ "made on": i }))
@@ -121,7 +127,10 @@ async fn all_nodes_restarted_on_the_same_redis_keep_items_keys_aliases_and_seq()
             .alias(format!("alias-{i}"));
         items.push(cluster.node(i).rest.write(&writer, &item).await.unwrap().id);
     }
-    let updated = cluster.node(0).rest.update(&writer, &items[0], json!("updated"), None);
+    let updated = cluster
+        .node(0)
+        .rest
+        .update(&writer, &items[0], json!("updated"), None);
     let old_latest = updated.await.unwrap().seq;
 
     cluster.stop_all().await;
@@ -129,13 +138,25 @@ async fn all_nodes_restarted_on_the_same_redis_keep_items_keys_aliases_and_seq()
         cluster.restart(i).await;
     }
 
-    for i in 0..cluster.len() {
+    for (i, item) in items.iter().enumerate() {
         let node = cluster.node((i + 1) % cluster.len());
-        let read = node.rest.read(&reader, &format!("alias-{i}")).await.unwrap();
-        assert_eq!(read.id, items[i], "alias-{i} survives the restart");
-        let expected = if i == 0 { json!("updated") } else { json!({ "made on": i }) };
+        let read = node
+            .rest
+            .read(&reader, &format!("alias-{i}"))
+            .await
+            .unwrap();
+        assert_eq!(&read.id, item, "alias-{i} survives the restart");
+        let expected = if i == 0 {
+            json!("updated")
+        } else {
+            json!({ "made on": i })
+        };
         assert_eq!(read.value, expected);
-        assert!(read.seq >= old_latest, "seq {} went back below {old_latest}", read.seq);
+        assert!(
+            read.seq >= old_latest,
+            "seq {} went back below {old_latest}",
+            read.seq
+        );
     }
     // The old keys still write and read; the seq goes on above the old latest.
     let node = cluster.node(2);
@@ -144,10 +165,17 @@ async fn all_nodes_restarted_on_the_same_redis_keep_items_keys_aliases_and_seq()
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(got.push().await.seq, old_latest, "the event before the restart replays");
+    assert_eq!(
+        got.push().await.seq,
+        old_latest,
+        "the event before the restart replays"
+    );
     let next = node.rest.update(&writer, "alias-0", json!("again"), None);
     let next = next.await.unwrap().seq;
-    assert!(next > old_latest, "seq {next} reused after the restart (old latest {old_latest})");
+    assert!(
+        next > old_latest,
+        "seq {next} reused after the restart (old latest {old_latest})"
+    );
     assert_eq!(got.push().await.seq, next);
     let fresh = NewItem::new(json!(1)).reader(&reader);
     let written = node.rest.write(&writer, &fresh).await.unwrap();
@@ -169,7 +197,9 @@ async fn a_node_with_unreachable_redis_fails_to_start_naming_the_url() {
         boss_key: Some(BOSS.into()),
         ..common::server::config()
     };
-    let error = Server::start(config).await.expect_err("Redis is unreachable");
+    let error = Server::start(config)
+        .await
+        .expect_err("Redis is unreachable");
     let ServerError::Store(store) = &error else {
         panic!("a store error, not {error:?}");
     };

@@ -5,9 +5,9 @@
 //! item's own log, and one push per watch.
 #![cfg(feature = "redis")]
 
-mod common;
 #[path = "common/cluster.rs"]
 mod cluster;
+mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -97,13 +97,12 @@ async fn each_of_100_000_items_expires_once_logged_once_and_pushed_once_per_watc
         }
         watchers.push((sub, got));
     }
-    let rest: Vec<(String, u64)> = futures_util::stream::iter(
-        (0..ITEMS).filter(|i| i % SAMPLE_EVERY != 0),
-    )
-    .map(write)
-    .buffer_unordered(IN_FLIGHT)
-    .collect()
-    .await;
+    let rest: Vec<(String, u64)> =
+        futures_util::stream::iter((0..ITEMS).filter(|i| i % SAMPLE_EVERY != 0))
+            .map(write)
+            .buffer_unordered(IN_FLIGHT)
+            .collect()
+            .await;
     let all: HashSet<&String> = sample.iter().chain(&rest).map(|(id, _)| id).collect();
     assert_eq!(all.len(), ITEMS, "100,000 distinct items");
 
@@ -121,7 +120,10 @@ async fn each_of_100_000_items_expires_once_logged_once_and_pushed_once_per_watc
             *pushed.entry(push.id).or_default() += 1;
         }
         let twice: Vec<_> = pushed.iter().filter(|(_, n)| **n > 1).collect();
-        assert!(twice.is_empty(), "node {i}: pushed more than once: {twice:?}");
+        assert!(
+            twice.is_empty(),
+            "node {i}: pushed more than once: {twice:?}"
+        );
         let ids: HashSet<&String> = pushed.keys().collect();
         assert_eq!(ids, watched, "node {i}: one push per watched item");
     }
@@ -131,7 +133,11 @@ async fn each_of_100_000_items_expires_once_logged_once_and_pushed_once_per_watc
     poll_until("100,000 expire events in the stream", BOUND * 3, || {
         let mut conn = conn.clone();
         async move {
-            let len: usize = redis::cmd("XLEN").arg("effex:events").query_async(&mut conn).await.ok()?;
+            let len: usize = redis::cmd("XLEN")
+                .arg("effex:events")
+                .query_async(&mut conn)
+                .await
+                .ok()?;
             (len >= ITEMS).then_some(())
         }
     })
@@ -139,7 +145,10 @@ async fn each_of_100_000_items_expires_once_logged_once_and_pushed_once_per_watc
     drop(conn);
     let sample_ids: Vec<String> = sample.iter().map(|(id, _)| id.clone()).collect();
     let counts = cluster.expires_in_stream(&sample_ids).await;
-    assert!(counts.repeated.is_empty(), "expired more than once: {counts:?}");
+    assert!(
+        counts.repeated.is_empty(),
+        "expired more than once: {counts:?}"
+    );
     assert_eq!(
         (counts.total, counts.distinct, counts.of_given),
         (ITEMS, ITEMS, sample.len()),
@@ -148,7 +157,11 @@ async fn each_of_100_000_items_expires_once_logged_once_and_pushed_once_per_watc
     // ... and in the item's own log (pulled over REST), for a part of the sample.
     for (id, _) in sample.iter().step_by(20) {
         let page = nodes[2].rest.events(&reader, id, 0, None).await.unwrap();
-        let expires = page.events.iter().filter(|e| e.event == EventKind::Expire).count();
+        let expires = page
+            .events
+            .iter()
+            .filter(|e| e.event == EventKind::Expire)
+            .count();
         assert_eq!(expires, 1, "item {id}'s log: {:?}", page.events);
     }
     for (_, got) in &mut watchers {

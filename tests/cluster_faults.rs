@@ -5,9 +5,9 @@
 //! every handler sees every event once, in seq order.
 #![cfg(feature = "redis")]
 
-mod common;
 #[path = "common/cluster.rs"]
 mod cluster;
+mod common;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
@@ -71,8 +71,14 @@ async fn a_subscriber_whose_node_stops_gets_every_event_once_from_another_node()
     const WRITERS: usize = 8;
     let mut cluster = Cluster::start(3).await;
     cluster.fsync_every_second().await; // Redis is not killed here
-    let (writer, reader) = (cluster.node(0).writer.clone(), cluster.node(0).reader.clone());
-    let (id, _) = cluster.node(0).write(json!(0), Duration::from_secs(600)).await;
+    let (writer, reader) = (
+        cluster.node(0).writer.clone(),
+        cluster.node(0).reader.clone(),
+    );
+    let (id, _) = cluster
+        .node(0)
+        .write(json!(0), Duration::from_secs(600))
+        .await;
 
     let config = cluster.client_from(0).build().unwrap();
     let (sub, mut got) = subscriber(ConnectionActor::new(config).start());
@@ -155,11 +161,20 @@ async fn redis_killed_and_restarted_mid_stream_loses_nothing_acknowledged() {
     const BEFORE_KILL: usize = 150;
     const AFTER_RESTART: usize = 150;
     let mut cluster = Cluster::start(3).await;
-    let (writer, reader) = (cluster.node(0).writer.clone(), cluster.node(0).reader.clone());
-    let (id, _) = cluster.node(0).write(json!(0), Duration::from_secs(600)).await;
+    let (writer, reader) = (
+        cluster.node(0).writer.clone(),
+        cluster.node(0).reader.clone(),
+    );
+    let (id, _) = cluster
+        .node(0)
+        .write(json!(0), Duration::from_secs(600))
+        .await;
     let mut history = Vec::new();
     for n in 1..=30 {
-        let updated = cluster.node(n % 3).rest.update(&writer, &id, json!(n), None);
+        let updated = cluster
+            .node(n % 3)
+            .rest
+            .update(&writer, &id, json!(n), None);
         history.push(updated.await.unwrap().seq);
     }
     // Subscribers on A, B and C, from different points of the history.
@@ -235,7 +250,11 @@ async fn redis_killed_and_restarted_mid_stream_loses_nothing_acknowledged() {
     for i in 0..cluster.len() {
         let node = cluster.node(i);
         let down = node.rest.read(&reader, &id).await.unwrap_err();
-        assert_eq!(down.code(), Some(503), "node {i} while Redis is down: {down}");
+        assert_eq!(
+            down.code(),
+            Some(503),
+            "node {i} while Redis is down: {down}"
+        );
         assert!(down.to_string().contains(&url), "{down}");
     }
     let failures_while_down = failures.get();
@@ -279,7 +298,11 @@ async fn redis_killed_and_restarted_mid_stream_loses_nothing_acknowledged() {
 
     // Every subscriber gets every logged event after its `after`, once.
     for (i, watcher) in watchers.iter_mut().enumerate() {
-        let expected: Vec<u64> = logged.iter().copied().filter(|s| *s > watcher.after).collect();
+        let expected: Vec<u64> = logged
+            .iter()
+            .copied()
+            .filter(|s| *s > watcher.after)
+            .collect();
         let what = format!("subscriber on node {i} after {}", watcher.after);
         collect(&mut watcher.got, &mut watcher.seen, expected.len(), &what).await;
         assert_same(&watcher.seen, &expected, &what);

@@ -14,9 +14,9 @@
 //! stdout line.
 #![cfg(all(feature = "redis", feature = "interop"))]
 
-mod common;
 #[path = "common/cluster.rs"]
 mod cluster;
+mod common;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -100,7 +100,12 @@ impl NodeWatcher {
         };
         let value: Value = serde_json::from_str(&line)
             .unwrap_or_else(|e| panic!("watcher.js printed {line:?}, not JSON ({e})"));
-        assert_eq!(value["event"], event, "watcher.js: {value}; stderr:\n{}", self.log());
+        assert_eq!(
+            value["event"],
+            event,
+            "watcher.js: {value}; stderr:\n{}",
+            self.log()
+        );
         value
     }
 }
@@ -130,7 +135,10 @@ async fn node_client_on_one_node_receives_a_write_made_on_another() {
     }));
     let watched = node.expect("watched").await;
     assert_eq!(watched["reply"]["ok"], true, "{watched}");
-    assert!(watched["reply"]["seq"].as_u64().unwrap() >= first, "{watched}");
+    assert!(
+        watched["reply"]["seq"].as_u64().unwrap() >= first,
+        "{watched}"
+    );
 
     let mut seqs = Vec::new();
     for n in 1..=3 {

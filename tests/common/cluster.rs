@@ -206,11 +206,10 @@ impl Cluster {
             invocation.arg(id);
         }
         let mut conn = self.redis_conn().await;
-        let (total, distinct, of_given, repeated): (usize, usize, usize, Vec<String>) =
-            invocation
-                .invoke_async(&mut conn)
-                .await
-                .expect("count the expire events in effex:events");
+        let (total, distinct, of_given, repeated): (usize, usize, usize, Vec<String>) = invocation
+            .invoke_async(&mut conn)
+            .await
+            .expect("count the expire events in effex:events");
         ExpireCounts {
             total,
             distinct,
