@@ -73,10 +73,18 @@ const CLIENTS: usize = 64;
 /// Push connections watching the expiring items (each under the default
 /// 10,000 watches per push id).
 const WATCHERS: usize = 12;
-/// Watch requests in flight per watcher while the expiring items are watched.
-const WATCHES_IN_FLIGHT: usize = 256;
+/// Watch requests in flight per watcher while the expiring items are watched
+/// (a server answers 429 past 64 watch calls waiting on one connection).
+const WATCHES_IN_FLIGHT: usize = 32;
 /// Updates (and `SET`s) per second in (a) and the floor.
 const PACED_RATE: u64 = 1_000;
+/// The bench Redis's `hash-max-listpack-value`, as the README's scaling-out
+/// commands set it: an item hash whose value is at most this many bytes stays
+/// a compact listpack (Redis's default, 64, turns every item holding more
+/// than 64 bytes into a hash table of separate allocations).
+const COMPACT_HASH_VALUE: &str = "4096";
+/// Redis's own default `hash-max-listpack-value`.
+const DEFAULT_HASH_VALUE: &str = "64";
 /// How long anything awaited may take before the bench reports it missing.
 const BOUND: Duration = Duration::from_secs(10);
 
@@ -194,7 +202,11 @@ async fn main() {
 
 async fn run(options: &Options) -> Result<(), String> {
     let scale = &options.scale;
-    let redis = RedisServer::start(&options.appendfsync).await?;
+    let redis = RedisServer::start(
+        &options.appendfsync,
+        &["--hash-max-listpack-value", COMPACT_HASH_VALUE],
+    )
+    .await?;
     let spec = |store| NodeSpec {
         store,
         boss: BOSS.to_owned(),
@@ -216,18 +228,36 @@ async fn run(options: &Options) -> Result<(), String> {
     // the stores.
     if options.wanted("memory") {
         progress("(e) memory per stored item");
-        let redis_bytes = memory_per_item(&cluster, scale.stored, || redis.used_memory()).await?;
+        redis
+            .config_set("hash-max-listpack-value", DEFAULT_HASH_VALUE)
+            .await?;
+        let default_bytes =
+            memory_per_item(&cluster, scale.stored, || redis.used_memory()).await?;
+        redis
+            .config_set("hash-max-listpack-value", COMPACT_HASH_VALUE)
+            .await?;
+        let compact_bytes =
+            memory_per_item(&cluster, scale.stored, || redis.used_memory()).await?;
         let memory_bytes =
             memory_per_item(&single, scale.stored, || async { memory_node.rss() }).await?;
+        let goal = 1638.0;
         rows.push(Row {
             measure: format!(
                 "(e) memory per stored 1 KiB item ({} items; Redis `used_memory` growth · memory node RSS growth)",
                 thousands(scale.stored)
             ),
-            redis: format!("**{redis_bytes:.0} B**"),
+            redis: format!(
+                "**{compact_bytes:.0} B** (`hash-max-listpack-value {COMPACT_HASH_VALUE}`) · \
+                 {default_bytes:.0} B (Redis's default {DEFAULT_HASH_VALUE})"
+            ),
             memory: format!("{memory_bytes:.0} B"),
             goal: "≤ 1.6 KiB (1,638 B)".to_owned(),
-            verdict: met(redis_bytes <= 1638.0),
+            verdict: match (compact_bytes <= goal, default_bytes <= goal) {
+                (true, false) => format!(
+                    "met with `hash-max-listpack-value {COMPACT_HASH_VALUE}`, **not met** with Redis's default"
+                ),
+                (compact, _) => met(compact),
+            },
         });
     }
     if options.wanted("floor") {
@@ -343,7 +373,8 @@ async fn run(options: &Options) -> Result<(), String> {
     }
     println!();
     println!(
-        "Nodes: {NODES} child processes on one Redis {} (its own, AOF `appendfsync {}`) and one \
+        "Nodes: {NODES} child processes on one Redis {} (its own, AOF `appendfsync {}`, \
+         `hash-max-listpack-value {COMPACT_HASH_VALUE}`) and one \
          on the memory store, each serving `ServerConfig`'s defaults with {} HTTP worker \
          thread(s); clients in the bench process (REST on one thread, push on another); the \
          load average when it ended was {}.",
@@ -755,7 +786,7 @@ async fn expiry_lateness(
     // Write and watch a sample first (items that outlive the run), to learn
     // how long writing and watching all takes, so the first deadline comes
     // after the last watch.
-    let sample = (count / 50).max(200);
+    let sample = (count / 10).max(1_000);
     let started = Instant::now();
     let long = Duration::from_secs(3600);
     let reader = exchange.reader.clone();
@@ -765,7 +796,7 @@ async fn expiry_lateness(
     watch_all(exchange, &watchers, &written).await;
     let per_item = started.elapsed() / sample as u32;
     let first_deadline_us =
-        unix_us() + (per_item * count as u32 * 3 / 2 + Duration::from_secs(1)).as_micros() as u64;
+        unix_us() + (per_item * count as u32 * 2 + Duration::from_secs(1)).as_micros() as u64;
     let spread_us = scale.spread.as_micros() as u64;
     let reader = exchange.reader.clone();
     let written = exchange
@@ -845,7 +876,13 @@ async fn watch_all(
                 futures_util::stream::iter(mine)
                     .map(|(i, id)| {
                         let watch = sub.send(Subscribe::new(EventKind::Expire, id, &reader));
-                        async move { (i, matches!(watch.await, Ok(Ok(_)))) }
+                        async move {
+                            let outcome = watch.await;
+                            if let Ok(Err(e)) = &outcome {
+                                log::warn!("watch of item {i} refused: {e}");
+                            }
+                            (i, matches!(outcome, Ok(Ok(_))))
+                        }
                     })
                     .buffer_unordered(WATCHES_IN_FLIGHT)
                     .collect::<Vec<_>>()

@@ -22,9 +22,10 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts `redis-server` with `--appendfsync <appendfsync>`; an error
-    /// names the Debian package when the binary is missing.
-    pub async fn start(appendfsync: &str) -> Result<Self, String> {
+    /// Starts `redis-server` with `--appendfsync <appendfsync>` and `extra`
+    /// arguments (`--name value` pairs); an error names the Debian package
+    /// when the binary is missing.
+    pub async fn start(appendfsync: &str, extra: &[&str]) -> Result<Self, String> {
         let dir = std::env::temp_dir().join(format!("effex-bench-redis-{}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let port = TcpListener::bind("127.0.0.1:0")
@@ -35,6 +36,7 @@ impl RedisServer {
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "yes"])
             .args(["--appendfsync", appendfsync])
+            .args(extra)
             .arg("--dir")
             .arg(&dir)
             .stdout(Stdio::null())
