@@ -10,7 +10,8 @@
 //!
 //! Parts: `floor latency throughput expiry failover memory` (all by default).
 //! Flags: `--quick` (fewer items, shorter phases, 5 kills), `--workers N`
-//! (HTTP worker threads per node, default 1), `--appendfsync always|everysec|no`
+//! (HTTP worker threads per node, default 1), `--sweep-interval MS` (the
+//! nodes' `redis_sweep_interval`, default 5), `--appendfsync always|everysec|no`
 //! (the bench Redis's AOF policy, default `always`, as the README's
 //! scaling-out commands).
 //!
@@ -130,6 +131,7 @@ struct Options {
     scale: Scale,
     quick: bool,
     workers: usize,
+    sweep_interval: Option<Duration>,
     appendfsync: String,
     parts: Vec<String>,
 }
@@ -140,6 +142,7 @@ impl Options {
             scale: Scale::full(),
             quick: false,
             workers: 1,
+            sweep_interval: None,
             appendfsync: "always".to_owned(),
             parts: Vec::new(),
         };
@@ -156,6 +159,14 @@ impl Options {
                         .and_then(|n| n.parse().ok())
                         .filter(|n| *n > 0)
                         .ok_or("--workers takes a number above 0")?;
+                }
+                "--sweep-interval" => {
+                    let ms: f64 = args
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                        .filter(|n: &f64| *n >= 1.0 && *n <= 60_000.0)
+                        .ok_or("--sweep-interval takes milliseconds, 1 to 60000")?;
+                    options.sweep_interval = Some(Duration::from_secs_f64(ms / 1e3));
                 }
                 "--appendfsync" => {
                     options.appendfsync = args
@@ -212,6 +223,7 @@ async fn run(options: &Options) -> Result<(), String> {
         boss: BOSS.to_owned(),
         pass: PASS.to_owned(),
         workers: options.workers,
+        sweep_interval: options.sweep_interval,
     };
     let redis_spec = spec(NodeStore::Redis(redis.url()));
     let mut nodes = Vec::with_capacity(NODES);
@@ -376,11 +388,14 @@ async fn run(options: &Options) -> Result<(), String> {
         "Nodes: {NODES} child processes on one Redis {} (its own, AOF `appendfsync {}`, \
          `hash-max-listpack-value {COMPACT_HASH_VALUE}`) and one \
          on the memory store, each serving `ServerConfig`'s defaults with {} HTTP worker \
-         thread(s); clients in the bench process (REST on one thread, push on another); the \
+         thread(s){}; clients in the bench process (REST on one thread, push on another); the \
          load average when it ended was {}.",
         support::redis_server::version(),
         options.appendfsync,
         options.workers,
+        options
+            .sweep_interval
+            .map_or(String::new(), |i| format!(" and a {i:?} sweep interval")),
         support::load_average()
     );
     drop(cluster);

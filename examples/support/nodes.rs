@@ -41,6 +41,8 @@ pub struct NodeSpec {
     pub pass: String,
     /// HTTP worker threads.
     pub workers: usize,
+    /// `ServerConfig::redis_sweep_interval`, when not its default.
+    pub sweep_interval: Option<Duration>,
 }
 
 impl NodeSpec {
@@ -55,11 +57,13 @@ impl NodeSpec {
             self.workers.to_string(),
             self.boss.clone(),
             self.pass.clone(),
+            self.sweep_interval
+                .map_or("default".to_owned(), |i| i.as_micros().to_string()),
         ]
     }
 
     fn from_args(args: &[String]) -> Option<Self> {
-        let [flag, store, workers, boss, pass] = args else {
+        let [flag, store, workers, boss, pass, sweep_interval] = args else {
             return None;
         };
         if flag != NODE_ARG {
@@ -73,6 +77,10 @@ impl NodeSpec {
             workers: workers.parse().ok()?,
             boss: boss.clone(),
             pass: pass.clone(),
+            sweep_interval: match sweep_interval.as_str() {
+                "default" => None,
+                micros => Some(Duration::from_micros(micros.parse().ok()?)),
+            },
         })
     }
 }
@@ -168,6 +176,9 @@ pub async fn serve_if_node() {
     };
     if let NodeStore::Redis(url) = &spec.store {
         config.redis_url = Some(url.clone());
+    }
+    if let Some(interval) = spec.sweep_interval {
+        config.redis_sweep_interval = interval;
     }
     let server = match Server::start(config).await {
         Ok(server) => server,
