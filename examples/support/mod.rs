@@ -1,6 +1,7 @@
 //! What the benchmark programs share: the machine line, percentiles,
-//! duration formatting, a counting allocator, and the expiry-lateness
-//! measurement. (Not an example itself:
+//! duration formatting, a counting allocator, the expiry-lateness
+//! measurement, process memory and load, and (feature `redis`) a
+//! `redis-server` and node processes of the benchmark's own. (Not an example itself:
 //! cargo only builds `examples/*.rs` and `examples/*/main.rs`.)
 #![allow(dead_code)]
 
@@ -8,6 +9,11 @@ use std::time::Duration;
 
 pub mod counting;
 pub mod expiry;
+pub mod load;
+#[cfg(feature = "redis")]
+pub mod nodes;
+#[cfg(feature = "redis")]
+pub mod redis_server;
 
 /// "CPU model, N cores", for the header of every table.
 pub fn machine() -> String {
@@ -40,4 +46,24 @@ pub fn fmt(d: Duration) -> String {
     } else {
         format!("{:.2} ms", d.as_secs_f64() * 1e3)
     }
+}
+
+/// A process's resident memory in bytes (Linux: `/proc/<pid>/status`).
+pub fn rss_of(pid: u32) -> Result<u64, String> {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .ok_or_else(|| "no VmRSS".to_owned())
+}
+
+/// The 1-minute load average (other processes compete for the cores).
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
 }

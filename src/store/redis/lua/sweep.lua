@@ -1,7 +1,8 @@
 -- sweep: arg(1) most entries to handle. Claims the due entries of the
 -- deadline index (ZREM inside this atomic script: each is handled by exactly
 -- one node) and expires items, drops tombstones, keys and aliases.
--- Returns {'ok', handled, next deadline or -1}.
+-- Returns {'ok', handled, next deadline or -1, now}: the sweeper waits for
+-- that deadline (in Redis's clock).
 local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', DUE, '-inf', now, 'LIMIT', 0, tonumber(arg(1)))
 for _, m in ipairs(due) do
@@ -26,4 +27,4 @@ end
 local next_due = redis.call('ZRANGE', DUE, 0, 0, 'WITHSCORES')
 local next_at = -1
 if next_due[2] then next_at = tonumber(next_due[2]) end
-return {'ok', #due, next_at}
+return {'ok', #due, next_at, now}
