@@ -218,7 +218,16 @@ async fn serve_prints_a_boss_key_and_stops_on_ctrl_c() {
             .await
             .unwrap_or_else(|_| panic!("effex serve printed no further line within {WAIT:?}"))
     };
-    let listening = next_line().await.expect("a first line");
+    let Some(listening) = next_line().await else {
+        // Closed stdout: it exited (say a build without the `redis` feature
+        // given `--redis`); its stderr says why.
+        let output = finish(child, "effex serve that closed its stdout").await;
+        panic!(
+            "effex serve ended before saying where it listens ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
     let url = listening
         .split_whitespace()
         .find(|word| word.starts_with("http://"))

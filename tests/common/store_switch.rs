@@ -6,10 +6,10 @@
 //! ([`super::server::start`]) and every store a test builds through
 //! [`store`] gets a `redis-server` of its own ([`RedisServer`]), and every
 //! `effex serve` child gets `--redis` ([`serve_args`]). The Redis server is
-//! kept alive for as long as the actix System the test runs in (the server
-//! lives there too): it is owned by a task of that System, dropped — and so
-//! killed, its directory removed — when the test's System ends, even when the
-//! test panics.
+//! kept alive for as long as the runtime the test runs in (the actix System,
+//! where the server lives too): it is owned by a task of that runtime,
+//! dropped — and so killed, its directory removed — when the test ends, even
+//! when it panics.
 //!
 //! Tests that cannot run on Redis call [`memory_only`], which names them in
 //! [`MEMORY_ONLY`] with the reason and says so on stderr.
@@ -85,10 +85,11 @@ pub fn memory_only(test: &str) {
     }
 }
 
-/// Keeps `redis` running until the current actix System ends (the System
-/// drops its tasks, and so the server, when the test returns or panics).
-fn keep_for_the_system(redis: RedisServer) {
-    actix_rt::spawn(async move {
+/// Keeps `redis` running until the test's runtime ends (an actix System's
+/// or a plain tokio test's: either drops its tasks, and so the server, when
+/// the test returns or panics).
+fn keep_for_the_test(redis: RedisServer) {
+    tokio::spawn(async move {
         let _redis = redis;
         std::future::pending::<()>().await;
     });
@@ -96,13 +97,13 @@ fn keep_for_the_system(redis: RedisServer) {
 
 /// `config` with the chosen store: unchanged on memory, or when the test
 /// injects a store or names a Redis itself; otherwise pointed at a fresh
-/// `redis-server` (kept for the System), with a boss key when it has none.
+/// `redis-server` (kept for the test), with a boss key when it has none.
 pub async fn configure(config: ServerConfig) -> ServerConfig {
     #[cfg(feature = "redis")]
     if on_redis() && config.store.is_none() && config.redis_url.is_none() {
         let redis = RedisServer::start().await;
         let url = redis.url();
-        keep_for_the_system(redis);
+        keep_for_the_test(redis);
         return ServerConfig {
             redis_url: Some(url),
             boss_key: Some(config.boss_key.unwrap_or_else(random_boss_key)),
@@ -114,7 +115,7 @@ pub async fn configure(config: ServerConfig) -> ServerConfig {
 
 /// A store with `limits` (boss key, lifetimes, quotas, retention): a
 /// `MemoryStore`, or with the switch on a `RedisStore` on a fresh
-/// `redis-server` (kept for the System) with the same limits.
+/// `redis-server` (kept for the test) with the same limits.
 pub async fn store(limits: MemoryStoreConfig) -> Arc<dyn Store> {
     #[cfg(feature = "redis")]
     if on_redis() {
@@ -124,7 +125,7 @@ pub async fn store(limits: MemoryStoreConfig) -> Arc<dyn Store> {
             limits,
             ..Default::default()
         };
-        keep_for_the_system(redis);
+        keep_for_the_test(redis);
         return Arc::new(
             effex::store::RedisStore::connect(config)
                 .await
@@ -136,7 +137,7 @@ pub async fn store(limits: MemoryStoreConfig) -> Arc<dyn Store> {
 
 /// The extra `effex serve` arguments of the chosen store and the boss key
 /// they set: none on memory; `--redis URL --boss-key KEY` on a fresh
-/// `redis-server` (kept for the System) with the switch on.
+/// `redis-server` (kept for the test) with the switch on.
 pub async fn serve_args() -> (Vec<String>, Option<String>) {
     if !on_redis() {
         return (Vec::new(), None);
@@ -149,7 +150,7 @@ pub async fn serve_args() -> (Vec<String>, Option<String>) {
         "--boss-key".to_owned(),
         boss.clone(),
     ];
-    keep_for_the_system(redis);
+    keep_for_the_test(redis);
     (args, Some(boss))
 }
 
