@@ -20,6 +20,7 @@ use common::exchange::{subscriber, Collected, BOUND};
 use common::poll::{poll_until, POLL_EVERY};
 use effex::client::{ConnectionActor, Subscribe, SubscriberEvent};
 use effex::protocol::messages::EventKind;
+use effex::server::ServerConfig;
 use serde_json::json;
 
 /// How far the writers may run ahead of the subscriber: well inside the
@@ -69,7 +70,17 @@ fn assert_same(seen: &[u64], expected: &[u64], what: &str) {
 async fn a_subscriber_whose_node_stops_gets_every_event_once_from_another_node() {
     const UPDATES: usize = 10_000;
     const WRITERS: usize = 8;
-    let mut cluster = Cluster::start(3).await;
+    let mut cluster = Cluster::start_with(
+        3,
+        ServerConfig {
+            // Redis is not at fault here: one test thread runs the three
+            // nodes' Redis clients, and on a loaded machine a reply can wait
+            // its turn for seconds.
+            redis_timeout: BOUND * 3,
+            ..common::server::config()
+        },
+    )
+    .await;
     cluster.fsync_every_second().await; // Redis is not killed here
     let (writer, reader) = (
         cluster.node(0).writer.clone(),
@@ -340,12 +351,14 @@ async fn a_node_whose_redis_connections_drop_catches_up_from_the_log() {
     let mut kills = 0;
     for n in 1..=UPDATES {
         if n % KILL_EVERY == 0 {
-            let a_ids: HashSet<u64> = cluster
-                .client_ids()
-                .await
-                .difference(&others)
-                .copied()
-                .collect();
+            // A's event reader is back from the previous kill (it reconnects
+            // after a short backoff).
+            let a_ids = poll_until("node A connected to Redis", BOUND, || async {
+                let ids = cluster.client_ids().await;
+                let a_ids: HashSet<u64> = ids.difference(&others).copied().collect();
+                (!a_ids.is_empty()).then_some(a_ids)
+            })
+            .await;
             assert!(
                 cluster.kill_clients(&a_ids).await > 0,
                 "kill {kills} dropped A's connections"
