@@ -5,6 +5,10 @@
 //! watching another item still go out, and the slow watch, once its store
 //! calls return, loses no live event of its item and doubles none.
 //!
+//! Alias re-points reach the hub on the store's subscription (issue 8,
+//! item 1d): one made on the raw store behind the server, or one a lagging
+//! subscription dropped, still moves an alias watch.
+//!
 //! Ordering, not wall-clock: the other client's push must arrive while the
 //! slow call is still held at the gate (bounded wait, [`WAIT`]); on a hub
 //! that awaits the store in its loop it never does.
