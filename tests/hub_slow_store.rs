@@ -5,6 +5,10 @@
 //! watching another item still go out, and the slow watch, once its store
 //! calls return, loses no live event of its item and doubles none.
 //!
+//! Alias re-points reach the hub on the store's subscription (issue 8,
+//! item 1d): one made on the raw store behind the server, or one a lagging
+//! subscription dropped, still moves an alias watch.
+//!
 //! Ordering, not wall-clock: the other client's push must arrive while the
 //! slow call is still held at the gate (bounded wait, [`WAIT`]); on a hub
 //! that awaits the store in its loop it never does.
@@ -477,4 +481,80 @@ async fn a_re_point_on_the_raw_store_moves_an_alias_watch_promptly() {
         "the old item's update was pushed after the re-point: {push}"
     );
     assert_eq!(push["seq"], json!(on_new));
+}
+
+/// A re-point the hub's subscription dropped (it lagged behind a 4-event
+/// channel) is not lost: the catch-up from the log resolves the watched
+/// aliases again, so the alias watch leaves the old item (none of its
+/// updates made after the re-point is pushed) and gets the new item's next
+/// update.
+#[actix_rt::test]
+async fn a_re_point_lost_to_a_lag_is_found_by_the_catch_up() {
+    let store = Arc::new(
+        MemoryStore::new(MemoryStoreConfig {
+            boss_key: "boss".into(),
+            event_capacity: 4,
+            ..MemoryStoreConfig::default()
+        })
+        .expect("memory store"),
+    );
+    let server = start(ServerConfig {
+        store: Some(store.clone()),
+        ..config()
+    })
+    .await;
+    let key = |kind| {
+        let store = store.clone();
+        async move {
+            store
+                .make_keys("boss", MakeKeys::new(kind))
+                .await
+                .expect("a key")
+                .keys
+                .remove(0)
+        }
+    };
+    let (writer, reader) = (key(KeyKind::Writer).await, key(KeyKind::Reader).await);
+    let write = |value: Value| {
+        let mut item = WriteItem::new(value);
+        item.readers = vec![reader.clone()];
+        item
+    };
+    let old = store.write(&writer, write(json!("old"))).await.expect("write");
+    let new = store.write(&writer, write(json!("new"))).await.expect("write");
+    let (old, new) = (old.id.to_string(), new.id.to_string());
+    store.alias(&writer, "lagged", &old).await.expect("alias");
+    let mut wire = Wire::passed(&server.ws_url(), "any", "app-lag").await;
+    watch_ok(
+        &mut wire,
+        1,
+        json!({"event":"update","id":"lagged","key":reader}),
+    )
+    .await;
+
+    // The memory store answers at once: this never yields, so the hub (on
+    // this thread) falls behind the 4-event channel and the re-point is
+    // dropped from it.
+    store.alias(&writer, "lagged", &new).await.expect("re-point");
+    for n in 0..20 {
+        store
+            .update(&writer, &old, UpdateItem::new(json!(n)))
+            .await
+            .expect("update");
+    }
+    let on_new = store
+        .update(&writer, &new, UpdateItem::new(json!("first")))
+        .await
+        .expect("update")
+        .seq;
+    let push = push_within(&mut wire)
+        .await
+        .expect("no push within the wait");
+    assert_eq!(
+        push["id"],
+        json!(new),
+        "the old item's update was pushed after the re-point: {push}"
+    );
+    assert_eq!(push["seq"], json!(on_new));
+    server.stop().await;
 }
