@@ -97,6 +97,7 @@ fn pause_after(swept: &Swept, batch: usize, interval: Duration) -> Duration {
         return interval;
     };
     let until_due = u64::try_from(next_due.saturating_sub(now)).unwrap_or(0);
+    // The upper bound is at least the lower one, so `clamp` cannot panic.
     Duration::from_millis(until_due).clamp(MIN_PAUSE, interval.max(MIN_PAUSE))
 }
 
