@@ -295,7 +295,8 @@ struct RedisArgs {
         value_name = "EVENTS"
     )]
     stream_max_len: usize,
-    /// How often each node sweeps Redis for due deadlines, in seconds.
+    /// The longest a node goes without sweeping Redis for due deadlines, in
+    /// seconds (it also wakes when the next deadline falls due).
     #[arg(long = "redis-sweep-interval", env = "EFFEX_REDIS_SWEEP_INTERVAL", default_value = "0.005", value_name = "SECONDS", value_parser = seconds)]
     sweep_interval: Duration,
     /// The most due deadlines one sweep handles in one Redis script.

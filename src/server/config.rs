@@ -170,8 +170,10 @@ pub struct ServerConfig {
     /// Defaults to 100,000.
     #[cfg(feature = "redis")]
     pub redis_stream_max_len: usize,
-    /// How often each node looks for due deadlines in Redis (the bound on
-    /// expiry lateness besides Redis's own latency).
+    /// The longest a node goes without looking for due deadlines in Redis;
+    /// between looks it wakes when the next known deadline falls due, so
+    /// this bounds only the lateness of a deadline written meanwhile by
+    /// another node.
     ///
     /// Defaults to 5 ms.
     #[cfg(feature = "redis")]

@@ -118,8 +118,8 @@ pub struct RedisStoreConfig {
     /// channel (logged); watches catch up from the items' logs. Defaults to
     /// 100,000.
     pub stream_max_len: usize,
-    /// How often each node looks for due deadlines; the bound on expiry
-    /// lateness (besides Redis's latency). Defaults to 5 ms.
+    /// The longest a node goes without looking for due deadlines (it also
+    /// wakes when the next one falls due). Defaults to 5 ms.
     pub sweep_interval: Duration,
     /// The most due entries one sweep handles in one script (Redis runs a
     /// script alone, so this bounds how long others wait); more are left for
