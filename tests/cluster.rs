@@ -96,6 +96,10 @@ async fn rest_answers_503_on_every_node_while_redis_is_down_then_recovers() {
         let down = node.rest.read(&node.reader, &id).await.unwrap_err();
         assert_eq!(down.code(), Some(503), "{down}");
         assert!(down.to_string().contains(&url), "{down}");
+        // The readiness probe says so too, so a load balancer routes away.
+        let (status, body) = ready(node).await;
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("store does not answer"), "{body}");
     }
     cluster.redis.restart().await;
     for i in 0..cluster.len() {
@@ -105,7 +109,24 @@ async fn rest_answers_503_on_every_node_while_redis_is_down_then_recovers() {
         })
         .await;
         let _ = Exchange::key(&node.rest, &node.boss, KeyType::Reader).await;
+        assert_eq!(ready(node).await.0, 200);
     }
+}
+
+/// `GET /ready` of a node: the status and the body.
+async fn ready(node: &Exchange) -> (u16, String) {
+    let url = format!("{}/ready", node.server.http_url());
+    let mut response = awc::Client::default()
+        .get(&url)
+        .timeout(BOUND)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let body = response.body().await.expect("a body");
+    (
+        response.status().as_u16(),
+        String::from_utf8_lossy(&body).into_owned(),
+    )
 }
 
 /// Every node stops and three new ones start on the same Redis: the items,
