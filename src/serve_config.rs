@@ -262,8 +262,8 @@ const SECRETS: &[&str] = &["passphrase", "boss_key"];
 /// them, lists as several values).
 fn read_file(path: &Path, serve: &Command) -> Result<Vec<(String, Vec<String>)>, String> {
     let shown = path.display();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("config: cannot read {shown}: {e}"))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("config: cannot read {shown}: {e}"))?;
     let table: toml::Table = text
         .parse()
         .map_err(|e| format!("config: {shown} is not TOML: {e}"))?;
@@ -284,9 +284,7 @@ fn read_file(path: &Path, serve: &Command) -> Result<Vec<(String, Vec<String>)>,
                 .map(|item| scalar(&key, item, &shown.to_string()))
                 .collect::<Result<Vec<_>, _>>()?,
             toml::Value::Array(_) => {
-                return Err(format!(
-                    "{key}: must be one value, not a list (in {shown})"
-                ))
+                return Err(format!("{key}: must be one value, not a list (in {shown})"))
             }
             value => vec![scalar(&key, value, &shown.to_string())?],
         };
@@ -300,9 +298,8 @@ fn read_file(path: &Path, serve: &Command) -> Result<Vec<(String, Vec<String>)>,
                     ));
                 }
             }
-            check_value(arg, value).map_err(|rule| {
-                format!("{key}: {rule} (got {value:?} in {shown})")
-            })?;
+            check_value(arg, value)
+                .map_err(|rule| format!("{key}: {rule} (got {value:?} in {shown})"))?;
         }
         layer.push((key, values));
     }
@@ -368,6 +365,12 @@ fn check_value(arg: &clap::Arg, value: &str) -> Result<(), String> {
 /// The rule a clap value error names: the value parser's own message.
 fn rule_of(error: &clap::Error) -> String {
     match std::error::Error::source(error) {
+        Some(source) if source.is::<std::num::ParseIntError>() => {
+            format!("must be a whole number in range ({source})")
+        }
+        Some(source) if source.is::<std::net::AddrParseError>() => {
+            format!("must be an IP address ({source})")
+        }
         Some(source) => source.to_string(),
         None => error.kind().to_string(),
     }
@@ -434,7 +437,10 @@ fn fail(command: &Command, serving: bool, error: clap::Error) -> ExitCode {
             .strip_prefix("--")
             .and_then(|rest| rest.split([' ', '=']).next())
             .unwrap_or_default();
-        if let Some(arg) = serve.get_arguments().find(|arg| arg.get_long() == Some(long)) {
+        if let Some(arg) = serve
+            .get_arguments()
+            .find(|arg| arg.get_long() == Some(long))
+        {
             let value = match error.get(ContextKind::InvalidValue) {
                 Some(ContextValue::String(value)) => value.clone(),
                 _ => String::new(),
