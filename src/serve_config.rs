@@ -289,14 +289,13 @@ fn read_file(path: &Path, serve: &Command) -> Result<Vec<(String, Vec<String>)>,
             value => vec![scalar(&key, value, &shown.to_string())?],
         };
         for value in &values {
-            if SECRETS.contains(&key.as_str()) || key == "redis_url" {
-                if value.contains(REDACTED) {
-                    return Err(format!(
-                        "{key}: is {REDACTED:?} as --print-config shows it: write the secret \
-                         itself, or leave it out and set {} (in {shown})",
-                        env_of(arg)
-                    ));
-                }
+            let secret = SECRETS.contains(&key.as_str()) || key == "redis_url";
+            if secret && value.contains(REDACTED) {
+                return Err(format!(
+                    "{key}: is {REDACTED:?} as --print-config shows it: write the secret \
+                     itself, or leave it out and set {} (in {shown})",
+                    env_of(arg)
+                ));
             }
             check_value(arg, value)
                 .map_err(|rule| format!("{key}: {rule} (got {value:?} in {shown})"))?;
