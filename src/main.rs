@@ -23,6 +23,9 @@ use effex::server::{IpNet, Server, ServerConfig};
 use serde::Serialize;
 use serde_json::Value;
 
+mod serve_config;
+use serve_config::duration;
+
 const SESSION: &str = "\
 Example session (a server in one terminal, the CLI in another):
 
@@ -55,7 +58,15 @@ enum Command {
 Examples:
   effex serve                                   # 127.0.0.1:8150, prints a generated boss key
   EFFEX_BOSS_KEY=s3cret effex serve --bind 0.0.0.0 --port 9000 --passphrase push-secret
-  effex serve --max-item-size 65536 --max-lifetime 600 --log-level effex=debug")]
+  effex serve --max-item-size 65536 --max-lifetime 10m --log-level effex=debug
+  effex serve --config effex.toml --ping-timeout 5s   # the flag beats the file
+  effex serve --config effex.toml --print-config      # the effective settings, secrets redacted
+  effex serve --tls-cert cert.pem --tls-key key.pem   # https:// and wss:// on the one port
+
+Every setting is a flag, an EFFEX_* variable and a key of the --config file
+(its name in snake_case: ping_timeout = \"20s\"); a flag beats its variable,
+which beats the file, which beats the default. Durations take a unit (250ms,
+10s, 5m, 1h) or are seconds. A bad value exits with 1 naming the setting.")]
     Serve(Box<ServeArgs>),
     /// Check that a server answers (GET /ping).
     #[command(after_help = "Example:\n  effex ping --url http://127.0.0.1:8150")]
@@ -171,12 +182,12 @@ struct ServeArgs {
         value_name = "BYTES"
     )]
     max_item_size: usize,
-    /// The longest item lifetime granted, in seconds (longer asks are capped).
-    #[arg(long, env = "EFFEX_MAX_LIFETIME", default_value = "86400", value_name = "SECONDS", value_parser = seconds)]
+    /// The longest item lifetime granted, (longer asks are capped).
+    #[arg(long, env = "EFFEX_MAX_LIFETIME", default_value = "86400", value_name = "DURATION", value_parser = duration)]
     max_lifetime: Duration,
     /// The longest one key may hold an update intent in a row, renewals
-    /// included, in seconds (at least the intent lifetime, 10 s).
-    #[arg(long, env = "EFFEX_INTENT_MAX_HOLD", default_value = "60", value_name = "SECONDS", value_parser = seconds)]
+    /// included (at least the intent lifetime, 10 s).
+    #[arg(long, env = "EFFEX_INTENT_MAX_HOLD", default_value = "60", value_name = "DURATION", value_parser = duration)]
     intent_max_hold: Duration,
     /// The most value bytes stored over all items (more: 507).
     #[arg(
@@ -272,6 +283,14 @@ struct ServeArgs {
     log_level: String,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    timers: serve_config::TimerArgs,
+    #[command(flatten)]
+    push: serve_config::PushArgs,
+    #[command(flatten)]
+    tls: serve_config::TlsArgs,
+    #[command(flatten)]
+    file: serve_config::ConfigFileArgs,
     #[cfg(feature = "redis")]
     #[command(flatten)]
     redis: RedisArgs,
@@ -295,9 +314,9 @@ struct RedisArgs {
         value_name = "EVENTS"
     )]
     stream_max_len: usize,
-    /// The longest a node goes without sweeping Redis for due deadlines, in
-    /// seconds (it also wakes when the next deadline falls due).
-    #[arg(long = "redis-sweep-interval", env = "EFFEX_REDIS_SWEEP_INTERVAL", default_value = "0.005", value_name = "SECONDS", value_parser = seconds)]
+    /// The longest a node goes without sweeping Redis for due deadlines (it
+    /// also wakes when the next deadline falls due).
+    #[arg(long = "redis-sweep-interval", env = "EFFEX_REDIS_SWEEP_INTERVAL", default_value = "0.005", value_name = "DURATION", value_parser = duration)]
     sweep_interval: Duration,
     /// The most due deadlines one sweep handles in one Redis script.
     #[arg(
@@ -307,8 +326,8 @@ struct RedisArgs {
         value_name = "N"
     )]
     sweep_batch: usize,
-    /// How long one Redis call may take before the request fails with 503, in seconds.
-    #[arg(long = "redis-timeout", env = "EFFEX_REDIS_TIMEOUT", default_value = "2", value_name = "SECONDS", value_parser = seconds)]
+    /// How long one Redis call may take before the request fails with 503.
+    #[arg(long = "redis-timeout", env = "EFFEX_REDIS_TIMEOUT", default_value = "2", value_name = "DURATION", value_parser = duration)]
     timeout: Duration,
 }
 
@@ -347,12 +366,12 @@ struct LimitArgs {
     /// once before it is locked out [default: 50].
     #[arg(long, env = "EFFEX_FAILED_AUTH_BURST", value_name = "N")]
     failed_auth_burst: Option<u32>,
-    /// Seconds per further failed authentication after the burst, and the
-    /// first lockout; each further lockout doubles [default: 1].
-    #[arg(long, env = "EFFEX_FAILED_AUTH_PERIOD", value_name = "SECONDS", value_parser = seconds)]
+    /// The wait per further failed authentication after the burst, and the
+    /// first lockout; each further lockout doubles [default: 1s].
+    #[arg(long, env = "EFFEX_FAILED_AUTH_PERIOD", value_name = "DURATION", value_parser = duration)]
     failed_auth_period: Option<Duration>,
-    /// The longest lockout, in seconds [default: 900].
-    #[arg(long, env = "EFFEX_FAILED_AUTH_MAX_LOCKOUT", value_name = "SECONDS", value_parser = seconds)]
+    /// The longest lockout [default: 15m].
+    #[arg(long, env = "EFFEX_FAILED_AUTH_MAX_LOCKOUT", value_name = "DURATION", value_parser = duration)]
     failed_auth_max_lockout: Option<Duration>,
     /// Push connections open at once; more get 503 [default: 50000].
     #[arg(long, env = "EFFEX_MAX_CONNECTIONS", value_name = "N")]
@@ -563,7 +582,10 @@ fn seconds(text: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match serve_config::parse::<Cli>() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let system = actix_rt::System::new();
     match cli.command {
         Command::Serve(args) => system.block_on(serve(*args)),
@@ -574,10 +596,51 @@ fn main() -> ExitCode {
 
 /// `effex serve`: runs until Ctrl-C (or SIGTERM), then stops gracefully.
 async fn serve(args: ServeArgs) -> ExitCode {
-    env_logger::Builder::new()
-        .parse_filters(&args.log_level)
-        .init();
+    let print_config = args.file.print_config;
+    let log_level = args.log_level.clone();
     let generated = args.boss_key.is_none();
+    let (config, shown) = match server_config(args) {
+        Ok(config) => config,
+        Err(message) => {
+            eprintln!("effex: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if print_config {
+        print!("{shown}");
+        return ExitCode::SUCCESS;
+    }
+    env_logger::Builder::new().parse_filters(&log_level).init();
+    let server = match Server::start(config).await {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("effex: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!(
+        "effex {} listening on {} (push: {})",
+        env!("CARGO_PKG_VERSION"),
+        server.http_url(),
+        server.ws_url().split('?').next().unwrap_or_default()
+    );
+    if generated {
+        if let Some(boss_key) = server.boss_key() {
+            println!(
+                "boss key (generated; set --boss-key or EFFEX_BOSS_KEY to keep one): {boss_key}"
+            );
+        }
+    }
+    let reason = stop_signal().await;
+    log::info!("{reason}: stopping");
+    server.stop().await;
+    println!("effex stopped");
+    ExitCode::SUCCESS
+}
+
+/// The effective [`ServerConfig`] of `effex serve`'s arguments (checked), and
+/// its `--print-config` text; the error names the setting and the rule.
+fn server_config(args: ServeArgs) -> Result<(ServerConfig, String), String> {
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -606,31 +669,18 @@ async fn serve(args: ServeArgs) -> ExitCode {
     args.limits.apply(&mut config);
     #[cfg(feature = "redis")]
     args.redis.apply(&mut config);
-    let server = match Server::start(config).await {
-        Ok(server) => server,
-        Err(e) => {
-            eprintln!("effex: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    println!(
-        "effex {} listening on {} (push: {})",
-        env!("CARGO_PKG_VERSION"),
-        server.http_url(),
-        server.ws_url().split('?').next().unwrap_or_default()
+    args.timers.apply(&mut config);
+    args.push.apply(&mut config);
+    args.tls.apply(&mut config)?;
+    config.validate().map_err(|e| e.to_string())?;
+    let shown = serve_config::render(
+        &config,
+        &serve_config::Shown {
+            log_level: &args.log_level,
+            tls: &args.tls,
+        },
     );
-    if generated {
-        if let Some(boss_key) = server.boss_key() {
-            println!(
-                "boss key (generated; set --boss-key or EFFEX_BOSS_KEY to keep one): {boss_key}"
-            );
-        }
-    }
-    let reason = stop_signal().await;
-    log::info!("{reason}: stopping");
-    server.stop().await;
-    println!("effex stopped");
-    ExitCode::SUCCESS
+    Ok((config, shown))
 }
 
 /// Waits for Ctrl-C, or SIGTERM on Unix (what service managers send).
