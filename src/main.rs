@@ -256,6 +256,13 @@ struct ServeArgs {
         value_name = "BYTES"
     )]
     max_message_size: usize,
+    /// How often the server sends an Engine.IO ping, in seconds (the next
+    /// ping is this long after each pong).
+    #[arg(long, env = "EFFEX_PING_INTERVAL", default_value = "25", value_name = "SECONDS", value_parser = seconds)]
+    ping_interval: Duration,
+    /// How long the server waits for a pong before it closes the connection, in seconds.
+    #[arg(long, env = "EFFEX_PING_TIMEOUT", default_value = "20", value_name = "SECONDS", value_parser = seconds)]
+    ping_timeout: Duration,
     /// The log filter (env_logger syntax: error, warn, info, debug, effex=debug,…).
     #[arg(long, env = "EFFEX_LOG", default_value = "info", value_name = "FILTER")]
     log_level: String,
@@ -588,6 +595,8 @@ async fn serve(args: ServeArgs) -> ExitCode {
         max_offline_push_ids: args.max_offline_push_ids,
         max_webhooks_per_key: args.max_webhooks_per_key,
         max_message_size: args.max_message_size,
+        ping_interval: args.ping_interval,
+        ping_timeout: args.ping_timeout,
         ..ServerConfig::default()
     };
     args.limits.apply(&mut config);
