@@ -222,6 +222,9 @@ async fn expect(ws: &mut Ws, prefix: &str) -> Result<String, String> {
         match frame {
             Some(Ok(Message::Text(text))) => {
                 let text = text.as_str();
+                if std::env::var_os("LOADGEN_DEBUG").is_some() {
+                    eprintln!("loadgen: read {text:?} waiting for {prefix:?}");
+                }
                 if text == "2" {
                     ws.send(Message::text("3"))
                         .await

@@ -22,9 +22,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post, put};
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use socketioxide::extract::{AckSender, Data, SocketRef};
+use socketioxide::handler::ConnectHandler;
 use socketioxide::SocketIo;
 
 #[derive(Clone)]
@@ -304,11 +306,20 @@ async fn serve(args: Args) -> Result<(), String> {
         // refuses emits under the throughput workloads).
         .max_buffer_size(1 << 20)
         .build_layer();
+    // The event handlers are registered in a connect *middleware*: socketioxide
+    // 0.18 sends the CONNECT reply (`40{sid}`) and only then spawns the connect
+    // handler, so handlers registered there can miss an event the client sends
+    // right after `40` (seen with the load generator's immediate `pass`). A
+    // middleware runs before the CONNECT reply is sent.
     let ns_ex = ex.clone();
-    io.ns("/", move |socket: SocketRef| {
+    let register = move |socket: SocketRef| {
         let ex = ns_ex.clone();
-        async move { on_connect(socket, ex) }
-    });
+        async move {
+            on_connect(socket, ex);
+            Ok::<(), std::convert::Infallible>(())
+        }
+    };
+    io.ns("/", (|_: SocketRef| async {}).with(register));
     let app = Router::new()
         .route("/ping", get(|| async { Json(json!({"ok": true, "value": "PONG"})) }))
         .route("/keys", post(make_keys))
@@ -320,6 +331,10 @@ async fn serve(args: Args) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on 127.0.0.1:{}: {e}", args.port))?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    // Without TCP_NODELAY small frames wait for the peer's delayed ACK (40 ms).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     println!("{}", json!({"port": port}));
     axum::serve(listener, app)
         .await
