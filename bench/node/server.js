@@ -147,7 +147,7 @@ io.on("connection", (socket) => {
     if (!keys.has(data && data.key)) return ack({ ok: false, code: 401, error: "unknown key" });
     const watches = items.get(id);
     if (!watches) return ack({ ok: false, code: 404, error: "no such item" });
-    const watchable = `w-${socket.id}-${data.event || "update"}-${id}`;
+    const watchable = `w-${socket.id}-${data.event || "update"}-${id}-${data.key}`;
     watches.set(watchable, socket);
     mine.add(id);
     ack({ ok: true, watchable, seq, gap: false });

@@ -585,15 +585,15 @@ fn main() {
         },
         Workload {
             id: "one-conn",
-            title: format!("(c) 1 conn × 1 watch, updates as fast as answered (4 REST conns), {} s", pick(5, 2)),
-            args: args(&[("workload", "throughput".into()), ("conns", "1".into()), ("watches", "1".into()), ("seconds", pick(5, 2).to_string()), ("http-conns", "4".into())]),
+            title: format!("(c) 1 conn × 100 watches of 1 item (100 reader keys), updates as fast as answered (4 REST conns, ≤ 4 updates of pushes unread), {} s", pick(5, 2)),
+            args: args(&[("workload", "throughput".into()), ("conns", "1".into()), ("watches", "1".into()), ("keys", "100".into()), ("seconds", pick(5, 2).to_string()), ("http-conns", "4".into())]),
             ping_ms: 25_000,
             limit: Duration::from_secs(300),
             effex_workers: vec![],
         },
         Workload {
             id: "aggregate",
-            title: format!("(d) 100 conns × 10 watches, updates as fast as answered (4 REST conns), {} s", pick(5, 2)),
+            title: format!("(d) 100 conns × 10 watches, updates as fast as answered (4 REST conns, ≤ 4 updates of pushes unread), {} s", pick(5, 2)),
             args: args(&[("workload", "throughput".into()), ("conns", "100".into()), ("watches", "10".into()), ("seconds", pick(5, 2).to_string()), ("http-conns", "4".into())]),
             ping_ms: 25_000,
             limit: Duration::from_secs(300),

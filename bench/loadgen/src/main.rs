@@ -17,7 +17,7 @@
 //! Errors go to stderr and to `{"event":"error","error":…}`, exit code 1.
 //!
 //! Usage: loadgen --addr 127.0.0.1:PORT --workload fanout|throughput|paced|handshake|idle
-//!   [--boss KEY] [--pass P] [--conns N] [--watches W] [--rounds R] [--seconds S]
+//!   [--boss KEY] [--pass P] [--conns N] [--watches W] [--keys K] [--rounds R] [--seconds S]
 //!   [--rate U] [--count M] [--sources K] [--http-conns H] [--threads T]
 
 mod http;
@@ -51,6 +51,8 @@ struct Opts {
     pass: String,
     conns: usize,
     watches: usize,
+    keys: usize,
+    window: Option<u64>,
     rounds: usize,
     seconds: f64,
     rate: f64,
@@ -96,6 +98,8 @@ fn parse_opts() -> Result<Opts, String> {
         pass: map.get("pass").cloned().unwrap_or_else(|| "bench".into()),
         conns: num(&map, "conns", 1)?,
         watches: num(&map, "watches", 1)?,
+        keys: num(&map, "keys", 0)?,
+        window: map.get("window").and_then(|w| w.parse().ok()),
         rounds: num(&map, "rounds", 100)?,
         seconds: num(&map, "seconds", 5.0)?,
         rate: num(&map, "rate", 10_000.0)?,
@@ -175,10 +179,13 @@ impl Driver {
 }
 
 /// What the REST setup made: a writer key (it owns, reads and updates the
-/// items) and the item ids.
+/// items), the item ids, and the keys each connection watches every item
+/// with: the writer key alone, or `--keys K` reader keys (K watches of the
+/// same item on one connection, so one update makes K pushes on it).
 struct Setup {
     key: String,
     items: Vec<String>,
+    watch_keys: Vec<String>,
 }
 
 async fn setup(opts: &Opts, items: usize) -> Result<Setup, String> {
@@ -196,11 +203,29 @@ async fn setup(opts: &Opts, items: usize) -> Result<Setup, String> {
         .as_str()
         .ok_or_else(|| format!("POST /keys answered {status} {body}"))?
         .to_string();
+    let mut watch_keys = vec![key.clone()];
+    if opts.keys > 0 {
+        let (status, body) = http
+            .request(
+                "POST",
+                "/keys",
+                &opts.boss,
+                &json!({"type":"reader","count":opts.keys,"seconds":86400}).to_string(),
+            )
+            .await?;
+        let reply: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        watch_keys = reply["keys"]
+            .as_array()
+            .filter(|k| k.len() == opts.keys)
+            .ok_or_else(|| format!("POST /keys (readers) answered {status} {body}"))?
+            .iter()
+            .filter_map(|k| k.as_str().map(str::to_string))
+            .collect();
+    }
+    let new_item = json!({"value":0,"lifetime":86400,"readers":&watch_keys[..]}).to_string();
     let mut ids = Vec::with_capacity(items);
     for _ in 0..items {
-        let (status, body) = http
-            .request("POST", "/items", &key, r#"{"value":0,"lifetime":86400}"#)
-            .await?;
+        let (status, body) = http.request("POST", "/items", &key, &new_item).await?;
         let reply: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
         ids.push(
             reply["id"]
@@ -209,7 +234,11 @@ async fn setup(opts: &Opts, items: usize) -> Result<Setup, String> {
                 .to_string(),
         );
     }
-    Ok(Setup { key, items: ids })
+    Ok(Setup {
+        key,
+        items: ids,
+        watch_keys,
+    })
 }
 
 /// Reads text frames until one starts with `prefix`, answering pings on the
@@ -278,9 +307,15 @@ async fn open_passed(opts: &Opts, source: IpAddr, push_id: &str) -> Result<Ws, S
     Ok(ws)
 }
 
-/// Watches `items` (update events) with `key` on a passed connection.
-async fn watch_all(ws: &mut Ws, items: &[String], key: &str) -> Result<(), String> {
-    for (n, item) in items.iter().enumerate() {
+/// Watches each of `items` (update events) with each of `keys` on a passed connection.
+async fn watch_all(ws: &mut Ws, items: &[String], keys: &[String]) -> Result<(), String> {
+    let mut pairs = Vec::with_capacity(items.len() * keys.len());
+    for item in items {
+        for key in keys {
+            pairs.push((item.clone(), key.clone()));
+        }
+    }
+    for (n, (item, key)) in pairs.into_iter().enumerate() {
         let ack = n + 1;
         let watch = json!(["watch", {"event": "update", "id": item, "key": key}]);
         ws.send(Message::text(format!("42{ack}{watch}")))
@@ -313,6 +348,9 @@ struct Stats {
     pushes: AtomicU64,
     pongs: AtomicU64,
     closed: AtomicU64,
+    /// Set while an updater waits for room in its window; pushes then wake it.
+    waiting: std::sync::atomic::AtomicBool,
+    room: tokio::sync::Notify,
 }
 
 /// Serves one passed connection until it closes: answers each ping with a
@@ -337,6 +375,9 @@ async fn serve_conn(mut ws: Ws, tx: Option<mpsc::UnboundedSender<(u64, Instant)>
                 break;
             }
             stats.pushes.fetch_add(1, Ordering::Relaxed);
+            if stats.waiting.load(Ordering::Relaxed) {
+                stats.room.notify_waiters();
+            }
             if let Some(tx) = &tx {
                 let _ = tx.send((seq, read_at));
             }
@@ -365,13 +406,13 @@ async fn open_many(
         let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (n % opts.sources.max(1) as usize) as u8));
         let opts = opts.clone();
         let items = items.to_vec();
-        let key = setup.key.clone();
+        let keys = setup.watch_keys.clone();
         let tx = tx.clone();
         let stats = stats.clone();
         joins.push(tokio::spawn(async move {
             let result = async {
                 let mut ws = open_passed(&opts, source, &format!("bench-{n}")).await?;
-                watch_all(&mut ws, &items, &key).await?;
+                watch_all(&mut ws, &items, &keys).await?;
                 Ok::<Ws, String>(ws)
             }
             .await;
@@ -483,9 +524,11 @@ async fn fanout(opts: &Opts, driver: &mut Driver) -> Result<(), String> {
     Ok(())
 }
 
-/// (c)/(d) `conns` connections each watching the same `watches` items;
+/// (c)/(d) `conns` connections each watching the same `watches` items (with
+/// each of the `--keys` reader keys when given);
 /// `http-conns` REST connections update those items round robin as fast as
-/// the server answers, for `seconds`. Then waits until every push of those
+/// the server answers, for `seconds`, keeping at most `--window` pushes
+/// (default: 4 updates' worth, at least 2,000) sent and not yet read. Then waits until every push of those
 /// updates has been read and acked (or 10 s without progress). Figure:
 /// pushes acked per second, first update sent → last push read.
 async fn throughput(opts: &Opts, driver: &mut Driver) -> Result<(), String> {
@@ -502,17 +545,33 @@ async fn throughput(opts: &Opts, driver: &mut Driver) -> Result<(), String> {
     let wall0 = Instant::now();
     let stop_at = wall0 + Duration::from_secs_f64(opts.seconds);
     let updates = Arc::new(AtomicU64::new(0));
+    let per_update = (opts.conns * setup.watch_keys.len()) as u64;
+    let window = opts.window.unwrap_or((4 * per_update).max(2_000));
     let mut tasks = Vec::new();
     for (n, mut http) in updaters.into_iter().enumerate() {
         let setup = setup.clone();
         let updates = updates.clone();
+        let stats = stats.clone();
         let step = opts.http_conns.max(1);
         tasks.push(tokio::spawn(async move {
             let mut i = n;
             while Instant::now() < stop_at {
+                // Flow control: at most `window` pushes sent and not yet
+                // read, so the figure is the sustained rate (a server that
+                // sheds a consumer which falls behind would otherwise close it).
+                loop {
+                    let sent = updates.load(Ordering::Relaxed) * per_update;
+                    if sent <= stats.pushes.load(Ordering::Relaxed) + window {
+                        break;
+                    }
+                    let notified = stats.room.notified();
+                    stats.waiting.store(true, Ordering::Relaxed);
+                    let _ = tokio::time::timeout(Duration::from_millis(2), notified).await;
+                    stats.waiting.store(false, Ordering::Relaxed);
+                }
+                updates.fetch_add(1, Ordering::Relaxed);
                 let item = &setup.items[i % setup.items.len()];
                 update(&mut http, &setup, item, i as u64).await?;
-                updates.fetch_add(1, Ordering::Relaxed);
                 i += step;
             }
             Ok::<(), String>(())
@@ -522,7 +581,7 @@ async fn throughput(opts: &Opts, driver: &mut Driver) -> Result<(), String> {
         task.await.map_err(|e| e.to_string())??;
     }
     let updates = updates.load(Ordering::Relaxed);
-    let expected = updates * opts.conns as u64;
+    let expected = updates * per_update;
     // Drain: wait for every push, or 10 s without a new one.
     let mut last_count = stats.pushes.load(Ordering::Relaxed);
     let mut last_progress = Instant::now();
@@ -544,6 +603,8 @@ async fn throughput(opts: &Opts, driver: &mut Driver) -> Result<(), String> {
     let cpu = cpu_us() - cpu0;
     emit(json!({
         "event": "result",
+        "watches_per_update": per_update,
+        "window": window,
         "updates": updates,
         "pushes": pushes,
         "missing": expected.saturating_sub(pushes),

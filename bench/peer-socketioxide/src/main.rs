@@ -200,7 +200,7 @@ fn on_connect(socket: SocketRef, ex: Shared) {
                         if !table.keys.contains(key) {
                             json!({"ok": false, "code": 401, "error": "unknown key"})
                         } else if let Some(watches) = table.watches.get_mut(&id) {
-                            let watchable = format!("w-{}-{event}-{id}", s.id);
+                            let watchable = format!("w-{}-{event}-{id}-{key}", s.id);
                             if !watches.iter().any(|(_, w)| *w == watchable) {
                                 watches.push((s.clone(), watchable.clone()));
                             }
