@@ -143,7 +143,11 @@ async fn main() {
     }
     if wanted("fanout") {
         let (p50, p99) = fan_out(1_000, 100).await;
-        println!("| (b) fan-out to 1,000 connections, p50 / p99 | {} / {} | ≤ 3 ms / ≤ 6 ms |", fmt(p50), fmt(p99));
+        println!(
+            "| (b) fan-out to 1,000 connections, p50 / p99 | {} / {} | ≤ 3 ms / ≤ 6 ms |",
+            fmt(p50),
+            fmt(p99)
+        );
     }
     if wanted("paced") {
         let (p50, p99) = paced(10_000, Duration::from_secs(5)).await;
@@ -151,8 +155,13 @@ async fn main() {
     }
     if wanted("memory") {
         match memory_per_connection(10_000).await {
-            Ok(bytes) => println!("| (d) server memory per idle passed connection (10,000) | {:.1} KiB | ≤ 8 KiB |", bytes / 1024.0),
-            Err(e) => println!("| (d) server memory per idle passed connection | not measured: {e} | ≤ 8 KiB |"),
+            Ok(bytes) => println!(
+                "| (d) server memory per idle passed connection (10,000) | {:.1} KiB | ≤ 8 KiB |",
+                bytes / 1024.0
+            ),
+            Err(e) => println!(
+                "| (d) server memory per idle passed connection | not measured: {e} | ≤ 8 KiB |"
+            ),
         }
     }
     println!();

@@ -69,9 +69,15 @@ fn parse_opts() -> Result<Opts, String> {
         }
     }
     let path = |name: &str| -> Result<PathBuf, String> {
-        let p = PathBuf::from(map.get(name).ok_or_else(|| format!("--{name} is required"))?);
+        let p = PathBuf::from(
+            map.get(name)
+                .ok_or_else(|| format!("--{name} is required"))?,
+        );
         if !p.exists() {
-            return Err(format!("--{name} {}: no such file (run bench/run, which builds it)", p.display()));
+            return Err(format!(
+                "--{name} {}: no such file (run bench/run, which builds it)",
+                p.display()
+            ));
         }
         Ok(p)
     };
@@ -169,9 +175,20 @@ fn start(kind: Kind, paths: &Paths, ping_ms: u64) -> Result<Server, String> {
     let mut command = match kind {
         Kind::Effex(workers) => {
             let mut c = Command::new(&paths.effex);
-            c.args(["serve", "--port", &port.to_string(), "--boss-key", BOSS, "--passphrase", PASS]);
+            c.args([
+                "serve",
+                "--port",
+                &port.to_string(),
+                "--boss-key",
+                BOSS,
+                "--passphrase",
+                PASS,
+            ]);
             c.args(["--ping-interval", &format!("{}", ping_ms as f64 / 1000.0)]);
-            c.args(["--ping-timeout", &format!("{}", ping_timeout_ms as f64 / 1000.0)]);
+            c.args([
+                "--ping-timeout",
+                &format!("{}", ping_timeout_ms as f64 / 1000.0),
+            ]);
             c.args(["--log-level", "warn"]);
             // The limits meant for untrusted clients would refuse a load
             // generator on one address: lift them (the peers have none).
@@ -202,7 +219,14 @@ fn start(kind: Kind, paths: &Paths, ping_ms: u64) -> Result<Server, String> {
         }
         Kind::Sioxide => {
             let mut c = Command::new(&paths.peer);
-            c.args(["--port", &port.to_string(), "--pass", PASS, "--boss-key", BOSS]);
+            c.args([
+                "--port",
+                &port.to_string(),
+                "--pass",
+                PASS,
+                "--boss-key",
+                BOSS,
+            ]);
             c.args(["--ping-interval", &ping_ms.to_string()]);
             c.args(["--ping-timeout", &ping_timeout_ms.to_string()]);
             c
@@ -213,7 +237,9 @@ fn start(kind: Kind, paths: &Paths, ping_ms: u64) -> Result<Server, String> {
         .stdout(Stdio::null())
         .stderr(Stdio::from(log_file));
     let mut child = command.spawn().map_err(|e| match kind {
-        Kind::Node => format!("cannot start node ({e}): install Node.js 18 or later and run `npm ci` in bench/node"),
+        Kind::Node => format!(
+            "cannot start node ({e}): install Node.js 18 or later and run `npm ci` in bench/node"
+        ),
         _ => format!("cannot start {}: {e}", kind.label()),
     })?;
     let stdin = child.stdin.take();
@@ -225,10 +251,18 @@ fn start(kind: Kind, paths: &Paths, ping_ms: u64) -> Result<Server, String> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !ping(port) {
         if let Ok(Some(status)) = server.child.try_wait() {
-            return Err(format!("{} exited ({status}); see {}", kind.label(), log.display()));
+            return Err(format!(
+                "{} exited ({status}); see {}",
+                kind.label(),
+                log.display()
+            ));
         }
         if Instant::now() > deadline {
-            return Err(format!("{} did not answer GET /ping within 20 s; see {}", kind.label(), log.display()));
+            return Err(format!(
+                "{} did not answer GET /ping within 20 s; see {}",
+                kind.label(),
+                log.display()
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -368,7 +402,12 @@ fn run_one(
             };
             match value["event"].as_str() {
                 Some(e) if e == want => return Ok(value),
-                Some("error") => return Err(format!("load generator: {}", value["error"].as_str().unwrap_or("?"))),
+                Some("error") => {
+                    return Err(format!(
+                        "load generator: {}",
+                        value["error"].as_str().unwrap_or("?")
+                    ))
+                }
                 _ => {}
             }
         }
@@ -442,7 +481,11 @@ impl Row {
     }
 
     fn goal_text(&self) -> String {
-        let cmp = if self.better == Better::Lower { "≤" } else { "≥" };
+        let cmp = if self.better == Better::Lower {
+            "≤"
+        } else {
+            "≥"
+        };
         let mut parts = Vec::new();
         if let Some(g) = self.goal_abs {
             parts.push(format!("{cmp} {}", fmt_num(g, self.unit_digits)));
@@ -485,7 +528,9 @@ fn fmt_num(v: f64, digits: usize) -> String {
     }
     let text = format!("{v:.digits$}");
     // Thousands separators on the integer part.
-    let (int, frac) = text.split_once('.').map_or((text.as_str(), None), |(i, f)| (i, Some(f)));
+    let (int, frac) = text
+        .split_once('.')
+        .map_or((text.as_str(), None), |(i, f)| (i, Some(f)));
     let (sign, int) = int.strip_prefix('-').map_or(("", int), |i| ("-", i));
     let mut out = String::new();
     for (n, ch) in int.chars().enumerate() {
@@ -549,16 +594,33 @@ fn main() {
     let mut workloads = vec![
         Workload {
             id: "a1k",
-            title: format!("(a) fan-out {} conns × 1 watch, {} rounds", pick(1000, 200), pick(100, 20)),
-            args: args(&[("workload", "fanout".into()), ("conns", pick(1000, 200).to_string()), ("rounds", pick(100, 20).to_string())]),
+            title: format!(
+                "(a) fan-out {} conns × 1 watch, {} rounds",
+                pick(1000, 200),
+                pick(100, 20)
+            ),
+            args: args(&[
+                ("workload", "fanout".into()),
+                ("conns", pick(1000, 200).to_string()),
+                ("rounds", pick(100, 20).to_string()),
+            ]),
             ping_ms: 25_000,
             limit: Duration::from_secs(600),
             effex_workers: vec![1],
         },
         Workload {
             id: "a10k",
-            title: format!("(a) fan-out {} conns × 1 watch, {} rounds", pick(10_000, 2_000), pick(20, 5)),
-            args: args(&[("workload", "fanout".into()), ("conns", pick(10_000, 2_000).to_string()), ("rounds", pick(20, 5).to_string()), ("sources", "4".into())]),
+            title: format!(
+                "(a) fan-out {} conns × 1 watch, {} rounds",
+                pick(10_000, 2_000),
+                pick(100, 5)
+            ),
+            args: args(&[
+                ("workload", "fanout".into()),
+                ("conns", pick(10_000, 2_000).to_string()),
+                ("rounds", pick(100, 5).to_string()),
+                ("sources", "4".into()),
+            ]),
             ping_ms: 25_000,
             limit: Duration::from_secs(900),
             effex_workers: vec![],
@@ -567,8 +629,18 @@ fn main() {
     for n in &idle_counts {
         workloads.push(Workload {
             id: "idle",
-            title: format!("(b)/(g) {} idle passed conns, ping every {} ms, {} s", fmt_num(*n as f64, 0), idle_ping_ms, idle_seconds),
-            args: args(&[("workload", "idle".into()), ("conns", n.to_string()), ("seconds", idle_seconds.to_string()), ("sources", (n / 4000 + 1).to_string())]),
+            title: format!(
+                "(b)/(g) {} idle passed conns, ping every {} ms, {} s",
+                fmt_num(*n as f64, 0),
+                idle_ping_ms,
+                idle_seconds
+            ),
+            args: args(&[
+                ("workload", "idle".into()),
+                ("conns", n.to_string()),
+                ("seconds", idle_seconds.to_string()),
+                ("sources", (n / 4000 + 1).to_string()),
+            ]),
             ping_ms: idle_ping_ms,
             limit: Duration::from_secs(900),
             effex_workers: vec![],
@@ -585,7 +657,7 @@ fn main() {
         },
         Workload {
             id: "one-conn",
-            title: format!("(c) 1 conn × 100 watches of 1 item (100 reader keys), updates as fast as answered (4 REST conns, ≤ 4 updates of pushes unread), {} s", pick(5, 2)),
+            title: format!("(c) 1 conn × 100 watches of 1 item (100 reader keys), updates as fast as answered (4 REST conns; unread pushes ≤ max(4 updates' worth, 2,000)), {} s", pick(5, 2)),
             args: args(&[("workload", "throughput".into()), ("conns", "1".into()), ("watches", "1".into()), ("keys", "100".into()), ("seconds", pick(5, 2).to_string()), ("http-conns", "4".into())]),
             ping_ms: 25_000,
             limit: Duration::from_secs(300),
@@ -593,7 +665,7 @@ fn main() {
         },
         Workload {
             id: "aggregate",
-            title: format!("(d) 100 conns × 10 watches, updates as fast as answered (4 REST conns, ≤ 4 updates of pushes unread), {} s", pick(5, 2)),
+            title: format!("(d) 100 conns × 10 watches, updates as fast as answered (4 REST conns; unread pushes ≤ max(4 updates' worth, 2,000)), {} s", pick(5, 2)),
             args: args(&[("workload", "throughput".into()), ("conns", "100".into()), ("watches", "10".into()), ("seconds", pick(5, 2).to_string()), ("http-conns", "4".into())]),
             ping_ms: 25_000,
             limit: Duration::from_secs(300),
@@ -626,7 +698,13 @@ fn main() {
     for w in &workloads {
         // (b)/(g) beyond the open-file limit: say so, measure nothing.
         if w.id == "idle" {
-            let n: u64 = w.args[w.args.iter().position(|a| a == "--conns").map_or(0, |i| i + 1)].parse().unwrap_or(0);
+            let n: u64 = w.args[w
+                .args
+                .iter()
+                .position(|a| a == "--conns")
+                .map_or(0, |i| i + 1)]
+            .parse()
+            .unwrap_or(0);
             if n + 1_000 > nofile {
                 notes.push(format!("{}: not run — the open-file limit is {nofile} (hard) and each side needs one descriptor per connection; raise the hard limit (e.g. `ulimit -Hn 200000` as root, or LimitNOFILE) to run it", w.title));
                 continue;
@@ -657,31 +735,136 @@ fn main() {
         }
         let metrics: Vec<(&str, Better, usize, Option<f64>, Option<f64>, Metric)> = match w.id {
             "a1k" | "a10k" => vec![
-                ("server CPU per pushed+acked frame, µs", Better::Lower, 2, Some(5.0), Some(4.0), |s, _| s.server_cpu_us as f64 / s.num("frames")),
-                ("update → last push read, p50 ms", Better::Lower, 2, None, None, |s, _| s.num("p50_us") / 1000.0),
-                ("update → last push read, p99 ms", Better::Lower, 2, None, None, |s, _| s.num("p99_us") / 1000.0),
+                (
+                    "server CPU per pushed+acked frame, µs",
+                    Better::Lower,
+                    2,
+                    Some(5.0),
+                    Some(4.0),
+                    |s, _| s.server_cpu_us as f64 / s.num("frames"),
+                ),
+                (
+                    "update → last push read, p50 ms",
+                    Better::Lower,
+                    2,
+                    None,
+                    None,
+                    |s, _| s.num("p50_us") / 1000.0,
+                ),
+                (
+                    "update → last push read, p99 ms",
+                    Better::Lower,
+                    2,
+                    None,
+                    None,
+                    |s, _| s.num("p99_us") / 1000.0,
+                ),
             ],
             "idle" => vec![
-                ("server memory per idle passed conn, KiB (Rss)", Better::Lower, 1, Some(8.0), Some(2.0), |s, _| (s.mem_ready.0 as f64 - s.mem_before.0 as f64) / s.num_conns()),
-                ("server memory per idle passed conn, KiB (Pss)", Better::Lower, 1, None, None, |s, _| (s.mem_ready.1 as f64 - s.mem_before.1 as f64) / s.num_conns()),
+                (
+                    "server memory per idle passed conn, KiB (Rss)",
+                    Better::Lower,
+                    1,
+                    Some(8.0),
+                    Some(2.0),
+                    |s, _| (s.mem_ready.0 as f64 - s.mem_before.0 as f64) / s.num_conns(),
+                ),
+                (
+                    "server memory per idle passed conn, KiB (Pss)",
+                    Better::Lower,
+                    1,
+                    None,
+                    None,
+                    |s, _| (s.mem_ready.1 as f64 - s.mem_before.1 as f64) / s.num_conns(),
+                ),
             ],
             "handshake" => vec![
-                ("fresh socket → passed, p50 µs", Better::Lower, 0, Some(250.0), None, |s, _| s.num("p50_us")),
-                ("fresh socket → passed, p99 µs", Better::Lower, 0, Some(1000.0), None, |s, _| s.num("p99_us")),
-                ("server CPU per handshake, µs", Better::Lower, 0, None, None, |s, _| s.server_cpu_us as f64 / s.num("handshakes")),
+                (
+                    "fresh socket → passed, p50 µs",
+                    Better::Lower,
+                    0,
+                    Some(250.0),
+                    None,
+                    |s, _| s.num("p50_us"),
+                ),
+                (
+                    "fresh socket → passed, p99 µs",
+                    Better::Lower,
+                    0,
+                    Some(1000.0),
+                    None,
+                    |s, _| s.num("p99_us"),
+                ),
+                (
+                    "server CPU per handshake, µs",
+                    Better::Lower,
+                    0,
+                    None,
+                    None,
+                    |s, _| s.server_cpu_us as f64 / s.num("handshakes"),
+                ),
             ],
             "one-conn" => vec![
-                ("acked pushes/s", Better::Higher, 0, Some(500_000.0), None, |s, _| s.num("pushes_per_s")),
-                ("server CPU per acked push, µs", Better::Lower, 2, None, None, |s, _| s.server_cpu_us as f64 / s.num("pushes")),
+                (
+                    "acked pushes/s",
+                    Better::Higher,
+                    0,
+                    Some(500_000.0),
+                    None,
+                    |s, _| s.num("pushes_per_s"),
+                ),
+                (
+                    "server CPU per acked push, µs",
+                    Better::Lower,
+                    2,
+                    None,
+                    None,
+                    |s, _| s.server_cpu_us as f64 / s.num("pushes"),
+                ),
             ],
             "aggregate" => vec![
-                ("pushes delivered+acked/s", Better::Higher, 0, None, Some(5.0), |s, _| s.num("pushes_per_s")),
-                ("server CPU per acked push, µs", Better::Lower, 2, None, None, |s, _| s.server_cpu_us as f64 / s.num("pushes")),
+                (
+                    "pushes delivered+acked/s",
+                    Better::Higher,
+                    0,
+                    None,
+                    Some(5.0),
+                    |s, _| s.num("pushes_per_s"),
+                ),
+                (
+                    "server CPU per acked push, µs",
+                    Better::Lower,
+                    2,
+                    None,
+                    None,
+                    |s, _| s.server_cpu_us as f64 / s.num("pushes"),
+                ),
             ],
             "paced" => vec![
-                ("update → push read, p50 µs", Better::Lower, 0, Some(80.0), None, |s, _| s.num("p50_us")),
-                ("update → push read, p99 µs", Better::Lower, 0, Some(250.0), None, |s, _| s.num("p99_us")),
-                ("updates/s achieved", Better::Higher, 0, None, None, |s, _| s.num("achieved_rate")),
+                (
+                    "update → push read, p50 µs",
+                    Better::Lower,
+                    0,
+                    Some(80.0),
+                    None,
+                    |s, _| s.num("p50_us"),
+                ),
+                (
+                    "update → push read, p99 µs",
+                    Better::Lower,
+                    0,
+                    Some(250.0),
+                    None,
+                    |s, _| s.num("p99_us"),
+                ),
+                (
+                    "updates/s achieved",
+                    Better::Higher,
+                    0,
+                    None,
+                    None,
+                    |s, _| s.num("achieved_rate"),
+                ),
             ],
             _ => vec![],
         };
@@ -762,9 +945,17 @@ fn workers_note(w: &Workload, samples: &[(Kind, Result<Sample, String>)]) -> Str
         let Ok(s) = s else { continue };
         let label = workers.map_or("default (one per core)".to_string(), |n| n.to_string());
         let figure = if w.id == "aggregate" {
-            format!("{} pushes/s, {:.2} µs CPU/push", fmt_num(s.num("pushes_per_s"), 0), s.server_cpu_us as f64 / s.num("pushes"))
+            format!(
+                "{} pushes/s, {:.2} µs CPU/push",
+                fmt_num(s.num("pushes_per_s"), 0),
+                s.server_cpu_us as f64 / s.num("pushes")
+            )
         } else {
-            format!("{:.2} µs CPU/frame, p50 {:.2} ms", s.server_cpu_us as f64 / s.num("frames"), s.num("p50_us") / 1000.0)
+            format!(
+                "{:.2} µs CPU/frame, p50 {:.2} ms",
+                s.server_cpu_us as f64 / s.num("frames"),
+                s.num("p50_us") / 1000.0
+            )
         };
         parts.push(format!("workers {label}: {figure}"));
     }
@@ -817,6 +1008,10 @@ fn machine_line(busy: bool, nofile: u64) -> String {
         "machine: {model}, {cores} cores, Linux {} · {} · open files {nofile} (hard {hard}){}",
         kernel.trim(),
         date.trim(),
-        if busy { " · busy machine, provisional" } else { "" }
+        if busy {
+            " · busy machine, provisional"
+        } else {
+            ""
+        }
     )
 }

@@ -100,7 +100,8 @@ impl Http {
         let length = length.unwrap_or(0);
         let mut body = vec![0u8; length];
         self.stream.read_exact(&mut body).await.map_err(what)?;
-        let body = String::from_utf8(body).map_err(|_| format!("{method} {path}: body not UTF-8"))?;
+        let body =
+            String::from_utf8(body).map_err(|_| format!("{method} {path}: body not UTF-8"))?;
         Ok((status, body))
     }
 }

@@ -67,7 +67,9 @@ fn parse_opts() -> Result<Opts, String> {
     let mut args = std::env::args().skip(1);
     while let Some(name) = args.next() {
         let Some(name) = name.strip_prefix("--") else {
-            return Err(format!("unexpected argument {name:?} (options are --name value)"));
+            return Err(format!(
+                "unexpected argument {name:?} (options are --name value)"
+            ));
         };
         let value = args
             .next()
@@ -93,7 +95,10 @@ fn parse_opts() -> Result<Opts, String> {
         .map_err(|_| "--addr must be an IP:PORT such as 127.0.0.1:8150".to_string())?;
     Ok(Opts {
         addr,
-        workload: map.get("workload").cloned().ok_or("--workload is required")?,
+        workload: map
+            .get("workload")
+            .cloned()
+            .ok_or("--workload is required")?,
         boss: map.get("boss").cloned().unwrap_or_else(|| "boss".into()),
         pass: map.get("pass").cloned().unwrap_or_else(|| "bench".into()),
         conns: num(&map, "conns", 1)?,
@@ -222,7 +227,12 @@ async fn setup(opts: &Opts, items: usize) -> Result<Setup, String> {
             .filter_map(|k| k.as_str().map(str::to_string))
             .collect();
     }
-    let new_item = json!({"value":0,"lifetime":86400,"readers":&watch_keys[..]}).to_string();
+    let new_item = if opts.keys > 0 {
+        json!({"value":0,"lifetime":86400,"readers":&watch_keys[..]}).to_string()
+    } else {
+        // The writer key owns the item: it may read (watch) and update it.
+        json!({"value":0,"lifetime":86400}).to_string()
+    };
     let mut ids = Vec::with_capacity(items);
     for _ in 0..items {
         let (status, body) = http.request("POST", "/items", &key, &new_item).await?;
@@ -284,10 +294,7 @@ async fn open_passed(opts: &Opts, source: IpAddr, push_id: &str) -> Result<Ws, S
         .await
         .map_err(|e| format!("connect {} from {source}: {e}", opts.addr))?;
     tcp.set_nodelay(true).map_err(|e| format!("nodelay: {e}"))?;
-    let url = format!(
-        "ws://{}/socket.io/?EIO=4&transport=websocket",
-        opts.addr
-    );
+    let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", opts.addr);
     let (mut ws, _) = tokio_tungstenite::client_async(url, tcp)
         .await
         .map_err(|e| format!("WebSocket upgrade: {e}"))?;
@@ -355,7 +362,11 @@ struct Stats {
 
 /// Serves one passed connection until it closes: answers each ping with a
 /// pong, acks each push at once and reports (seq, time read) to `tx`.
-async fn serve_conn(mut ws: Ws, tx: Option<mpsc::UnboundedSender<(u64, Instant)>>, stats: Arc<Stats>) {
+async fn serve_conn(
+    mut ws: Ws,
+    tx: Option<mpsc::UnboundedSender<(u64, Instant)>>,
+    stats: Arc<Stats>,
+) {
     while let Some(frame) = ws.next().await {
         let text = match frame {
             Ok(Message::Text(text)) => text,
@@ -403,7 +414,12 @@ async fn open_many(
             .acquire_owned()
             .await
             .map_err(|e| e.to_string())?;
-        let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (n % opts.sources.max(1) as usize) as u8));
+        let source = IpAddr::V4(Ipv4Addr::new(
+            127,
+            0,
+            0,
+            1 + (n % opts.sources.max(1) as usize) as u8,
+        ));
         let opts = opts.clone();
         let items = items.to_vec();
         let keys = setup.watch_keys.clone();
@@ -702,7 +718,12 @@ async fn handshake(opts: &Opts, driver: &mut Driver) -> Result<(), String> {
     let wall0 = Instant::now();
     let mut latencies = Vec::with_capacity(opts.count);
     for n in 0..opts.count {
-        let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (n % opts.sources.max(1) as usize) as u8));
+        let source = IpAddr::V4(Ipv4Addr::new(
+            127,
+            0,
+            0,
+            1 + (n % opts.sources.max(1) as usize) as u8,
+        ));
         let t0 = Instant::now();
         let ws = open_passed(opts, source, &format!("hs-{n}")).await?;
         latencies.push(t0.elapsed().as_micros() as u64);

@@ -99,7 +99,9 @@ async fn make_keys(
     }
     (
         StatusCode::CREATED,
-        Json(json!({"ok": true, "type": body["type"], "keys": keys, "validTill": now_ms() + 86_400_000})),
+        Json(
+            json!({"ok": true, "type": body["type"], "keys": keys, "validTill": now_ms() + 86_400_000}),
+        ),
     )
 }
 
@@ -140,7 +142,8 @@ async fn update_item(
     };
     let seq = ex.seq.fetch_add(1, Ordering::SeqCst) + 1;
     for (socket, watchable) in watches {
-        let push = json!({"watchable": watchable, "event": "update", "id": id, "seq": seq, "at": at});
+        let push =
+            json!({"watchable": watchable, "event": "update", "id": id, "seq": seq, "at": at});
         if let Ok(ack) = socket.emit_with_ack::<_, Value>("push", &push) {
             tokio::spawn(async move {
                 let _ = ack.await;
@@ -321,7 +324,10 @@ async fn serve(args: Args) -> Result<(), String> {
     };
     io.ns("/", (|_: SocketRef| async {}).with(register));
     let app = Router::new()
-        .route("/ping", get(|| async { Json(json!({"ok": true, "value": "PONG"})) }))
+        .route(
+            "/ping",
+            get(|| async { Json(json!({"ok": true, "value": "PONG"})) }),
+        )
         .route("/keys", post(make_keys))
         .route("/items", post(write_item))
         .route("/items/{id}", put(update_item))
