@@ -649,7 +649,7 @@ fn main() {
     workloads.extend([
         Workload {
             id: "handshake",
-            title: format!("(f) handshake, {} fresh sockets one after another", pick(1000, 200)),
+            title: format!("(f) handshake, {} fresh sockets in turn", pick(1000, 200)),
             args: args(&[("workload", "handshake".into()), ("count", pick(1000, 200).to_string()), ("sources", "4".into())]),
             ping_ms: 25_000,
             limit: Duration::from_secs(300),
@@ -657,7 +657,7 @@ fn main() {
         },
         Workload {
             id: "one-conn",
-            title: format!("(c) 1 conn × 100 watches of 1 item (100 reader keys), updates as fast as answered (4 REST conns; unread pushes ≤ max(4 updates' worth, 2,000)), {} s", pick(5, 2)),
+            title: format!("(c) 1 conn × 100 watches of 1 item, updates at max rate, {} s", pick(5, 2)),
             args: args(&[("workload", "throughput".into()), ("conns", "1".into()), ("watches", "1".into()), ("keys", "100".into()), ("seconds", pick(5, 2).to_string()), ("http-conns", "4".into())]),
             ping_ms: 25_000,
             limit: Duration::from_secs(300),
@@ -665,7 +665,7 @@ fn main() {
         },
         Workload {
             id: "aggregate",
-            title: format!("(d) 100 conns × 10 watches, updates as fast as answered (4 REST conns; unread pushes ≤ max(4 updates' worth, 2,000)), {} s", pick(5, 2)),
+            title: format!("(d) 100 conns × 10 watches, updates at max rate, {} s", pick(5, 2)),
             args: args(&[("workload", "throughput".into()), ("conns", "100".into()), ("watches", "10".into()), ("seconds", pick(5, 2).to_string()), ("http-conns", "4".into())]),
             ping_ms: 25_000,
             limit: Duration::from_secs(300),
@@ -673,7 +673,7 @@ fn main() {
         },
         Workload {
             id: "paced",
-            title: format!("(e) paced {} updates/s for {} s, 1 conn × 1 watch (8 REST conns)", pick(10_000, 2_000), pick(5, 2)),
+            title: format!("(e) paced {} updates/s, 1 conn × 1 watch, {} s", pick(10_000, 2_000), pick(5, 2)),
             args: args(&[("workload", "paced".into()), ("rate", pick(10_000, 2_000).to_string()), ("seconds", pick(5, 2).to_string()), ("http-conns", "8".into())]),
             ping_ms: 25_000,
             limit: Duration::from_secs(300),
