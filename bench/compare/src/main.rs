@@ -575,6 +575,17 @@ fn args(list: &[(&str, String)]) -> Vec<String> {
 /// A metric read from a sample.
 type Metric = fn(&Sample, &Workload) -> f64;
 
+/// A row's metric: name, which way is better, decimals, absolute goal, least
+/// ratio to the best peer, and how to read it from a sample.
+type MetricSpec = (
+    &'static str,
+    Better,
+    usize,
+    Option<f64>,
+    Option<f64>,
+    Metric,
+);
+
 fn main() {
     let opts = match parse_opts() {
         Ok(o) => o,
@@ -650,31 +661,63 @@ fn main() {
         Workload {
             id: "handshake",
             title: format!("(f) handshake, {} fresh sockets in turn", pick(1000, 200)),
-            args: args(&[("workload", "handshake".into()), ("count", pick(1000, 200).to_string()), ("sources", "4".into())]),
+            args: args(&[
+                ("workload", "handshake".into()),
+                ("count", pick(1000, 200).to_string()),
+                ("sources", "4".into()),
+            ]),
             ping_ms: 25_000,
             limit: Duration::from_secs(300),
             effex_workers: vec![],
         },
         Workload {
             id: "one-conn",
-            title: format!("(c) 1 conn × 100 watches of 1 item, updates at max rate, {} s", pick(5, 2)),
-            args: args(&[("workload", "throughput".into()), ("conns", "1".into()), ("watches", "1".into()), ("keys", "100".into()), ("seconds", pick(5, 2).to_string()), ("http-conns", "4".into())]),
+            title: format!(
+                "(c) 1 conn × 100 watches of 1 item, updates at max rate, {} s",
+                pick(5, 2)
+            ),
+            args: args(&[
+                ("workload", "throughput".into()),
+                ("conns", "1".into()),
+                ("watches", "1".into()),
+                ("keys", "100".into()),
+                ("seconds", pick(5, 2).to_string()),
+                ("http-conns", "4".into()),
+            ]),
             ping_ms: 25_000,
             limit: Duration::from_secs(300),
             effex_workers: vec![],
         },
         Workload {
             id: "aggregate",
-            title: format!("(d) 100 conns × 10 watches, updates at max rate, {} s", pick(5, 2)),
-            args: args(&[("workload", "throughput".into()), ("conns", "100".into()), ("watches", "10".into()), ("seconds", pick(5, 2).to_string()), ("http-conns", "4".into())]),
+            title: format!(
+                "(d) 100 conns × 10 watches, updates at max rate, {} s",
+                pick(5, 2)
+            ),
+            args: args(&[
+                ("workload", "throughput".into()),
+                ("conns", "100".into()),
+                ("watches", "10".into()),
+                ("seconds", pick(5, 2).to_string()),
+                ("http-conns", "4".into()),
+            ]),
             ping_ms: 25_000,
             limit: Duration::from_secs(300),
             effex_workers: vec![1],
         },
         Workload {
             id: "paced",
-            title: format!("(e) paced {} updates/s, 1 conn × 1 watch, {} s", pick(10_000, 2_000), pick(5, 2)),
-            args: args(&[("workload", "paced".into()), ("rate", pick(10_000, 2_000).to_string()), ("seconds", pick(5, 2).to_string()), ("http-conns", "8".into())]),
+            title: format!(
+                "(e) paced {} updates/s, 1 conn × 1 watch, {} s",
+                pick(10_000, 2_000),
+                pick(5, 2)
+            ),
+            args: args(&[
+                ("workload", "paced".into()),
+                ("rate", pick(10_000, 2_000).to_string()),
+                ("seconds", pick(5, 2).to_string()),
+                ("http-conns", "8".into()),
+            ]),
             ping_ms: 25_000,
             limit: Duration::from_secs(300),
             effex_workers: vec![],
@@ -733,7 +776,7 @@ fn main() {
             }
             samples.push((kind, sample));
         }
-        let metrics: Vec<(&str, Better, usize, Option<f64>, Option<f64>, Metric)> = match w.id {
+        let metrics: Vec<MetricSpec> = match w.id {
             "a1k" | "a10k" => vec![
                 (
                     "server CPU per pushed+acked frame, µs",

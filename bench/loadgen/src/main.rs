@@ -14,6 +14,7 @@
 //!      its own CPU time for that phase (getrusage) beside the figures;
 //!   4. it keeps its connections open until stdin closes (so the driver can
 //!      sample the server again), then exits.
+//!
 //! Errors go to stderr and to `{"event":"error","error":…}`, exit code 1.
 //!
 //! Usage: loadgen --addr 127.0.0.1:PORT --workload fanout|throughput|paced|handshake|idle
