@@ -983,10 +983,21 @@ impl Sample {
 /// and throughput / latency).
 fn workers_note(w: &Workload, samples: &[(Kind, Result<Sample, String>)]) -> String {
     let mut parts = Vec::new();
+    // The deciding figure: pushes/s for (d), update → last push p50 for (a)
+    // (the server CPU per frame is printed too; it differs little).
+    let mut best: Option<(String, f64)> = None;
     for (kind, s) in samples {
         let Kind::Effex(workers) = kind else { continue };
         let Ok(s) = s else { continue };
         let label = workers.map_or("default (one per core)".to_string(), |n| n.to_string());
+        let score = if w.id == "aggregate" {
+            s.num("pushes_per_s")
+        } else {
+            -s.num("p50_us")
+        };
+        if score.is_finite() && best.as_ref().is_none_or(|(_, b)| score > *b) {
+            best = Some((label.clone(), score));
+        }
         let figure = if w.id == "aggregate" {
             format!(
                 "{} pushes/s, {:.2} µs CPU/push",
@@ -1002,7 +1013,19 @@ fn workers_note(w: &Workload, samples: &[(Kind, Result<Sample, String>)]) -> Str
         };
         parts.push(format!("workers {label}: {figure}"));
     }
-    format!("effex worker count, {}: {}", w.title, parts.join("; "))
+    let verdict = best.map_or("no effex run succeeded".to_string(), |(label, _)| {
+        let by = if w.id == "aggregate" {
+            "more pushes/s"
+        } else {
+            "lower p50"
+        };
+        format!("better: workers {label} ({by})")
+    });
+    format!(
+        "effex worker count, {}: {} — {verdict}",
+        w.title,
+        parts.join("; ")
+    )
 }
 
 /// (g) from the idle run: the server's CPU over the idle window, as % of one
