@@ -18,6 +18,11 @@
 //! Events enter through the store the server runs on (no REST round trip),
 //! so the figures are the push path's: store → hub → session → socket →
 //! ConnectionActor → SubscriberActor → handler → ack.
+//!
+//! It measures effex only (client and server in one process). The side by
+//! side comparison with Node socket.io and socketioxide — same load
+//! generator, each server in its own process, every figure from one run — is
+//! the harness in `bench/` (`bench/run`, see bench/README.md).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -130,26 +135,37 @@ async fn main() {
     let wanted = |name: &str| parts.is_empty() || parts.iter().any(|p| p == name);
     println!("effex bench_push — {}", machine());
     println!();
-    println!("| measure | effex | Node socket.io 4.8.4 (same machine) | goal |");
-    println!("|---|---:|---:|---:|");
+    println!("| measure | effex | goal |");
+    println!("|---|---:|---:|");
     if wanted("throughput") {
         let rate = throughput(1_000_000).await;
-        println!("| (a) acked pushes/s, one connection, 1,000,000 events | {rate:.0} /s | 89,578 /s | ≥ 500,000 /s |");
+        println!("| (a) acked pushes/s, one connection, 1,000,000 events | {rate:.0} /s | ≥ 500,000 /s |");
     }
     if wanted("fanout") {
         let (p50, p99) = fan_out(1_000, 100).await;
-        println!("| (b) fan-out to 1,000 connections, p50 / p99 | {} / {} | 18.4 ms / 32.6 ms | ≤ 3 ms / ≤ 6 ms |", fmt(p50), fmt(p99));
+        println!(
+            "| (b) fan-out to 1,000 connections, p50 / p99 | {} / {} | ≤ 3 ms / ≤ 6 ms |",
+            fmt(p50),
+            fmt(p99)
+        );
     }
     if wanted("paced") {
         let (p50, p99) = paced(10_000, Duration::from_secs(5)).await;
-        println!("| (c) 10,000 updates/s for 5 s: event → handler, p50 / p99 | {} / {} | 173 µs / 604 µs | ≤ 80 µs / ≤ 250 µs |", fmt(p50), fmt(p99));
+        println!("| (c) 10,000 updates/s for 5 s: event → handler, p50 / p99 | {} / {} | ≤ 80 µs / ≤ 250 µs |", fmt(p50), fmt(p99));
     }
     if wanted("memory") {
         match memory_per_connection(10_000).await {
-            Ok(bytes) => println!("| (d) server memory per idle passed connection (10,000) | {:.1} KiB | 17.8 KiB | ≤ 8 KiB |", bytes / 1024.0),
-            Err(e) => println!("| (d) server memory per idle passed connection | not measured: {e} | 17.8 KiB | ≤ 8 KiB |"),
+            Ok(bytes) => println!(
+                "| (d) server memory per idle passed connection (10,000) | {:.1} KiB | ≤ 8 KiB |",
+                bytes / 1024.0
+            ),
+            Err(e) => println!(
+                "| (d) server memory per idle passed connection | not measured: {e} | ≤ 8 KiB |"
+            ),
         }
     }
+    println!();
+    println!("effex only. For Node socket.io and socketioxide measured side by side, run bench/run (bench/README.md).");
 }
 
 /// (a) One connection, one watch: how fast acked pushes reach the handler.
