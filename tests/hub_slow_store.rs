@@ -520,8 +520,14 @@ async fn a_re_point_lost_to_a_lag_is_found_by_the_catch_up() {
         item.readers = vec![reader.clone()];
         item
     };
-    let old = store.write(&writer, write(json!("old"))).await.expect("write");
-    let new = store.write(&writer, write(json!("new"))).await.expect("write");
+    let old = store
+        .write(&writer, write(json!("old")))
+        .await
+        .expect("write");
+    let new = store
+        .write(&writer, write(json!("new")))
+        .await
+        .expect("write");
     let (old, new) = (old.id.to_string(), new.id.to_string());
     store.alias(&writer, "lagged", &old).await.expect("alias");
     let mut wire = Wire::passed(&server.ws_url(), "any", "app-lag").await;
@@ -535,7 +541,10 @@ async fn a_re_point_lost_to_a_lag_is_found_by_the_catch_up() {
     // The memory store answers at once: this never yields, so the hub (on
     // this thread) falls behind the 4-event channel and the re-point is
     // dropped from it.
-    store.alias(&writer, "lagged", &new).await.expect("re-point");
+    store
+        .alias(&writer, "lagged", &new)
+        .await
+        .expect("re-point");
     for n in 0..20 {
         store
             .update(&writer, &old, UpdateItem::new(json!(n)))
