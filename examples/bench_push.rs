@@ -384,7 +384,7 @@ async fn memory_per_connection(connections: usize) -> Result<f64, String> {
                 .map_err(|e| e.to_string())?
                 .map_err(|e| e.to_string())?;
         }
-        let before = rss(server.id())?;
+        let before = support::rss_of(server.id())?;
         while conns.len() < connections {
             let n = (connections - conns.len()).min(250);
             for reply in connect(&mut conns, n).await {
@@ -393,23 +393,11 @@ async fn memory_per_connection(connections: usize) -> Result<f64, String> {
                     .map_err(|e| e.to_string())?;
             }
         }
-        let after = rss(server.id())?;
+        let after = support::rss_of(server.id())?;
         Ok((after.saturating_sub(before)) as f64 / (connections - warm) as f64)
     }
     .await;
     let _ = server.kill();
     let _ = server.wait();
     result
-}
-
-/// A process's resident memory in bytes.
-fn rss(pid: u32) -> Result<u64, String> {
-    let status =
-        std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|e| e.to_string())?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kb| kb * 1024)
-        .ok_or_else(|| "no VmRSS".to_owned())
 }

@@ -13,32 +13,16 @@ mod fixtures;
 use std::time::Duration;
 
 use common::webhook_receiver::{Request, WebhookReceiver};
-use common::wire::{classify, Incoming, Wire};
+use common::wire::{classify, ended_of, Incoming, Wire};
 use effex::client::{SubscriberEvent, WatchError};
 use effex::server::ServerConfig;
 use effex::store::KeyKind;
 use fixtures::{config, Authz};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::time::Instant;
 
 /// The generous bound on events that take a while (a key's expiry).
 const BOUND: Duration = Duration::from_secs(10);
-
-/// The object of an `ended` event frame (`42["ended",{…}]`), if it is one.
-fn ended_of(text: &str) -> Option<Value> {
-    let json = text.strip_prefix("42")?;
-    match serde_json::from_str::<Value>(json).ok()? {
-        Value::Array(args) if args.len() == 2 && args[0] == "ended" => Some(args[1].clone()),
-        _ => None,
-    }
-}
-
-/// Watches and returns the watchable (panics on a refusal).
-async fn watch_ok(wire: &mut Wire, ack_id: u64, args: Value) -> String {
-    let reply = wire.call(ack_id, "watch", args).await;
-    assert_eq!(reply["ok"], json!(true), "watch refused: {reply}");
-    reply["watchable"].as_str().expect("watchable").to_owned()
-}
 
 /// The next text frame within `bound` (pings are answered by the wire).
 async fn next_text_within(wire: &mut Wire, bound: Duration) -> String {
@@ -58,19 +42,15 @@ async fn alias_repointed_to_an_item_the_key_may_not_read_ends_the_watch_with_403
     let public = f.write(json!("public"), &[&reader], Some("board")).await;
     let private = f.write(json!("private"), &[], None).await;
     let mut wire = Wire::passed(&f.server.ws_url(), "", "alias-reader").await;
-    let on_alias = watch_ok(
-        &mut wire,
-        1,
-        json!({"event":"update","id":"board","key":reader,"withValue":true}),
-    )
-    .await;
+    let on_alias = wire
+        .watch_ok(
+            1,
+            json!({"event":"update","id":"board","key":reader,"withValue":true}),
+        )
+        .await;
     // The barrier: a direct watch of the public item.
-    watch_ok(
-        &mut wire,
-        2,
-        json!({"event":"update","id":public,"key":reader}),
-    )
-    .await;
+    wire.watch_ok(2, json!({"event":"update","id":public,"key":reader}))
+        .await;
 
     f.alias("board", &private).await;
     f.update(&private, json!("secret")).await;
@@ -104,18 +84,11 @@ async fn expired_key_ends_the_watch_with_401_and_no_further_push() {
     let short_key = short.keys[0].clone();
     let id = f.write(json!(0), &[&short_key, &lasting], None).await;
     let mut wire = Wire::passed(&f.server.ws_url(), "", "expiring").await;
-    let watchable = watch_ok(
-        &mut wire,
-        1,
-        json!({"event":"update","id":id,"key":short_key}),
-    )
-    .await;
-    watch_ok(
-        &mut wire,
-        2,
-        json!({"event":"update","id":id,"key":lasting}),
-    )
-    .await;
+    let watchable = wire
+        .watch_ok(1, json!({"event":"update","id":id,"key":short_key}))
+        .await;
+    wire.watch_ok(2, json!({"event":"update","id":id,"key":lasting}))
+        .await;
 
     let ended = ended_of(&next_text_within(&mut wire, BOUND).await).expect("an ended event");
     assert_eq!(ended["watchable"], json!(watchable));
@@ -226,18 +199,12 @@ async fn watch_quotas_answer_with_their_codes_and_others_keep_working() {
     .await;
     let (reader, id) = f.readable_item().await;
     let mut greedy = Wire::passed(&f.server.ws_url(), "", "greedy").await;
-    watch_ok(
-        &mut greedy,
-        1,
-        json!({"event":"update","id":id,"key":reader}),
-    )
-    .await;
-    watch_ok(
-        &mut greedy,
-        2,
-        json!({"event":"remove","id":id,"key":reader}),
-    )
-    .await;
+    greedy
+        .watch_ok(1, json!({"event":"update","id":id,"key":reader}))
+        .await;
+    greedy
+        .watch_ok(2, json!({"event":"remove","id":id,"key":reader}))
+        .await;
     let reply = greedy
         .call(3, "watch", json!({"event":"expire","id":id,"key":reader}))
         .await;
@@ -250,12 +217,9 @@ async fn watch_quotas_answer_with_their_codes_and_others_keep_working() {
         "{reply}"
     );
     // The same watch again is no new watch: still fine.
-    watch_ok(
-        &mut greedy,
-        4,
-        json!({"event":"update","id":id,"key":reader}),
-    )
-    .await;
+    greedy
+        .watch_ok(4, json!({"event":"update","id":id,"key":reader}))
+        .await;
 
     let mut other = Wire::passed(&f.server.ws_url(), "", "modest").await;
     let big = "x".repeat(100);
@@ -267,12 +231,12 @@ async fn watch_quotas_answer_with_their_codes_and_others_keep_working() {
         )
         .await;
     assert_eq!(reply["code"], json!(413), "{reply}");
-    watch_ok(
-        &mut other,
-        2,
-        json!({"event":"update","id":id,"key":reader,"message":{"m":1}}),
-    )
-    .await;
+    other
+        .watch_ok(
+            2,
+            json!({"event":"update","id":id,"key":reader,"message":{"m":1}}),
+        )
+        .await;
     let seq = f.update(&id, json!(1)).await;
     assert_eq!(other.next_push_acked().await["seq"], json!(seq));
     assert_eq!(greedy.next_push_acked().await["seq"], json!(seq));
@@ -334,7 +298,7 @@ async fn offline_push_ids_are_bounded_oldest_first() {
     let mut watchables = Vec::new();
     for push_id in ["first-out", "second-out"] {
         let mut wire = Wire::passed(&url, "", push_id).await;
-        watchables.push(watch_ok(&mut wire, 1, args.clone()).await);
+        watchables.push(wire.watch_ok(1, args.clone()).await);
         wire.send_text("41").await;
         wire.expect_close_code(1000).await;
         // Wait (bounded) until the session has ended: it tells the hub then.
@@ -345,9 +309,9 @@ async fn offline_push_ids_are_bounded_oldest_first() {
         }
     }
     let mut second = Wire::passed(&url, "", "second-out").await;
-    assert_eq!(watch_ok(&mut second, 1, args.clone()).await, watchables[1]);
+    assert_eq!(second.watch_ok(1, args.clone()).await, watchables[1]);
     let mut first = Wire::passed(&url, "", "first-out").await;
-    assert_ne!(watch_ok(&mut first, 1, args.clone()).await, watchables[0]);
+    assert_ne!(first.watch_ok(1, args.clone()).await, watchables[0]);
     f.server.stop().await;
 }
 
@@ -371,14 +335,11 @@ async fn the_session_queue_is_bounded_in_bytes_and_replays_fit_in_it() {
     let url = f.server.ws_url();
     let mut slow = Wire::passed(&url, "", "slow").await;
     let args = json!({"event":"update","id":id,"key":reader,"withValue":true});
-    watch_ok(&mut slow, 1, args.clone()).await;
+    slow.watch_ok(1, args.clone()).await;
     let mut light = Wire::passed(&url, "", "light").await;
-    watch_ok(
-        &mut light,
-        1,
-        json!({"event":"update","id":id,"key":reader}),
-    )
-    .await;
+    light
+        .watch_ok(1, json!({"event":"update","id":id,"key":reader}))
+        .await;
 
     let value = "v".repeat(9_000);
     let mut seqs = Vec::new();
@@ -432,7 +393,8 @@ async fn a_dead_hub_closes_sessions_with_1011_and_ready_answers_503() {
     assert_eq!(f.get("/ready").await, (200, json!({"ok": true})));
     let (reader, id) = f.readable_item().await;
     let mut wire = Wire::passed(&f.server.ws_url(), "", "watcher").await;
-    watch_ok(&mut wire, 1, json!({"event":"update","id":id,"key":reader})).await;
+    wire.watch_ok(1, json!({"event":"update","id":id,"key":reader}))
+        .await;
 
     f.server.inject_hub_panic();
     let (code, why) = wire.expect_close().await;

@@ -22,14 +22,14 @@ use std::sync::Arc;
 
 use common::exchange::{Exchange, PASS};
 use common::redis::RedisServer;
-use common::wire::{Wire, WAIT};
+use common::wire::{ended_of, Wire, WAIT};
 use effex::client::NewItem;
 use effex::server::ServerConfig;
 use effex::store::{
     ItemId, KeyKind, MakeKeys, MemoryStoreConfig, RedisStore, RedisStoreConfig, Store, StoreEvent,
     UpdateItem, WriteItem,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::broadcast;
 
 const BOSS: &str = "cluster alias boss key";
@@ -71,21 +71,6 @@ async fn update(node: &Exchange, writer: &str, id: &str, n: u64) -> u64 {
         .seq
 }
 
-async fn watch_ok(wire: &mut Wire, ack_id: u64, args: Value) -> String {
-    let reply = wire.call(ack_id, "watch", args).await;
-    assert_eq!(reply["ok"], json!(true), "watch refused: {reply}");
-    reply["watchable"].as_str().expect("watchable").to_owned()
-}
-
-/// The `ended` event's argument in a frame, if it is one.
-fn ended_of(text: &str) -> Option<Value> {
-    let json = text.strip_prefix("42")?;
-    match serde_json::from_str::<Value>(json).ok()? {
-        Value::Array(args) if args.len() == 2 && args[0] == "ended" => Some(args[1].clone()),
-        _ => None,
-    }
-}
-
 #[actix_rt::test]
 async fn a_re_point_on_node_b_moves_an_alias_watch_on_node_a_at_once() {
     let redis = RedisServer::start().await;
@@ -94,12 +79,9 @@ async fn a_re_point_on_node_b_moves_an_alias_watch_on_node_a_at_once() {
     let old = write(&b, &writer, &[&reader], Some("feed")).await;
     let new = write(&b, &writer, &[&reader], None).await;
     let mut wire = Wire::passed(&a.server.ws_url(), PASS, "alias-follower").await;
-    let watchable = watch_ok(
-        &mut wire,
-        1,
-        json!({"event":"update","id":"feed","key":reader}),
-    )
-    .await;
+    let watchable = wire
+        .watch_ok(1, json!({"event":"update","id":"feed","key":reader}))
+        .await;
 
     // On node B: re-point, then an update of the old item, then one of the new.
     b.rest
@@ -140,19 +122,15 @@ async fn a_re_point_on_node_b_to_an_item_the_key_may_not_read_ends_the_watch_on_
     let public = write(&b, &writer, &[&reader], None).await;
     let private = write(&b, &writer, &[], None).await;
     let mut wire = Wire::passed(&a.server.ws_url(), PASS, "alias-reader").await;
-    let on_alias = watch_ok(
-        &mut wire,
-        1,
-        json!({"event":"update","id":"board","key":reader,"withValue":true}),
-    )
-    .await;
+    let on_alias = wire
+        .watch_ok(
+            1,
+            json!({"event":"update","id":"board","key":reader,"withValue":true}),
+        )
+        .await;
     // The barrier: a direct watch of the public item.
-    watch_ok(
-        &mut wire,
-        2,
-        json!({"event":"update","id":public,"key":reader}),
-    )
-    .await;
+    wire.watch_ok(2, json!({"event":"update","id":public,"key":reader}))
+        .await;
 
     b.rest
         .alias(&writer, "board", &private)

@@ -230,12 +230,6 @@ impl Fixture {
     }
 }
 
-async fn watch_ok(wire: &mut Wire, ack_id: u64, args: Value) -> Value {
-    let reply = wire.call(ack_id, "watch", args).await;
-    assert_eq!(reply["ok"], json!(true), "watch refused: {reply}");
-    reply
-}
-
 /// The next push on `wire` within [`WAIT`], or `None` (a hub stalled on
 /// the store sends none).
 async fn push_within(wire: &mut Wire) -> Option<Value> {
@@ -269,12 +263,8 @@ async fn a_watch_waiting_on_its_replay_does_not_delay_other_pushes() {
     let busy = f.write(json!("busy")).await;
     let slow = f.write(json!("slow")).await;
     let mut a = f.wire("app-a").await;
-    watch_ok(
-        &mut a,
-        1,
-        json!({"event":"update","id":busy,"key":f.readers[0]}),
-    )
-    .await;
+    a.watch_ok(1, json!({"event":"update","id":busy,"key":f.readers[0]}))
+        .await;
 
     // Two logged updates for the slow watch's replay.
     let first = f.update(&slow, 1).await;
@@ -316,12 +306,8 @@ async fn a_watch_waiting_on_its_check_gets_the_live_events_it_missed() {
     let busy = f.write(json!("busy")).await;
     let slow = f.write(json!("slow")).await;
     let mut a = f.wire("app-a").await;
-    watch_ok(
-        &mut a,
-        1,
-        json!({"event":"update","id":busy,"key":f.readers[0]}),
-    )
-    .await;
+    a.watch_ok(1, json!({"event":"update","id":busy,"key":f.readers[0]}))
+        .await;
 
     // B's watch (live only) passed its check, then waits at the gate.
     let mut b = f.wire("app-b").await;
@@ -362,15 +348,10 @@ async fn an_alias_re_point_waiting_on_the_store_does_not_delay_other_pushes() {
         .await
         .expect("alias");
     let mut a = f.wire("app-a").await;
-    watch_ok(
-        &mut a,
-        1,
-        json!({"event":"update","id":busy,"key":f.readers[0]}),
-    )
-    .await;
+    a.watch_ok(1, json!({"event":"update","id":busy,"key":f.readers[0]}))
+        .await;
     let mut b = f.wire("app-b").await;
-    watch_ok(
-        &mut b,
+    b.watch_ok(
         1,
         json!({"event":"update","id":"followed","key":f.readers[1]}),
     )
@@ -413,12 +394,8 @@ async fn every_store_call_50_ms_slower_still_pushes_in_order() {
     let f = Fixture::new().await;
     let item = f.write(json!(0)).await;
     let mut a = f.wire("app-a").await;
-    watch_ok(
-        &mut a,
-        1,
-        json!({"event":"update","id":item,"key":f.readers[0]}),
-    )
-    .await;
+    a.watch_ok(1, json!({"event":"update","id":item,"key":f.readers[0]}))
+        .await;
     let mut b = f.wire("app-b").await;
     b.emit(
         1,
@@ -458,12 +435,8 @@ async fn a_re_point_on_the_raw_store_moves_an_alias_watch_promptly() {
         .await
         .expect("alias");
     let mut b = f.wire("app-b").await;
-    watch_ok(
-        &mut b,
-        1,
-        json!({"event":"update","id":"raw","key":f.readers[1]}),
-    )
-    .await;
+    b.watch_ok(1, json!({"event":"update","id":"raw","key":f.readers[1]}))
+        .await;
 
     f.slow
         .inner
@@ -531,12 +504,8 @@ async fn a_re_point_lost_to_a_lag_is_found_by_the_catch_up() {
     let (old, new) = (old.id.to_string(), new.id.to_string());
     store.alias(&writer, "lagged", &old).await.expect("alias");
     let mut wire = Wire::passed(&server.ws_url(), "any", "app-lag").await;
-    watch_ok(
-        &mut wire,
-        1,
-        json!({"event":"update","id":"lagged","key":reader}),
-    )
-    .await;
+    wire.watch_ok(1, json!({"event":"update","id":"lagged","key":reader}))
+        .await;
 
     // The memory store answers at once: this never yields, so the hub (on
     // this thread) falls behind the 4-event channel and the re-point is

@@ -253,6 +253,18 @@ async fn pass_server() -> ServerHandle {
     .await
 }
 
+/// Locks 127.0.0.1 out of a [`pass_server`]: its burst of 2 wrong passes
+/// and the failure past it are checked (401).
+async fn lock_out_127_0_0_1(url: &str) {
+    for attempt in 0..3 {
+        let mut wire = open_from(1, url).await;
+        wire.join().await;
+        let reply = wire.pass(0, "wrong", &format!("p{attempt}")).await;
+        assert_eq!(reply["code"], json!(401), "attempt {attempt}: {reply}");
+        wire.expect_goodbye().await;
+    }
+}
+
 /// Asserts `retryAfter` is a wait in ms of at most a minute.
 fn assert_retry_after_ms(value: &Value) {
     let ms = value["retryAfter"]
@@ -265,14 +277,7 @@ fn assert_retry_after_ms(value: &Value) {
 async fn wrong_passphrases_get_429_with_retry_after_and_others_still_pass() {
     let server = pass_server().await;
     let url = server.ws_url();
-    // The burst of 2 and the failure past it are checked (401).
-    for attempt in 0..3 {
-        let mut wire = open_from(1, &url).await;
-        wire.join().await;
-        let reply = wire.pass(0, "wrong", &format!("p{attempt}")).await;
-        assert_eq!(reply["code"], json!(401), "attempt {attempt}: {reply}");
-        wire.expect_goodbye().await;
-    }
+    lock_out_127_0_0_1(&url).await;
     // Then every pass from that address is refused unchecked: the right one too.
     for pass in ["wrong", PASS] {
         let mut wire = open_from(1, &url).await;
@@ -298,13 +303,7 @@ async fn wrong_passphrases_get_429_with_retry_after_and_others_still_pass() {
 async fn the_client_reports_a_locked_out_pass_as_limited_with_its_wait() {
     let server = pass_server().await;
     let url = server.ws_url();
-    for attempt in 0..3 {
-        let mut wire = open_from(1, &url).await;
-        wire.join().await;
-        let reply = wire.pass(0, "wrong", &format!("p{attempt}")).await;
-        assert_eq!(reply["code"], json!(401), "attempt {attempt}: {reply}");
-        wire.expect_goodbye().await;
-    }
+    lock_out_127_0_0_1(&url).await;
     let config = common::exchange::client_config(&url).build().unwrap();
     let conn = effex::client::ConnectionActor::new(config).start();
     let answer = tokio::time::timeout(BOUND, conn.send(effex::client::GetConnected))

@@ -164,6 +164,68 @@ async fn a_server_restart_on_the_same_store_loses_nothing() {
     ex.server.stop().await;
 }
 
+/// A subscriber whose handler holds the first push (so nothing is acked)
+/// until [`Gated::open_and_expect`].
+struct Gated {
+    open: Arc<Notify>,
+    pushes: mpsc::UnboundedReceiver<Push>,
+    events: common::exchange::Collected,
+    _subscriber: Addr<SubscriberActor>,
+}
+
+impl Gated {
+    /// Subscribes to `id`'s updates through `conn` behind a closed [`Gate`].
+    async fn subscribe(
+        ex: &Exchange,
+        conn: Addr<effex::client::ConnectionActor>,
+        id: &str,
+    ) -> Self {
+        let open = Arc::new(Notify::new());
+        let (tx, pushes) = mpsc::unbounded_channel();
+        let gate = Gate {
+            open: open.clone(),
+            held: false,
+            pushes: tx,
+        }
+        .start();
+        let (collector, events) = Collector::start_pair();
+        let subscriber = SubscriberActor::new(conn, gate.recipient())
+            .notify(collector.recipient())
+            .start();
+        subscriber
+            .send(Subscribe::new(EventKind::Update, id, &ex.reader))
+            .await
+            .unwrap()
+            .unwrap();
+        Self {
+            open,
+            pushes,
+            events,
+            _subscriber: subscriber,
+        }
+    }
+
+    /// Lets the held push go; then the handler sees exactly `expected`'s
+    /// seqs, once each, in order.
+    async fn open_and_expect(&mut self, expected: &[u64]) {
+        self.open.notify_one();
+        let mut seen = Vec::new();
+        for _ in 0..expected.len() {
+            let push = tokio::time::timeout(BOUND, self.pushes.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            seen.push(push.seq);
+        }
+        assert_eq!(seen, expected, "every event once, in order");
+        match tokio::time::timeout(Duration::from_millis(300), self.pushes.recv()).await {
+            Err(_) => {}
+            Ok(Some(extra)) => panic!("a push handled twice: {extra:?}"),
+            Ok(None) => panic!("the gate is gone: cannot tell whether a push came twice"),
+        }
+    }
+}
+
 /// A push handler that holds the first push until it is let go.
 struct Gate {
     open: Arc<Notify>,
@@ -197,23 +259,7 @@ async fn an_unacked_push_closes_the_socket_and_every_event_comes_again_once() {
     })
     .await;
     let (id, _) = ex.write(json!(0), Duration::from_secs(60)).await;
-    let conn = ex.connect();
-    let open = Arc::new(Notify::new());
-    let (tx, mut pushes) = mpsc::unbounded_channel();
-    let gate = Gate {
-        open: open.clone(),
-        held: false,
-        pushes: tx,
-    }
-    .start();
-    let (collector, mut events) = Collector::start_pair();
-    let sub = SubscriberActor::new(conn, gate.recipient())
-        .notify(collector.recipient())
-        .start();
-    sub.send(Subscribe::new(EventKind::Update, &id, &ex.reader))
-        .await
-        .unwrap()
-        .unwrap();
+    let mut gated = Gated::subscribe(&ex, ex.connect(), &id).await;
 
     let mut expected = Vec::new();
     for n in 1..=4 {
@@ -221,28 +267,15 @@ async fn an_unacked_push_closes_the_socket_and_every_event_comes_again_once() {
     }
     // The first push is held: no ack, so the server's ack timeout closes the
     // socket and the client comes back and re-watches.
-    events
+    gated
+        .events
         .event(|e| matches!(e, SubscriberEvent::Disconnected(_)))
         .await;
-    events
+    gated
+        .events
         .event(|e| matches!(e, SubscriberEvent::Reconnected(_)))
         .await;
-    open.notify_one();
-
-    let mut seen = Vec::new();
-    for _ in 0..4 {
-        let push = tokio::time::timeout(BOUND, pushes.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        seen.push(push.seq);
-    }
-    assert_eq!(seen, expected);
-    match tokio::time::timeout(Duration::from_millis(300), pushes.recv()).await {
-        Err(_) => {}
-        Ok(Some(extra)) => panic!("a push handled twice: {extra:?}"),
-        Ok(None) => panic!("the gate is gone: cannot tell whether a push came twice"),
-    }
+    gated.open_and_expect(&expected).await;
 }
 
 /// A server that sends more unacked pushes than the client allows
@@ -254,22 +287,7 @@ async fn more_unacked_pushes_than_the_client_allows_drop_the_link_and_lose_nothi
     let (id, _) = ex.write(json!(0), Duration::from_secs(60)).await;
     let config = ex.client().max_unacked_pushes(3).build().unwrap();
     let conn = effex::client::ConnectionActor::new(config).start();
-    let open = Arc::new(Notify::new());
-    let (tx, mut pushes) = mpsc::unbounded_channel();
-    let gate = Gate {
-        open: open.clone(),
-        held: false,
-        pushes: tx,
-    }
-    .start();
-    let (collector, mut events) = Collector::start_pair();
-    let sub = SubscriberActor::new(conn, gate.recipient())
-        .notify(collector.recipient())
-        .start();
-    sub.send(Subscribe::new(EventKind::Update, &id, &ex.reader))
-        .await
-        .unwrap()
-        .unwrap();
+    let mut gated = Gated::subscribe(&ex, conn, &id).await;
 
     // The first push is held by the handler, so none is acked: the fourth
     // one is over the client's bound (the server's window is 1,000).
@@ -277,7 +295,8 @@ async fn more_unacked_pushes_than_the_client_allows_drop_the_link_and_lose_nothi
     for n in 1..=6 {
         expected.push(ex.update(&id, json!(n)).await);
     }
-    let reason = events
+    let reason = gated
+        .events
         .event(|e| matches!(e, SubscriberEvent::Disconnected(_)))
         .await;
     match reason {
@@ -286,22 +305,7 @@ async fn more_unacked_pushes_than_the_client_allows_drop_the_link_and_lose_nothi
         }
         other => panic!("expected a protocol error, got {other:?}"),
     }
-    open.notify_one();
-
-    let mut seen = Vec::new();
-    for _ in 0..expected.len() {
-        let push = tokio::time::timeout(BOUND, pushes.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        seen.push(push.seq);
-    }
-    assert_eq!(seen, expected, "every event once, in order");
-    match tokio::time::timeout(Duration::from_millis(300), pushes.recv()).await {
-        Err(_) => {}
-        Ok(Some(extra)) => panic!("a push handled twice: {extra:?}"),
-        Ok(None) => panic!("the gate is gone: cannot tell whether a push came twice"),
-    }
+    gated.open_and_expect(&expected).await;
 }
 
 #[actix_rt::test]

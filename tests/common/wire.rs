@@ -288,6 +288,18 @@ impl Wire {
         self.expect_ack(ack_id).await
     }
 
+    /// A `watch` that must succeed: returns its watchable (panics, with the
+    /// reply, on a refusal).
+    pub async fn watch_ok(&mut self, ack_id: u64, args: Value) -> String {
+        let reply = self.call(ack_id, "watch", args).await;
+        assert_eq!(
+            reply["ok"],
+            serde_json::json!(true),
+            "watch refused: {reply}"
+        );
+        reply["watchable"].as_str().expect("a watchable").to_owned()
+    }
+
     /// The `pass` event: returns its reply.
     pub async fn pass(&mut self, ack_id: u64, pass: &str, push_id: &str) -> Value {
         self.call(ack_id, "pass", json!({"pass": pass, "pushId": push_id}))
@@ -381,5 +393,15 @@ impl Wire {
         let reply = wire.pass(0, pass, push_id).await;
         assert_eq!(reply["ok"], json!(true), "pass refused: {reply}");
         wire
+    }
+}
+
+/// The `ended` event's argument in a text frame, if it is one
+/// (`42["ended",{…}]`, protocol.md §2.6).
+pub fn ended_of(text: &str) -> Option<Value> {
+    let json = text.strip_prefix("42")?;
+    match serde_json::from_str::<Value>(json).ok()? {
+        Value::Array(args) if args.len() == 2 && args[0] == "ended" => Some(args[1].clone()),
+        _ => None,
     }
 }
