@@ -1278,9 +1278,9 @@ impl Inner {
     /// write lock only then; a read lock otherwise).
     fn expire_if_due(&self, id: ItemId, now: &Now) {
         let lock = self.item_shard(id);
-        let due = read_lock(lock).map.get(&id).is_some_and(|entry| {
-            matches!(&entry.state, State::Live(live) if live.deadline <= now.instant)
-        });
+        let due = read_lock(lock).map.get(&id).is_some_and(
+            |entry| matches!(&entry.state, State::Live(live) if live.deadline <= now.instant),
+        );
         if due {
             self.expire_item(&mut write_lock(lock), id, now);
         }
@@ -1289,7 +1289,12 @@ impl Inner {
     /// For an operation holding item `id`'s shard write-locked: Ok when the
     /// item is live at `now`; otherwise expires it if it is due
     /// ([`expire_item`](Self::expire_item)) and answers 404.
-    fn live_or_expire(&self, shard: &mut ItemShard, id: ItemId, now: &Now) -> Result<(), StoreError> {
+    fn live_or_expire(
+        &self,
+        shard: &mut ItemShard,
+        id: ItemId,
+        now: &Now,
+    ) -> Result<(), StoreError> {
         if shard.map.get(&id).is_some_and(|e| e.live(now).is_some()) {
             return Ok(());
         }
