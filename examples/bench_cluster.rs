@@ -243,11 +243,13 @@ async fn run(options: &Options) -> Result<(), String> {
         redis
             .config_set("hash-max-listpack-value", DEFAULT_HASH_VALUE)
             .await?;
-        let default_bytes = memory_per_item(&cluster, scale.stored, || redis.used_memory()).await?;
+        let default_bytes =
+            memory_per_item(&cluster, scale.stored, || redis.used_memory()).await?;
         redis
             .config_set("hash-max-listpack-value", COMPACT_HASH_VALUE)
             .await?;
-        let compact_bytes = memory_per_item(&cluster, scale.stored, || redis.used_memory()).await?;
+        let compact_bytes =
+            memory_per_item(&cluster, scale.stored, || redis.used_memory()).await?;
         let memory_bytes =
             memory_per_item(&single, scale.stored, || async { memory_node.rss() }).await?;
         let goal = 1638.0;
@@ -288,8 +290,7 @@ async fn run(options: &Options) -> Result<(), String> {
         progress("(a) REST update on node B → handler on node A");
         let on_redis = update_to_handler(&cluster, 1, 0, &clients, scale.paced).await?;
         let on_memory = update_to_handler(&single, 0, 0, &clients, scale.paced).await?;
-        let ok =
-            on_redis.p50 <= Duration::from_millis(1) && on_redis.p99 <= Duration::from_millis(3);
+        let ok = on_redis.p50 <= Duration::from_millis(1) && on_redis.p99 <= Duration::from_millis(3);
         rows.push(Row {
             measure: format!(
                 "(a) REST update on node B → handler on node A, {PACED_RATE}/s for {} s, p50 / p99",
@@ -591,11 +592,7 @@ async fn wait_until(from: Instant, done: impl Fn() -> bool) {
 /// Sends one request per tick at [`PACED_RATE`] for `duration`; request `n`
 /// (each its own task) is `send(n)`, its start time put in `started[n]`
 /// just before. Returns the number sent.
-async fn paced<F, Fut>(
-    duration: Duration,
-    started: &Arc<Mutex<Vec<Option<Instant>>>>,
-    send: F,
-) -> usize
+async fn paced<F, Fut>(duration: Duration, started: &Arc<Mutex<Vec<Option<Instant>>>>, send: F) -> usize
 where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = ()> + 'static,
@@ -643,14 +640,7 @@ async fn set_notification_latency(
                     .rsplit(':')
                     .next()
                     .and_then(|n| n.parse::<usize>().ok());
-                let start = n.and_then(|n| {
-                    started
-                        .lock()
-                        .expect("not poisoned")
-                        .get(n)
-                        .copied()
-                        .flatten()
-                });
+                let start = n.and_then(|n| started.lock().expect("not poisoned").get(n).copied().flatten());
                 if let Some(start) = start {
                     samples.borrow_mut().push(at - start);
                 }
@@ -692,39 +682,23 @@ async fn update_to_handler(
     let started: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; total]));
     let samples = Arc::new(Mutex::new(Vec::with_capacity(total)));
     let (slots, measured) = (started.clone(), samples.clone());
-    let (conn, sub) = subscriber(
-        clients,
-        vec![exchange.ws[watch_node].clone()],
-        move |push| {
-            let at = Instant::now();
-            let n = push
-                .value
-                .as_ref()
-                .and_then(Value::as_u64)
-                .map(|n| n as usize);
-            if let Some(n) = n.filter(|n| *n >= warm) {
-                let start = slots
-                    .lock()
-                    .expect("not poisoned")
-                    .get(n)
-                    .copied()
-                    .flatten();
-                if let Some(start) = start {
-                    measured.lock().expect("not poisoned").push(at - start);
-                }
+    let (conn, sub) = subscriber(clients, vec![exchange.ws[watch_node].clone()], move |push| {
+        let at = Instant::now();
+        let n = push.value.as_ref().and_then(Value::as_u64).map(|n| n as usize);
+        if let Some(n) = n.filter(|n| *n >= warm) {
+            let start = slots.lock().expect("not poisoned").get(n).copied().flatten();
+            if let Some(start) = start {
+                measured.lock().expect("not poisoned").push(at - start);
             }
-        },
-    )
+        }
+    })
     .await?;
     let watch = Subscribe::new(EventKind::Update, &item, &exchange.reader).with_value();
     sub.send(watch)
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("watch: {e}"))?;
-    let (rest, key) = (
-        exchange.node(write_node).clone(),
-        exchange.writers[0].clone(),
-    );
+    let (rest, key) = (exchange.node(write_node).clone(), exchange.writers[0].clone());
     paced(duration, &started, |n| {
         let (rest, key, item) = (rest.clone(), key.clone(), item.clone());
         async move {
@@ -733,10 +707,7 @@ async fn update_to_handler(
     })
     .await;
     let expected = total - warm;
-    wait_until(Instant::now(), || {
-        samples.lock().expect("not poisoned").len() >= expected
-    })
-    .await;
+    wait_until(Instant::now(), || samples.lock().expect("not poisoned").len() >= expected).await;
     conn.do_send(Stop);
     let samples = std::mem::take(&mut *samples.lock().expect("not poisoned"));
     Ok(Latencies::of(samples, expected))
@@ -821,10 +792,7 @@ async fn expiry_lateness(
             subscriber(clients, vec![url], move |push| {
                 if push.event == EventKind::Expire {
                     let at = unix_us();
-                    arrivals
-                        .lock()
-                        .expect("not poisoned")
-                        .push((push.id.clone(), at));
+                    arrivals.lock().expect("not poisoned").push((push.id.clone(), at));
                 }
             })
             .await?,
@@ -838,9 +806,7 @@ async fn expiry_lateness(
     let long = Duration::from_secs(3600);
     let reader = exchange.reader.clone();
     let written = exchange
-        .write_many(sample, move |_| {
-            NewItem::new(json!(0)).lifetime(long).reader(&reader)
-        })
+        .write_many(sample, move |_| NewItem::new(json!(0)).lifetime(long).reader(&reader))
         .await;
     watch_all(exchange, &watchers, &written).await;
     let per_item = started.elapsed() / sample as u32;
@@ -865,10 +831,7 @@ async fn expiry_lateness(
     let expected = deadlines.len();
     let last_deadline = Instant::now()
         + Duration::from_micros((first_deadline_us + spread_us).saturating_sub(unix_us()));
-    wait_until(last_deadline, || {
-        arrivals.lock().expect("not poisoned").len() >= expected
-    })
-    .await;
+    wait_until(last_deadline, || arrivals.lock().expect("not poisoned").len() >= expected).await;
     // Anything more (a doubled push) has had its chance by now.
     tokio::time::sleep(Duration::from_millis(200)).await;
     for (conn, _) in &watchers {
@@ -969,18 +932,11 @@ async fn failover(
         let armed = Arc::new(AtomicBool::new(false));
         let first: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
         let (counter, is_armed, first_after) = (pushes.clone(), armed.clone(), first.clone());
-        let urls = vec![
-            victim.ws_url(),
-            cluster.ws[0].clone(),
-            cluster.ws[1].clone(),
-        ];
+        let urls = vec![victim.ws_url(), cluster.ws[0].clone(), cluster.ws[1].clone()];
         let (conn, sub) = subscriber(clients, urls, move |_| {
             counter.fetch_add(1, Ordering::SeqCst);
             if is_armed.load(Ordering::SeqCst) {
-                first_after
-                    .lock()
-                    .expect("not poisoned")
-                    .get_or_insert_with(Instant::now);
+                first_after.lock().expect("not poisoned").get_or_insert_with(Instant::now);
             }
         })
         .await?;
@@ -998,9 +954,7 @@ async fn failover(
         victim.kill();
         // Updates flow (one per ms or so) until one reaches the handler.
         while first.lock().expect("not poisoned").is_none() && killed.elapsed() < BOUND {
-            let _ = rest
-                .update(&key, &item, json!("after the kill"), None)
-                .await;
+            let _ = rest.update(&key, &item, json!("after the kill"), None).await;
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         if let Some(at) = *first.lock().expect("not poisoned") {
@@ -1015,11 +969,7 @@ async fn failover(
 
 /// Bytes `measure` grows per stored 1 KiB item (a 1,022-character string:
 /// 1,024 bytes of JSON), over `count` items written through the exchange.
-async fn memory_per_item<F, Fut>(
-    exchange: &Exchange,
-    count: usize,
-    measure: F,
-) -> Result<f64, String>
+async fn memory_per_item<F, Fut>(exchange: &Exchange, count: usize, measure: F) -> Result<f64, String>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<u64, String>>,

@@ -36,10 +36,7 @@ pub(super) async fn run(shared: Weak<Shared>, mut stop: watch::Receiver<bool>) {
                 let interval = shared.config.sweep_interval;
                 let batch = shared.config.sweep_batch;
                 let batch_arg = batch.to_string();
-                match shared
-                    .run(&shared.scripts.sweep, &[batch_arg.as_str()])
-                    .await
-                {
+                match shared.run(&shared.scripts.sweep, &[batch_arg.as_str()]).await {
                     Ok(Outcome::Ok(reply)) => {
                         failures = 0;
                         pause_after(&Swept::from_reply(&reply), batch, interval)
@@ -132,10 +129,7 @@ mod tests {
             pause_after(&swept(0, Some(60_000), 1_000), 1000, INTERVAL),
             INTERVAL
         );
-        assert_eq!(
-            pause_after(&swept(0, None, 1_000), 1000, INTERVAL),
-            INTERVAL
-        );
+        assert_eq!(pause_after(&swept(0, None, 1_000), 1000, INTERVAL), INTERVAL);
     }
 
     #[test]
