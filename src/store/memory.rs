@@ -12,7 +12,11 @@
 //!   kept under the same lock as the map, so an insert and its deadline are
 //!   one step. The single expiry clock ([`expiry`](super::expiry)) sleeps until
 //!   the soonest deadline of all shards and is woken early when a sooner one is
-//!   added.
+//!   added. The clock may run late, so an operation that finds a due item
+//!   the clock has not expired yet expires it itself, through the same step
+//!   (`expire_item`, under the shard's write lock): the `expire` is logged
+//!   and sent once, by whoever comes first, before anyone is told the item
+//!   is gone.
 //! - Lock order: alias shard → item shard → sequencer. Key shards are never
 //!   held while another lock is taken.
 //! - The sequencer (a tiny mutex) assigns the next seq and sends the event on
@@ -128,6 +132,12 @@ pub struct MemoryStoreConfig {
     /// Number of lock shards for items, keys and aliases (rounded up to a power
     /// of two, at most 1024). Defaults to 32.
     pub shards: usize,
+    /// Test-only: when true, the store's expiry clock (the memory store's
+    /// expiry task, the Redis store's sweeper) is not started, so a due item
+    /// stays unexpired until an operation notices it (lazy expiry). Keys,
+    /// aliases and tombstones then are never dropped. Defaults to false.
+    #[doc(hidden)]
+    pub hold_expiry_clock: bool,
 }
 
 impl Default for MemoryStoreConfig {
@@ -151,6 +161,7 @@ impl Default for MemoryStoreConfig {
             event_retention: Duration::from_secs(3600),
             event_capacity: 65_536,
             shards: 32,
+            hold_expiry_clock: false,
         }
     }
 }
@@ -177,6 +188,7 @@ impl fmt::Debug for MemoryStoreConfig {
             .field("event_retention", &self.event_retention)
             .field("event_capacity", &self.event_capacity)
             .field("shards", &self.shards)
+            .field("hold_expiry_clock", &self.hold_expiry_clock)
             .finish()
     }
 }
@@ -290,7 +302,9 @@ impl MemoryStore {
             events,
             wake: Arc::clone(&wake),
         });
-        runtime.spawn(expiry::run(Arc::downgrade(&inner), wake));
+        if !inner.config.hold_expiry_clock {
+            runtime.spawn(expiry::run(Arc::downgrade(&inner), wake));
+        }
         Ok(MemoryStore { inner })
     }
 
@@ -962,7 +976,11 @@ impl Inner {
         if !intent {
             let shard = read_lock(self.item_shard(id));
             let entry = shard.map.get(&id).ok_or_else(|| gone(id))?;
-            let live = entry.live(&now).ok_or_else(|| gone(id))?;
+            let Some(live) = entry.live(&now) else {
+                drop(shard);
+                self.expire_if_due(id, &now);
+                return Err(gone(id));
+            };
             if entry.access(access) < Access::Read {
                 return Err(cannot_read(id));
             }
@@ -978,10 +996,8 @@ impl Inner {
             });
         }
         let mut shard = write_lock(self.item_shard(id));
+        self.live_or_expire(&mut shard, id, &now)?;
         let entry = shard.map.get_mut(&id).ok_or_else(|| gone(id))?;
-        if entry.live(&now).is_none() {
-            return Err(gone(id));
-        }
         if entry.access(access) < Access::Update {
             return Err(cannot_update(id, "read it with an update intent"));
         }
@@ -1023,10 +1039,8 @@ impl Inner {
         let value = update.value;
         let size = value.len();
         let mut shard = write_lock(self.item_shard(id));
+        self.live_or_expire(&mut shard, id, &now)?;
         let entry = shard.map.get_mut(&id).ok_or_else(|| gone(id))?;
-        if entry.live(&now).is_none() {
-            return Err(gone(id));
-        }
         let by_owner = match entry.access(access) {
             Access::Owner => true,
             Access::Update => false,
@@ -1080,6 +1094,7 @@ impl Inner {
         let gc_at = time::add(now.instant, self.config.event_retention);
         let mut guard = write_lock(self.item_shard(id));
         let shard = &mut *guard;
+        self.live_or_expire(shard, id, &now)?;
         let entry = shard.map.get_mut(&id).ok_or_else(|| gone(id))?;
         let deadline = entry.live(&now).ok_or_else(|| gone(id))?.deadline;
         if entry.access(access) < Access::Owner {
@@ -1139,7 +1154,11 @@ impl Inner {
         let (id, alias) = self.resolve(id_or_alias, &now)?;
         let shard = read_lock(self.item_shard(id));
         let entry = shard.map.get(&id).ok_or_else(|| gone(id))?;
-        let live = entry.live(&now).ok_or_else(|| gone(id))?;
+        let Some(live) = entry.live(&now) else {
+            drop(shard);
+            self.expire_if_due(id, &now);
+            return Err(gone(id));
+        };
         if entry.access(access) < Access::Read {
             return Err(cannot_read(id));
         }
@@ -1161,6 +1180,9 @@ impl Inner {
         let now = Now::read();
         let access = self.access_key(key, &now, "reading an item's events")?;
         let (id, _) = self.resolve(id_or_alias, &now)?;
+        // A due item the clock has not reached yet: its expire goes in the
+        // log first, so a query after it finds it.
+        self.expire_if_due(id, &now);
         let (mut found, current) = {
             let shard = read_lock(self.item_shard(id));
             let entry = shard.map.get(&id).ok_or_else(|| {
@@ -1216,23 +1238,68 @@ impl Inner {
     /// aged out; returns the shard's next deadline.
     fn tick_items(&self, lock: &RwLock<ItemShard>, now: &Now) -> Option<Instant> {
         expire_due(lock, now.instant, |shard, id| {
-            let Some(entry) = shard.map.get_mut(&id) else {
+            if self.expire_item(shard, id, now).is_some() {
                 return;
-            };
-            match &entry.state {
-                State::Live(live) if live.deadline <= now.instant => {
-                    let at = live.valid_till;
-                    let gc_at = time::add(now.instant, self.config.event_retention);
-                    self.retire(entry, gc_at);
-                    self.emit(&mut entry.log, EventKind::Expire, id, at, now.unix_ms, None);
-                    shard.due.insert((gc_at, id));
-                }
-                State::Gone { gc_at } if *gc_at <= now.instant => {
+            }
+            if let Some(State::Gone { gc_at }) = shard.map.get(&id).map(|e| &e.state) {
+                if *gc_at <= now.instant {
                     shard.map.remove(&id);
                 }
-                _ => {} // a stale deadline
             }
+            // Otherwise a stale deadline.
         })
+    }
+
+    /// THE expiry claim, taken by the expiry clock and by every operation
+    /// that finds a due item the clock has not reached yet: if item `id` is
+    /// live but its deadline has passed at `now`, turns it into a tombstone
+    /// and logs (and sends) its `expire` event; returns that event's seq.
+    /// Call with the item's shard write-locked: the state check and the
+    /// change are one step, so whoever comes first expires the item and
+    /// everyone else finds it gone (`None`).
+    fn expire_item(&self, shard: &mut ItemShard, id: ItemId, now: &Now) -> Option<u64> {
+        let entry = shard.map.get_mut(&id)?;
+        let (deadline, at) = match &entry.state {
+            State::Live(live) if live.deadline <= now.instant => (live.deadline, live.valid_till),
+            _ => return None,
+        };
+        // The clock has taken it off the deadline set already; an access has not.
+        shard.due.remove(&(deadline, id));
+        let gc_at = time::add(now.instant, self.config.event_retention);
+        let old = self.retire(entry, gc_at);
+        let seq = self.emit(&mut entry.log, EventKind::Expire, id, at, now.unix_ms, None);
+        shard.due.insert((gc_at, id));
+        drop(old);
+        Some(seq)
+    }
+
+    /// For an operation that holds no lock of item `id`'s shard: expires the
+    /// item if it is due ([`expire_item`](Self::expire_item), taking the
+    /// write lock only then; a read lock otherwise).
+    fn expire_if_due(&self, id: ItemId, now: &Now) {
+        let lock = self.item_shard(id);
+        let due = read_lock(lock).map.get(&id).is_some_and(
+            |entry| matches!(&entry.state, State::Live(live) if live.deadline <= now.instant),
+        );
+        if due {
+            self.expire_item(&mut write_lock(lock), id, now);
+        }
+    }
+
+    /// For an operation holding item `id`'s shard write-locked: Ok when the
+    /// item is live at `now`; otherwise expires it if it is due
+    /// ([`expire_item`](Self::expire_item)) and answers 404.
+    fn live_or_expire(
+        &self,
+        shard: &mut ItemShard,
+        id: ItemId,
+        now: &Now,
+    ) -> Result<(), StoreError> {
+        if shard.map.get(&id).is_some_and(|e| e.live(now).is_some()) {
+            return Ok(());
+        }
+        self.expire_item(shard, id, now);
+        Err(gone(id))
     }
 
     fn tick_keys(&self, lock: &RwLock<KeyShard>, now: &Now) -> Option<Instant> {

@@ -60,6 +60,13 @@
 //! aliases of expired writer keys. Redis's own TTLs are not used: their
 //! expiry is seconds late under load.
 //!
+//! The sweeper may lag (by seconds on a loaded machine), so every script that
+//! looks at an item (read, update, remove, check_read, events) first expires
+//! it if it is due, through the same claim as the sweep (`claim_expiry` in
+//! `lua/common.lua`: the `ZREM` of its deadline decides who logs the
+//! `expire`): whoever notices a due item first expires it, exactly once, and
+//! the item's log holds its `expire` before anyone is told it is gone.
+//!
 //! # When Redis is down
 //!
 //! Every operation answers 503 ([`StoreError::Unavailable`]) naming the URL;
@@ -291,16 +298,36 @@ impl RedisStore {
             shared.stop.subscribe(),
             shared.config.url.clone(),
         ));
-        tokio::spawn(sweeper::run(
-            Arc::downgrade(&shared),
-            shared.stop.subscribe(),
-        ));
+        if !shared.config.limits.hold_expiry_clock {
+            tokio::spawn(sweeper::run(
+                Arc::downgrade(&shared),
+                shared.stop.subscribe(),
+            ));
+        }
         Ok(RedisStore { shared })
     }
 
     /// The config the store runs with.
     pub fn config(&self) -> &RedisStoreConfig {
         &self.shared.config
+    }
+
+    /// Test-only: runs one sweep (what the sweeper runs) now and returns how
+    /// many due entries it handled. For tests that hold the sweeper
+    /// (`limits.hold_expiry_clock`).
+    #[doc(hidden)]
+    pub async fn sweep_once(&self) -> Result<u64, StoreError> {
+        let batch = self.shared.config.sweep_batch.to_string();
+        match self
+            .shared
+            .run(&self.shared.scripts.sweep, &[batch.as_str()])
+            .await?
+        {
+            Outcome::Ok(reply) => reply.num(0),
+            Outcome::Refused(r) => Err(StoreError::Backend(format!(
+                "the Redis expiry sweep refused: {r:?}"
+            ))),
+        }
     }
 }
 

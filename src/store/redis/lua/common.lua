@@ -174,3 +174,17 @@ local function emit(id, kind, at, now, value)
   end
   return seq
 end
+
+-- THE expiry claim, taken by the sweeper and by every script that finds a
+-- due item the sweeper has not reached yet (`h` is load_item(id)): if the
+-- item is live and its deadline has passed, removes it from the deadline
+-- set and, only if that removal happened, turns it into a tombstone and logs
+-- and streams its `expire` event. Returns that event's seq, or nil (not due,
+-- or already claimed): whoever comes first expires it, exactly once.
+local function claim_expiry(id, h, now)
+  if not (h and h.state == 'live' and h.deadline <= now) then return nil end
+  if redis.call('ZREM', DUE, 'i:' .. id) == 0 then return nil end
+  retire(id, h, now)
+  h.state = 'gone'
+  return emit(id, 'expire', h.deadline, now, nil)
+end

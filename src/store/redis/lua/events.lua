@@ -7,6 +7,8 @@ if not key_deadline(key, now) then return err('unknown_key') end
 local id, e = resolve(arg(2), arg(3), now)
 if not id then return e end
 local h = load_item(id)
+-- A due item the sweeper has not reached yet expires now, logged once.
+claim_expiry(id, h, now)
 if not h then return err('no_log', id) end
 if access(h, key) < 1 then return err('cannot_read', id) end
 local since, want = tonumber(arg(4)), arg(5)
