@@ -33,8 +33,8 @@ const WATCHES_IN_FLIGHT: usize = 32;
 
 /// Item `i`'s lifetime: 5 s plus a share of 10 s, the items' order
 /// scrambled (7,919 is prime, so `i ↦ i·7919 mod ITEMS` is a permutation).
-/// The 5 s leave time to make the watches on a loaded machine: a watch made
-/// after its item's deadline, before a sweeper logged the expiry, is 404.
+/// The 5 s leave time to make the watches on a loaded machine: a watch
+/// (without `after`) made after its item's deadline is 404, the item gone.
 fn lifetime(i: usize) -> Duration {
     let share = (i * 7919) % ITEMS;
     Duration::from_secs(5) + Duration::from_millis((share * 10_000 / ITEMS) as u64)
