@@ -308,6 +308,60 @@ async fn more_unacked_pushes_than_the_client_allows_drop_the_link_and_lose_nothi
     gated.open_and_expect(&expected).await;
 }
 
+/// `Stats` counts what the connection did: one attempt, one pass, the
+/// pushes handed to the subscriber and their acks; a failed attempt leaves
+/// its error.
+#[actix_rt::test]
+async fn stats_count_attempts_pushes_acks_and_the_last_error() {
+    let ex = Exchange::start(ServerConfig::default()).await;
+    let (id, _) = ex.write(json!(0), Duration::from_secs(60)).await;
+    let conn = ex.connect();
+    let (sub, mut got) = subscriber(conn.clone());
+    sub.send(Subscribe::new(EventKind::Update, &id, &ex.reader))
+        .await
+        .unwrap()
+        .unwrap();
+    for n in 1..=2 {
+        ex.update(&id, json!(n)).await;
+    }
+    got.pushes(2).await;
+    // Acks are written once the handler returned: wait for them (bounded).
+    let stats = common::poll::poll_until("both acks counted", BOUND, || async {
+        let stats = conn.send(effex::client::Stats).await.unwrap();
+        (stats.acks == 2).then_some(stats)
+    })
+    .await;
+    assert_eq!(
+        (
+            stats.attempts,
+            stats.connects,
+            stats.reconnects,
+            stats.pushes
+        ),
+        (1, 1, 0, 2)
+    );
+    assert_eq!(stats.last_error, None);
+
+    // Nothing listens on this port once the listener is dropped.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = common::exchange::client_config(&format!("ws://127.0.0.1:{port}"))
+        .build()
+        .unwrap();
+    let nowhere = effex::client::ConnectionActor::new(config).start();
+    assert!(nowhere
+        .send(effex::client::GetConnected)
+        .await
+        .unwrap()
+        .is_err());
+    let stats = nowhere.send(effex::client::Stats).await.unwrap();
+    assert_eq!((stats.attempts, stats.connects), (1, 0));
+    assert!(stats.last_error.is_some(), "{stats:?}");
+}
+
 #[actix_rt::test]
 async fn one_update_reaches_a_thousand_handlers() {
     let ex = Exchange::start(ServerConfig::default()).await;

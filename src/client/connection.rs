@@ -60,6 +60,7 @@ use super::config::ClientConfig;
 use super::error::{ConnectError, DisconnectReason, EmitError, Stage, WatchError};
 use super::session::{ConnectionState, Session};
 use super::socket::{self, FrameReader, Inbound, SocketEvent, SocketWriter};
+use super::stats::{ConnectionStats, Stats};
 use crate::protocol::engineio::{self, OpenPacket};
 use crate::protocol::messages::{
     self, ConnectOk, ConnectRefused, Ended, EventKind, Pass, PassOk, Push, Watch, WatchOk,
@@ -231,6 +232,8 @@ pub struct ConnectionActor {
     finals: HashMap<u64, String>,
     /// The least wait before the next reconnect: what a 429 refusal asked for.
     retry_floor: Duration,
+    /// What [`Stats`] answers.
+    stats: ConnectionStats,
     /// Pushes of the current connection handed to subscribers and not yet
     /// acked: bounded by [`ClientConfig::max_unacked_pushes`].
     unacked: usize,
@@ -381,6 +384,7 @@ impl ConnectionActor {
             finals: HashMap::new(),
             unacked: 0,
             retry_floor: Duration::ZERO,
+            stats: ConnectionStats::default(),
             retries: 0,
             retry: None,
             node: 0,
@@ -467,6 +471,7 @@ impl ConnectionActor {
 
     /// Dials the current node (one socket).
     fn start_attempt(&mut self, ctx: &mut Context<Self>) {
+        self.stats.attempts += 1;
         self.epoch += 1;
         let epoch = self.epoch;
         // Acks are per connection: what the old one left unacked comes
@@ -580,6 +585,7 @@ impl ConnectionActor {
             link.shut(farewell, &reason, ctx);
         }
         log::debug!("connect attempt {} failed: {error}", self.epoch);
+        self.stats.last_error = Some(error.to_string());
         let asked = matches!(
             error,
             ConnectError::Stopped
@@ -650,6 +656,9 @@ impl ConnectionActor {
                     return;
                 };
                 log::info!("disconnected (epoch {}): {reason}", self.epoch);
+                if reason != DisconnectReason::Requested {
+                    self.stats.last_error = Some(reason.to_string());
+                }
                 link.shut(farewell, &reason, ctx);
                 let stable = self.config.reconnect().stable_after;
                 if self
@@ -895,6 +904,7 @@ impl ConnectionActor {
         };
         if !closed {
             self.unacked += 1;
+            self.stats.pushes += 1;
         }
         if closed {
             // The subscriber is gone: forget its route; the server ends the
@@ -1049,6 +1059,8 @@ impl ConnectionActor {
             self.waiters.borrow().len()
         );
         self.answer_waiters(Ok(session.clone()));
+        self.stats.reconnects += u64::from(self.stats.connects > 0);
+        self.stats.connects += 1;
         self.connected_at = Some(Instant::now());
         self.notify(ConnectionState::Connected(session));
     }
@@ -1327,9 +1339,18 @@ impl Handler<AckPush> for ConnectionActor {
             Some(link) => link.writer.send_text(frame),
             None => return,
         };
-        if let Err(reason) = result {
-            self.drop_link(reason, Farewell::Silent, ctx);
+        match result {
+            Ok(()) => self.stats.acks += 1,
+            Err(reason) => self.drop_link(reason, Farewell::Silent, ctx),
         }
+    }
+}
+
+impl Handler<Stats> for ConnectionActor {
+    type Result = MessageResult<Stats>;
+
+    fn handle(&mut self, _: Stats, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.stats.clone())
     }
 }
 

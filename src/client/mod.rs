@@ -7,6 +7,7 @@
 //! | [`ClientConfig`] | server URL, pass, push id, timeouts, limits (builder with documented defaults) |
 //! | [`ConnectionActor`] | owns the socket; answers [`GetConnected`], [`Emit`], [`Disconnect`], [`Stop`], [`SubscribeState`] |
 //! | [`Session`] | a passed connection; every waiter of one attempt gets the same one |
+//! | [`Stats`], [`ConnectionStats`] | a connection's counters: attempts, reconnects, pushes, acks, last error |
 //! | [`ConnectionState`] | connecting / connected / failed / disconnected notifications |
 //! | [`SubscriberActor`] | registers watches ([`Subscribe`], [`Unsubscribe`]) and hands each push to the application once, in order, acking after the handler |
 //! | [`SubscriberEvent`] | disconnected / reconnected / gap / ended notifications |
@@ -21,6 +22,7 @@ mod error;
 mod rest;
 mod session;
 mod socket;
+mod stats;
 mod subscriber;
 
 pub use backoff::Backoff;
@@ -32,4 +34,5 @@ pub use rest::{
     KeysReply, KeysRequest, LoggedEvent, NewItem, ReadReply, RemoveReply, UpdateReply, WriteReply,
 };
 pub use session::{ConnectionState, Session};
+pub use stats::{ConnectionStats, Stats};
 pub use subscriber::{Subscribe, SubscriberActor, SubscriberEvent, Unsubscribe};
