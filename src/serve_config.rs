@@ -511,7 +511,9 @@ pub fn render(config: &ServerConfig, shown: &Shown<'_>) -> String {
     entries.extend([
         (
             "redis_url",
-            c.redis_url.as_deref().map(|url| V::String(redact_url(url))),
+            c.redis_url
+                .as_deref()
+                .map(|url| V::String(effex::store::redact_redis_url(url))),
         ),
         ("redis_stream_max_len", int(c.redis_stream_max_len)),
         ("redis_sweep_interval", dur(c.redis_sweep_interval)),
@@ -571,26 +573,6 @@ pub fn render(config: &ServerConfig, shown: &Shown<'_>) -> String {
     out
 }
 
-/// A Redis URL with its password (if any) replaced by `<redacted>`.
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_owned();
-    };
-    let userinfo = &rest[..at];
-    let user = match userinfo.find(':') {
-        Some(colon) => &userinfo[..colon],
-        // `redis://secret@host`: a lone userinfo is Redis's password.
-        None => "",
-    };
-    format!("{}{user}:{REDACTED}{}", &url[..scheme_end], &rest[at..])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -617,19 +599,6 @@ mod tests {
             assert_eq!(duration(&human(d)), Ok(d), "{}", human(d));
         }
         assert_eq!(human(Duration::from_secs(600)), "10m");
-    }
-
-    #[test]
-    fn redis_passwords_are_redacted() {
-        assert_eq!(
-            redact_url("redis://user:pw@host:6379/0"),
-            "redis://user:<redacted>@host:6379/0"
-        );
-        assert_eq!(
-            redact_url("redis://:pw@host/0"),
-            "redis://:<redacted>@host/0"
-        );
-        assert_eq!(redact_url("redis://host:6379"), "redis://host:6379");
     }
 
     /// `--print-config` shows every setting `serve` takes, and only those:

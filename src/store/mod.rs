@@ -171,7 +171,7 @@ pub use error::StoreError;
 pub use json_text::JsonText;
 pub use memory::{MemoryStore, MemoryStoreConfig};
 #[cfg(feature = "redis")]
-pub use redis::{RedisStore, RedisStoreConfig};
+pub use redis::{redact_url as redact_redis_url, RedisStore, RedisStoreConfig};
 pub(crate) use types::parse_event_kind;
 pub use types::{
     seconds, Aliased, Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, KeyKind, Keys,

@@ -92,6 +92,9 @@ mod refusal;
 mod scripts;
 mod stream;
 mod sweeper;
+mod url;
+
+pub use url::redact_url;
 
 use refusal::Doing;
 use scripts::{Outcome, Reply, Scripts};
@@ -153,7 +156,7 @@ impl Default for RedisStoreConfig {
 impl fmt::Debug for RedisStoreConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStoreConfig")
-            .field("url", &self.url)
+            .field("url", &redact_url(&self.url))
             .field("limits", &self.limits)
             .field("stream_max_len", &self.stream_max_len)
             .field("sweep_interval", &self.sweep_interval)
@@ -202,6 +205,9 @@ pub struct RedisStore {
 /// What the store and its two tasks share.
 struct Shared {
     config: RedisStoreConfig,
+    /// The URL without its password: what logs and error messages show
+    /// (those reach REST clients as 503 bodies).
+    shown_url: String,
     conn: ConnectionManager,
     scripts: Scripts,
     /// ARGV[1..10] of every script: the rules.
@@ -245,14 +251,14 @@ impl RedisStore {
     /// 503 naming the URL when Redis cannot be reached.
     pub async fn connect(config: RedisStoreConfig) -> Result<Self, StoreError> {
         config.validate()?;
-        let url = config.url.clone();
+        let url = redact_url(&config.url);
         let unreachable = |e: redis::RedisError| {
             StoreError::Unavailable(format!(
                 "cannot connect to Redis at {url}: {e}: start Redis there, or pass the right \
                  redis://host:port/db URL"
             ))
         };
-        let client = Client::open(url.as_str()).map_err(|e| {
+        let client = Client::open(config.url.as_str()).map_err(|e| {
             StoreError::BadRequest(format!(
                 "{url:?} is not a Redis URL ({e}): use redis://host:port/db"
             ))
@@ -283,6 +289,7 @@ impl RedisStore {
         let (events, _) = broadcast::channel(limits.event_capacity);
         let (stop, _) = watch::channel(false);
         let shared = Arc::new(Shared {
+            shown_url: redact_url(&config.url),
             config,
             conn,
             scripts: Scripts::new(),
@@ -296,7 +303,7 @@ impl RedisStore {
             shared.events.clone(),
             from,
             shared.stop.subscribe(),
-            shared.config.url.clone(),
+            shared.shown_url.clone(),
         ));
         if !shared.config.limits.hold_expiry_clock {
             tokio::spawn(sweeper::run(
@@ -370,7 +377,7 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 
 impl Shared {
     fn url(&self) -> &str {
-        &self.config.url
+        &self.shown_url
     }
 
     /// Runs `script` with the rules and `args`.
