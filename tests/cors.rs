@@ -125,3 +125,58 @@ async fn an_origin_with_a_path_is_a_config_error() {
         other => panic!("expected a cors_origins error, got {other}"),
     }
 }
+
+/// Sends preflights from `origin` until one is refused; returns it.
+async fn preflight_until_refused(
+    url: &str,
+    origin: &str,
+) -> awc::ClientResponse<impl futures_util::Stream> {
+    // The burst below is 3 at 1/s: a handful of tries must meet the limit.
+    for _ in 0..20 {
+        let answer = preflight(url, origin).await;
+        if answer.status() == StatusCode::TOO_MANY_REQUESTS {
+            return answer;
+        }
+        assert!(answer.status().is_success(), "{:?}", answer.status());
+    }
+    panic!("20 preflights at a rate of 1/s with a burst of 3 were all answered");
+}
+
+#[actix_rt::test]
+async fn preflights_count_against_the_address_rate_and_refusals_are_readable() {
+    for (cors_origins, expected) in [(vec![], "*"), (vec![APP.to_owned()], APP)] {
+        let server = start(ServerConfig {
+            requests_per_second_per_address: 1,
+            request_burst_per_address: 3,
+            cors_origins,
+            ..config()
+        })
+        .await;
+        let item = format!("{}/items/some-item", server.http_url());
+        // A flood of preflights alone meets the per-address rate.
+        let refused = preflight_until_refused(&item, APP).await;
+        // The page may read the refusal and when to try again.
+        assert_eq!(
+            header(&refused, "access-control-allow-origin").as_deref(),
+            Some(expected)
+        );
+        let exposed = header(&refused, "access-control-expose-headers").unwrap_or_default();
+        assert!(exposed.contains("retry-after"), "{exposed}");
+        assert!(header(&refused, "retry-after").is_some());
+        // Another origin's page gets the 429 without CORS headers when a list is set.
+        let other = awc::Client::default()
+            .get(&item)
+            .insert_header(("Origin", OTHER))
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(other.status(), StatusCode::TOO_MANY_REQUESTS);
+        let other_allowed = header(&other, "access-control-allow-origin");
+        if expected == "*" {
+            assert_eq!(other_allowed.as_deref(), Some("*"));
+        } else {
+            assert_eq!(other_allowed, None);
+        }
+        server.stop().await;
+    }
+}

@@ -65,6 +65,34 @@ pub(crate) fn websocket_origin_allowed(config: &ServerConfig, headers: &HeaderMa
     }
 }
 
+/// Adds to `response` (a refusal made outside the CORS middleware: the
+/// per-address limits' 429, which must also stop preflights) the headers that
+/// let the page that sent `request` read it, by the same rules as the
+/// middleware: `*` with no list, the page's own origin when it is listed,
+/// nothing for other origins or requests without `Origin`.
+pub(crate) fn add_refusal_headers(
+    config: &ServerConfig,
+    request: &HeaderMap,
+    response: &mut HeaderMap,
+) {
+    let Some(origin) = request.get(header::ORIGIN) else {
+        return;
+    };
+    let allow = if config.cors_origins.is_empty() {
+        header::HeaderValue::from_static("*")
+    } else if websocket_origin_allowed(config, request) {
+        response.append(header::VARY, header::HeaderValue::from_static("Origin"));
+        origin.clone()
+    } else {
+        return;
+    };
+    response.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow);
+    response.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        header::HeaderValue::from_static("retry-after"),
+    );
+}
+
 /// Checks one configured origin: `scheme://host[:port]`, no path, query or
 /// trailing slash, as browsers send it in `Origin`.
 pub(crate) fn check_origin(origin: &str) -> Result<(), String> {

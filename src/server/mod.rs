@@ -175,10 +175,11 @@ impl Server {
         let http = HttpServer::new(move || {
             App::new()
                 .app_data(app_shared.clone())
-                .wrap(actix_web::middleware::from_fn(limits::limit_requests))
-                // Outermost: refusals (429, 503) carry CORS headers too, so
-                // a page can read them.
                 .wrap(cors::middleware(&app_shared.config))
+                // Outermost, so that preflights count against the per-address
+                // rate too; its 429s carry CORS headers of their own
+                // (`cors::add_refusal_headers`), so a page can read them.
+                .wrap(actix_web::middleware::from_fn(limits::limit_requests))
                 .configure(push::routes)
                 // Before the REST routes, so that these take /watches.
                 .configure(webhooks::routes)

@@ -9,6 +9,7 @@ use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
 use actix_web::web;
 
+use crate::server::cors;
 use crate::server::push::SOCKET_IO_PATH;
 use crate::server::Shared;
 
@@ -39,7 +40,9 @@ pub(crate) async fn limit_requests<B: MessageBody + 'static>(
             req.path(),
             limited.message
         );
-        return Ok(req.into_response(limited.response()).map_into_right_body());
+        let mut response = limited.response();
+        cors::add_refusal_headers(&shared.config, req.headers(), response.headers_mut());
+        return Ok(req.into_response(response).map_into_right_body());
     }
     let response = next.call(req).await?;
     if response.status() == StatusCode::UNAUTHORIZED {
