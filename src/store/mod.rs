@@ -101,7 +101,7 @@
 //! # Event log and live events
 //!
 //! Every update, remove and expire gets the next store-wide `seq` (a `u64`,
-//! strictly increasing, never reused) and its unix-ms time. Writing a new item
+//! strictly increasing, never reused) and its wall-clock time ([`UnixMillis`](crate::protocol::time::UnixMillis)). Writing a new item
 //! logs no event; its reply carries the store's latest seq so that a watch with
 //! `after: seq` misses nothing. Each item's log keeps at most
 //! `max_events_per_item` events, each for at most `event_retention`, also

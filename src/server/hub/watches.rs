@@ -54,7 +54,7 @@ pub(super) struct Entry {
     /// the next window (so the backlog stays ahead of them, in seq order).
     pub(super) replaying: bool,
     pub(super) idem: Option<IdemKey>,
-    /// Unix ms when `key` expires: the watch ends then (`ended` 401).
+    /// When `key` expires: the watch ends then (`ended` 401).
     pub(super) key_valid_till: UnixMillis,
     /// A webhook watch's identity.
     pub(super) webhook: Option<WebhookKey>,
@@ -147,7 +147,7 @@ pub(super) struct Watches {
     pub(super) webhooks: HashMap<WebhookKey, WatchId>,
     /// Webhook watches per access key (bounded by `max_webhooks_per_key`).
     pub(super) webhooks_per_key: HashMap<String, usize>,
-    /// Every watch by its key's deadline (unix ms), soonest first.
+    /// Every watch by its key's deadline, soonest first.
     pub(super) key_expiry: BTreeSet<(UnixMillis, WatchId)>,
     /// Per watched alias, the number of its latest re-point: the re-check
     /// of an older one is dropped.
