@@ -54,11 +54,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
-use effex::client::{
-    ClientConfig, ConnectionActor, EffexClient, KeyType, KeysRequest, NewItem, Stop, Subscribe,
-    SubscriberActor, WriteReply,
-};
+use effex::client::{ClientConfig, ConnectionActor, EffexClient, Stop, Subscribe, SubscriberActor};
 use effex::protocol::messages::{EventKind, Push};
+use effex::protocol::rest::{KeyKind, KeysRequest, NewItem, WriteReply};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use support::load::closed_loop;
@@ -474,8 +472,8 @@ impl Exchange {
                     .map_err(|e| format!("make keys: {e}"))
             }
         };
-        let writers = keys(KeyType::Writer, CLIENTS).await?;
-        let reader = keys(KeyType::Reader, 1).await?.remove(0);
+        let writers = keys(KeyKind::Writer, CLIENTS).await?;
+        let reader = keys(KeyKind::Reader, 1).await?.remove(0);
         Ok(Exchange {
             ws: nodes.iter().map(Node::ws_url).collect(),
             rest,
@@ -861,7 +859,7 @@ async fn expiry_lateness(
         .iter()
         .zip(&watched)
         .filter(|(_, ok)| **ok)
-        .filter_map(|(w, _)| w.as_ref().map(|w| (w.id.clone(), w.valid_till)))
+        .filter_map(|(w, _)| w.as_ref().map(|w| (w.id.clone(), w.valid_till.as_millis())))
         .collect();
     let expected = deadlines.len();
     let last_deadline = Instant::now()

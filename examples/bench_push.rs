@@ -33,10 +33,10 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use effex::client::{
-    ClientConfig, ConnectionActor, EffexClient, GetConnected, KeyType, KeysRequest, NewItem,
-    Subscribe, SubscriberActor,
+    ClientConfig, ConnectionActor, EffexClient, GetConnected, Subscribe, SubscriberActor,
 };
 use effex::protocol::messages::{EventKind, Push};
+use effex::protocol::rest::{KeyKind, KeysRequest, NewItem};
 use effex::server::{Server, ServerConfig, ServerHandle};
 use effex::store::{MemoryStore, MemoryStoreConfig, Store, UpdateItem};
 use serde_json::json;
@@ -82,7 +82,7 @@ impl Bench {
                 keys.as_mut().expect("keys").keys.remove(0)
             }
         };
-        let (writer, reader) = (key(KeyType::Writer).await, key(KeyType::Reader).await);
+        let (writer, reader) = (key(KeyKind::Writer).await, key(KeyKind::Reader).await);
         let item = NewItem::new(json!(0))
             .lifetime(Duration::from_secs(3600))
             .reader(&reader);

@@ -33,9 +33,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use effex::client::{EffexClient, KeyType, KeysRequest, NewItem};
+use effex::client::EffexClient;
+use effex::protocol::rest::{KeyKind, KeysRequest, NewItem};
 use effex::server::{Server, ServerConfig};
-use effex::store::{KeyKind, MakeKeys, MemoryStore, MemoryStoreConfig, Store, WriteItem};
+use effex::store::{MemoryStore, MemoryStoreConfig, Store, WriteItem};
 use serde_json::{json, Value};
 use support::expiry::expiry_lateness;
 use support::{fmt, machine, percentile};
@@ -110,7 +111,7 @@ async fn rest_throughput(workers: usize) {
     // have: the server runs with its default limits, and one key's item
     // quota (100,000) is below what a write phase stores.
     let writers = setup
-        .make_keys(&boss, KeysRequest::new(KeyType::Writer).count(CLIENTS))
+        .make_keys(&boss, KeysRequest::new(KeyKind::Writer).count(CLIENTS))
         .await
         .unwrap()
         .keys;
@@ -299,7 +300,7 @@ fn fresh_store() -> Arc<dyn Store> {
 
 async fn writer_key(store: &Arc<dyn Store>) -> String {
     store
-        .make_keys(BOSS, MakeKeys::new(KeyKind::Writer))
+        .make_keys(BOSS, KeysRequest::new(KeyKind::Writer))
         .await
         .unwrap()
         .keys

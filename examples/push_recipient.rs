@@ -8,9 +8,11 @@
 use std::{sync::Arc, time::Duration};
 
 use actix::prelude::*;
-use effex::client::{ClientConfig, ConnectionActor, EffexClient, KeyType, KeysRequest};
-use effex::client::{NewItem, Subscribe, SubscriberActor};
+use effex::client::{ClientConfig, ConnectionActor, EffexClient};
+use effex::client::{Subscribe, SubscriberActor};
 use effex::protocol::messages::{EventKind, Push};
+use effex::protocol::rest::NewItem;
+use effex::protocol::rest::{KeyKind, KeysRequest};
 use effex::server::{Server, ServerConfig};
 use serde_json::json;
 use tokio::sync::Notify;
@@ -39,7 +41,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rest = EffexClient::new(server.http_url())?;
     let boss = server.boss_key().ok_or("no boss key")?;
     // The writer owns the item, so its key may watch it too.
-    let keys = rest.make_keys(boss, KeysRequest::new(KeyType::Writer));
+    let keys = rest.make_keys(boss, KeysRequest::new(KeyKind::Writer));
     let writer = keys.await?.keys.remove(0);
     let item = NewItem::new(json!(0)).lifetime(Duration::from_secs(60));
     let id = rest.write(&writer, &item).await?.id;

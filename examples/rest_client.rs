@@ -6,8 +6,9 @@
 
 use std::time::Duration;
 
-use effex::client::{EffexClient, KeyType, KeysRequest, NewItem};
+use effex::client::EffexClient;
 use effex::protocol::messages::EventKind;
+use effex::protocol::rest::{KeyKind, KeysRequest, NewItem};
 use effex::server::{Server, ServerConfig};
 use serde_json::json;
 
@@ -17,12 +18,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rest = EffexClient::new(server.http_url())?;
     let boss = server.boss_key().ok_or("no boss key")?;
     let writer = rest
-        .make_keys(boss, KeysRequest::new(KeyType::Writer))
+        .make_keys(boss, KeysRequest::new(KeyKind::Writer))
         .await?
         .keys
         .remove(0);
     let reader = rest
-        .make_keys(boss, KeysRequest::new(KeyType::Reader))
+        .make_keys(boss, KeysRequest::new(KeyKind::Reader))
         .await?
         .keys
         .remove(0);

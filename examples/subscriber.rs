@@ -19,11 +19,9 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
-use effex::client::{
-    ClientConfig, ConnectionActor, EffexClient, KeyType, KeysRequest, NewItem, Subscribe,
-    SubscriberActor,
-};
+use effex::client::{ClientConfig, ConnectionActor, EffexClient, Subscribe, SubscriberActor};
 use effex::protocol::messages::{EventKind, Push};
+use effex::protocol::rest::{KeyKind, KeysRequest, NewItem};
 use effex::server::{Server, ServerConfig};
 use serde_json::json;
 use tokio::sync::Notify;
@@ -54,12 +52,12 @@ async fn demo(pass: &str) -> Result<(), Box<dyn std::error::Error>> {
         .boss_key()
         .ok_or("the embedded server has a boss key")?;
     let writer = rest
-        .make_keys(boss, KeysRequest::new(KeyType::Writer))
+        .make_keys(boss, KeysRequest::new(KeyKind::Writer))
         .await?
         .keys
         .remove(0);
     let reader = rest
-        .make_keys(boss, KeysRequest::new(KeyType::Reader))
+        .make_keys(boss, KeysRequest::new(KeyKind::Reader))
         .await?
         .keys
         .remove(0);
@@ -151,7 +149,7 @@ fn describe(push: &Push) -> String {
         // `at` is when the server logged the event (ms).
         _ => format!(
             "{} ms after the event",
-            (now_us() / 1000).saturating_sub(push.at)
+            (now_us() / 1000).saturating_sub(push.at.as_millis())
         ),
     };
     format!(

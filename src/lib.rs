@@ -7,7 +7,7 @@
 //!
 //! | module | what it owns |
 //! |---|---|
-//! | [`protocol`] | wire formats only: Engine.IO v4, Socket.IO v5, the effex payloads |
+//! | [`protocol`] | wire formats only: Engine.IO v4, Socket.IO v5, the effex payloads, the REST bodies ([`protocol::rest`]) and timestamps ([`UnixMillis`](protocol::time::UnixMillis)) |
 //! | [`client`] (feature `client`) | [`ConnectionActor`](client::ConnectionActor), [`SubscriberActor`](client::SubscriberActor), [`EffexClient`](client::EffexClient) |
 //! | [`server`] (feature `server`) | the embeddable server: REST API and the Socket.IO push endpoint |
 //! | [`store`] (feature `server`) | the [`Store`](store::Store) trait and the in-memory store |

@@ -14,11 +14,11 @@ use std::time::Duration;
 use actix::prelude::*;
 use clap::{Args, Parser, Subcommand};
 use effex::client::{
-    ClientConfig, ConnectError, ConnectionActor, ConnectionState, EffexClient, EffexError, KeyType,
-    KeysRequest, NewItem, Stop, Subscribe, SubscribeState, SubscriberActor, SubscriberEvent,
-    Unsubscribe, WatchError,
+    ClientConfig, ConnectError, ConnectionActor, ConnectionState, EffexClient, EffexError, Stop,
+    Subscribe, SubscribeState, SubscriberActor, SubscriberEvent, Unsubscribe, WatchError,
 };
 use effex::protocol::messages::{EventKind, Push, Success};
+use effex::protocol::rest::{KeyKind, KeysRequest, NewItem};
 use effex::server::{IpNet, Server, ServerConfig};
 use serde::Serialize;
 use serde_json::Value;
@@ -442,7 +442,7 @@ impl LimitArgs {
 struct KeysArgs {
     /// Which kind of key: writer, reader or updater.
     #[arg(value_name = "TYPE")]
-    kind: KeyType,
+    kind: KeyKind,
     /// How many keys.
     #[arg(long)]
     count: Option<usize>,

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use common::child::lines_of;
 use common::effex_bin::{finish, Watch, EFFEX, WAIT};
-use effex::client::{EffexClient, KeyType, KeysRequest, NewItem};
+use effex::client::EffexClient;
+use effex::protocol::rest::{KeyKind, KeysRequest, NewItem};
 use effex::server::{ServerConfig, ServerHandle};
 use serde_json::{json, Value};
 use tokio::time::Instant;
@@ -278,13 +279,13 @@ async fn watched_item(server: &ServerHandle) -> (EffexClient, String, String, St
     let rest = EffexClient::new(server.http_url()).unwrap();
     let boss = server.boss_key().unwrap();
     let writer = rest
-        .make_keys(boss, KeysRequest::new(KeyType::Writer))
+        .make_keys(boss, KeysRequest::new(KeyKind::Writer))
         .await
         .unwrap()
         .keys
         .remove(0);
     let reader = rest
-        .make_keys(boss, KeysRequest::new(KeyType::Reader))
+        .make_keys(boss, KeysRequest::new(KeyKind::Reader))
         .await
         .unwrap()
         .keys

@@ -19,8 +19,9 @@ use common::child::wait_exit;
 use common::exchange::{subscriber, Exchange, BOUND};
 use common::poll::poll_until;
 use common::redis::RedisServer;
-use effex::client::{KeyType, NewItem, Subscribe};
+use effex::client::Subscribe;
 use effex::protocol::messages::EventKind;
+use effex::protocol::rest::{KeyKind, NewItem};
 use effex::server::{Server, ServerConfig, ServerError};
 use serde_json::json;
 
@@ -108,7 +109,7 @@ async fn rest_answers_503_on_every_node_while_redis_is_down_then_recovers() {
             node.rest.read(&cluster.node(0).reader, &id).await.ok()
         })
         .await;
-        let _ = Exchange::key(&node.rest, &node.boss, KeyType::Reader).await;
+        let _ = Exchange::key(&node.rest, &node.boss, KeyKind::Reader).await;
         assert_eq!(ready(node).await.0, 200);
     }
 }

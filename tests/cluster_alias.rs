@@ -23,10 +23,11 @@ use std::sync::Arc;
 use common::exchange::{Exchange, PASS};
 use common::redis::RedisServer;
 use common::wire::{ended_of, Wire, WAIT};
-use effex::client::NewItem;
+use effex::protocol::rest::KeysRequest;
+use effex::protocol::rest::NewItem;
 use effex::server::ServerConfig;
 use effex::store::{
-    ItemId, KeyKind, MakeKeys, MemoryStoreConfig, RedisStore, RedisStoreConfig, Store, StoreEvent,
+    ItemId, KeyKind, MemoryStoreConfig, RedisStore, RedisStoreConfig, Store, StoreEvent,
     UpdateItem, WriteItem,
 };
 use serde_json::json;
@@ -188,7 +189,7 @@ async fn a_re_point_reaches_another_store_between_its_events_once_across_a_dropp
     let redis = RedisServer::start().await;
     let a = redis_store(&redis).await;
     let owner = a
-        .make_keys(BOSS, MakeKeys::new(KeyKind::Writer))
+        .make_keys(BOSS, KeysRequest::new(KeyKind::Writer))
         .await
         .expect("a writer key")
         .keys

@@ -221,7 +221,7 @@ async fn redis_killed_and_restarted_mid_stream_loses_nothing_acknowledged() {
                 n += 1;
                 let rest = &rests[n % 3];
                 let ok = if n % 10 == 0 {
-                    let item = effex::client::NewItem::new(json!(n))
+                    let item = effex::protocol::rest::NewItem::new(json!(n))
                         .lifetime(Duration::from_secs(600))
                         .reader(&reader);
                     match rest.write(&writer, &item).await {

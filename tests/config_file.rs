@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use common::child::lines_of;
 use common::effex_bin::{finish, EFFEX, WAIT};
 use common::wire::{http_client, Wire};
-use effex::client::{EffexClient, KeyType, KeysRequest, NewItem};
+use effex::client::EffexClient;
+use effex::protocol::rest::{KeyKind, KeysRequest, NewItem};
 use rustls::pki_types::CertificateDer;
 use serde_json::json;
 use tokio::time::Instant;
@@ -404,13 +405,13 @@ async fn tls_from_the_config_file_serves_https_and_wss_on_one_port() {
         seconds: None,
     };
     let writer = rest
-        .make_keys("bk-config-file-test", keys(KeyType::Writer))
+        .make_keys("bk-config-file-test", keys(KeyKind::Writer))
         .await
         .expect("the boss key from the file makes keys")
         .keys[0]
         .clone();
     let reader = rest
-        .make_keys("bk-config-file-test", keys(KeyType::Reader))
+        .make_keys("bk-config-file-test", keys(KeyKind::Reader))
         .await
         .unwrap()
         .keys[0]

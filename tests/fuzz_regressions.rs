@@ -1,9 +1,10 @@
 //! Inputs the fuzz targets in `fuzz/` found, each fed through the decoder it
 //! broke (see fuzz/README.md for how the targets run).
 
+use effex::protocol::rest::NewItem;
 use effex::protocol::socketio::{Packet, PacketKind};
 use effex::protocol::DecodeError;
-use effex::store::WriteItem;
+use effex::store::JsonText;
 
 /// Found by the `socketio` target: the event's array is valid JSON, but its
 /// name holds a lone surrogate escape, which no Rust string can hold. `decode`
@@ -64,7 +65,7 @@ fn a_float_decodes_to_the_nearest_f64() {
             "{found} changed after a round trip via {encoded}"
         );
         // A REST body's value is kept as the text that was sent.
-        let item: WriteItem = serde_json::from_str(found).expect("a valid body");
+        let item: NewItem<JsonText> = serde_json::from_str(found).expect("a valid body");
         assert_eq!(item.value.as_str(), &found[9..found.len() - 1]);
     }
 }

@@ -20,11 +20,12 @@ use std::time::Duration;
 
 use common::server::{config, start};
 use common::wire::{Incoming, Received, Wire, WAIT};
+use effex::protocol::rest::{KeysReply as MadeKeys, KeysRequest};
 use effex::server::{ServerConfig, ServerHandle};
 use effex::store::{
-    Aliased, EventQuery, EventsPage, ItemId, ItemRef, KeyKind, Keys as MadeKeys, MakeKeys,
-    MemoryStore, MemoryStoreConfig, ReadItem, Removed, Store, StoreEvent, StoreFuture, StoreInfo,
-    UpdateItem, Updated, WriteItem, Written,
+    Aliased, EventQuery, EventsPage, ItemId, ItemRef, KeyKind, MemoryStore, MemoryStoreConfig,
+    ReadItem, Removed, Store, StoreEvent, StoreFuture, StoreInfo, UpdateItem, Updated, WriteItem,
+    Written,
 };
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch};
@@ -117,7 +118,7 @@ impl Store for SlowStore {
     fn info(&self) -> StoreFuture<'_, StoreInfo> {
         Box::pin(self.slow(None, self.inner.info()))
     }
-    fn make_keys<'a>(&'a self, boss: &'a str, request: MakeKeys) -> StoreFuture<'a, MadeKeys> {
+    fn make_keys<'a>(&'a self, boss: &'a str, request: KeysRequest) -> StoreFuture<'a, MadeKeys> {
         Box::pin(self.slow(None, self.inner.make_keys(boss, request)))
     }
     fn write<'a>(&'a self, key: &'a str, item: WriteItem) -> StoreFuture<'a, Written> {
@@ -182,12 +183,12 @@ impl Fixture {
         .await;
         let writer = slow
             .inner
-            .make_keys("boss", MakeKeys::new(KeyKind::Writer))
+            .make_keys("boss", KeysRequest::new(KeyKind::Writer))
             .await
             .expect("writer key")
             .keys
             .remove(0);
-        let mut request = MakeKeys::new(KeyKind::Reader);
+        let mut request = KeysRequest::new(KeyKind::Reader);
         request.count = Some(2);
         let readers = slow
             .inner
@@ -480,7 +481,7 @@ async fn a_re_point_lost_to_a_lag_is_found_by_the_catch_up() {
         let store = store.clone();
         async move {
             store
-                .make_keys("boss", MakeKeys::new(kind))
+                .make_keys("boss", KeysRequest::new(kind))
                 .await
                 .expect("a key")
                 .keys

@@ -633,7 +633,10 @@ async fn node_watcher_replays_unacked_pushes(drops: Drops) {
         assert_eq!(push.watchable, watchable);
         assert_eq!(push.event.as_str(), "update");
         assert_eq!(push.id, id);
-        assert!(push.at > 0, "{push:?}");
+        assert!(
+            push.at > effex::protocol::time::UnixMillis::EPOCH,
+            "{push:?}"
+        );
         assert!(push.value.is_none(), "no withValue, no value: {push:?}");
         assert_eq!(
             *acked,

@@ -14,10 +14,11 @@ use std::time::Duration;
 
 use common::server::{config, start};
 use common::wire::Wire;
+use effex::protocol::rest::KeysRequest;
 use effex::server::ServerConfig;
 use effex::store::{
-    EventKind, EventQuery, KeyKind, MakeKeys, MemoryStore, MemoryStoreConfig, Store, StoreEvent,
-    UpdateItem, WriteItem,
+    EventKind, EventQuery, KeyKind, MemoryStore, MemoryStoreConfig, Store, StoreEvent, UpdateItem,
+    WriteItem,
 };
 use serde_json::json;
 use tokio::sync::broadcast;
@@ -28,7 +29,7 @@ const LIFETIME: Duration = Duration::from_millis(50);
 
 async fn key(store: &Arc<dyn Store>, kind: KeyKind) -> String {
     store
-        .make_keys("boss", MakeKeys::new(kind))
+        .make_keys("boss", KeysRequest::new(kind))
         .await
         .expect("the boss makes keys")
         .keys

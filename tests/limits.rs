@@ -435,7 +435,7 @@ async fn writes_over_the_rate_of_one_key_get_429_while_another_key_writes() {
     let other = Exchange::key(
         &exchange.rest,
         &exchange.boss,
-        effex::client::KeyType::Writer,
+        effex::protocol::rest::KeyKind::Writer,
     )
     .await;
     let written = with_key(

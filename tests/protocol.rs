@@ -7,6 +7,7 @@ use effex::protocol::messages::{
     self, parse_reply, ConnectRefused, Pass, PassOk, Push, Watch, WatchOk,
 };
 use effex::protocol::socketio::{Packet, PacketKind};
+use effex::protocol::time::UnixMillis;
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -32,7 +33,7 @@ fn the_pass_conversation_as_on_the_wire() {
     let ok = messages::Success(PassOk {
         connection: "sid".into(),
         push_id: "app-1".into(),
-        server_time: 7,
+        server_time: UnixMillis::from_millis(7),
     });
     let reply = Packet::ack(12, &ok).to_engineio_text();
     assert_eq!(
@@ -41,7 +42,14 @@ fn the_pass_conversation_as_on_the_wire() {
     );
     let packet = Packet::decode(&reply[1..]).unwrap();
     let raw = packet.args()[0].get().to_owned();
-    assert_eq!(parse_reply::<PassOk>(&raw).unwrap().unwrap().server_time, 7);
+    assert_eq!(
+        parse_reply::<PassOk>(&raw)
+            .unwrap()
+            .unwrap()
+            .server_time
+            .as_millis(),
+        7
+    );
 
     // a refusal in CONNECT_ERROR form
     let refused = Packet::connect_error(&ConnectRefused::new(401, "bad passphrase"));
@@ -73,7 +81,7 @@ fn watch_and_push_payloads_round_trip_through_packets() {
         id: "item".into(),
         alias: Some("latest".into()),
         seq: 42,
-        at: 1_700_000_000_000,
+        at: UnixMillis::from_millis(1_700_000_000_000),
         message: None,
         value: None,
     };

@@ -17,8 +17,9 @@ use common::server::{config, start};
 use common::watches;
 use common::webhook_receiver::{allowing_receivers, Request, WebhookReceiver};
 use common::wire::{http_client, Wire};
+use effex::protocol::rest::KeysRequest;
 use effex::server::{ServerConfig, ServerHandle};
-use effex::store::{KeyKind, MakeKeys, MemoryStoreConfig, Store, UpdateItem, WriteItem};
+use effex::store::{KeyKind, MemoryStoreConfig, Store, UpdateItem, WriteItem};
 use serde_json::{json, Value};
 
 /// The keys of one test: a writer, and readers listed on every item.
@@ -31,12 +32,12 @@ struct Keys {
 
 async fn keys(store: &Arc<dyn Store>, boss: &str, readers: usize) -> Keys {
     let writer = store
-        .make_keys(boss, MakeKeys::new(KeyKind::Writer))
+        .make_keys(boss, KeysRequest::new(KeyKind::Writer))
         .await
         .expect("writer key")
         .keys
         .remove(0);
-    let mut request = MakeKeys::new(KeyKind::Reader);
+    let mut request = KeysRequest::new(KeyKind::Reader);
     request.count = Some(readers + 1);
     let mut readers = store
         .make_keys(boss, request)
@@ -822,7 +823,7 @@ async fn hook_at(store: &Arc<dyn Store>, keys: &Keys, id: &str, seq: u64) -> u64
         )
         .await
         .expect("events");
-    page.events[0].at
+    page.events[0].at.as_millis()
 }
 
 #[actix_rt::test]

@@ -15,7 +15,7 @@ use std::time::Duration;
 use awc::http::Method;
 use common::exchange::{Exchange, BOUND, PASS};
 use common::wire::Wire;
-use effex::client::KeyType;
+use effex::protocol::rest::KeyKind;
 use effex::server::ServerConfig;
 use serde_json::{json, Value};
 use tokio::time::{sleep, timeout};
@@ -137,7 +137,7 @@ impl Api {
         (status, reply)
     }
 
-    async fn key(&self, kind: KeyType) -> String {
+    async fn key(&self, kind: KeyKind) -> String {
         Exchange::key(&self.exchange.rest, &self.exchange.boss, kind).await
     }
 
@@ -212,8 +212,8 @@ fn assert_refused((status, reply): &(u16, Value), expected: u16, limit: &str) {
 /// An item of `owner` that two new updater keys may update: (the
 /// updaters, the item's id).
 async fn contested(api: &Api, owner: &str) -> (String, String, String) {
-    let holder = api.key(KeyType::Updater).await;
-    let rival = api.key(KeyType::Updater).await;
+    let holder = api.key(KeyKind::Updater).await;
+    let rival = api.key(KeyKind::Updater).await;
     let id = api
         .written(owner, json!({ "value": 0, "updaters": [holder, rival] }))
         .await;
@@ -236,7 +236,7 @@ async fn a_full_store_is_507_while_reads_work_and_a_remove_makes_room() {
     })
     .await;
     let writer = &api.exchange.writer;
-    let other = api.key(KeyType::Writer).await;
+    let other = api.key(KeyKind::Writer).await;
     let first = api.written(writer, json!({ "value": text_of(600) })).await;
 
     let full = api.write(&other, json!({ "value": text_of(500) })).await;
@@ -276,8 +276,8 @@ async fn per_key_items_and_bytes_are_429_while_another_writer_keeps_writing() {
     })
     .await;
     let writer = &api.exchange.writer;
-    let other = api.key(KeyType::Writer).await;
-    let updater = api.key(KeyType::Updater).await;
+    let other = api.key(KeyKind::Writer).await;
+    let updater = api.key(KeyKind::Updater).await;
 
     // Items: the third is refused, another key is not held back, a remove frees one.
     let a = api.written(writer, json!({ "value": 1 })).await;
@@ -289,7 +289,7 @@ async fn per_key_items_and_bytes_are_429_while_another_writer_keeps_writing() {
     api.written(writer, json!({ "value": 3 })).await;
 
     // Bytes: 60 held, 50 more do not fit.
-    let third = api.key(KeyType::Writer).await;
+    let third = api.key(KeyKind::Writer).await;
     let big = api
         .written(
             &third,
@@ -342,7 +342,7 @@ async fn aliases_per_key_are_429_and_repointing_is_free() {
     })
     .await;
     let writer = &api.exchange.writer;
-    let other = api.key(KeyType::Writer).await;
+    let other = api.key(KeyKind::Writer).await;
     let a = api
         .written(writer, json!({ "value": 1, "alias": "first" }))
         .await;

@@ -18,10 +18,11 @@ use std::time::Duration;
 use common::redis::RedisServer;
 use common::server::{config, start};
 use common::wire::Wire;
+use effex::protocol::rest::KeysRequest;
 use effex::server::ServerConfig;
 use effex::store::{
-    EventKind, EventQuery, KeyKind, MakeKeys, MemoryStoreConfig, RedisStore, RedisStoreConfig,
-    Store, StoreEvent, UpdateItem, WriteItem,
+    EventKind, EventQuery, KeyKind, MemoryStoreConfig, RedisStore, RedisStoreConfig, Store,
+    StoreEvent, UpdateItem, WriteItem,
 };
 use serde_json::json;
 use tokio::sync::broadcast;
@@ -53,7 +54,7 @@ async fn held_store(redis: &RedisServer) -> Arc<RedisStore> {
 
 async fn key(store: &RedisStore, kind: KeyKind) -> String {
     store
-        .make_keys(BOSS, MakeKeys::new(kind))
+        .make_keys(BOSS, KeysRequest::new(kind))
         .await
         .expect("the boss makes keys")
         .keys

@@ -15,9 +15,10 @@ use std::time::Duration;
 
 use common::poll::poll_until;
 use common::redis::RedisServer;
+use effex::protocol::rest::KeysRequest;
 use effex::store::{
-    Event, EventKind, EventQuery, KeyKind, MakeKeys, MemoryStoreConfig, RedisStore,
-    RedisStoreConfig, Store, StoreError, StoreEvent, UpdateItem, WriteItem,
+    Event, EventKind, EventQuery, KeyKind, MemoryStoreConfig, RedisStore, RedisStoreConfig, Store,
+    StoreError, StoreEvent, UpdateItem, WriteItem,
 };
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
@@ -51,7 +52,7 @@ async fn keys(
     count: usize,
     seconds: Option<Duration>,
 ) -> Vec<String> {
-    let request = MakeKeys {
+    let request = KeysRequest {
         kind,
         count: Some(count),
         seconds,
@@ -100,7 +101,7 @@ async fn keys_need_the_boss_and_report_the_store() {
     let made = store
         .make_keys(
             BOSS,
-            MakeKeys {
+            KeysRequest {
                 kind: KeyKind::Writer,
                 count: Some(3),
                 seconds: None,
@@ -116,7 +117,7 @@ async fn keys_need_the_boss_and_report_the_store() {
     assert_eq!(
         code(
             &store
-                .make_keys("not a key", MakeKeys::new(KeyKind::Reader))
+                .make_keys("not a key", KeysRequest::new(KeyKind::Reader))
                 .await
         ),
         401
@@ -124,7 +125,7 @@ async fn keys_need_the_boss_and_report_the_store() {
     assert_eq!(
         code(
             &store
-                .make_keys(&made.keys[0], MakeKeys::new(KeyKind::Reader))
+                .make_keys(&made.keys[0], KeysRequest::new(KeyKind::Reader))
                 .await
         ),
         403
@@ -133,12 +134,12 @@ async fn keys_need_the_boss_and_report_the_store() {
     assert_eq!(
         code(
             &store
-                .make_keys(&unknown, MakeKeys::new(KeyKind::Reader))
+                .make_keys(&unknown, KeysRequest::new(KeyKind::Reader))
                 .await
         ),
         401
     );
-    let too_many = MakeKeys {
+    let too_many = KeysRequest {
         kind: KeyKind::Reader,
         count: Some(101),
         seconds: None,

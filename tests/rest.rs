@@ -12,7 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use awc::http::Method;
 use bytes::Bytes;
-use effex::client::{EffexClient, EffexError, KeyType, KeysRequest, NewItem};
+use effex::client::{EffexClient, EffexError};
+use effex::protocol::rest::{KeyKind, KeysRequest, NewItem};
 use effex::server::{Server, ServerConfig, ServerHandle, BODY_HEADROOM};
 use effex::store::{EventKind, MemoryStoreConfig};
 use serde_json::{json, Value};
@@ -586,7 +587,7 @@ async fn an_item_is_unreadable_once_it_expires() {
     })
     .await
     .expect("the item expires within the wait");
-    assert_eq!(expired.at, valid_till);
+    assert_eq!(expired.at.as_millis(), valid_till);
     assert!(now_ms() >= valid_till);
 
     let gone = fx
@@ -1122,7 +1123,7 @@ async fn effex_client_covers_every_operation() {
     assert_eq!(info.max_lifetime, MAX_LIFETIME);
 
     let writer = effex
-        .make_keys(&fx.boss, KeysRequest::new(KeyType::Writer))
+        .make_keys(&fx.boss, KeysRequest::new(KeyKind::Writer))
         .await
         .unwrap()
         .keys
@@ -1130,15 +1131,15 @@ async fn effex_client_covers_every_operation() {
     let readers = effex
         .make_keys(
             &fx.boss,
-            KeysRequest::new(KeyType::Reader)
+            KeysRequest::new(KeyKind::Reader)
                 .count(2)
                 .seconds(Duration::from_secs(30)),
         )
         .await
         .unwrap();
-    assert_eq!((readers.kind, readers.keys.len()), (KeyType::Reader, 2));
+    assert_eq!((readers.kind, readers.keys.len()), (KeyKind::Reader, 2));
     let updater = effex
-        .make_keys(&fx.boss, KeysRequest::new(KeyType::Updater))
+        .make_keys(&fx.boss, KeysRequest::new(KeyKind::Updater))
         .await
         .unwrap()
         .keys
@@ -1308,7 +1309,7 @@ async fn a_given_boss_key_or_an_injected_store_is_served() {
     );
     let effex = EffexClient::new(server.http_url()).unwrap();
     let writer = effex
-        .make_keys("injected boss", KeysRequest::new(KeyType::Writer))
+        .make_keys("injected boss", KeysRequest::new(KeyKind::Writer))
         .await
         .unwrap()
         .keys

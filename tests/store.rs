@@ -11,8 +11,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use effex::protocol::rest::{KeysRequest, LoggedEvent, ReadReply, WriteReply};
 use effex::store::{
-    Event, EventKind, EventQuery, ItemId, KeyKind, MakeKeys, MemoryStore, MemoryStoreConfig, Store,
+    Event, EventKind, EventQuery, ItemId, JsonText, KeyKind, MemoryStore, MemoryStoreConfig, Store,
     StoreError, StoreEvent, UpdateItem, WriteItem,
 };
 use serde_json::{json, Value};
@@ -50,7 +51,7 @@ async fn keys(
     store
         .make_keys(
             BOSS,
-            MakeKeys {
+            KeysRequest {
                 kind,
                 count: Some(count),
                 seconds,
@@ -144,7 +145,7 @@ async fn keys_are_prefixed_random_and_need_the_boss() {
     let made = store
         .make_keys(
             BOSS,
-            MakeKeys {
+            KeysRequest {
                 kind: KeyKind::Reader,
                 count: Some(3),
                 seconds: Some(Duration::from_secs(60)),
@@ -166,24 +167,24 @@ async fn keys_are_prefixed_random_and_need_the_boss() {
 
     let writer = key(&store, KeyKind::Writer).await;
     let by_writer = store
-        .make_keys(&writer, MakeKeys::new(KeyKind::Writer))
+        .make_keys(&writer, KeysRequest::new(KeyKind::Writer))
         .await;
     assert!(
         matches!(by_writer, Err(StoreError::Forbidden(_))),
         "{by_writer:?}"
     );
     let unknown = store
-        .make_keys("not the boss", MakeKeys::new(KeyKind::Writer))
+        .make_keys("not the boss", KeysRequest::new(KeyKind::Writer))
         .await;
     assert_eq!(unknown, Err(StoreError::UnknownKey));
 
-    let zero = MakeKeys {
+    let zero = KeysRequest {
         kind: KeyKind::Writer,
         count: Some(0),
         seconds: None,
     };
     assert_eq!(code(&store.make_keys(BOSS, zero).await), 400);
-    let too_many = MakeKeys {
+    let too_many = KeysRequest {
         kind: KeyKind::Writer,
         count: Some(101),
         seconds: None,
@@ -203,7 +204,7 @@ async fn key_lifetime_is_capped_and_keys_expire_exactly() {
     let made = store
         .make_keys(
             BOSS,
-            MakeKeys {
+            KeysRequest {
                 kind: KeyKind::Writer,
                 count: None,
                 seconds: Some(Duration::from_secs(3600)),
@@ -211,7 +212,8 @@ async fn key_lifetime_is_capped_and_keys_expire_exactly() {
         )
         .await
         .unwrap();
-    assert!(made.valid_till <= effex_unix_ms() + 60_000 && made.valid_till >= before + 59_000);
+    let valid_till = made.valid_till.as_millis();
+    assert!(valid_till <= effex_unix_ms() + 60_000 && valid_till >= before + 59_000);
 
     let short = key_for(&store, KeyKind::Writer, Duration::from_millis(40)).await;
     assert!(store.write(&short, item(json!(1))).await.is_ok());
@@ -255,7 +257,7 @@ enum Op {
     CheckRead,
     Events,
     Write,
-    MakeKeys,
+    KeysRequest,
 }
 
 const OPS: [Op; 9] = [
@@ -267,7 +269,7 @@ const OPS: [Op; 9] = [
     Op::CheckRead,
     Op::Events,
     Op::Write,
-    Op::MakeKeys,
+    Op::KeysRequest,
 ];
 
 async fn run_op(store: &Arc<dyn Store>, op: Op, key: &str, id: &str, n: usize) -> u16 {
@@ -280,7 +282,11 @@ async fn run_op(store: &Arc<dyn Store>, op: Op, key: &str, id: &str, n: usize) -
         Op::CheckRead => code(&store.check_read(key, id).await),
         Op::Events => code(&store.events(key, id, EventQuery::default()).await),
         Op::Write => code(&store.write(key, item(json!(n))).await),
-        Op::MakeKeys => code(&store.make_keys(key, MakeKeys::new(KeyKind::Reader)).await),
+        Op::KeysRequest => code(
+            &store
+                .make_keys(key, KeysRequest::new(KeyKind::Reader))
+                .await,
+        ),
     }
 }
 
@@ -427,11 +433,11 @@ async fn write_read_update_round_trip() {
     );
 
     // Replies serialize camelCase, with the value as JSON (not a string).
-    let reply = serde_json::to_value(&read).unwrap();
+    let reply = serde_json::to_value(ReadReply::<JsonText>::from(read.clone())).unwrap();
     assert_eq!(reply["value"], json!("new"));
     assert_eq!(reply["validTill"], json!(written.valid_till));
     assert!(reply.get("intent").is_none());
-    let reply = serde_json::to_value(&written).unwrap();
+    let reply = serde_json::to_value(WriteReply::from(written.clone())).unwrap();
     assert_eq!(reply["lifetime"], json!(3600.0));
     assert_eq!(reply["id"], json!(id));
 
@@ -638,7 +644,7 @@ async fn update_intents_lock_out_others_until_used_or_lapsed() {
     let intent = read.intent.clone().expect("an intent id");
     assert_eq!(intent.len(), 32);
     let expires = read.intent_expires.expect("an intent expiry");
-    assert!(expires > read.modified && expires <= effex_unix_ms() + 200);
+    assert!(expires > read.modified && expires.as_millis() <= effex_unix_ms() + 200);
 
     let locked = store.update(&other, &id, UpdateItem::new(json!(1))).await;
     match locked {
@@ -922,7 +928,7 @@ async fn events_since_returns_exactly_the_later_events_in_order() {
         (page.events[0].seq, page.events[0].kind),
         (removed.seq, EventKind::Remove)
     );
-    let json = serde_json::to_value(&page.events[0]).unwrap();
+    let json = serde_json::to_value(LoggedEvent::<JsonText>::from(page.events[0].clone())).unwrap();
     assert_eq!(json["event"], json!("remove"));
     assert_eq!(json["seq"], json!(removed.seq));
     assert_eq!(code(&store.read(&reader, &id, false).await), 404);
@@ -1227,7 +1233,7 @@ async fn the_owners_update_breaks_an_intent_and_renewals_stop_at_the_hold() {
         renewed.intent_expires.unwrap(),
     );
     assert!(
-        renewed_ms.abs_diff(first_ms) <= 1,
+        renewed_ms.as_millis().abs_diff(first_ms.as_millis()) <= 1,
         "a renewal keeps the run's total hold (60 s = one lifetime here): {first_ms} {renewed_ms}"
     );
     assert_eq!(code(&store.read(&rival, &id, true).await), 423);

@@ -10,10 +10,9 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use common::exchange::{subscriber, Collector, Exchange, BOUND};
-use effex::client::{
-    KeyType, NewItem, Subscribe, SubscriberActor, SubscriberEvent, Unsubscribe, WatchError,
-};
+use effex::client::{Subscribe, SubscriberActor, SubscriberEvent, Unsubscribe, WatchError};
 use effex::protocol::messages::{EventKind, Push};
+use effex::protocol::rest::{KeyKind, NewItem};
 use effex::server::ServerConfig;
 use effex::store::{MemoryStoreConfig, UpdateItem};
 use serde_json::json;
@@ -83,7 +82,7 @@ async fn every_event_reaches_the_handler_once_in_order_with_its_fields() {
         assert_eq!(push.id, removed);
         assert_eq!(push.value, Some(json!({"v": n + 1})));
         assert_eq!(push.message, Some(json!({"tag": 7})));
-        assert!(push.at > 0);
+        assert!(push.at > effex::protocol::time::UnixMillis::EPOCH);
     }
     let plain_pushes = &by_watch[&plain.watchable];
     assert_eq!(plain_pushes.len(), 1);
@@ -367,7 +366,7 @@ async fn one_update_reaches_a_thousand_handlers() {
     let ex = Exchange::start(ServerConfig::default()).await;
     let mut readers = Vec::new();
     for _ in 0..10 {
-        readers.push(Exchange::key(&ex.rest, &ex.boss, KeyType::Reader).await);
+        readers.push(Exchange::key(&ex.rest, &ex.boss, KeyKind::Reader).await);
     }
     let mut item = NewItem::new(json!(0)).lifetime(Duration::from_secs(60));
     for reader in &readers {
@@ -443,7 +442,7 @@ async fn unsubscribe_stops_pushes_and_refusals_carry_their_codes() {
     assert_eq!(refused(unknown.unwrap_err()), 404);
 
     let (other, _) = ex.write(json!(0), Duration::from_secs(60)).await;
-    let stranger = Exchange::key(&ex.rest, &ex.boss, KeyType::Reader).await;
+    let stranger = Exchange::key(&ex.rest, &ex.boss, KeyKind::Reader).await;
     let forbidden = sub
         .send(Subscribe::new(EventKind::Update, &other, &stranger))
         .await

@@ -13,7 +13,7 @@
 //! | [`SubscriberEvent`] | disconnected / reconnected / gap / ended notifications |
 //! | [`Backoff`] | how automatic reconnects wait (exponential, full jitter) |
 //! | [`ConnectError`], [`EmitError`], [`WatchError`], [`DisconnectReason`], [`Stage`] | typed outcomes |
-//! | [`EffexClient`] | typed REST calls (keys, write, read, update, remove, alias, events) with [`EffexError`] |
+//! | [`EffexClient`] | typed REST calls (keys, write, read, update, remove, alias, events) with [`EffexError`]; the bodies are [`protocol::rest`](crate::protocol::rest)'s |
 
 mod backoff;
 mod config;
@@ -29,10 +29,7 @@ pub use backoff::Backoff;
 pub use config::{ClientConfig, ClientConfigBuilder, ConfigError, SOCKET_IO_PATH};
 pub use connection::{ConnectionActor, Disconnect, Emit, GetConnected, Stop, SubscribeState};
 pub use error::{ConnectError, DisconnectReason, EmitError, Stage, WatchError};
-pub use rest::{
-    AliasReply, EffexClient, EffexClientBuilder, EffexError, EventsReply, InfoReply, KeyType,
-    KeysReply, KeysRequest, LoggedEvent, NewItem, ReadReply, RemoveReply, UpdateReply, WriteReply,
-};
+pub use rest::{EffexClient, EffexClientBuilder, EffexError};
 pub use session::{ConnectionState, Session};
 pub use stats::{ConnectionStats, Stats};
 pub use subscriber::{Subscribe, SubscriberActor, SubscriberEvent, Unsubscribe};

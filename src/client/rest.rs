@@ -1,24 +1,27 @@
 //! [`EffexClient`]: typed calls of the REST API (protocol.md §3) over awc,
-//! and their request, reply and error types; it owns no push connection
-//! (that is the [`ConnectionActor`](super::ConnectionActor)'s) and no state
-//! besides its HTTP connection pool.
+//! and their error type; it owns no push connection (that is the
+//! [`ConnectionActor`](super::ConnectionActor)'s) and no state besides its
+//! HTTP connection pool.
 //!
-//! The reply types are the client's own (not [`effex::store`](crate)'s), so an
-//! application built with only the `client` feature can use them; they read
-//! every field of protocol.md §3 and default the extras an effex server adds.
+//! The request and reply bodies are [`protocol::rest`](crate::protocol::rest)'s,
+//! the same types the server answers with, so an application built with only
+//! the `client` feature uses them too.
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use awc::http::header;
 use awc::http::Method;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::protocol::messages::{parse_reply, EventKind};
+use crate::protocol::rest::{
+    AliasReply, AliasRequest, EventsReply, InfoReply, KeysReply, KeysRequest, NewItem, PingReply,
+    ReadReply, RemoveReply, UpdateReply, UpdateRequest, WriteReply,
+};
 
 /// Why an [`EffexClient`] call failed.
 ///
@@ -109,470 +112,6 @@ impl EffexError {
     }
 }
 
-/// What an access key may be used for (the `type` of `POST /keys`).
-///
-/// ```
-/// use effex::client::KeyType;
-///
-/// assert_eq!("reader".parse::<KeyType>(), Ok(KeyType::Reader));
-/// assert_eq!(KeyType::Writer.to_string(), "writer");
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum KeyType {
-    /// Writes items and owns them (`wk…`).
-    Writer,
-    /// Reads the items that list it in `readers` (`rk…`).
-    Reader,
-    /// Reads and updates the items that list it in `updaters` (`uk…`).
-    Updater,
-}
-
-impl KeyType {
-    /// The wire name: `writer`, `reader` or `updater`.
-    ///
-    /// ```
-    /// assert_eq!(effex::client::KeyType::Updater.as_str(), "updater");
-    /// ```
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyType::Writer => "writer",
-            KeyType::Reader => "reader",
-            KeyType::Updater => "updater",
-        }
-    }
-}
-
-impl fmt::Display for KeyType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for KeyType {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "writer" => Ok(KeyType::Writer),
-            "reader" => Ok(KeyType::Reader),
-            "updater" => Ok(KeyType::Updater),
-            other => Err(format!(
-                "unknown key type {other:?}: use writer, reader or updater"
-            )),
-        }
-    }
-}
-
-/// `Duration` ⇄ (fractional) seconds, as lifetimes travel on the wire.
-mod seconds {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-
-    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_secs_f64())
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
-    }
-
-    pub(super) mod option {
-        use super::*;
-
-        pub(in super::super) fn serialize<S: Serializer>(
-            d: &Option<Duration>,
-            s: S,
-        ) -> Result<S::Ok, S::Error> {
-            match d {
-                Some(d) => s.serialize_f64(d.as_secs_f64()),
-                None => s.serialize_none(),
-            }
-        }
-    }
-}
-
-/// The body of `POST /keys`: which keys to make.
-///
-/// ```
-/// use std::time::Duration;
-/// use effex::client::{KeyType, KeysRequest};
-///
-/// let request = KeysRequest::new(KeyType::Reader).count(3).seconds(Duration::from_secs(600));
-/// assert_eq!(
-///     serde_json::to_string(&request).unwrap(),
-///     r#"{"type":"reader","count":3,"seconds":600.0}"#
-/// );
-/// ```
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct KeysRequest {
-    /// Which kind of key.
-    #[serde(rename = "type")]
-    pub kind: KeyType,
-    /// How many. `None` lets the server decide (one).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub count: Option<usize>,
-    /// How long they live. `None` lets the server decide (its key lifetime).
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "seconds::option::serialize"
-    )]
-    pub seconds: Option<Duration>,
-}
-
-impl KeysRequest {
-    /// One key of `kind` with the server's default lifetime.
-    ///
-    /// ```
-    /// let request = effex::client::KeysRequest::new(effex::client::KeyType::Writer);
-    /// assert_eq!(request.count, None);
-    /// ```
-    pub fn new(kind: KeyType) -> Self {
-        KeysRequest {
-            kind,
-            count: None,
-            seconds: None,
-        }
-    }
-
-    /// Asks for `count` keys.
-    ///
-    /// ```
-    /// use effex::client::{KeyType, KeysRequest};
-    /// assert_eq!(KeysRequest::new(KeyType::Writer).count(5).count, Some(5));
-    /// ```
-    pub fn count(mut self, count: usize) -> Self {
-        self.count = Some(count);
-        self
-    }
-
-    /// Asks for keys that live `lifetime` (capped by the server).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use effex::client::{KeyType, KeysRequest};
-    /// let request = KeysRequest::new(KeyType::Writer).seconds(Duration::from_secs(60));
-    /// assert_eq!(request.seconds, Some(Duration::from_secs(60)));
-    /// ```
-    pub fn seconds(mut self, lifetime: Duration) -> Self {
-        self.seconds = Some(lifetime);
-        self
-    }
-}
-
-/// The reply of `POST /keys`.
-///
-/// ```
-/// let reply: effex::client::KeysReply =
-///     serde_json::from_str(r#"{"type":"writer","keys":["wk0"],"validTill":1}"#).unwrap();
-/// assert_eq!(reply.keys, ["wk0"]);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct KeysReply {
-    /// Their kind.
-    #[serde(rename = "type")]
-    pub kind: KeyType,
-    /// The keys.
-    pub keys: Vec<String>,
-    /// Unix ms from which they are no longer accepted.
-    pub valid_till: u64,
-}
-
-/// The body of `POST /items`: a new item.
-///
-/// ```
-/// use std::time::Duration;
-/// use effex::client::NewItem;
-/// use serde_json::json;
-///
-/// let item = NewItem::new(json!({"price": 3}))
-///     .lifetime(Duration::from_millis(1500))
-///     .reader("rk…")
-///     .alias("latest-price");
-/// assert_eq!(
-///     serde_json::to_value(&item).unwrap(),
-///     json!({"value": {"price": 3}, "lifetime": 1.5, "readers": ["rk…"], "alias": "latest-price"})
-/// );
-/// ```
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct NewItem {
-    /// The value (any JSON).
-    pub value: Value,
-    /// How long it lives. `None` lets the server decide (its default
-    /// lifetime); the server caps it by its max lifetime and the key's own.
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "seconds::option::serialize"
-    )]
-    pub lifetime: Option<Duration>,
-    /// Reader keys (`rk…`) that may read it.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub readers: Vec<String>,
-    /// Updater keys (`uk…`) that may read and update it.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub updaters: Vec<String>,
-    /// An alias to point at it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub alias: Option<String>,
-}
-
-impl NewItem {
-    /// An item holding `value`, everything else left to the server.
-    ///
-    /// ```
-    /// let item = effex::client::NewItem::new(serde_json::json!("hello"));
-    /// assert!(item.readers.is_empty());
-    /// ```
-    pub fn new(value: Value) -> Self {
-        NewItem {
-            value,
-            ..NewItem::default()
-        }
-    }
-
-    /// Asks for a lifetime (fractions of a second allowed).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let item = effex::client::NewItem::new(1.into()).lifetime(Duration::from_secs(60));
-    /// assert_eq!(item.lifetime, Some(Duration::from_secs(60)));
-    /// ```
-    pub fn lifetime(mut self, lifetime: Duration) -> Self {
-        self.lifetime = Some(lifetime);
-        self
-    }
-
-    /// Lets a reader key read the item.
-    ///
-    /// ```
-    /// let item = effex::client::NewItem::new(1.into()).reader("rk1").reader("rk2");
-    /// assert_eq!(item.readers, ["rk1", "rk2"]);
-    /// ```
-    pub fn reader(mut self, key: impl Into<String>) -> Self {
-        self.readers.push(key.into());
-        self
-    }
-
-    /// Lets an updater key read and update the item.
-    ///
-    /// ```
-    /// let item = effex::client::NewItem::new(1.into()).updater("uk1");
-    /// assert_eq!(item.updaters, ["uk1"]);
-    /// ```
-    pub fn updater(mut self, key: impl Into<String>) -> Self {
-        self.updaters.push(key.into());
-        self
-    }
-
-    /// Points `alias` at the new item.
-    ///
-    /// ```
-    /// let item = effex::client::NewItem::new(1.into()).alias("current");
-    /// assert_eq!(item.alias.as_deref(), Some("current"));
-    /// ```
-    pub fn alias(mut self, alias: impl Into<String>) -> Self {
-        self.alias = Some(alias.into());
-        self
-    }
-}
-
-/// The reply of `POST /items`.
-///
-/// ```
-/// let reply: effex::client::WriteReply = serde_json::from_str(
-///     r#"{"id":"0123456789abcdef0123456789abcdef","lifetime":2.5,"size":7,"modified":1,"seq":0}"#,
-/// )
-/// .unwrap();
-/// assert_eq!(reply.lifetime, std::time::Duration::from_millis(2500));
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct WriteReply {
-    /// The new item's id.
-    pub id: String,
-    /// The lifetime it got (after capping).
-    #[serde(with = "seconds")]
-    pub lifetime: Duration,
-    /// Bytes of its serialized value.
-    pub size: usize,
-    /// Unix ms of the write.
-    pub modified: u64,
-    /// The store's latest event seq: a watch with `after: seq` misses nothing.
-    pub seq: u64,
-    /// Unix ms of its deadline (0 if the server did not say).
-    #[serde(default)]
-    pub valid_till: u64,
-    /// The alias pointed at it, if one was asked for.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alias: Option<String>,
-}
-
-/// The reply of `GET /items/{id}`.
-///
-/// ```
-/// let reply: effex::client::ReadReply = serde_json::from_str(
-///     r#"{"id":"i","value":{"a":1},"modified":1,"seq":4,"validTill":9}"#,
-/// )
-/// .unwrap();
-/// assert_eq!(reply.value["a"], 1);
-/// assert_eq!(reply.intent, None);
-/// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ReadReply {
-    /// The item's id (also when read by alias).
-    pub id: String,
-    /// The value.
-    pub value: Value,
-    /// Unix ms of the last write or update.
-    pub modified: u64,
-    /// The store's latest event seq at the read.
-    pub seq: u64,
-    /// Unix ms of the item's deadline.
-    pub valid_till: u64,
-    /// Bytes of the serialized value (0 if the server did not say).
-    #[serde(default)]
-    pub size: usize,
-    /// The update-intent id, after [`EffexClient::read_with_intent`]: pass it
-    /// to [`EffexClient::update`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub intent: Option<String>,
-    /// Unix ms when that intent lapses.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub intent_expires: Option<u64>,
-}
-
-/// The reply of `PUT /items/{id}`.
-///
-/// ```
-/// let reply: effex::client::UpdateReply =
-///     serde_json::from_str(r#"{"id":"i","modified":2,"seq":5,"size":3}"#).unwrap();
-/// assert_eq!(reply.seq, 5);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UpdateReply {
-    /// The item's id.
-    pub id: String,
-    /// Unix ms of the update.
-    pub modified: u64,
-    /// The seq of the `update` event.
-    pub seq: u64,
-    /// Bytes of the new serialized value.
-    pub size: usize,
-}
-
-/// The reply of `DELETE /items/{id}`.
-///
-/// ```
-/// let reply: effex::client::RemoveReply = serde_json::from_str(r#"{"id":"i","seq":6}"#).unwrap();
-/// assert_eq!(reply.seq, 6);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RemoveReply {
-    /// The removed item's id.
-    pub id: String,
-    /// The seq of the `remove` event.
-    pub seq: u64,
-}
-
-/// The reply of `PUT /aliases/{alias}`.
-///
-/// ```
-/// let reply: effex::client::AliasReply =
-///     serde_json::from_str(r#"{"alias":"current","id":"i"}"#).unwrap();
-/// assert_eq!(reply.alias, "current");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AliasReply {
-    /// The alias.
-    pub alias: String,
-    /// The item it now points at.
-    pub id: String,
-}
-
-/// One logged event in an [`EventsReply`].
-///
-/// ```
-/// use effex::client::LoggedEvent;
-/// use effex::protocol::messages::EventKind;
-///
-/// let event: LoggedEvent = serde_json::from_str(r#"{"seq":7,"event":"update","at":1}"#).unwrap();
-/// assert_eq!(event.event, EventKind::Update);
-/// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LoggedEvent {
-    /// The store-wide sequence number.
-    pub seq: u64,
-    /// What happened.
-    pub event: EventKind,
-    /// Unix ms when it happened.
-    pub at: u64,
-    /// The new value, when the server attached it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<Value>,
-}
-
-/// The reply of `GET /items/{id}/events`.
-///
-/// ```
-/// let reply: effex::client::EventsReply =
-///     serde_json::from_str(r#"{"events":[{"seq":7,"event":"remove","at":1}],"oldest":3}"#).unwrap();
-/// assert_eq!(reply.events[0].seq, 7);
-/// assert_eq!(reply.oldest, Some(3));
-/// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EventsReply {
-    /// The matching events after `since`, in seq order.
-    pub events: Vec<LoggedEvent>,
-    /// The oldest seq the server still holds for this item, if any.
-    #[serde(default)]
-    pub oldest: Option<u64>,
-    /// The item's id (empty if the server did not say).
-    #[serde(default)]
-    pub id: String,
-    /// True when events after `since` were dropped by retention, or when
-    /// `since` is above the server's latest seq: re-read the item.
-    #[serde(default)]
-    pub gap: bool,
-    /// The store's latest event seq (0 if the server did not say).
-    #[serde(default)]
-    pub latest: u64,
-}
-
-/// The reply of `GET /info`.
-///
-/// ```
-/// let reply: effex::client::InfoReply =
-///     serde_json::from_str(r#"{"api":"effex","version":"0.1.0","store":"memory"}"#).unwrap();
-/// assert_eq!(reply.store, "memory");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct InfoReply {
-    /// Always `effex`.
-    pub api: String,
-    /// The server's version.
-    pub version: String,
-    /// The store's backend: `memory` or `redis`.
-    pub store: String,
-    /// Items stored now (0 if the server did not say).
-    #[serde(default)]
-    pub items: usize,
-    /// The store's latest event seq (0 if the server did not say).
-    #[serde(default)]
-    pub latest_seq: u64,
-    /// The largest item value accepted, in bytes (0 if the server did not say).
-    #[serde(default)]
-    pub max_size: usize,
-    /// The longest item lifetime granted (0 if the server did not say).
-    #[serde(default, with = "seconds")]
-    pub max_lifetime: Duration,
-}
-
 /// A typed client of an effex server's REST API.
 ///
 /// Every call takes the access key it acts with (the boss key for
@@ -585,7 +124,8 @@ pub struct InfoReply {
 /// keep-alive connection pool). Built on the current actix-rt System.
 ///
 /// ```
-/// use effex::client::{EffexClient, KeyType, KeysRequest, NewItem};
+/// use effex::client::EffexClient;
+/// use effex::protocol::rest::{KeyKind, KeysRequest, NewItem};
 /// use effex::server::{Server, ServerConfig};
 /// use serde_json::json;
 ///
@@ -594,7 +134,7 @@ pub struct InfoReply {
 /// let boss = server.boss_key().unwrap();
 /// let effex = EffexClient::new(server.http_url())?;
 ///
-/// let writer = effex.make_keys(boss, KeysRequest::new(KeyType::Writer)).await?.keys.remove(0);
+/// let writer = effex.make_keys(boss, KeysRequest::new(KeyKind::Writer)).await?.keys.remove(0);
 /// let written = effex.write(&writer, &NewItem::new(json!({"hello": "world"}))).await?;
 /// let read = effex.read(&writer, &written.id).await?;
 /// assert_eq!(read.value, json!({"hello": "world"}));
@@ -809,13 +349,9 @@ impl EffexClient {
     /// # Ok(()) }
     /// ```
     pub async fn ping(&self) -> Result<(), EffexError> {
-        #[derive(Deserialize)]
-        struct Pong {
-            value: String,
-        }
         let url = self.url("/ping");
-        let pong: Pong = self.call(Method::GET, &url, None, None).await?;
-        if pong.value == "PONG" {
+        let pong: PingReply = self.call(Method::GET, &url, None, None).await?;
+        if pong.is_pong() {
             Ok(())
         } else {
             Err(EffexError::Decode {
@@ -842,8 +378,8 @@ impl EffexClient {
     ///
     /// ```no_run
     /// # async fn demo(effex: effex::client::EffexClient) -> Result<(), effex::client::EffexError> {
-    /// use effex::client::{KeyType, KeysRequest};
-    /// let readers = effex.make_keys("the boss key", KeysRequest::new(KeyType::Reader).count(2)).await?;
+    /// use effex::protocol::rest::{KeyKind, KeysRequest};
+    /// let readers = effex.make_keys("the boss key", KeysRequest::new(KeyKind::Reader).count(2)).await?;
     /// assert_eq!(readers.keys.len(), 2);
     /// # Ok(()) }
     /// ```
@@ -862,7 +398,7 @@ impl EffexClient {
     /// ```no_run
     /// # async fn demo(effex: effex::client::EffexClient, writer: &str, reader: &str) -> Result<(), effex::client::EffexError> {
     /// use std::time::Duration;
-    /// use effex::client::NewItem;
+    /// use effex::protocol::rest::NewItem;
     /// let item = NewItem::new(serde_json::json!([1, 2, 3]))
     ///     .lifetime(Duration::from_secs(300))
     ///     .reader(reader);
@@ -925,14 +461,11 @@ impl EffexClient {
         value: Value,
         intent: Option<&str>,
     ) -> Result<UpdateReply, EffexError> {
-        #[derive(Serialize)]
-        struct Body<'a> {
-            value: Value,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            intent: Option<&'a str>,
-        }
         let url = self.url(&format!("/items/{}", encode(id)));
-        let body = to_body(&Body { value, intent });
+        let body = to_body(&UpdateRequest {
+            value,
+            intent: intent.map(str::to_owned),
+        });
         self.call(Method::PUT, &url, Some(key), Some(body)).await
     }
 
@@ -958,12 +491,8 @@ impl EffexClient {
     /// # Ok(()) }
     /// ```
     pub async fn alias(&self, key: &str, alias: &str, id: &str) -> Result<AliasReply, EffexError> {
-        #[derive(Serialize)]
-        struct Body<'a> {
-            id: &'a str,
-        }
         let url = self.url(&format!("/aliases/{}", encode(alias)));
-        let body = to_body(&Body { id });
+        let body = to_body(&AliasRequest { id: id.to_owned() });
         self.call(Method::PUT, &url, Some(key), Some(body)).await
     }
 

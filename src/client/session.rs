@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use actix::Message;
 
 use super::error::{ConnectError, DisconnectReason};
+use crate::protocol::time::UnixMillis;
 
 /// A passed connection. Cheap to clone: every waiter of one attempt gets a
 /// clone of the same session.
@@ -17,7 +18,7 @@ pub struct Session(Arc<SessionInfo>);
 struct SessionInfo {
     connection: String,
     push_id: String,
-    server_time: u64,
+    server_time: UnixMillis,
     epoch: u64,
     passed_at: Instant,
     ping_interval: Duration,
@@ -30,7 +31,7 @@ impl Session {
     pub(crate) fn new(
         connection: String,
         push_id: String,
-        server_time: u64,
+        server_time: UnixMillis,
         epoch: u64,
         ping_interval: Duration,
         ping_timeout: Duration,
@@ -58,8 +59,8 @@ impl Session {
         &self.0.push_id
     }
 
-    /// The server's unix time in ms when it accepted the pass.
-    pub fn server_time(&self) -> u64 {
+    /// The server's wall clock when it accepted the pass.
+    pub fn server_time(&self) -> UnixMillis {
         self.0.server_time
     }
 

@@ -6,11 +6,12 @@
 //!
 //! ```
 //! use effex::protocol::messages::{parse_reply, Failure, PassOk, Success};
+//! use effex::protocol::time::UnixMillis;
 //!
 //! let ok = serde_json::to_string(&Success(PassOk {
 //!     connection: "sid1".into(),
 //!     push_id: "app-1".into(),
-//!     server_time: 1,
+//!     server_time: UnixMillis::from_millis(1),
 //! }))
 //! .unwrap();
 //! assert_eq!(ok, r#"{"ok":true,"connection":"sid1","pushId":"app-1","serverTime":1}"#);
@@ -24,6 +25,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
+
+use super::time::UnixMillis;
 
 /// The event name of the passphrase conversation.
 pub const PASS_EVENT: &str = "pass";
@@ -98,8 +101,8 @@ pub struct PassOk {
     pub connection: String,
     /// The push id the server registered (unchanged across reconnects).
     pub push_id: String,
-    /// The server's unix time in milliseconds.
-    pub server_time: u64,
+    /// The server's wall clock when it answered.
+    pub server_time: UnixMillis,
 }
 
 /// The server's answer to CONNECT: `40{"sid":…}`.
@@ -401,8 +404,8 @@ pub struct Push {
     pub alias: Option<String>,
     /// The store-wide event sequence number.
     pub seq: u64,
-    /// The server's unix time in ms when the event happened.
-    pub at: u64,
+    /// The server's wall clock when the event happened.
+    pub at: UnixMillis,
     /// The watch's `message`, if it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<serde_json::Value>,
@@ -482,7 +485,7 @@ mod tests {
             id: "i".into(),
             alias: None,
             seq: 9,
-            at: 10,
+            at: UnixMillis::from_millis(10),
             message: None,
             value: Some(json!(1)),
         };

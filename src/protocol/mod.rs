@@ -1,5 +1,6 @@
 //! Wire formats only, shared by client and server: Engine.IO v4 packets,
-//! Socket.IO v5 packets, and the effex payloads. Nothing here does I/O.
+//! Socket.IO v5 packets, the effex payloads, the REST bodies ([`rest`]) and
+//! the timestamp type they all use ([`time::UnixMillis`]). Nothing here does I/O.
 //!
 //! Every decoder returns a [`DecodeError`] on bad input and never panics:
 //! the property tests in `tests/protocol.rs` feed them random and truncated
@@ -8,7 +9,9 @@
 pub mod engineio;
 pub mod messages;
 pub mod push;
+pub mod rest;
 pub mod socketio;
+pub mod time;
 
 /// Why a frame could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

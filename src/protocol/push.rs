@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::messages::{EventKind, PUSH_EVENT};
+use super::time::UnixMillis;
 
 /// A watch's part of its push objects, `{"watchable":…,"event":…,"id":…[,"alias":…]`
 /// (no closing brace: the event's fields follow).
@@ -51,8 +52,8 @@ impl PushHead {
 pub struct PushBody<'a> {
     /// The event's seq.
     pub seq: u64,
-    /// Unix ms of the event.
-    pub at: u64,
+    /// When the event happened.
+    pub at: UnixMillis,
     /// The watch's `message`, as JSON text.
     pub message: Option<&'a str>,
     /// The new value, as JSON text (update events of a `withValue` watch).
@@ -102,7 +103,7 @@ mod tests {
         let head = PushHead::new("w7", EventKind::Update, "i1", Some("my\"alias"));
         let body = PushBody {
             seq: 9,
-            at: 10,
+            at: UnixMillis::from_millis(10),
             message: Some(r#"{"m":1}"#),
             value: Some("[1,2]"),
         };
@@ -124,7 +125,7 @@ mod tests {
         let head = PushHead::new("w1", EventKind::Remove, "i2", None);
         let body = PushBody {
             seq: 1,
-            at: 1_700_000_000_000,
+            at: UnixMillis::from_millis(1_700_000_000_000),
             message: None,
             value: None,
         };

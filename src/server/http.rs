@@ -2,18 +2,22 @@
 //! body limits and JSON errors; it turns HTTP into [`Store`](crate::store::Store)
 //! calls and must not hold item state of its own or speak Socket.IO.
 //!
+//! The bodies are the [`protocol::rest`](crate::protocol::rest) types, shared
+//! with the client; the store's replies become them through their `From`
+//! conversions (ids as text, values as the stored JSON text).
+//!
 //! | route | key | success |
 //! |---|---|---|
-//! | `GET /ping` | none | 200 `{"ok":true,"value":"PONG"}` |
+//! | `GET /ping` | none | 200 [`PingReply`] `{"ok":true,"value":"PONG"}` |
 //! | `GET /ready` | none | 200 `{"ok":true}`; 503 when the watch hub has failed or the server stops |
-//! | `GET /info` | none | 200 `{"ok":true,"api":"effex","version",…,"store",…}` |
-//! | `POST /keys` | boss | 201 [`Keys`] |
-//! | `POST /items` | writer | 201 [`Written`] |
-//! | `GET /items/{id or alias}` (`?intent=update`) | reader, updater, owner | 200 [`ReadItem`] |
-//! | `PUT /items/{id or alias}` | updater, owner | 200 [`Updated`] |
-//! | `DELETE /items/{id or alias}` | owner | 200 [`Removed`] |
-//! | `PUT /aliases/{alias}` `{"id"}` | owner | 201 [`Aliased`] |
-//! | `GET /items/{id}/events?since=&event=` | reader | 200 [`EventsPage`] |
+//! | `GET /info` | none | 200 [`InfoReply`] |
+//! | `POST /keys` [`KeysRequest`] | boss | 201 [`KeysReply`] |
+//! | `POST /items` [`NewItem`] | writer | 201 [`WriteReply`] |
+//! | `GET /items/{id or alias}` (`?intent=update`) | reader, updater, owner | 200 [`ReadReply`] |
+//! | `PUT /items/{id or alias}` [`UpdateRequest`] | updater, owner | 200 [`UpdateReply`] |
+//! | `DELETE /items/{id or alias}` | owner | 200 [`RemoveReply`] |
+//! | `PUT /aliases/{alias}` [`AliasRequest`] | owner | 201 [`AliasReply`] |
+//! | `GET /items/{id}/events?since=&event=` | reader | 200 [`EventsReply`] |
 //! | `POST /watches`, `DELETE /watches/{id}` | reader | served by the `webhooks` module, mounted before these routes |
 //!
 //! - The key travels in `Authorization: Bearer <key>` or `?key=<key>` (the
@@ -37,15 +41,16 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::request::{access_key, json_body, query, RequestError};
 use super::Shared;
 use crate::protocol::messages::{Failure, Success};
-use crate::store::{
-    parse_event_kind, Aliased, EventQuery, EventsPage, Keys, MakeKeys, ReadItem, Removed,
-    StoreError, StoreInfo, UpdateItem, Updated, WriteItem, Written,
+use crate::protocol::rest::{
+    AliasReply, AliasRequest, EventsReply, InfoReply, KeysReply, KeysRequest, NewItem, PingReply,
+    ReadReply, RemoveReply, UpdateReply, UpdateRequest, WriteReply,
 };
+use crate::store::{parse_event_kind, EventQuery, JsonText, StoreError};
 
 /// Registers the REST routes, the JSON 405s and the JSON 404 for every
 /// unknown route.
@@ -216,11 +221,7 @@ fn reply<T: Serialize>(status: StatusCode, body: T) -> HttpResponse {
 
 /// `GET /ping`.
 async fn ping() -> HttpResponse {
-    #[derive(Serialize)]
-    struct Pong {
-        value: &'static str,
-    }
-    reply(StatusCode::OK, Pong { value: "PONG" })
+    reply(StatusCode::OK, PingReply::pong())
 }
 
 /// How long `GET /ready` waits for the store before answering 503.
@@ -246,22 +247,8 @@ async fn ready(shared: web::Data<Shared>) -> HttpResponse {
 
 /// `GET /info`: the API, the crate version and the store's counts and limits.
 async fn info(shared: web::Data<Shared>) -> ApiResult {
-    #[derive(Serialize)]
-    struct Info {
-        api: &'static str,
-        version: &'static str,
-        #[serde(flatten)]
-        store: StoreInfo,
-    }
     let store = shared.store.info().await?;
-    Ok(reply(
-        StatusCode::OK,
-        Info {
-            api: "effex",
-            version: env!("CARGO_PKG_VERSION"),
-            store,
-        },
-    ))
+    Ok(reply(StatusCode::OK, InfoReply::from(store)))
 }
 
 /// `POST /keys` with the boss key.
@@ -271,14 +258,14 @@ async fn make_keys(
     shared: web::Data<Shared>,
 ) -> ApiResult {
     let key = access_key(&req)?;
-    let request: MakeKeys = json_body(
+    let request: KeysRequest = json_body(
         &req,
         payload,
         &shared,
         r#"{"type":"writer"|"reader"|"updater","count"?:<n>,"seconds"?:<s>}"#,
     )
     .await?;
-    let keys: Keys = shared.store.make_keys(&key, request).await?;
+    let keys: KeysReply = shared.store.make_keys(&key, request).await?;
     Ok(reply(StatusCode::CREATED, keys))
 }
 
@@ -288,15 +275,15 @@ async fn write(req: HttpRequest, payload: web::Payload, shared: web::Data<Shared
     if let Err(limited) = shared.limits.writes.check(&key) {
         return Ok(limited.response());
     }
-    let item: WriteItem = json_body(
+    let item: NewItem<JsonText> = json_body(
         &req,
         payload,
         &shared,
         r#"{"value":<json>,"lifetime"?:<s>,"readers"?:[…],"updaters"?:[…],"alias"?:"…"}"#,
     )
     .await?;
-    let written: Written = shared.store.write(&key, item).await?;
-    Ok(reply(StatusCode::CREATED, written))
+    let written = shared.store.write(&key, item.into()).await?;
+    Ok(reply(StatusCode::CREATED, WriteReply::from(written)))
 }
 
 /// `GET /items/{id}` (`?intent=update` takes an update lock).
@@ -311,8 +298,8 @@ async fn read(req: HttpRequest, id: web::Path<String>, shared: web::Data<Shared>
         )))
         }
     };
-    let item: ReadItem = shared.store.read(&key, &id, intent).await?;
-    Ok(reply(StatusCode::OK, item))
+    let item = shared.store.read(&key, &id, intent).await?;
+    Ok(reply(StatusCode::OK, ReadReply::<JsonText>::from(item)))
 }
 
 /// `PUT /items/{id}` with an updater key or the owner's.
@@ -326,24 +313,17 @@ async fn update(
     if let Err(limited) = shared.limits.writes.check(&key) {
         return Ok(limited.response());
     }
-    let update: UpdateItem =
+    let update: UpdateRequest<JsonText> =
         json_body(&req, payload, &shared, r#"{"value":<json>,"intent"?:"…"}"#).await?;
-    let updated: Updated = shared.store.update(&key, &id, update).await?;
-    Ok(reply(StatusCode::OK, updated))
+    let updated = shared.store.update(&key, &id, update.into()).await?;
+    Ok(reply(StatusCode::OK, UpdateReply::from(updated)))
 }
 
 /// `DELETE /items/{id}` with the owner's key.
 async fn remove(req: HttpRequest, id: web::Path<String>, shared: web::Data<Shared>) -> ApiResult {
     let key = access_key(&req)?;
-    let removed: Removed = shared.store.remove(&key, &id).await?;
-    Ok(reply(StatusCode::OK, removed))
-}
-
-/// The body of `PUT /aliases/{alias}`.
-#[derive(Deserialize)]
-struct AliasTarget {
-    /// The item id (or another alias) to point at.
-    id: String,
+    let removed = shared.store.remove(&key, &id).await?;
+    Ok(reply(StatusCode::OK, RemoveReply::from(removed)))
 }
 
 /// `PUT /aliases/{alias}` with the owner's key.
@@ -354,9 +334,9 @@ async fn alias(
     shared: web::Data<Shared>,
 ) -> ApiResult {
     let key = access_key(&req)?;
-    let target: AliasTarget = json_body(&req, payload, &shared, r#"{"id":"<item id>"}"#).await?;
-    let aliased: Aliased = shared.store.alias(&key, &alias, &target.id).await?;
-    Ok(reply(StatusCode::CREATED, aliased))
+    let target: AliasRequest = json_body(&req, payload, &shared, r#"{"id":"<item id>"}"#).await?;
+    let aliased = shared.store.alias(&key, &alias, &target.id).await?;
+    Ok(reply(StatusCode::CREATED, AliasReply::from(aliased)))
 }
 
 /// `GET /items/{id}/events?since=<seq>&event=<kind>` with a key that may read.
@@ -380,6 +360,6 @@ async fn events(req: HttpRequest, id: web::Path<String>, shared: web::Data<Share
         kind,
         with_value: false,
     };
-    let page: EventsPage = shared.store.events(&key, &id, query).await?;
-    Ok(reply(StatusCode::OK, page))
+    let page = shared.store.events(&key, &id, query).await?;
+    Ok(reply(StatusCode::OK, EventsReply::<JsonText>::from(page)))
 }

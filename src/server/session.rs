@@ -59,7 +59,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Message};
 use futures_util::SinkExt;
@@ -81,6 +81,7 @@ use crate::protocol::messages::{
     Unwatch, Watch, ENDED_EVENT, PASS_EVENT, UNWATCH_EVENT, WATCH_EVENT,
 };
 use crate::protocol::socketio::{self, PacketKind, DEFAULT_NAMESPACE};
+use crate::protocol::time::{whole_millis as millis, UnixMillis};
 
 /// How long, at most, a session waits for the peer's close frame after
 /// sending its own (capped by `ping_timeout` too).
@@ -1016,7 +1017,7 @@ impl Session {
         let reply = Success(PassOk {
             connection: self.sio_sid.clone().unwrap_or_default(),
             push_id: pass.push_id,
-            server_time: unix_millis(),
+            server_time: UnixMillis::now(),
         });
         self.queue_ack(ack_id, &reply);
         Flow::Continue
@@ -1123,17 +1124,6 @@ fn random_sid() -> String {
     (0..SID_LEN)
         .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
         .collect()
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// The server's unix time in milliseconds.
-fn unix_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, millis)
 }
 
 #[cfg(test)]

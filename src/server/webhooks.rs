@@ -4,7 +4,7 @@
 //!
 //! | route | key | success |
 //! |---|---|---|
-//! | `POST /watches` `{"event","id","url","method"?,"message"?}` | one that may read the item | 201 `{"ok":true,"watchable"}` |
+//! | `POST /watches` [`WebhookRequest`] `{"event","id","url","method"?,"message"?}` | one that may read the item | 201 [`WebhookReply`] `{"ok":true,"watchable"}` |
 //! | `DELETE /watches/{watchable}` | the key that made it | 200 `{"ok":true}` |
 //!
 //! - The key travels as in the REST API: `Authorization: Bearer <key>` or
@@ -44,8 +44,6 @@
 use actix_web::http::header;
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::egress::EgressPolicy;
@@ -56,7 +54,7 @@ pub(crate) use super::outlet::{default_tls, delivery_client};
 use super::request::{access_key, json_body, RequestError};
 use super::Shared;
 use crate::protocol::messages::{Empty, Failure, Success};
-use crate::store::EventKind;
+use crate::protocol::rest::{WebhookReply, WebhookRequest};
 
 // ---------------------------------------------------------------------------
 // Routes
@@ -109,52 +107,38 @@ fn from_request_error(e: RequestError) -> HttpResponse {
     error(e.status(), e.to_string())
 }
 
-/// The body of `POST /watches`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewWebhook {
-    event: EventKind,
-    id: String,
-    url: String,
-    #[serde(default)]
-    method: Option<String>,
-    #[serde(default)]
-    message: Option<Value>,
-}
-
 const SHAPE: &str = r#"{"event":"update"|"remove"|"expire","id":"<item id or alias>","url":"http(s)://…","method"?:"POST"|"PUT"|"PATCH","message"?:<json>}"#;
 
-impl NewWebhook {
-    /// The checked spec: a URL the egress `policy` allows, a known method.
-    async fn check(self, policy: &EgressPolicy) -> Result<WebhookSpec, Failure> {
-        let bad = |why: String| Failure::new(400, why);
-        let method = match self
-            .method
-            .as_deref()
-            .map(str::to_ascii_uppercase)
-            .as_deref()
-        {
-            None | Some("POST") => Method::POST,
-            Some("PUT") => Method::PUT,
-            Some("PATCH") => Method::PATCH,
-            Some(other) => {
-                return Err(bad(format!(
-                    "method {other:?} is not supported: use POST, PUT or PATCH"
-                )))
-            }
-        };
-        let url = policy
-            .check_url(&self.url)
-            .await
-            .map_err(|e| bad(e.to_string()))?;
-        Ok(WebhookSpec {
-            kind: self.event,
-            id: self.id,
-            message: self.message,
-            url,
-            method,
-        })
-    }
+/// The checked spec of a `POST /watches` body: a URL the egress `policy`
+/// allows, a known method.
+async fn check(new: WebhookRequest, policy: &EgressPolicy) -> Result<WebhookSpec, Failure> {
+    let bad = |why: String| Failure::new(400, why);
+    let method = match new
+        .method
+        .as_deref()
+        .map(str::to_ascii_uppercase)
+        .as_deref()
+    {
+        None | Some("POST") => Method::POST,
+        Some("PUT") => Method::PUT,
+        Some("PATCH") => Method::PATCH,
+        Some(other) => {
+            return Err(bad(format!(
+                "method {other:?} is not supported: use POST, PUT or PATCH"
+            )))
+        }
+    };
+    let url = policy
+        .check_url(&new.url)
+        .await
+        .map_err(|e| bad(e.to_string()))?;
+    Ok(WebhookSpec {
+        kind: new.event,
+        id: new.id,
+        message: new.message,
+        url,
+        method,
+    })
 }
 
 /// `POST /watches`.
@@ -163,22 +147,18 @@ async fn create(
     payload: web::Payload,
     shared: web::Data<Shared>,
 ) -> HttpResponse {
-    #[derive(Serialize)]
-    struct Made {
-        watchable: String,
-    }
     let key = match access_key(&req) {
         Ok(key) => key,
         Err(e) => return from_request_error(e),
     };
-    let new: NewWebhook = match json_body(&req, payload, &shared, SHAPE).await {
+    let new: WebhookRequest = match json_body(&req, payload, &shared, SHAPE).await {
         Ok(new) => new,
         Err(e) => return from_request_error(e),
     };
     // A handful of allow-list entries: cheap to read per request, and always
     // the config's current rules (validated when the server started).
     let policy = EgressPolicy::new(&shared.config.webhook_allow);
-    let spec = match new.check(&policy).await {
+    let spec = match check(new, &policy).await {
         Ok(spec) => spec,
         Err(failure) => return from_failure(failure),
     };
@@ -190,7 +170,7 @@ async fn create(
         );
     }
     match answer.await {
-        Ok(Ok(watchable)) => HttpResponse::Created().json(Success(Made { watchable })),
+        Ok(Ok(watchable)) => HttpResponse::Created().json(Success(WebhookReply { watchable })),
         Ok(Err(failure)) => from_failure(failure),
         Err(_) => error(
             StatusCode::SERVICE_UNAVAILABLE,

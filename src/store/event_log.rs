@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 
 use super::types::{Event, EventKind, ItemId};
+use crate::protocol::time::UnixMillis;
 
 /// One logged event: 24 bytes (values are not kept in the log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +99,7 @@ impl EventLog {
                     seq: e.seq,
                     kind: e.kind,
                     id,
-                    at: e.at,
+                    at: UnixMillis::from_millis(e.at),
                     value: None,
                 });
             }

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use super::time::{self, Now};
 use super::types::random128;
 use super::StoreError;
+use crate::protocol::time::UnixMillis;
 
 /// An update lock on one item.
 #[derive(Debug)]
@@ -20,7 +21,7 @@ pub(crate) struct Intent {
     /// past `held_since + max_hold`.
     held_since: Instant,
     pub(crate) expires: Instant,
-    pub(crate) expires_ms: u64,
+    pub(crate) expires_at: UnixMillis,
 }
 
 /// How long intents lock and how long one holder may keep renewing them.
@@ -42,7 +43,7 @@ impl Intent {
     /// that updating between renewals does not restart the holder's total hold.
     pub(crate) fn lapse(&mut self, now: &Now) {
         self.expires = self.expires.min(now.instant);
-        self.expires_ms = self.expires_ms.min(now.unix_ms);
+        self.expires_at = self.expires_at.min(now.wall);
     }
 }
 
@@ -92,7 +93,7 @@ impl IntentRules {
             holder,
             held_since,
             expires,
-            expires_ms: now.unix_ms_at(expires),
+            expires_at: now.wall_at(expires),
         })
     }
 }
@@ -122,7 +123,7 @@ mod tests {
     fn at(start: Instant, secs: u64) -> Now {
         Now {
             instant: start + Duration::from_secs(secs),
-            unix_ms: 1_000_000 + secs * 1000,
+            wall: UnixMillis::from_millis(1_000_000 + secs * 1000),
         }
     }
 

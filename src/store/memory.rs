@@ -52,10 +52,12 @@ use super::quota::{KeyUsage, Limits, Quotas};
 use super::time::{self, Now};
 use super::types::{
     hex128, parse_hex128, random128, AccessKey, Aliased, Event, EventKind, EventQuery, EventsPage,
-    ItemId, ItemRef, KeyKind, Keys, MakeKeys, ReadItem, Removed, StoreEvent, StoreInfo, UpdateItem,
-    Updated, WriteItem, Written,
+    ItemId, ItemRef, KeyKind, ReadItem, Removed, StoreEvent, StoreInfo, UpdateItem, Updated,
+    WriteItem, Written,
 };
 use super::{JsonText, Store, StoreError, StoreFuture};
+use crate::protocol::rest::{KeysReply, KeysRequest};
+use crate::protocol::time::UnixMillis;
 
 /// Longest alias accepted, in bytes.
 const MAX_ALIAS_LEN: usize = 128;
@@ -331,7 +333,7 @@ impl Store for MemoryStore {
         }))
     }
 
-    fn make_keys<'a>(&'a self, boss: &'a str, request: MakeKeys) -> StoreFuture<'a, Keys> {
+    fn make_keys<'a>(&'a self, boss: &'a str, request: KeysRequest) -> StoreFuture<'a, KeysReply> {
         ready(self.inner.make_keys(boss, request))
     }
 
@@ -467,11 +469,11 @@ enum State {
 
 struct Live {
     value: JsonText,
-    /// Unix ms of the last write or update.
-    modified: u64,
+    /// When it was last written or updated.
+    modified: UnixMillis,
     deadline: Instant,
-    /// Unix ms of `deadline`.
-    valid_till: u64,
+    /// The wall time of `deadline`.
+    valid_till: UnixMillis,
     intent: Option<Box<Intent>>,
 }
 
@@ -707,8 +709,8 @@ impl Inner {
         log: &mut Option<Box<EventLog>>,
         kind: EventKind,
         id: ItemId,
-        at: u64,
-        now_ms: u64,
+        at: UnixMillis,
+        now: UnixMillis,
         value: Option<JsonText>,
     ) -> u64 {
         let seq = {
@@ -725,12 +727,19 @@ impl Inner {
             }));
             seq
         };
-        log.get_or_insert_with(Box::default)
-            .push(Logged { seq, at, kind }, now_ms, self.retention);
+        log.get_or_insert_with(Box::default).push(
+            Logged {
+                seq,
+                at: at.as_millis(),
+                kind,
+            },
+            now.as_millis(),
+            self.retention,
+        );
         seq
     }
 
-    fn make_keys(&self, boss: &str, request: MakeKeys) -> Result<Keys, StoreError> {
+    fn make_keys(&self, boss: &str, request: KeysRequest) -> Result<KeysReply, StoreError> {
         let now = Now::read();
         if let Caller::Key(..) = self.caller(boss, &now)? {
             return Err(forbidden(
@@ -773,10 +782,10 @@ impl Inner {
             keys.push(access.to_string());
         }
         self.wake.scheduled(deadline);
-        Ok(Keys {
+        Ok(KeysReply {
             kind: request.kind,
             keys,
-            valid_till: now.unix_ms_at(deadline),
+            valid_till: now.wall_at(deadline),
         })
     }
 
@@ -837,7 +846,7 @@ impl Inner {
         let deadline =
             time::add(now.instant, lifetime.min(self.config.max_lifetime)).min(writer.deadline);
         let lifetime = deadline.saturating_duration_since(now.instant);
-        let valid_till = now.unix_ms_at(deadline);
+        let valid_till = now.wall_at(deadline);
         let entry = Entry {
             owner: writer.access.bits,
             usage: Arc::clone(&writer.usage),
@@ -846,7 +855,7 @@ impl Inner {
             log: None,
             state: State::Live(Live {
                 value,
-                modified: now.unix_ms,
+                modified: now.wall,
                 deadline,
                 valid_till,
                 intent: None,
@@ -880,7 +889,7 @@ impl Inner {
             id,
             lifetime,
             size,
-            modified: now.unix_ms,
+            modified: now.wall,
             valid_till,
             seq,
             alias: item.alias,
@@ -1013,7 +1022,7 @@ impl Inner {
             seq: self.latest_seq(),
             valid_till: live.valid_till,
             intent: Some(hex128(intent.id)),
-            intent_expires: Some(intent.expires_ms),
+            intent_expires: Some(intent.expires_at),
         };
         live.intent = Some(Box::new(intent));
         Ok(reply)
@@ -1067,21 +1076,21 @@ impl Inner {
             held.lapse(&now);
         }
         let old = std::mem::replace(&mut live.value, value.clone());
-        live.modified = now.unix_ms;
+        live.modified = now.wall;
         let value = Some(value);
         let seq = self.emit(
             &mut entry.log,
             EventKind::Update,
             id,
-            now.unix_ms,
-            now.unix_ms,
+            now.wall,
+            now.wall,
             value,
         );
         drop(shard);
         drop(old); // freed outside the lock
         Ok(Updated {
             id,
-            modified: now.unix_ms,
+            modified: now.wall,
             seq,
             size,
         })
@@ -1107,8 +1116,8 @@ impl Inner {
             &mut entry.log,
             EventKind::Remove,
             id,
-            now.unix_ms,
-            now.unix_ms,
+            now.wall,
+            now.wall,
             None,
         );
         shard.due.remove(&(deadline, id));
@@ -1167,7 +1176,7 @@ impl Inner {
             alias,
             valid_till: live.valid_till,
             seq: self.latest_seq(),
-            key_valid_till: now.unix_ms_at(key_entry.deadline),
+            key_valid_till: now.wall_at(key_entry.deadline),
         })
     }
 
@@ -1194,7 +1203,13 @@ impl Inner {
                 return Err(cannot_read(id));
             }
             let found = match &entry.log {
-                Some(log) => log.query(id, query.since, query.kind, now.unix_ms, self.retention),
+                Some(log) => log.query(
+                    id,
+                    query.since,
+                    query.kind,
+                    now.wall.as_millis(),
+                    self.retention,
+                ),
                 None => LogQuery {
                     events: Vec::new(),
                     oldest: None,
@@ -1267,7 +1282,7 @@ impl Inner {
         shard.due.remove(&(deadline, id));
         let gc_at = time::add(now.instant, self.config.event_retention);
         let old = self.retire(entry, gc_at);
-        let seq = self.emit(&mut entry.log, EventKind::Expire, id, at, now.unix_ms, None);
+        let seq = self.emit(&mut entry.log, EventKind::Expire, id, at, now.wall, None);
         shard.due.insert((gc_at, id));
         drop(old);
         Some(seq)
@@ -1396,7 +1411,7 @@ impl Expire for Inner {
     fn tick(&self, now: Instant) -> Option<Instant> {
         let now = Now {
             instant: now,
-            unix_ms: time::unix_ms(),
+            wall: UnixMillis::now(),
         };
         let items = self.items.iter().map(|s| self.tick_items(s, &now));
         let keys = self.keys.iter().map(|s| self.tick_keys(s, &now));
@@ -1438,7 +1453,7 @@ mod tests {
 
     async fn writer(store: &MemoryStore) -> String {
         let mut keys = store
-            .make_keys("boss", MakeKeys::new(KeyKind::Writer))
+            .make_keys("boss", KeysRequest::new(KeyKind::Writer))
             .await
             .expect("a writer key");
         keys.keys.remove(0)

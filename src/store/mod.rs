@@ -101,7 +101,7 @@
 //! # Event log and live events
 //!
 //! Every update, remove and expire gets the next store-wide `seq` (a `u64`,
-//! strictly increasing, never reused) and its unix-ms time. Writing a new item
+//! strictly increasing, never reused) and its wall-clock time ([`UnixMillis`](crate::protocol::time::UnixMillis)). Writing a new item
 //! logs no event; its reply carries the store's latest seq so that a watch with
 //! `after: seq` misses nothing. Each item's log keeps at most
 //! `max_events_per_item` events, each for at most `event_retention`, also
@@ -134,14 +134,15 @@
 //! the REST status (400, 401, 403, 404, 409, 413, 423, 429, 500, 507).
 //!
 //! ```
-//! use effex::store::{KeyKind, MakeKeys, MemoryStore, MemoryStoreConfig, Store, WriteItem};
+//! use effex::protocol::rest::{KeyKind, KeysRequest};
+//! use effex::store::{MemoryStore, MemoryStoreConfig, Store, WriteItem};
 //! use serde_json::json;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), effex::store::StoreError> {
 //! let config = MemoryStoreConfig { boss_key: "a boss secret".into(), ..Default::default() };
 //! let store = MemoryStore::new(config)?;
-//! let writer = store.make_keys("a boss secret", MakeKeys::new(KeyKind::Writer)).await?;
+//! let writer = store.make_keys("a boss secret", KeysRequest::new(KeyKind::Writer)).await?;
 //! let key = &writer.keys[0];
 //! let written = store.write(key, WriteItem::new(json!({"hello": "world"}))).await?;
 //! let read = store.read(key, &written.id.to_string(), false).await?;
@@ -154,6 +155,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 use tokio::sync::broadcast;
+
+use crate::protocol::rest::{KeysReply, KeysRequest};
 
 mod error;
 mod event_log;
@@ -174,8 +177,8 @@ pub use memory::{MemoryStore, MemoryStoreConfig};
 pub use redis::{redact_url as redact_redis_url, RedisStore, RedisStoreConfig};
 pub(crate) use types::parse_event_kind;
 pub use types::{
-    seconds, Aliased, Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, KeyKind, Keys,
-    MakeKeys, ReadItem, Removed, StoreEvent, StoreInfo, UpdateItem, Updated, WriteItem, Written,
+    Aliased, Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, KeyKind, ReadItem, Removed,
+    StoreEvent, StoreInfo, UpdateItem, Updated, WriteItem, Written,
 };
 
 /// The future every [`Store`] operation returns: boxed so that the trait stays
@@ -199,7 +202,7 @@ pub trait Store: Send + Sync {
 
     /// Makes access keys; `boss` must be the boss key (401 unknown, 403 for an
     /// access key).
-    fn make_keys<'a>(&'a self, boss: &'a str, request: MakeKeys) -> StoreFuture<'a, Keys>;
+    fn make_keys<'a>(&'a self, boss: &'a str, request: KeysRequest) -> StoreFuture<'a, KeysReply>;
 
     /// Writes a new item owned by `key`, which must be a writer key. Logs no event.
     fn write<'a>(&'a self, key: &'a str, item: WriteItem) -> StoreFuture<'a, Written>;

@@ -1,9 +1,14 @@
-//! Clock helpers for the store: wall time as unix ms for replies and events,
-//! tokio `Instant`s for deadlines. Owns no state.
+//! Clock helpers for the store: one reading of the wall clock
+//! ([`UnixMillis`], for replies and events) together with the tokio
+//! `Instant` it corresponds to (for deadlines). Owns no state.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::protocol::time::UnixMillis;
+
+pub(crate) use crate::protocol::time::whole_millis as duration_ms;
 
 /// One reading of both clocks, taken together so that a deadline and the unix
 /// time reported for it agree.
@@ -11,8 +16,8 @@ use tokio::time::Instant;
 pub(crate) struct Now {
     /// Monotonic time, for deadlines (never jumps).
     pub(crate) instant: Instant,
-    /// Wall time in unix milliseconds, for what the API reports.
-    pub(crate) unix_ms: u64,
+    /// Wall time, for what the API reports.
+    pub(crate) wall: UnixMillis,
 }
 
 impl Now {
@@ -20,29 +25,15 @@ impl Now {
     pub(crate) fn read() -> Self {
         Now {
             instant: Instant::now(),
-            unix_ms: unix_ms(),
+            wall: UnixMillis::now(),
         }
     }
 
-    /// The unix ms that corresponds to `deadline` (a deadline in the past maps to now).
-    pub(crate) fn unix_ms_at(&self, deadline: Instant) -> u64 {
-        self.unix_ms.saturating_add(duration_ms(
-            deadline.saturating_duration_since(self.instant),
-        ))
+    /// The wall time that corresponds to `deadline` (a deadline in the past maps to now).
+    pub(crate) fn wall_at(&self, deadline: Instant) -> UnixMillis {
+        self.wall
+            .saturating_add(deadline.saturating_duration_since(self.instant))
     }
-}
-
-/// Wall time in unix milliseconds (0 if the system clock is before 1970).
-pub(crate) fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(duration_ms)
-        .unwrap_or(0)
-}
-
-/// Whole milliseconds of `d`, saturating at `u64::MAX`.
-pub(crate) fn duration_ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// `instant + d`, saturating far in the future instead of overflowing.

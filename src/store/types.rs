@@ -8,6 +8,11 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{JsonText, StoreError};
+use crate::protocol::rest::{
+    AliasReply, EventsReply, InfoReply, LoggedEvent, NewItem, ReadReply, RemoveReply, UpdateReply,
+    UpdateRequest, WriteReply,
+};
+use crate::protocol::time::UnixMillis;
 
 /// Hex digits of an item id, an intent id and the random part of an access key.
 pub(crate) const ID_HEX_LEN: usize = 32;
@@ -82,60 +87,8 @@ impl<'de> Deserialize<'de> for ItemId {
     }
 }
 
-/// What an access key may be used for. The boss key (from the store's config)
-/// is not a kind: it only makes keys of these kinds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum KeyKind {
-    /// Writes items and owns them (`wk…`): may read, update, remove and alias its items.
-    Writer,
-    /// Reads the items that list it in `readers` (`rk…`).
-    Reader,
-    /// Reads and updates the items that list it in `updaters` (`uk…`).
-    Updater,
-}
-
-impl KeyKind {
-    /// The two-letter prefix that makes keys of this kind recognisable.
-    pub fn prefix(self) -> &'static str {
-        match self {
-            KeyKind::Writer => "wk",
-            KeyKind::Reader => "rk",
-            KeyKind::Updater => "uk",
-        }
-    }
-
-    /// The lowercase name used on the wire (`"writer"`, `"reader"`, `"updater"`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyKind::Writer => "writer",
-            KeyKind::Reader => "reader",
-            KeyKind::Updater => "updater",
-        }
-    }
-}
-
-impl fmt::Display for KeyKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for KeyKind {
-    type Err = StoreError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "writer" => Ok(KeyKind::Writer),
-            "reader" => Ok(KeyKind::Reader),
-            "updater" => Ok(KeyKind::Updater),
-            other => Err(StoreError::BadRequest(format!(
-                "key type {other:?} is not one of \"writer\", \"reader\", \"updater\""
-            ))),
-        }
-    }
-}
+/// What an access key may be used for: the REST API's [`KeyKind`](crate::protocol::rest::KeyKind).
+pub use crate::protocol::rest::KeyKind;
 
 /// An access key split into its kind and its 128 random bits
 /// (`"wk" + 32 hex digits` and so on).
@@ -177,23 +130,21 @@ pub(crate) fn parse_event_kind(s: &str) -> Result<EventKind, StoreError> {
 /// One event of the store-wide log: live on [`Store::subscribe`](super::Store::subscribe),
 /// replayed by [`Store::events`](super::Store::events).
 ///
-/// Serializes as `{"seq","event","id","at","value"?}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// On the REST API it is a [`LoggedEvent`].
+#[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     /// Store-wide sequence number: strictly increasing, never reused.
     pub seq: u64,
     /// What happened.
-    #[serde(rename = "event")]
     pub kind: EventKind,
     /// The item it happened to.
     pub id: ItemId,
-    /// Unix ms when it happened (for `expire`: the item's deadline).
-    pub at: u64,
+    /// When it happened (for `expire`: the item's deadline).
+    pub at: UnixMillis,
     /// The new value, on live `update` events (so a push `withValue` needs no
     /// read; it shares the stored text). Replayed events carry it only where
     /// [`EventQuery::with_value`] asked and the store still has it (the newest
     /// update of a live item).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<JsonText>,
 }
 
@@ -238,120 +189,34 @@ impl StoreEvent {
     }
 }
 
-/// `Duration` ⇄ seconds as a JSON number (fractions allowed: `0.25` is 250 ms).
-pub mod seconds {
-    use super::*;
-
-    /// Serializes a `Duration` as (fractional) seconds.
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_f64(d.as_secs_f64())
-    }
-
-    /// Deserializes non-negative (fractional) seconds into a `Duration`.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let secs = f64::deserialize(d)?;
-        Duration::try_from_secs_f64(secs).map_err(|_| {
-            serde::de::Error::custom(format!(
-                "{secs} is not a number of seconds (must be 0 or more)"
-            ))
-        })
-    }
-
-    /// The same for `Option<Duration>` (absent or `null` is `None`).
-    pub mod option {
-        use super::*;
-
-        /// Serializes `Some(d)` as seconds and `None` as `null`.
-        pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-            match d {
-                Some(d) => s.serialize_f64(d.as_secs_f64()),
-                None => s.serialize_none(),
-            }
-        }
-
-        /// Deserializes seconds or `null`.
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-            match Option::<f64>::deserialize(d)? {
-                None => Ok(None),
-                Some(secs) => Duration::try_from_secs_f64(secs).map(Some).map_err(|_| {
-                    serde::de::Error::custom(format!(
-                        "{secs} is not a number of seconds (must be 0 or more)"
-                    ))
-                }),
-            }
-        }
-    }
-}
-
-/// A request for access keys (the body of `POST /keys`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MakeKeys {
-    /// Which kind of key to make.
-    #[serde(rename = "type")]
-    pub kind: KeyKind,
-    /// How many keys. Defaults to 1; at most the store's `max_keys_per_request`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub count: Option<usize>,
-    /// How long the keys live. Defaults to the store's `key_lifetime`; capped by
-    /// its `max_key_lifetime`. Seconds on the wire.
-    #[serde(
-        default,
-        with = "seconds::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub seconds: Option<Duration>,
-}
-
-impl MakeKeys {
-    /// One key of `kind` with the store's default lifetime.
-    pub fn new(kind: KeyKind) -> Self {
-        MakeKeys {
-            kind,
-            count: None,
-            seconds: None,
-        }
-    }
-}
-
-/// Keys made by [`Store::make_keys`](super::Store::make_keys).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Keys {
-    /// Their kind.
-    #[serde(rename = "type")]
-    pub kind: KeyKind,
-    /// The keys (`wk…`, `rk…` or `uk…`).
-    pub keys: Vec<String>,
-    /// Unix ms from which the keys are no longer accepted.
-    pub valid_till: u64,
-}
-
-/// A new item (the body of `POST /items`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// A new item for [`Store::write`](super::Store::write): the body of
+/// `POST /items` ([`NewItem`]) with its value kept as [`JsonText`].
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct WriteItem {
     /// The value (any JSON), kept as its text: checked, never built into a
     /// tree. Defaults to `null`.
     pub value: JsonText,
     /// How long the item lives. Defaults to the store's `default_lifetime`;
     /// capped by its `max_lifetime` and by the writer key's own expiry.
-    /// Seconds on the wire.
-    #[serde(
-        default,
-        with = "seconds::option",
-        skip_serializing_if = "Option::is_none"
-    )]
     pub lifetime: Option<Duration>,
     /// Reader keys (`rk…`) that may read the item. Defaults to none.
-    #[serde(default)]
     pub readers: Vec<String>,
     /// Updater keys (`uk…`) that may read and update the item. Defaults to none.
-    #[serde(default)]
     pub updaters: Vec<String>,
     /// An alias to point at the new item (see the module docs). Defaults to none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alias: Option<String>,
+}
+
+impl From<NewItem<JsonText>> for WriteItem {
+    fn from(item: NewItem<JsonText>) -> Self {
+        WriteItem {
+            value: item.value,
+            lifetime: item.lifetime,
+            readers: item.readers,
+            updaters: item.updaters,
+            alias: item.alias,
+        }
+    }
 }
 
 impl WriteItem {
@@ -366,32 +231,28 @@ impl WriteItem {
 }
 
 /// The reply to [`Store::write`](super::Store::write).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Written {
     /// The new item's id.
     pub id: ItemId,
-    /// The lifetime it got (after capping). Seconds on the wire.
-    #[serde(with = "seconds")]
+    /// The lifetime it got (after capping).
     pub lifetime: Duration,
     /// Bytes of the serialized value.
     pub size: usize,
-    /// Unix ms of the write.
-    pub modified: u64,
-    /// Unix ms of the item's deadline.
-    pub valid_till: u64,
+    /// When it was written.
+    pub modified: UnixMillis,
+    /// The item's deadline.
+    pub valid_till: UnixMillis,
     /// The store's latest event seq when the item appeared (a new item logs no
     /// event): every later event of this item has a larger seq, so a watch with
     /// `after: seq` misses nothing.
     pub seq: u64,
     /// The alias pointed at the item, if one was asked for.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub alias: Option<String>,
 }
 
 /// The reply to [`Store::read`](super::Store::read).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ReadItem {
     /// The item's id (also when it was read by alias).
     pub id: ItemId,
@@ -399,32 +260,38 @@ pub struct ReadItem {
     pub value: JsonText,
     /// Bytes of the serialized value.
     pub size: usize,
-    /// Unix ms of the last write or update.
-    pub modified: u64,
+    /// When it was last written or updated.
+    pub modified: UnixMillis,
     /// The store's latest event seq at the read. The value returned includes
     /// every event of this item up to it, and every later event of this item
     /// gets a larger seq, so a watch with `after: seq` misses nothing.
     pub seq: u64,
-    /// Unix ms of the item's deadline.
-    pub valid_till: u64,
+    /// The item's deadline.
+    pub valid_till: UnixMillis,
     /// The update-intent id, when the read asked for one.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub intent: Option<String>,
-    /// Unix ms when that intent lapses.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub intent_expires: Option<u64>,
+    /// When that intent lapses.
+    pub intent_expires: Option<UnixMillis>,
 }
 
-/// A new value for an item (the body of `PUT /items/{id}`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// A new value for [`Store::update`](super::Store::update): the body of
+/// `PUT /items/{id}` ([`UpdateRequest`]) with its value kept as [`JsonText`].
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct UpdateItem {
     /// The new value (any JSON), kept as its text. Defaults to `null`.
     pub value: JsonText,
     /// The intent id from a read with intent, needed while that intent is in
     /// force. Defaults to none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intent: Option<String>,
+}
+
+impl From<UpdateRequest<JsonText>> for UpdateItem {
+    fn from(update: UpdateRequest<JsonText>) -> Self {
+        UpdateItem {
+            value: update.value,
+            intent: update.intent,
+        }
+    }
 }
 
 impl UpdateItem {
@@ -445,13 +312,12 @@ impl UpdateItem {
 }
 
 /// The reply to [`Store::update`](super::Store::update).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Updated {
     /// The item's id.
     pub id: ItemId,
-    /// Unix ms of the update.
-    pub modified: u64,
+    /// When it was updated.
+    pub modified: UnixMillis,
     /// The seq of the `update` event.
     pub seq: u64,
     /// Bytes of the new serialized value.
@@ -459,8 +325,7 @@ pub struct Updated {
 }
 
 /// The reply to [`Store::remove`](super::Store::remove).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Removed {
     /// The removed item's id.
     pub id: ItemId,
@@ -469,8 +334,7 @@ pub struct Removed {
 }
 
 /// The reply to [`Store::alias`](super::Store::alias).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Aliased {
     /// The alias.
     pub alias: String,
@@ -480,21 +344,19 @@ pub struct Aliased {
 
 /// A key's right to read an item, checked by [`Store::check_read`](super::Store::check_read)
 /// (for a watch) without copying the value.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ItemRef {
     /// The item's id.
     pub id: ItemId,
     /// The alias it was reached by, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub alias: Option<String>,
-    /// Unix ms of the item's deadline.
-    pub valid_till: u64,
+    /// The item's deadline.
+    pub valid_till: UnixMillis,
     /// The store's latest event seq at the check (as in [`ReadItem::seq`]).
     pub seq: u64,
-    /// Unix ms when the checking key expires (a watch made with it ends
-    /// then; `u64::MAX` for a store that does not know).
-    pub key_valid_till: u64,
+    /// When the checking key expires (a watch made with it ends then;
+    /// [`UnixMillis::MAX`] for a store that does not know).
+    pub key_valid_till: UnixMillis,
 }
 
 /// Which logged events [`Store::events`](super::Store::events) returns.
@@ -514,8 +376,7 @@ pub struct EventQuery {
 }
 
 /// Logged events of one item, from [`Store::events`](super::Store::events).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EventsPage {
     /// The item's id.
     pub id: ItemId,
@@ -533,8 +394,7 @@ pub struct EventsPage {
 }
 
 /// What [`Store::info`](super::Store::info) reports.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoreInfo {
     /// The backend: `"memory"` or `"redis"`.
     pub store: &'static str,
@@ -547,7 +407,108 @@ pub struct StoreInfo {
     pub latest_seq: u64,
     /// Largest serialized value accepted, in bytes.
     pub max_size: usize,
-    /// Longest item lifetime granted. Seconds on the wire.
-    #[serde(with = "seconds")]
+    /// Longest item lifetime granted.
     pub max_lifetime: Duration,
+}
+
+// ---------------------------------------------------------------------------
+// The REST API's bodies: each store reply becomes its wire type here, in one
+// place (ids as their 32-digit text, values as the stored JSON text).
+
+impl From<Written> for WriteReply {
+    fn from(written: Written) -> Self {
+        WriteReply {
+            id: written.id.to_string(),
+            lifetime: written.lifetime,
+            size: written.size,
+            modified: written.modified,
+            valid_till: written.valid_till,
+            seq: written.seq,
+            alias: written.alias,
+        }
+    }
+}
+
+impl From<ReadItem> for ReadReply<JsonText> {
+    fn from(item: ReadItem) -> Self {
+        ReadReply {
+            id: item.id.to_string(),
+            value: item.value,
+            size: item.size,
+            modified: item.modified,
+            seq: item.seq,
+            valid_till: item.valid_till,
+            intent: item.intent,
+            intent_expires: item.intent_expires,
+        }
+    }
+}
+
+impl From<Updated> for UpdateReply {
+    fn from(updated: Updated) -> Self {
+        UpdateReply {
+            id: updated.id.to_string(),
+            modified: updated.modified,
+            seq: updated.seq,
+            size: updated.size,
+        }
+    }
+}
+
+impl From<Removed> for RemoveReply {
+    fn from(removed: Removed) -> Self {
+        RemoveReply {
+            id: removed.id.to_string(),
+            seq: removed.seq,
+        }
+    }
+}
+
+impl From<Aliased> for AliasReply {
+    fn from(aliased: Aliased) -> Self {
+        AliasReply {
+            alias: aliased.alias,
+            id: aliased.id.to_string(),
+        }
+    }
+}
+
+impl From<Event> for LoggedEvent<JsonText> {
+    fn from(event: Event) -> Self {
+        LoggedEvent {
+            seq: event.seq,
+            event: event.kind,
+            id: event.id.to_string(),
+            at: event.at,
+            value: event.value,
+        }
+    }
+}
+
+impl From<EventsPage> for EventsReply<JsonText> {
+    fn from(page: EventsPage) -> Self {
+        EventsReply {
+            id: page.id.to_string(),
+            events: page.events.into_iter().map(LoggedEvent::from).collect(),
+            oldest: page.oldest,
+            gap: page.gap,
+            latest: page.latest,
+        }
+    }
+}
+
+impl From<StoreInfo> for InfoReply {
+    /// With `api` "effex" and this crate's version.
+    fn from(info: StoreInfo) -> Self {
+        InfoReply {
+            api: "effex".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            store: info.store.to_owned(),
+            items: info.items,
+            bytes: info.bytes,
+            latest_seq: info.latest_seq,
+            max_size: info.max_size,
+            max_lifetime: info.max_lifetime,
+        }
+    }
 }

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use effex::protocol::rest::{KeysReply, KeysRequest};
 use effex::server::{ServerConfig, ServerHandle};
-use effex::store::{KeyKind, Keys, MakeKeys, Store, WriteItem};
+use effex::store::{KeyKind, Store, WriteItem};
 use serde_json::Value;
 
 use crate::common::wire::http_client;
@@ -40,8 +41,8 @@ impl Authz {
     }
 
     /// One key of `kind`, living `seconds` (the store's default when `None`).
-    pub async fn keys(&self, kind: KeyKind, seconds: Option<Duration>) -> Keys {
-        let mut request = MakeKeys::new(kind);
+    pub async fn keys(&self, kind: KeyKind, seconds: Option<Duration>) -> KeysReply {
+        let mut request = KeysRequest::new(kind);
         request.seconds = seconds;
         self.store
             .make_keys(&self.boss, request)

@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use effex::client::{
-    ClientConfig, ClientConfigBuilder, ConnectionActor, EffexClient, KeyType, KeysRequest, NewItem,
-    SubscriberActor, SubscriberEvent,
+    ClientConfig, ClientConfigBuilder, ConnectionActor, EffexClient, SubscriberActor,
+    SubscriberEvent,
 };
 use effex::protocol::messages::Push;
+use effex::protocol::rest::{KeyKind, KeysRequest, NewItem};
 use effex::server::{ServerConfig, ServerHandle};
 use effex::store::Store;
 use tokio::sync::mpsc;
@@ -65,8 +66,8 @@ impl Exchange {
     async fn around(server: ServerHandle, boss: Option<String>) -> Self {
         let rest = EffexClient::new(server.http_url()).expect("a REST client");
         let boss = boss.expect("a boss key: the embedded store's, or the injected store's");
-        let writer = Self::key(&rest, &boss, KeyType::Writer).await;
-        let reader = Self::key(&rest, &boss, KeyType::Reader).await;
+        let writer = Self::key(&rest, &boss, KeyKind::Writer).await;
+        let reader = Self::key(&rest, &boss, KeyKind::Reader).await;
         Self {
             server,
             rest,
@@ -77,7 +78,7 @@ impl Exchange {
     }
 
     /// A new key of `kind`.
-    pub async fn key(rest: &EffexClient, boss: &str, kind: KeyType) -> String {
+    pub async fn key(rest: &EffexClient, boss: &str, kind: KeyKind) -> String {
         rest.make_keys(boss, KeysRequest::new(kind))
             .await
             .expect("make a key")

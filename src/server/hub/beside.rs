@@ -14,6 +14,7 @@ use super::hold::CallId;
 use super::recent::Ticket;
 use super::{SessionLink, WatchId};
 use crate::protocol::messages::{Failure, Watch};
+use crate::protocol::time::UnixMillis;
 use crate::server::outlet::WebhookSpec;
 use crate::store::{Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, Store, StoreError};
 
@@ -27,8 +28,8 @@ pub(super) struct Checked {
     pub(super) latest: u64,
     /// The logged events after `after`, when it was given.
     pub(super) page: Option<EventsPage>,
-    /// Unix ms when the watch's key expires.
-    pub(super) key_valid_till: u64,
+    /// When the watch's key expires.
+    pub(super) key_valid_till: UnixMillis,
 }
 
 /// A `watch` call whose store part is done.
@@ -70,7 +71,7 @@ pub(super) struct AliasDone {
     pub(super) call: Option<(Arc<SessionLink>, CallId)>,
     /// The key's expiry against `item`, and the new item's logged events
     /// after `since` (for an active watch).
-    pub(super) result: Result<(u64, Option<EventsPage>), StoreError>,
+    pub(super) result: Result<(UnixMillis, Option<EventsPage>), StoreError>,
 }
 
 /// A store call that ran beside the hub, reporting back.
@@ -157,7 +158,7 @@ pub(super) async fn check_watch(store: Arc<dyn Store>, watch: &Watch) -> Result<
                 page: Some(page),
                 // The watch ends with that final push: its key's deadline
                 // does not matter.
-                key_valid_till: u64::MAX,
+                key_valid_till: UnixMillis::MAX,
             })
         }
         Err(e) => Err(failure(&e)),
@@ -171,7 +172,7 @@ pub(super) async fn recheck_alias(
     key: String,
     item: ItemId,
     since: Option<u64>,
-) -> Result<(u64, Option<EventsPage>), StoreError> {
+) -> Result<(UnixMillis, Option<EventsPage>), StoreError> {
     let id = item.to_string();
     let checked = store.check_read(&key, &id).await?;
     let page = match since {

@@ -172,12 +172,13 @@ use self::hold::{CallId, Holds};
 use self::recent::{Recent, Ticket};
 use self::watches::{Entry, Head, IdemKey, Sink, Watches, WebhookKey};
 use super::outlet::{
-    self, reply_command, send_command, unix_now_ms, Command, PushEvent, QueueBounds, Report,
-    Reporter, SessionId, WatchView, WebhookLink, WebhookSettings, WebhookSpec,
+    self, reply_command, send_command, Command, PushEvent, QueueBounds, Report, Reporter,
+    SessionId, WatchView, WebhookLink, WebhookSettings, WebhookSpec,
 };
 pub(crate) use super::outlet::{Outgoing, SessionLink, WatchId};
 use super::{ServerConfig, Shared};
 use crate::protocol::messages::{Empty, Ended, Failure, Success, Watch, WatchOk};
+use crate::protocol::time::UnixMillis;
 use crate::store::{
     Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, Store, StoreError, StoreEvent,
 };
@@ -500,8 +501,8 @@ impl Hub {
         let mut tick = tokio::time::interval_at(Instant::now() + every, every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut events_open = true;
-        // The next key deadline (unix ms) the timer is set for.
-        let mut armed: Option<u64> = None;
+        // The next key deadline the timer is set for.
+        let mut armed: Option<UnixMillis> = None;
         let key_timer = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(key_timer);
         loop {
@@ -509,13 +510,13 @@ impl Hub {
             if next != armed {
                 armed = next;
                 if let Some(till) = next {
-                    // At most a day ahead (a far deadline, e.g. `u64::MAX` of
-                    // a store that does not know, must not overflow the
+                    // At most a day ahead (a far deadline, e.g. `MAX` of a
+                    // store that does not know, must not overflow the
                     // clock); an early wake-up only re-arms the timer.
-                    let wait = till.saturating_sub(unix_now_ms()).min(86_400_000);
-                    key_timer
-                        .as_mut()
-                        .reset(Instant::now() + Duration::from_millis(wait));
+                    let wait = till
+                        .duration_since(UnixMillis::now())
+                        .min(Duration::from_secs(86_400));
+                    key_timer.as_mut().reset(Instant::now() + wait);
                 }
             }
             tokio::select! {
@@ -559,7 +560,7 @@ impl Hub {
 
     /// Ends every watch whose key has expired, with `ended` 401.
     fn end_expired_keys(&mut self) {
-        let now = unix_now_ms();
+        let now = UnixMillis::now();
         while let Some(&(till, id)) = self.w.key_expiry.first() {
             if till > now {
                 break;

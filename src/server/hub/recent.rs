@@ -140,7 +140,7 @@ mod tests {
             seq,
             kind: EventKind::Update,
             id: ItemId(u128::from(item)),
-            at: 0,
+            at: crate::protocol::time::UnixMillis::EPOCH,
             value: None,
         }
     }

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::{SessionLink, WatchId, WatchView, WebhookLink};
 use crate::protocol::push::PushHead;
+use crate::protocol::time::UnixMillis;
 use crate::store::{EventKind, ItemId};
 
 /// Where a watch's pushes go.
@@ -53,8 +54,8 @@ pub(super) struct Entry {
     /// the next window (so the backlog stays ahead of them, in seq order).
     pub(super) replaying: bool,
     pub(super) idem: Option<IdemKey>,
-    /// Unix ms when `key` expires: the watch ends then (`ended` 401).
-    pub(super) key_valid_till: u64,
+    /// When `key` expires: the watch ends then (`ended` 401).
+    pub(super) key_valid_till: UnixMillis,
     /// A webhook watch's identity.
     pub(super) webhook: Option<WebhookKey>,
     /// Bumped on every (re)watch: a replay window read before it is stale.
@@ -146,8 +147,8 @@ pub(super) struct Watches {
     pub(super) webhooks: HashMap<WebhookKey, WatchId>,
     /// Webhook watches per access key (bounded by `max_webhooks_per_key`).
     pub(super) webhooks_per_key: HashMap<String, usize>,
-    /// Every watch by its key's deadline (unix ms), soonest first.
-    pub(super) key_expiry: BTreeSet<(u64, WatchId)>,
+    /// Every watch by its key's deadline, soonest first.
+    pub(super) key_expiry: BTreeSet<(UnixMillis, WatchId)>,
     /// Per watched alias, the number of its latest re-point: the re-check
     /// of an older one is dropped.
     pub(super) alias_moves: HashMap<String, u64>,
@@ -297,7 +298,7 @@ impl Watches {
         message: Option<Box<str>>,
         with_value: bool,
         live: Arc<AtomicBool>,
-        key_valid_till: u64,
+        key_valid_till: UnixMillis,
     ) -> Arc<WatchView> {
         let head = PushHead::new(head.watchable, head.event, &head.id.to_string(), head.alias);
         Arc::new(WatchView {
@@ -336,7 +337,7 @@ impl Watches {
     }
 
     /// Records when a watch's key expires (its view is refreshed after).
-    pub(super) fn set_key_valid_till(&mut self, id: WatchId, till: u64) {
+    pub(super) fn set_key_valid_till(&mut self, id: WatchId, till: UnixMillis) {
         if let Some(entry) = self.watches.get_mut(&id) {
             self.key_expiry.remove(&(entry.key_valid_till, id));
             entry.key_valid_till = till;
@@ -378,7 +379,7 @@ mod tests {
             None,
             false,
             Arc::new(AtomicBool::new(true)),
-            u64::MAX - u64::try_from(item).unwrap_or(0),
+            UnixMillis::from_millis(u64::MAX - u64::try_from(item).unwrap_or(0)),
         );
         let push_id: Arc<str> = push_id.into();
         let idem = IdemKey {
@@ -469,13 +470,13 @@ mod tests {
         let mut w = Watches::default();
         let a = socket(&mut w, "p", 1, None);
         let b = socket(&mut w, "p", 2, None);
-        w.set_key_valid_till(a, 5);
-        w.set_key_valid_till(b, 3);
+        w.set_key_valid_till(a, UnixMillis::from_millis(5));
+        w.set_key_valid_till(b, UnixMillis::from_millis(3));
         let order: Vec<WatchId> = w.key_expiry.iter().map(|(_, id)| *id).collect();
         assert_eq!(order, vec![b, a]);
-        assert_eq!(w.watches[&a].key_valid_till, 5);
+        assert_eq!(w.watches[&a].key_valid_till.as_millis(), 5);
         w.refresh_view(a, Some(Some("{}".into())), Some(true));
-        assert_eq!(w.watches[&a].view.key_valid_till, 5);
+        assert_eq!(w.watches[&a].view.key_valid_till.as_millis(), 5);
         assert_eq!(w.watches[&a].view.message.as_deref(), Some("{}"));
     }
 }

@@ -16,7 +16,7 @@ mod webhook;
 
 use std::sync::Arc;
 
-pub(crate) use self::push::{unix_now_ms, Outgoing, PushEvent, WatchView};
+pub(crate) use self::push::{Outgoing, PushEvent, WatchView};
 pub(crate) use self::session::{reply_command, QueueBounds, SessionLink};
 #[cfg(test)]
 pub(crate) use self::webhook::{default_tls, delivery_client};

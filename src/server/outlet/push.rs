@@ -5,19 +5,13 @@ use std::sync::Arc;
 
 use super::WatchId;
 use crate::protocol::push::{self as frame, PushBody, PushHead};
-
-/// The wall clock in unix milliseconds (0 before 1970), as keys' deadlines are.
-pub(crate) fn unix_now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+use crate::protocol::time::UnixMillis;
 
 /// One event as every push of it shares it.
 #[derive(Debug)]
 pub(crate) struct PushEvent {
     pub(crate) seq: u64,
-    pub(crate) at: u64,
+    pub(crate) at: UnixMillis,
     /// The new value as JSON text (update events, when a watch wants it).
     pub(crate) value: Option<Box<str>>,
 }
@@ -34,9 +28,9 @@ pub(crate) struct WatchView {
     /// Cleared when the watch ends (`unwatch`, the webhook DELETE, `ended`,
     /// shutdown): its queued pushes are dropped.
     pub(crate) live: Arc<AtomicBool>,
-    /// Unix ms when the watch's key expires: from then on no push of it
-    /// leaves (the hub ends the watch with `ended` 401 at that moment).
-    pub(crate) key_valid_till: u64,
+    /// When the watch's key expires: from then on no push of it leaves
+    /// (the hub ends the watch with `ended` 401 at that moment).
+    pub(crate) key_valid_till: UnixMillis,
 }
 
 impl WatchView {
@@ -44,7 +38,7 @@ impl WatchView {
     /// and its key has not expired. Sessions and webhook deliverers ask
     /// right before they write, so authorization holds at send time.
     pub(crate) fn is_live(&self) -> bool {
-        self.live.load(Ordering::Relaxed) && unix_now_ms() < self.key_valid_till
+        self.live.load(Ordering::Relaxed) && UnixMillis::now() < self.key_valid_till
     }
 
     /// No push of this watch leaves from now on (also those queued).
@@ -104,7 +98,7 @@ mod tests {
     use super::*;
     use crate::protocol::messages::EventKind;
 
-    fn view(message: Option<&str>, with_value: bool, key_valid_till: u64) -> WatchView {
+    fn view(message: Option<&str>, with_value: bool, key_valid_till: UnixMillis) -> WatchView {
         WatchView {
             watch: 1,
             head: PushHead::new("w1", EventKind::Update, "i1", None),
@@ -117,8 +111,8 @@ mod tests {
 
     #[test]
     fn an_expired_key_or_a_cancel_stops_pushes_at_send_time() {
-        assert!(!view(None, false, unix_now_ms() - 1).is_live());
-        let valid = view(None, false, u64::MAX);
+        assert!(!view(None, false, UnixMillis::now()).is_live());
+        let valid = view(None, false, UnixMillis::MAX);
         assert!(valid.is_live());
         valid.cancel();
         assert!(!valid.is_live());
@@ -128,7 +122,7 @@ mod tests {
     fn the_value_goes_only_to_watches_that_want_it() {
         let event = Arc::new(PushEvent {
             seq: 2,
-            at: 3,
+            at: UnixMillis::from_millis(3),
             value: Some("[1]".into()),
         });
         let push = |view: WatchView| Outgoing {
@@ -139,11 +133,12 @@ mod tests {
             window_end: false,
         };
         let with: serde_json::Value =
-            serde_json::from_str(&push(view(Some("{}"), true, u64::MAX)).object()).expect("JSON");
+            serde_json::from_str(&push(view(Some("{}"), true, UnixMillis::MAX)).object())
+                .expect("JSON");
         assert_eq!(with["value"], serde_json::json!([1]));
         assert_eq!(with["message"], serde_json::json!({}));
         let without: serde_json::Value =
-            serde_json::from_str(&push(view(None, false, u64::MAX)).object()).expect("JSON");
+            serde_json::from_str(&push(view(None, false, UnixMillis::MAX)).object()).expect("JSON");
         assert!(without.get("value").is_none() && without.get("message").is_none());
     }
 }

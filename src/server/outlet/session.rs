@@ -123,11 +123,11 @@ mod tests {
                 message: None,
                 with_value: false,
                 live: Arc::new(AtomicBool::new(true)),
-                key_valid_till: u64::MAX,
+                key_valid_till: crate::protocol::time::UnixMillis::MAX,
             }),
             event: Arc::new(PushEvent {
                 seq: 1,
-                at: 1,
+                at: crate::protocol::time::UnixMillis::from_millis(1),
                 value: None,
             }),
             last: false,

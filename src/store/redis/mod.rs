@@ -83,10 +83,12 @@ use tokio::sync::{broadcast, watch};
 use super::memory::validate_alias;
 use super::types::{hex128, parse_hex128, random128, AccessKey};
 use super::{
-    Aliased, Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, JsonText, KeyKind, Keys,
-    MakeKeys, MemoryStoreConfig, ReadItem, Removed, Store, StoreError, StoreEvent, StoreFuture,
-    StoreInfo, UpdateItem, Updated, WriteItem, Written,
+    Aliased, Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, JsonText, KeyKind,
+    MemoryStoreConfig, ReadItem, Removed, Store, StoreError, StoreEvent, StoreFuture, StoreInfo,
+    UpdateItem, Updated, WriteItem, Written,
 };
+use crate::protocol::rest::{KeysReply, KeysRequest};
+use crate::protocol::time::UnixMillis;
 
 mod refusal;
 mod scripts;
@@ -488,7 +490,7 @@ impl Shared {
         }
     }
 
-    async fn make_keys(&self, boss: &str, request: MakeKeys) -> Result<Keys, StoreError> {
+    async fn make_keys(&self, boss: &str, request: KeysRequest) -> Result<KeysReply, StoreError> {
         if !self.is_boss(boss) {
             let access = AccessKey::parse(boss).ok_or(StoreError::UnknownKey)?;
             self.call(
@@ -530,10 +532,10 @@ impl Shared {
             args.extend(keys.iter().map(String::as_str));
             match self.run(&self.scripts.make_keys, &args).await? {
                 Outcome::Ok(reply) => {
-                    return Ok(Keys {
+                    return Ok(KeysReply {
                         kind: request.kind,
                         keys,
-                        valid_till: reply.num(0)?,
+                        valid_till: UnixMillis::from_millis(reply.num(0)?),
                     })
                 }
                 Outcome::Refused(r) if r.kind == "collision" => continue,
@@ -622,11 +624,11 @@ impl Shared {
             ];
             match self.run(&self.scripts.write, &args).await? {
                 Outcome::Ok(reply) => {
-                    let modified = reply.num(0)?;
-                    let valid_till = reply.num(1)?;
+                    let modified = UnixMillis::from_millis(reply.num(0)?);
+                    let valid_till = UnixMillis::from_millis(reply.num(1)?);
                     return Ok(Written {
                         id,
-                        lifetime: Duration::from_millis(valid_till.saturating_sub(modified)),
+                        lifetime: valid_till.duration_since(modified),
                         size,
                         modified,
                         valid_till,
@@ -661,7 +663,10 @@ impl Shared {
         let reply = self.call(&self.scripts.read, &args, doing).await?;
         let value = json(reply.text(1)?)?;
         let (intent, intent_expires) = if reply.len() > 5 {
-            (Some(reply.text(5)?), Some(reply.num(6)?))
+            (
+                Some(reply.text(5)?),
+                Some(UnixMillis::from_millis(reply.num(6)?)),
+            )
         } else {
             (None, None)
         };
@@ -669,9 +674,9 @@ impl Shared {
             id: item_id(&reply, 0)?,
             size: value.len(),
             value,
-            modified: reply.num(2)?,
+            modified: UnixMillis::from_millis(reply.num(2)?),
             seq: reply.num(3)?,
-            valid_till: reply.num(4)?,
+            valid_till: UnixMillis::from_millis(reply.num(4)?),
             intent,
             intent_expires,
         })
@@ -704,7 +709,7 @@ impl Shared {
             .await?;
         Ok(Updated {
             id: item_id(&reply, 0)?,
-            modified: reply.num(1)?,
+            modified: UnixMillis::from_millis(reply.num(1)?),
             seq: reply.num(2)?,
             size,
         })
@@ -768,9 +773,9 @@ impl Shared {
         Ok(ItemRef {
             id: item_id(&reply, 0)?,
             alias: (!alias.is_empty()).then_some(alias),
-            valid_till: reply.num(1)?,
+            valid_till: UnixMillis::from_millis(reply.num(1)?),
             seq: reply.num(2)?,
-            key_valid_till: reply.num(3)?,
+            key_valid_till: UnixMillis::from_millis(reply.num(3)?),
         })
     }
 
@@ -810,7 +815,7 @@ impl Shared {
                 seq: reply.num(i)?,
                 kind,
                 id,
-                at: reply.num(i + 1)?,
+                at: UnixMillis::from_millis(reply.num(i + 1)?),
                 value: None,
             });
             i += 3;
@@ -864,7 +869,7 @@ impl Store for RedisStore {
         Box::pin(self.shared.info())
     }
 
-    fn make_keys<'a>(&'a self, boss: &'a str, request: MakeKeys) -> StoreFuture<'a, Keys> {
+    fn make_keys<'a>(&'a self, boss: &'a str, request: KeysRequest) -> StoreFuture<'a, KeysReply> {
         Box::pin(self.shared.make_keys(boss, request))
     }
 

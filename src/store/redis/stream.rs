@@ -16,6 +16,7 @@ use redis::streams::{StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, Value};
 use tokio::sync::{broadcast, watch};
 
+use crate::protocol::time::UnixMillis;
 use crate::store::{Event, ItemId, JsonText, StoreEvent};
 
 /// How long one `XREAD` waits for new events.
@@ -163,7 +164,7 @@ fn decode(map: &std::collections::HashMap<String, Value>) -> Option<StoreEvent> 
         seq: field(map, "seq")?.parse().ok()?,
         kind: field(map, "event")?.parse().ok()?,
         id: field(map, "id")?.parse::<ItemId>().ok()?,
-        at: field(map, "at")?.parse().ok()?,
+        at: UnixMillis::from_millis(field(map, "at")?.parse().ok()?),
         value,
     }))
 }
