@@ -1328,7 +1328,9 @@ fn main() {
         );
         let _ = writeln!(out, "\nClient workloads: each client against the same lean push source (bench/pushsource, raw frames, one thread), one connection, one watch; the client's handler runs, then the push is acked. `cli N%`, `src N%`: the client's and the push source's own CPU over the measured phase, % of one core. Push → handler: the source stamps CLOCK_MONOTONIC into each push, the handler reads it.");
     }
-    let _ = writeln!(out, "\n`srv N%`, `lg N%`: the server's and the load generator's ({} runtime threads) own CPU over the measured phase, % of one core (all threads; on {} cores the two compete, so a sum near {}% means the machine, not one side, set the pace; `lg` near {}% means the load generator did). Server CPU: utime+stime of the server process over the measured phase (connection setup excluded).", opts.loadgen_threads, cores, cores * 100, opts.loadgen_threads * 100);
+    if !rows.is_empty() {
+        let _ = writeln!(out, "\n`srv N%`, `lg N%`: the server's and the load generator's ({} runtime threads) own CPU over the measured phase, % of one core (all threads; on {} cores the two compete, so a sum near {}% means the machine, not one side, set the pace; `lg` near {}% means the load generator did). Server CPU: utime+stime of the server process over the measured phase (connection setup excluded).", opts.loadgen_threads, cores, cores * 100, opts.loadgen_threads * 100);
+    }
     for note in worker_notes.iter().chain(notes.iter()) {
         let _ = writeln!(out, "- {note}");
     }

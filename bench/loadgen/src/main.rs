@@ -292,7 +292,9 @@ async fn open_passed(opts: &Opts, source: IpAddr, push_id: &str) -> Result<Ws, S
         .map_err(|e| format!("connect {} from {source}: {e}", opts.addr))?;
     tcp.set_nodelay(true).map_err(|e| format!("nodelay: {e}"))?;
     let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", opts.addr);
-    let (mut ws, _) = tokio_tungstenite::client_async(url, tcp)
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(benchkit::WS_READ_BUFFER);
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(config))
         .await
         .map_err(|e| format!("WebSocket upgrade: {e}"))?;
     expect(&mut ws, "0").await?;

@@ -111,7 +111,9 @@ async fn run(opts: Opts) -> Result<(), String> {
         .map_err(|_| format!("no client connected within {STEP_TIMEOUT:?}"))?
         .map_err(|e| format!("accept: {e}"))?;
     tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-    let mut ws = tokio_tungstenite::accept_async(tcp)
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(benchkit::WS_READ_BUFFER);
+    let mut ws = tokio_tungstenite::accept_async_with_config(tcp, Some(config))
         .await
         .map_err(|e| format!("WebSocket upgrade: {e}"))?;
     handshake(&mut ws).await?;
