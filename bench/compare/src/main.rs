@@ -1043,7 +1043,7 @@ fn main() {
     let mut g_rows: Vec<Row> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     let mut worker_notes: Vec<String> = Vec::new();
-    let mut worker_verdicts: Vec<WorkerVerdict> = Vec::new();
+    let mut worker_verdicts: Vec<(String, WorkerVerdict)> = Vec::new();
 
     for w in &workloads {
         // (b)/(g) beyond the open-file limit: say so, measure nothing.
@@ -1250,7 +1250,8 @@ fn main() {
         if effex_variants.len() > 1 {
             let (note, verdict) = workers_note(w, &samples);
             worker_notes.push(note);
-            worker_verdicts.push(verdict);
+            let id = w.title.split_whitespace().next().unwrap_or("?").to_string();
+            worker_verdicts.push((id, verdict));
         }
         if w.id == "idle" {
             g_rows.push(idle_cpu_row(w, &samples, idle_ping_ms));
@@ -1335,7 +1336,7 @@ fn main() {
         let _ = writeln!(out, "- {note}");
     }
     if !worker_verdicts.is_empty() {
-        let _ = writeln!(out, "\n{}", workers_summary(&worker_verdicts));
+        let _ = writeln!(out, "\n{}", workers_summary(&worker_verdicts, opts.busy));
     }
     println!("{out}");
 }
@@ -1461,9 +1462,10 @@ fn workers_note(w: &Workload, samples: &[(Kind, Result<Sample, String>)]) -> (St
 }
 
 /// The one line that says which default worker count the measured
-/// workloads support together.
-fn workers_summary(verdicts: &[WorkerVerdict]) -> String {
-    let count = |v: WorkerVerdict| verdicts.iter().filter(|x| **x == v).count();
+/// workloads (`(id, verdict)`: "(a)", "(d)", "(e)") support together.
+fn workers_summary(verdicts: &[(String, WorkerVerdict)], busy: bool) -> String {
+    let count = |v: WorkerVerdict| verdicts.iter().filter(|(_, x)| *x == v).count();
+    let from: Vec<&str> = verdicts.iter().map(|(id, _)| id.as_str()).collect();
     let (per_core, one) = (count(WorkerVerdict::PerCore), count(WorkerVerdict::One));
     let choice = if one > 0 && per_core == 0 {
         "one worker (`--workers 1`) as effex's default"
@@ -1475,8 +1477,14 @@ fn workers_summary(verdicts: &[WorkerVerdict]) -> String {
         "no single default: the workloads disagree (see the lines above); keep one worker per core and rerun on a quiet machine"
     };
     format!(
-        "**effex default worker count, from (a), (d), (e) on this machine: {choice}** ({per_core} favour one per core, {one} favour one worker, {} even)",
-        verdicts.len() - per_core - one
+        "**effex default worker count, from {} on this machine: {choice}** ({per_core} favour one per core, {one} favour one worker, {} even){}",
+        from.join(", "),
+        verdicts.len() - per_core - one,
+        if busy {
+            " — busy machine: provisional, decide from a quiet run"
+        } else {
+            ""
+        }
     )
 }
 
