@@ -403,10 +403,7 @@ impl JsonLines {
             match value["event"].as_str() {
                 Some(e) if e == want => return Ok(value),
                 Some("error") => {
-                    return Err(format!(
-                        "{who}: {}",
-                        value["error"].as_str().unwrap_or("?")
-                    ))
+                    return Err(format!("{who}: {}", value["error"].as_str().unwrap_or("?")))
                 }
                 _ => {}
             }
@@ -1397,7 +1394,10 @@ fn worker_score(id: &str, s: &Sample) -> f64 {
 
 /// Which effex worker count did better on a workload, with the figures, and
 /// the verdict for the default.
-fn workers_note(w: &Workload, samples: &[(Kind, Result<Sample, String>)]) -> (String, WorkerVerdict) {
+fn workers_note(
+    w: &Workload,
+    samples: &[(Kind, Result<Sample, String>)],
+) -> (String, WorkerVerdict) {
     let mut parts = Vec::new();
     let mut per_core: Option<f64> = None;
     let mut one: Option<f64> = None;
@@ -1439,7 +1439,11 @@ fn workers_note(w: &Workload, samples: &[(Kind, Result<Sample, String>)]) -> (St
         (Some(d), Some(o)) if d.is_finite() && o.is_finite() => {
             // Scores are rates (positive) or negated times (negative).
             let (d, o) = (d.abs(), o.abs());
-            let gain = if w.id == "aggregate" { o / d - 1.0 } else { d / o - 1.0 };
+            let gain = if w.id == "aggregate" {
+                o / d - 1.0
+            } else {
+                d / o - 1.0
+            };
             if gain > WORKER_MARGIN {
                 WorkerVerdict::One
             } else if gain < -WORKER_MARGIN {
@@ -1451,12 +1455,25 @@ fn workers_note(w: &Workload, samples: &[(Kind, Result<Sample, String>)]) -> (St
         _ => WorkerVerdict::Even,
     };
     let says = match verdict {
-        WorkerVerdict::PerCore => format!("supports the default of one worker per core (better {by} by more than {:.0}%)", WORKER_MARGIN * 100.0),
-        WorkerVerdict::One => format!("supports a default of one worker (better {by} by more than {:.0}%)", WORKER_MARGIN * 100.0),
-        WorkerVerdict::Even => format!("no difference beyond {:.0}% in {by}: no reason to change the default", WORKER_MARGIN * 100.0),
+        WorkerVerdict::PerCore => format!(
+            "supports the default of one worker per core (better {by} by more than {:.0}%)",
+            WORKER_MARGIN * 100.0
+        ),
+        WorkerVerdict::One => format!(
+            "supports a default of one worker (better {by} by more than {:.0}%)",
+            WORKER_MARGIN * 100.0
+        ),
+        WorkerVerdict::Even => format!(
+            "no difference beyond {:.0}% in {by}: no reason to change the default",
+            WORKER_MARGIN * 100.0
+        ),
     };
     (
-        format!("effex worker count, {}: {} — {says}", w.title, parts.join("; ")),
+        format!(
+            "effex worker count, {}: {} — {says}",
+            w.title,
+            parts.join("; ")
+        ),
         verdict,
     )
 }

@@ -63,10 +63,14 @@ fn parse_opts() -> Result<Opts, String> {
     }
     let num = |name: &str, default: f64| -> Result<f64, String> {
         map.get(name).map_or(Ok(default), |v| {
-            v.parse().map_err(|_| format!("--{name} {v:?} is not a number"))
+            v.parse()
+                .map_err(|_| format!("--{name} {v:?} is not a number"))
         })
     };
-    let workload = map.get("workload").cloned().unwrap_or_else(|| "rate".into());
+    let workload = map
+        .get("workload")
+        .cloned()
+        .unwrap_or_else(|| "rate".into());
     if workload != "rate" && workload != "paced" {
         return Err(format!("unknown workload {workload:?} (rate, paced)"));
     }
@@ -214,7 +218,9 @@ async fn handshake(ws: &mut Ws) -> Result<(), String> {
                 watched = true;
                 format!(r#"43{id}[{{"ok":true,"watchable":"{WATCHABLE}","seq":0,"gap":false}}]"#)
             }
-            other => format!(r#"43{id}[{{"ok":false,"code":400,"error":"no handler for {other}"}}]"#),
+            other => {
+                format!(r#"43{id}[{{"ok":false,"code":400,"error":"no handler for {other}"}}]"#)
+            }
         };
         send_text(ws, reply).await?;
     }
@@ -263,7 +269,10 @@ impl Pusher {
 
     /// Handles one frame from the client: an ack (`43<id>[…]`) is counted and
     /// timed; anything else is ignored.
-    fn on_frame(&mut self, frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>) -> Result<(), String> {
+    fn on_frame(
+        &mut self,
+        frame: Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
+    ) -> Result<(), String> {
         let text = match frame {
             Some(Ok(Message::Text(text))) => text,
             Some(Ok(Message::Close(_))) | None => return Err("the client closed".into()),
