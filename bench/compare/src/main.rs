@@ -16,9 +16,17 @@
 //!   figure limited by the load generator shows as such;
 //! - nothing printed comes from a constant: every figure is from this run.
 //!
+//! - the client workloads run each client — effex's `ConnectionActor` +
+//!   `SubscriberActor` (bench/client-effex) and Node's socket.io-client
+//!   (bench/node/client.js) — against the same lean push source
+//!   (bench/pushsource), reading the client's CPU time from /proc and the
+//!   source's own from its result, and print a second table.
+//!
 //! Usage: compare --effex PATH --loadgen PATH --peer PATH --node-dir DIR
-//!                [--quick] [--only WORKLOAD] [--busy]
-//! WORKLOAD: a1k a10k idle handshake one-conn aggregate paced (or a, b, c, d, e, f, g).
+//!                --pushsource PATH --client-effex PATH
+//!                [--quick] [--only WORKLOAD] [--busy] [--loadgen-threads N]
+//! WORKLOAD: a1k a10k idle handshake one-conn aggregate paced (or a, b, c, d,
+//! e, f, g); client-rate client-paced (or client, both).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -39,6 +47,9 @@ struct Paths {
     loadgen: PathBuf,
     peer: PathBuf,
     node_dir: PathBuf,
+    /// The lean push source and the effex client program (client workloads).
+    pushsource: PathBuf,
+    client_effex: PathBuf,
 }
 
 struct Opts {
@@ -46,6 +57,8 @@ struct Opts {
     quick: bool,
     only: Option<String>,
     busy: bool,
+    /// The load generator's runtime threads (default: one per core).
+    loadgen_threads: usize,
 }
 
 fn parse_opts() -> Result<Opts, String> {
@@ -58,8 +71,9 @@ fn parse_opts() -> Result<Opts, String> {
             "--quick" => quick = true,
             "--busy" => busy = true,
             "-h" | "--help" => {
-                return Err("usage: compare --effex PATH --loadgen PATH --peer PATH --node-dir DIR [--quick] [--only WORKLOAD] [--busy]\n\
-                            (bench/run passes the paths; WORKLOAD: a1k a10k idle handshake one-conn aggregate paced)".into())
+                return Err("usage: compare --effex PATH --loadgen PATH --peer PATH --node-dir DIR --pushsource PATH --client-effex PATH\n\
+                            \x20              [--quick] [--only WORKLOAD] [--busy] [--loadgen-threads N]\n\
+                            (bench/run passes the paths; WORKLOAD: a1k a10k idle handshake one-conn aggregate paced client-rate client-paced)".into())
             }
             name if name.starts_with("--") => {
                 let value = args.next().ok_or_else(|| format!("{name} needs a value"))?;
@@ -88,18 +102,31 @@ fn parse_opts() -> Result<Opts, String> {
         "d" => "aggregate".to_string(),
         "e" => "paced".to_string(),
         "f" => "handshake".to_string(),
+        "client" => "client".to_string(),
         other => other.to_string(),
     });
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let loadgen_threads = match map.get("loadgen-threads") {
+        None => cores,
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|n: &usize| *n > 0)
+            .ok_or_else(|| format!("--loadgen-threads {v:?}: give a thread count ≥ 1"))?,
+    };
     Ok(Opts {
         paths: Paths {
             effex: path("effex")?,
             loadgen: path("loadgen")?,
             peer: path("peer")?,
             node_dir: path("node-dir")?,
+            pushsource: path("pushsource")?,
+            client_effex: path("client-effex")?,
         },
         quick,
         only,
         busy,
+        loadgen_threads,
     })
 }
 
@@ -336,6 +363,54 @@ fn raise_nofile() -> u64 {
 
 // ---------------------------------------------------------------- one run
 
+/// A child's stdout as JSON lines `{"event":…}`, read on a thread of its own.
+struct JsonLines {
+    rx: mpsc::Receiver<String>,
+    who: &'static str,
+}
+
+impl JsonLines {
+    /// Takes `child`'s stdout (it must be piped).
+    fn of(child: &mut Child, who: &'static str) -> Result<JsonLines, String> {
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| format!("{who}: no stdout"))?;
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(JsonLines { rx, who })
+    }
+
+    /// The next line whose `event` is `want`, skipping others; an `error`
+    /// event, an ended stream or `deadline` passing is an error.
+    fn next(&self, want: &str, deadline: Instant) -> Result<Value, String> {
+        let who = self.who;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .rx
+                .recv_timeout(left)
+                .map_err(|_| format!("{who} sent no {want:?} in time (or exited; see above)"))?;
+            let Ok(value) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            match value["event"].as_str() {
+                Some(e) if e == want => return Ok(value),
+                Some("error") => {
+                    return Err(format!("{who}: {}", value["error"].as_str().unwrap_or("?")))
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 /// What one (server, workload) run measured.
 #[derive(Default, Clone, Debug)]
 struct Sample {
@@ -343,6 +418,8 @@ struct Sample {
     result: Value,
     /// Server CPU time over the measured phase, µs.
     server_cpu_us: u64,
+    /// The measured phase's length as the driver saw it (`go` → result), µs.
+    server_wall_us: u64,
     /// Server memory (KiB) before the load generator started and at `ready`.
     mem_before: (u64, u64),
     mem_ready: (u64, u64),
@@ -355,6 +432,17 @@ impl Sample {
     /// The load generator's CPU over the measured phase, % of one core.
     fn loadgen_pct(&self) -> f64 {
         100.0 * self.num("loadgen_cpu_us") / self.num("wall_us")
+    }
+    /// The server's CPU over the measured phase, % of one core.
+    fn server_pct(&self) -> f64 {
+        100.0 * self.server_cpu_us as f64 / self.server_wall_us as f64
+    }
+    /// A cell: the figure with the server's and the load generator's CPU.
+    fn cell(&self, value: f64) -> Cell {
+        Cell {
+            value,
+            cpu: [self.server_pct(), self.loadgen_pct()],
+        }
     }
 }
 
@@ -374,6 +462,7 @@ fn run_one(
         .arg("--addr")
         .arg(format!("127.0.0.1:{}", server.port))
         .args(["--boss", BOSS, "--pass", PASS])
+        .args(["--threads", &opts.loadgen_threads.to_string()])
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -381,41 +470,14 @@ fn run_one(
         .spawn()
         .map_err(|e| format!("cannot start the load generator: {e}"))?;
     let mut to_loadgen = loadgen.stdin.take();
-    let stdout = loadgen.stdout.take().ok_or("no loadgen stdout")?;
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = JsonLines::of(&mut loadgen, "the load generator")?;
     let deadline = Instant::now() + limit;
-    let next = |want: &str| -> Result<Value, String> {
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx
-                .recv_timeout(left)
-                .map_err(|_| format!("the load generator sent no {want:?} within {limit:?}"))?;
-            let Ok(value) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            match value["event"].as_str() {
-                Some(e) if e == want => return Ok(value),
-                Some("error") => {
-                    return Err(format!(
-                        "load generator: {}",
-                        value["error"].as_str().unwrap_or("?")
-                    ))
-                }
-                _ => {}
-            }
-        }
-    };
+    let next = |want: &str| lines.next(want, deadline);
     let outcome = (|| {
         next("ready")?;
         let mem_ready = memory_kib(pid)?;
         let cpu0 = cpu_us(pid)?;
+        let wall0 = Instant::now();
         if let Some(stdin) = to_loadgen.as_mut() {
             writeln!(stdin, "go").map_err(|e| format!("loadgen stdin: {e}"))?;
         }
@@ -424,6 +486,7 @@ fn run_one(
         Ok(Sample {
             result,
             server_cpu_us: cpu1.saturating_sub(cpu0),
+            server_wall_us: wall0.elapsed().as_micros() as u64,
             mem_before,
             mem_ready,
         })
@@ -439,6 +502,221 @@ fn run_one(
     outcome
 }
 
+// ---------------------------------------------------------------- client workloads
+
+/// A child process killed (and reaped) when dropped.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The clients of the client workloads.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum ClientKind {
+    /// bench/client-effex: `ConnectionActor` + `SubscriberActor` + a `Recipient<Push>` handler.
+    Effex,
+    /// bench/node/client.js: socket.io-client 4.8.4.
+    Node,
+}
+
+impl ClientKind {
+    fn label(self) -> &'static str {
+        match self {
+            ClientKind::Effex => "effex client",
+            ClientKind::Node => "Node socket.io-client 4.8.4",
+        }
+    }
+}
+
+/// What one (client, workload) run measured.
+struct ClientSample {
+    /// The push source's result line (rate, push → ack, its CPU).
+    source: Value,
+    /// The client's result line (pushes handled, push → handler).
+    client: Value,
+    /// The client process's CPU time over the measured phase (/proc), µs.
+    client_cpu_us: u64,
+    /// The measured phase as the driver saw it (`go` → source result), µs.
+    wall_us: u64,
+}
+
+impl ClientSample {
+    fn source(&self, key: &str) -> f64 {
+        self.source[key].as_f64().unwrap_or(f64::NAN)
+    }
+    fn client(&self, key: &str) -> f64 {
+        self.client[key].as_f64().unwrap_or(f64::NAN)
+    }
+    /// The client's CPU per push handled and acked, µs.
+    fn client_cpu_per_push(&self) -> f64 {
+        self.client_cpu_us as f64 / self.source("acked")
+    }
+    /// A cell: the figure with the client's and the source's CPU.
+    fn cell(&self, value: f64) -> Cell {
+        Cell {
+            value,
+            cpu: [
+                100.0 * self.client_cpu_us as f64 / self.wall_us as f64,
+                100.0 * self.source("source_cpu_us") / self.source("wall_us"),
+            ],
+        }
+    }
+}
+
+/// A client workload: the push source's arguments and the rows it makes.
+struct ClientWorkload {
+    id: &'static str,
+    title: String,
+    args: Vec<String>,
+    limit: Duration,
+    metrics: Vec<ClientMetric>,
+}
+
+/// A client row: name, which way is better, decimals, absolute goal, and
+/// how to read it from a sample.
+type ClientMetric = (
+    &'static str,
+    Better,
+    usize,
+    Option<f64>,
+    fn(&ClientSample) -> f64,
+);
+
+fn client_workloads(quick: bool) -> Vec<ClientWorkload> {
+    let seconds = if quick { 2 } else { 5 };
+    let rate = if quick { 2_000 } else { 10_000 };
+    vec![
+        ClientWorkload {
+            id: "client-rate",
+            title: format!("(c) client: 1 conn × 1 watch, pushes as fast as acks allow (≤ 1,000 unacked), {seconds} s"),
+            args: args(&[("workload", "rate".into()), ("seconds", seconds.to_string())]),
+            limit: Duration::from_secs(120),
+            metrics: vec![
+                (
+                    "acked pushes/s (handler ran)",
+                    Better::Higher,
+                    0,
+                    Some(500_000.0),
+                    |s| s.source("pushes_per_s"),
+                ),
+                (
+                    "client CPU per push, µs",
+                    Better::Lower,
+                    2,
+                    None,
+                    ClientSample::client_cpu_per_push,
+                ),
+            ],
+        },
+        ClientWorkload {
+            id: "client-paced",
+            title: format!("(e) client: paced {rate} pushes/s, 1 conn × 1 watch, {seconds} s"),
+            args: args(&[
+                ("workload", "paced".into()),
+                ("rate", rate.to_string()),
+                ("seconds", seconds.to_string()),
+            ]),
+            limit: Duration::from_secs(120),
+            metrics: vec![
+                ("push → handler, p50 µs", Better::Lower, 0, None, |s| s.client("p50_us")),
+                ("push → handler, p99 µs", Better::Lower, 0, None, |s| s.client("p99_us")),
+                ("push → ack read by the source, p50 µs", Better::Lower, 0, None, |s| s.source("p50_us")),
+                ("push → ack read by the source, p99 µs", Better::Lower, 0, None, |s| s.source("p99_us")),
+                (
+                    "client CPU per push, µs",
+                    Better::Lower,
+                    2,
+                    None,
+                    ClientSample::client_cpu_per_push,
+                ),
+            ],
+        },
+    ]
+}
+
+/// Runs a client against a fresh push source started with `args`.
+fn run_client(
+    kind: ClientKind,
+    opts: &Opts,
+    args: &[String],
+    limit: Duration,
+) -> Result<ClientSample, String> {
+    let deadline = Instant::now() + limit;
+    let mut source = Reaped(
+        Command::new(&opts.paths.pushsource)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start the push source: {e}"))?,
+    );
+    let mut to_source = source.0.stdin.take();
+    let source_lines = JsonLines::of(&mut source.0, "the push source")?;
+    let port = source_lines.next("listening", deadline)?["port"]
+        .as_u64()
+        .ok_or("the push source did not say its port")?;
+    let (item, key) = ("bench", "bench-key");
+    let mut command = match kind {
+        ClientKind::Effex => {
+            let mut c = Command::new(&opts.paths.client_effex);
+            c.args([
+                "--url",
+                &format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"),
+                "--pass",
+                PASS,
+                "--item",
+                item,
+                "--key",
+                key,
+            ]);
+            c
+        }
+        ClientKind::Node => {
+            let mut c = Command::new("node");
+            c.arg(opts.paths.node_dir.join("client.js"));
+            c.arg(format!("--url=http://127.0.0.1:{port}"));
+            c.arg(format!("--pass={PASS}"));
+            c.arg(format!("--item={item}"));
+            c.arg(format!("--key={key}"));
+            c
+        }
+    };
+    let mut client = Reaped(
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("cannot start the {}: {e}", kind.label()))?,
+    );
+    let _to_client = client.0.stdin.take();
+    let client_lines = JsonLines::of(&mut client.0, kind.label())?;
+    let pid = client.0.id();
+    source_lines.next("ready", deadline)?;
+    client_lines.next("ready", deadline)?;
+    let cpu0 = cpu_us(pid)?;
+    let wall0 = Instant::now();
+    if let Some(stdin) = to_source.as_mut() {
+        writeln!(stdin, "go").map_err(|e| format!("push source stdin: {e}"))?;
+    }
+    let source_result = source_lines.next("result", deadline)?;
+    let wall_us = wall0.elapsed().as_micros() as u64;
+    let cpu1 = cpu_us(pid)?;
+    let client_result = client_lines.next("result", deadline)?;
+    drop(to_source);
+    Ok(ClientSample {
+        source: source_result,
+        client: client_result,
+        client_cpu_us: cpu1.saturating_sub(cpu0),
+        wall_us,
+    })
+}
+
 // ---------------------------------------------------------------- the table
 
 #[derive(Clone, Copy, PartialEq)]
@@ -447,13 +725,24 @@ enum Better {
     Higher,
 }
 
-/// One row: a metric of a workload, a value per server column.
+/// One figure and the CPU (% of one core, over the measured phase) of the
+/// two processes in the run, labelled by the row's `cpu_labels`.
+#[derive(Clone, Copy, Debug)]
+struct Cell {
+    value: f64,
+    cpu: [f64; 2],
+}
+
+/// One row: a metric of a workload, a value per column (server workloads:
+/// effex, Node, socketioxide; client workloads: effex client, Node client).
 struct Row {
     name: String,
     better: Better,
     unit_digits: usize,
-    /// effex, Node, socketioxide: (value, load generator % of one core).
-    cells: [Option<Result<(f64, f64), String>>; 3],
+    cells: Vec<Option<Result<Cell, String>>>,
+    /// What the two CPU figures of each cell are: `["srv", "lg"]` (server,
+    /// load generator) or `["cli", "src"]` (client, push source).
+    cpu_labels: [&'static str; 2],
     /// Absolute goal for effex and the least ratio to the best peer.
     goal_abs: Option<f64>,
     goal_ratio: Option<f64>,
@@ -461,10 +750,10 @@ struct Row {
 
 impl Row {
     fn ratio(&self) -> Option<f64> {
-        let effex = self.cells[0].as_ref()?.as_ref().ok()?.0;
+        let effex = self.cells[0].as_ref()?.as_ref().ok()?.value;
         let peers: Vec<f64> = self.cells[1..]
             .iter()
-            .filter_map(|c| c.as_ref()?.as_ref().ok().map(|v| v.0))
+            .filter_map(|c| c.as_ref()?.as_ref().ok().map(|v| v.value))
             .filter(|v| v.is_finite())
             .collect();
         let best = match self.better {
@@ -503,7 +792,7 @@ impl Row {
         if self.goal_abs.is_none() && self.goal_ratio.is_none() {
             return "—";
         }
-        let Some(Ok((effex, _))) = &self.cells[0] else {
+        let Some(Ok(Cell { value: effex, .. })) = &self.cells[0] else {
             return "not measured";
         };
         let abs_ok = self.goal_abs.is_none_or(|g| match self.better {
@@ -545,12 +834,23 @@ fn fmt_num(v: f64, digits: usize) -> String {
     }
 }
 
-fn cell_text(cell: &Option<Result<(f64, f64), String>>, digits: usize) -> String {
+fn cell_text(cell: &Option<Result<Cell, String>>, digits: usize, labels: [&str; 2]) -> String {
     match cell {
         None => "—".into(),
         Some(Err(_)) => "error".into(),
-        Some(Ok((v, lg))) if lg.is_finite() => format!("{} (lg {lg:.0}%)", fmt_num(*v, digits)),
-        Some(Ok((v, _))) => fmt_num(*v, digits),
+        Some(Ok(c)) => {
+            let cpu: Vec<String> = labels
+                .iter()
+                .zip(c.cpu)
+                .filter(|(_, pct)| pct.is_finite())
+                .map(|(label, pct)| format!("{label} {pct:.0}%"))
+                .collect();
+            if cpu.is_empty() {
+                fmt_num(c.value, digits)
+            } else {
+                format!("{} ({})", fmt_num(c.value, digits), cpu.join(", "))
+            }
+        }
     }
 }
 
@@ -720,23 +1020,27 @@ fn main() {
             ]),
             ping_ms: 25_000,
             limit: Duration::from_secs(300),
-            effex_workers: vec![],
+            effex_workers: vec![1],
         },
     ]);
+    let mut client_workloads = client_workloads(q);
     if let Some(only) = &opts.only {
         workloads.retain(|w| w.id == only);
-        if workloads.is_empty() {
-            eprintln!("compare: unknown workload {only:?} (a1k a10k idle handshake one-conn aggregate paced, or a–g)");
+        client_workloads.retain(|w| w.id == only || only == "client");
+        if workloads.is_empty() && client_workloads.is_empty() {
+            eprintln!("compare: unknown workload {only:?} (a1k a10k idle handshake one-conn aggregate paced client-rate client-paced client, or a–g)");
             std::process::exit(2);
         }
     }
 
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let machine = machine_line(opts.busy, nofile);
     eprintln!("{machine}");
     let mut rows: Vec<Row> = Vec::new();
     let mut g_rows: Vec<Row> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     let mut worker_notes: Vec<String> = Vec::new();
+    let mut worker_verdicts: Vec<(String, WorkerVerdict)> = Vec::new();
 
     for w in &workloads {
         // (b)/(g) beyond the open-file limit: say so, measure nothing.
@@ -918,10 +1222,10 @@ fn main() {
             .collect();
         for variant in &effex_variants {
             for (name, better, digits, goal_abs, goal_ratio, metric) in &metrics {
-                let cell = |kind: Kind| -> Option<Result<(f64, f64), String>> {
+                let cell = |kind: Kind| -> Option<Result<Cell, String>> {
                     let (_, s) = samples.iter().find(|(k, _)| *k == kind)?;
                     Some(match s {
-                        Ok(s) => Ok((metric(s, w), s.loadgen_pct())),
+                        Ok(s) => Ok(s.cell(metric(s, w))),
                         Err(e) => Err(e.clone()),
                     })
                 };
@@ -933,14 +1237,18 @@ fn main() {
                     name: format!("{} — {name}{label}", w.title),
                     better: *better,
                     unit_digits: *digits,
-                    cells: [cell(*variant), cell(Kind::Node), cell(Kind::Sioxide)],
+                    cells: vec![cell(*variant), cell(Kind::Node), cell(Kind::Sioxide)],
+                    cpu_labels: ["srv", "lg"],
                     goal_abs: *goal_abs,
                     goal_ratio: *goal_ratio,
                 });
             }
         }
         if effex_variants.len() > 1 {
-            worker_notes.push(workers_note(w, &samples));
+            let (note, verdict) = workers_note(w, &samples);
+            worker_notes.push(note);
+            let id = w.title.split_whitespace().next().unwrap_or("?").to_string();
+            worker_verdicts.push((id, verdict));
         }
         if w.id == "idle" {
             g_rows.push(idle_cpu_row(w, &samples, idle_ping_ms));
@@ -948,29 +1256,108 @@ fn main() {
     }
     rows.extend(g_rows);
 
+    let mut client_rows: Vec<Row> = Vec::new();
+    for w in &client_workloads {
+        let mut samples = Vec::new();
+        for kind in [ClientKind::Effex, ClientKind::Node] {
+            eprintln!("· {} — {}", w.title, kind.label());
+            let sample = run_client(kind, &opts, &w.args, w.limit);
+            match &sample {
+                Ok(s) => eprintln!(
+                    "  client CPU {} µs, source {}, client {}",
+                    s.client_cpu_us, s.source, s.client
+                ),
+                Err(e) => {
+                    eprintln!("  error: {e}");
+                    notes.push(format!("{} — {}: {e}", w.title, kind.label()));
+                }
+            }
+            samples.push(sample);
+        }
+        for (name, better, digits, goal_abs, metric) in &w.metrics {
+            client_rows.push(Row {
+                name: format!("{} — {name}", w.title),
+                better: *better,
+                unit_digits: *digits,
+                cells: samples
+                    .iter()
+                    .map(|s| {
+                        Some(match s {
+                            Ok(s) => Ok(s.cell(metric(s))),
+                            Err(e) => Err(e.clone()),
+                        })
+                    })
+                    .collect(),
+                cpu_labels: ["cli", "src"],
+                goal_abs: *goal_abs,
+                goal_ratio: None,
+            });
+        }
+    }
+
     let mut out = String::new();
     let _ = writeln!(out, "{machine}\n");
-    let _ = writeln!(out, "| workload — metric | effex | Node socket.io 4.8.4 | socketioxide 0.18 | effex ÷ best peer (>1: effex better) | goal | met |");
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---|---|");
-    for row in &rows {
+    if !rows.is_empty() {
+        write_table(
+            &mut out,
+            &[
+                "workload — metric",
+                "effex",
+                "Node socket.io 4.8.4",
+                "socketioxide 0.18",
+                "effex ÷ best peer (>1: effex better)",
+            ],
+            &rows,
+        );
+    }
+    if !client_rows.is_empty() {
+        if !rows.is_empty() {
+            let _ = writeln!(out);
+        }
+        write_table(
+            &mut out,
+            &[
+                "client workload — metric",
+                "effex client (ConnectionActor + SubscriberActor)",
+                "Node socket.io-client 4.8.4",
+                "effex ÷ Node (>1: effex better)",
+            ],
+            &client_rows,
+        );
+        let _ = writeln!(out, "\nClient workloads: each client against the same lean push source (bench/pushsource, raw frames, one thread), one connection, one watch; the client's handler runs, then the push is acked. `cli N%`, `src N%`: the client's and the push source's own CPU over the measured phase, % of one core. Push → handler: the source stamps CLOCK_MONOTONIC into each push, the handler reads it.");
+    }
+    if !rows.is_empty() {
+        let _ = writeln!(out, "\n`srv N%`, `lg N%`: the server's and the load generator's ({} runtime threads) own CPU over the measured phase, % of one core (all threads; on {} cores the two compete, so a sum near {}% means the machine, not one side, set the pace; `lg` near {}% means the load generator did). Server CPU: utime+stime of the server process over the measured phase (connection setup excluded).", opts.loadgen_threads, cores, cores * 100, opts.loadgen_threads * 100);
+    }
+    for note in worker_notes.iter().chain(notes.iter()) {
+        let _ = writeln!(out, "- {note}");
+    }
+    if !worker_verdicts.is_empty() {
+        let _ = writeln!(out, "\n{}", workers_summary(&worker_verdicts, opts.busy));
+    }
+    println!("{out}");
+}
+
+/// Appends a Markdown table: the given columns, then goal and met.
+fn write_table(out: &mut String, columns: &[&str], rows: &[Row]) {
+    let _ = writeln!(out, "| {} | goal | met |", columns.join(" | "));
+    let _ = writeln!(out, "|---|{}---|---|", "---:|".repeat(columns.len() - 1));
+    for row in rows {
         let ratio = row.ratio().map_or("n/a".into(), |r| format!("{r:.2}×"));
+        let cells: Vec<String> = row
+            .cells
+            .iter()
+            .map(|c| cell_text(c, row.unit_digits, row.cpu_labels))
+            .collect();
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {ratio} | {} | {} |",
             row.name,
-            cell_text(&row.cells[0], row.unit_digits),
-            cell_text(&row.cells[1], row.unit_digits),
-            cell_text(&row.cells[2], row.unit_digits),
-            ratio,
+            cells.join(" | "),
             row.goal_text(),
             row.met()
         );
     }
-    let _ = writeln!(out, "\n`lg N%`: the load generator's own CPU over the measured phase, % of one core (a figure beside ~100% is bounded by the load generator, not the server). Server CPU: utime+stime of the server process over the measured phase (connection setup excluded).");
-    for note in worker_notes.iter().chain(notes.iter()) {
-        let _ = writeln!(out, "- {note}");
-    }
-    println!("{out}");
 }
 
 impl Sample {
@@ -979,52 +1366,142 @@ impl Sample {
     }
 }
 
-/// Which effex worker count did better on a workload (server CPU per frame
-/// and throughput / latency).
-fn workers_note(w: &Workload, samples: &[(Kind, Result<Sample, String>)]) -> String {
+/// What one workload's runs say about effex's default worker count.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum WorkerVerdict {
+    /// The default (one worker per core) did clearly better.
+    PerCore,
+    /// One worker did clearly better.
+    One,
+    /// Within the noise margin (or a run failed): no reason to change.
+    Even,
+}
+
+/// Differences smaller than this fraction are read as noise.
+const WORKER_MARGIN: f64 = 0.05;
+
+/// The figure that decides a workload's worker count, higher = better:
+/// (a) the update → last push p50 (the time a fan-out takes; the server CPU
+/// per frame is printed beside it), (d) pushes delivered and acked per
+/// second, (e) the update → push p99 (the paced goal's harder half).
+fn worker_score(id: &str, s: &Sample) -> f64 {
+    match id {
+        "aggregate" => s.num("pushes_per_s"),
+        "paced" => -s.num("p99_us"),
+        _ => -s.num("p50_us"),
+    }
+}
+
+/// Which effex worker count did better on a workload, with the figures, and
+/// the verdict for the default.
+fn workers_note(
+    w: &Workload,
+    samples: &[(Kind, Result<Sample, String>)],
+) -> (String, WorkerVerdict) {
     let mut parts = Vec::new();
-    // The deciding figure: pushes/s for (d), update → last push p50 for (a)
-    // (the server CPU per frame is printed too; it differs little).
-    let mut best: Option<(String, f64)> = None;
+    let mut per_core: Option<f64> = None;
+    let mut one: Option<f64> = None;
     for (kind, s) in samples {
         let Kind::Effex(workers) = kind else { continue };
         let Ok(s) = s else { continue };
-        let label = workers.map_or("default (one per core)".to_string(), |n| n.to_string());
-        let score = if w.id == "aggregate" {
-            s.num("pushes_per_s")
-        } else {
-            -s.num("p50_us")
-        };
-        if score.is_finite() && best.as_ref().is_none_or(|(_, b)| score > *b) {
-            best = Some((label.clone(), score));
+        let label = workers.map_or("one per core (default)".to_string(), |n| n.to_string());
+        let score = worker_score(w.id, s);
+        match workers {
+            None => per_core = Some(score),
+            Some(1) => one = Some(score),
+            Some(_) => {}
         }
-        let figure = if w.id == "aggregate" {
-            format!(
+        let figure = match w.id {
+            "aggregate" => format!(
                 "{} pushes/s, {:.2} µs CPU/push",
                 fmt_num(s.num("pushes_per_s"), 0),
                 s.server_cpu_us as f64 / s.num("pushes")
-            )
-        } else {
-            format!(
+            ),
+            "paced" => format!(
+                "p50 {} µs, p99 {} µs",
+                fmt_num(s.num("p50_us"), 0),
+                fmt_num(s.num("p99_us"), 0)
+            ),
+            _ => format!(
                 "{:.2} µs CPU/frame, p50 {:.2} ms",
                 s.server_cpu_us as f64 / s.num("frames"),
                 s.num("p50_us") / 1000.0
-            )
+            ),
         };
         parts.push(format!("workers {label}: {figure}"));
     }
-    let verdict = best.map_or("no effex run succeeded".to_string(), |(label, _)| {
-        let by = if w.id == "aggregate" {
-            "more pushes/s"
-        } else {
-            "lower p50"
-        };
-        format!("better: workers {label} ({by})")
-    });
+    let by = match w.id {
+        "aggregate" => "pushes/s",
+        "paced" => "p99",
+        _ => "p50",
+    };
+    let verdict = match (per_core, one) {
+        (Some(d), Some(o)) if d.is_finite() && o.is_finite() => {
+            // Scores are rates (positive) or negated times (negative).
+            let (d, o) = (d.abs(), o.abs());
+            let gain = if w.id == "aggregate" {
+                o / d - 1.0
+            } else {
+                d / o - 1.0
+            };
+            if gain > WORKER_MARGIN {
+                WorkerVerdict::One
+            } else if gain < -WORKER_MARGIN {
+                WorkerVerdict::PerCore
+            } else {
+                WorkerVerdict::Even
+            }
+        }
+        _ => WorkerVerdict::Even,
+    };
+    let says = match verdict {
+        WorkerVerdict::PerCore => format!(
+            "supports the default of one worker per core (better {by} by more than {:.0}%)",
+            WORKER_MARGIN * 100.0
+        ),
+        WorkerVerdict::One => format!(
+            "supports a default of one worker (better {by} by more than {:.0}%)",
+            WORKER_MARGIN * 100.0
+        ),
+        WorkerVerdict::Even => format!(
+            "no difference beyond {:.0}% in {by}: no reason to change the default",
+            WORKER_MARGIN * 100.0
+        ),
+    };
+    (
+        format!(
+            "effex worker count, {}: {} — {says}",
+            w.title,
+            parts.join("; ")
+        ),
+        verdict,
+    )
+}
+
+/// The one line that says which default worker count the measured
+/// workloads (`(id, verdict)`: "(a)", "(d)", "(e)") support together.
+fn workers_summary(verdicts: &[(String, WorkerVerdict)], busy: bool) -> String {
+    let count = |v: WorkerVerdict| verdicts.iter().filter(|(_, x)| *x == v).count();
+    let from: Vec<&str> = verdicts.iter().map(|(id, _)| id.as_str()).collect();
+    let (per_core, one) = (count(WorkerVerdict::PerCore), count(WorkerVerdict::One));
+    let choice = if one > 0 && per_core == 0 {
+        "one worker (`--workers 1`) as effex's default"
+    } else if per_core > 0 && one == 0 {
+        "keeping effex's default of one worker per core"
+    } else if per_core == 0 && one == 0 {
+        "keeping effex's default of one worker per core (no workload showed a difference beyond the noise margin)"
+    } else {
+        "no single default: the workloads disagree (see the lines above); keep one worker per core and rerun on a quiet machine"
+    };
     format!(
-        "effex worker count, {}: {} — {verdict}",
-        w.title,
-        parts.join("; ")
+        "**effex default worker count, from {} on this machine: {choice}** ({per_core} favour one per core, {one} favour one worker, {} even){}",
+        from.join(", "),
+        verdicts.len() - per_core - one,
+        if busy {
+            " — busy machine: provisional, decide from a quiet run"
+        } else {
+            ""
+        }
     )
 }
 
@@ -1033,13 +1510,13 @@ fn workers_note(w: &Workload, samples: &[(Kind, Result<Sample, String>)]) -> Str
 /// the measured connection count to 50,000 (both linear: the heartbeat work
 /// is one ping and one pong per connection per interval).
 fn idle_cpu_row(w: &Workload, samples: &[(Kind, Result<Sample, String>)], ping_ms: u64) -> Row {
-    let cell = |kind: Kind| -> Option<Result<(f64, f64), String>> {
+    let cell = |kind: Kind| -> Option<Result<Cell, String>> {
         let (_, s) = samples.iter().find(|(k, _)| *k == kind)?;
         Some(match s {
             Ok(s) => {
                 let pct = 100.0 * s.server_cpu_us as f64 / s.num("wall_us");
                 let scaled = pct * (ping_ms as f64 / 25_000.0) * (50_000.0 / s.num_conns());
-                Ok((scaled, s.loadgen_pct()))
+                Ok(s.cell(scaled))
             }
             Err(e) => Err(e.clone()),
         })
@@ -1048,7 +1525,8 @@ fn idle_cpu_row(w: &Workload, samples: &[(Kind, Result<Sample, String>)], ping_m
         name: format!("(g) from {} — heartbeat CPU for 50,000 idle conns at the default 25 s ping, % of one core (scaled linearly)", w.title),
         better: Better::Lower,
         unit_digits: 2,
-        cells: [cell(Kind::Effex(None)), cell(Kind::Node), cell(Kind::Sioxide)],
+        cells: vec![cell(Kind::Effex(None)), cell(Kind::Node), cell(Kind::Sioxide)],
+        cpu_labels: ["srv", "lg"],
         goal_abs: Some(5.0),
         goal_ratio: None,
     }

@@ -1,7 +1,8 @@
 //! The lean load generator of the comparison harness (issue 9).
 //!
-//! One process, raw WebSocket connections (tokio-tungstenite, many sockets per
-//! runtime thread), speaking just enough Engine.IO v4 / Socket.IO v5 to
+//! One process, raw WebSocket connections (tokio-tungstenite) spread over a
+//! multi-thread tokio runtime (`--threads`, default one per core; many
+//! sockets per thread), speaking just enough Engine.IO v4 / Socket.IO v5 to
 //! connect (`40`), pass (`["pass",{pass,pushId}]`), watch
 //! (`["watch",{event,id,key}]`), answer pings (`2` → `3`) and ack every push
 //! (`43<id>[{"ok":true}]`) the moment it is read. Updates go over a minimal
@@ -37,6 +38,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+use benchkit::{cpu_us, percentile};
 use http::Http;
 
 type Ws = WebSocketStream<TcpStream>;
@@ -112,7 +114,14 @@ fn parse_opts() -> Result<Opts, String> {
         count: num(&map, "count", 1000)?,
         sources: num(&map, "sources", 1)?,
         http_conns: num(&map, "http-conns", 4)?,
-        threads: num(&map, "threads", 1)?,
+        // Default: one runtime thread per core, so that the load generator
+        // is not held to one core (it shares the machine with the server:
+        // the driver prints both processes' CPU beside each figure).
+        threads: num(
+            &map,
+            "threads",
+            std::thread::available_parallelism().map_or(2, |n| n.get()),
+        )?,
     })
 }
 
@@ -147,19 +156,6 @@ fn main() {
     }
     // Exit without waiting for the connection tasks.
     std::process::exit(0);
-}
-
-/// This process's user + system CPU time in µs (getrusage RUSAGE_SELF).
-fn cpu_us() -> u64 {
-    // SAFETY: getrusage only writes the struct we hand it.
-    unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
-            return 0;
-        }
-        let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
-        tv(usage.ru_utime) + tv(usage.ru_stime)
-    }
 }
 
 /// The driver's commands, one per line on stdin.
@@ -296,7 +292,9 @@ async fn open_passed(opts: &Opts, source: IpAddr, push_id: &str) -> Result<Ws, S
         .map_err(|e| format!("connect {} from {source}: {e}", opts.addr))?;
     tcp.set_nodelay(true).map_err(|e| format!("nodelay: {e}"))?;
     let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", opts.addr);
-    let (mut ws, _) = tokio_tungstenite::client_async(url, tcp)
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(benchkit::WS_READ_BUFFER);
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(config))
         .await
         .map_err(|e| format!("WebSocket upgrade: {e}"))?;
     expect(&mut ws, "0").await?;
@@ -443,14 +441,6 @@ async fn open_many(
         join.await.map_err(|e| e.to_string())??;
     }
     Ok(())
-}
-
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 /// Sends one update and returns the event's seq from the reply.
