@@ -298,7 +298,7 @@
 
   function showFigures(sums, note) {
     for (const [name, id] of Object.entries(FIGURES)) {
-      const value = sums && sums.get(name);
+      const value = sums ? sums.get(name) : undefined;
       $(id).textContent = value === undefined ? "—" : value.toLocaleString("en-US");
     }
     $("metrics-note").textContent = note;
