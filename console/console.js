@@ -255,24 +255,27 @@
     g.clearRect(0, 0, width, height);
     const top = Math.max(1, ...buckets);
     const barWidth = width / CHART_SECONDS;
-    const plot = height - 16;
+    // Labels above and below the bars, never over them.
+    const plotTop = 16;
+    const plotBottom = height - 16;
     g.fillStyle = "#2a7de1";
     buckets.forEach((count, i) => {
-      const h = (count / top) * (plot - 4);
-      g.fillRect(i * barWidth + 1, plot - h, Math.max(1, barWidth - 2), h);
+      const h = (count / top) * (plotBottom - plotTop);
+      g.fillRect(i * barWidth + 1, plotBottom - h, Math.max(1, barWidth - 2), h);
     });
     g.strokeStyle = "#9aa4b2";
     g.beginPath();
-    g.moveTo(0, plot + 0.5);
-    g.lineTo(width, plot + 0.5);
+    g.moveTo(0, plotBottom + 0.5);
+    g.lineTo(width, plotBottom + 0.5);
     g.stroke();
     g.fillStyle = "#5b6573";
     g.font = "11px system-ui, sans-serif";
     g.textBaseline = "top";
-    g.fillText("−60 s", 2, plot + 3);
+    g.textAlign = "left";
+    g.fillText("60 s ago", 2, plotBottom + 3);
+    g.fillText(`${top}/s`, 2, 2);
     g.textAlign = "right";
-    g.fillText("now", width - 2, plot + 3);
-    g.fillText(`max ${top}/s`, width - 2, 2);
+    g.fillText("now", width - 2, plotBottom + 3);
   }
 
   setInterval(() => {
