@@ -34,8 +34,8 @@ use tokio::sync::mpsc;
 
 /// Bound for one driver step (launching chromium, loading a page, waiting
 /// for pushes on a loaded 2-core machine); the driver's own steps give up
-/// after 10 s and its whole run after 45 s.
-const STEP: Duration = Duration::from_secs(30);
+/// after 15 s and its whole run after 60 s.
+const STEP: Duration = Duration::from_secs(60);
 /// Updates written while the console watches.
 const UPDATES: u64 = 6;
 

@@ -32,8 +32,8 @@ const path = require("node:path");
 const { chromium } = require("playwright-core");
 
 const CHROMIUM = process.env.EFFEX_CHROMIUM || "/usr/bin/chromium";
-const STEP_MS = 10000;
-const RUN_MS = 45000;
+const STEP_MS = 15000;
+const RUN_MS = 60000;
 
 function print(line) {
   process.stdout.write(`${JSON.stringify(line)}\n`);
