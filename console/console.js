@@ -110,7 +110,12 @@
     s.on("connect", () => passThenWatch(s, pass, pushId, key));
     s.on("connect_error", (err) => setStatus("error", `Cannot connect: ${err.message} (retrying)`));
     s.on("disconnect", (reason) => {
-      if (socket === s) setStatus("connecting", `Disconnected (${reason}); reconnecting …`);
+      if (socket !== s) return;
+      setStatus("connecting", `Disconnected (${reason}); reconnecting …`);
+      // socket.io-client reconnects by itself except after the server's own
+      // goodbye (`41`: the server stopped or restarted): then ask again; its
+      // backoff applies if the server is not back yet.
+      if (reason === "io server disconnect") s.connect();
     });
     s.on("push", (push, ack) => onPush(push, ack));
     s.on("ended", (end) => {

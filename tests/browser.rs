@@ -40,7 +40,9 @@ const STEP: Duration = Duration::from_secs(60);
 const UPDATES: u64 = 6;
 
 fn driver_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("browser")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("browser")
 }
 
 /// The browser the driver launches: `EFFEX_CHROMIUM` or Debian's.
@@ -124,9 +126,8 @@ impl Driver {
                 self.log()
             ),
         };
-        let value: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-            panic!("driver.js printed {line:?}, not JSON ({e})")
-        });
+        let value: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("driver.js printed {line:?}, not JSON ({e})"));
         assert_eq!(
             value["event"],
             json!(event),
@@ -149,7 +150,9 @@ impl Drop for Driver {
 #[actix_rt::test]
 async fn the_console_shows_every_push_in_order() {
     let exchange = Exchange::start(config()).await;
-    let (id, _) = exchange.write(json!({"price": 100}), Duration::from_secs(600)).await;
+    let (id, _) = exchange
+        .write(json!({"price": 100}), Duration::from_secs(600))
+        .await;
     let aliased = exchange
         .rest
         .write(
@@ -189,7 +192,11 @@ async fn the_console_shows_every_push_in_order() {
     let mut expected = Vec::new();
     for n in 1..=UPDATES {
         let (target, shown, value) = if n % 3 == 0 {
-            (aliased.as_str(), "market-status", json!(format!("open {n}")))
+            (
+                aliased.as_str(),
+                "market-status",
+                json!(format!("open {n}")),
+            )
         } else {
             (id.as_str(), id.as_str(), json!({"price": 100 + n}))
         };
@@ -201,10 +208,19 @@ async fn the_console_shows_every_push_in_order() {
         .remove(&exchange.writer, &aliased)
         .await
         .expect("remove the aliased item");
-    expected.push(("market-status".to_owned(), "remove", removed.seq, "—".to_owned()));
+    expected.push((
+        "market-status".to_owned(),
+        "remove",
+        removed.seq,
+        "—".to_owned(),
+    ));
 
     let shown = driver.expect("rows").await;
-    assert_eq!(shown["errors"], json!([]), "the page logged errors: {shown}");
+    assert_eq!(
+        shown["errors"],
+        json!([]),
+        "the page logged errors: {shown}"
+    );
     let rows = shown["rows"].as_array().expect("rows");
     // Newest first on the page: oldest first here.
     let got: Vec<(String, &str, u64, String)> = rows
@@ -266,7 +282,11 @@ async fn a_page_on_another_origin_reads_writes_and_gets_pushes() {
     assert_eq!(result["write"]["status"], json!(201), "{result}");
     let id = result["write"]["body"]["id"].clone();
     assert_eq!(result["read"]["status"], json!(200), "{result}");
-    assert_eq!(result["read"]["body"]["value"], json!({"from": "another origin"}), "{result}");
+    assert_eq!(
+        result["read"]["body"]["value"],
+        json!({"from": "another origin"}),
+        "{result}"
+    );
     assert_eq!(result["pass"]["ok"], json!(true), "{result}");
     assert_eq!(result["watch"]["ok"], json!(true), "{result}");
     assert_eq!(result["update"]["status"], json!(200), "{result}");

@@ -42,14 +42,27 @@ async fn the_console_and_its_assets_are_served_with_a_strict_policy() {
         ("/console/", "text/html", "<title>effex console</title>"),
         ("/console/console.css", "text/css", "#status"),
         ("/console/console.js", "text/javascript", "\"watch\""),
-        ("/console/vendor/socket.io.min.js", "text/javascript", "Socket.IO v4.8.4"),
-        ("/console/vendor/socket.io-client.LICENSE", "text/plain", "MIT License"),
+        (
+            "/console/vendor/socket.io.min.js",
+            "text/javascript",
+            "Socket.IO v4.8.4",
+        ),
+        (
+            "/console/vendor/socket.io-client.LICENSE",
+            "text/plain",
+            "MIT License",
+        ),
     ] {
         let (status, got_type, csp, body) = get(&base, path).await;
         assert_eq!(status, StatusCode::OK, "{path}");
         assert!(got_type.starts_with(content_type), "{path}: {got_type}");
         assert!(body.contains(contains), "{path} lacks {contains:?}");
-        for rule in ["default-src 'none'", "script-src 'self'", "connect-src 'self'", "frame-ancestors 'none'"] {
+        for rule in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "connect-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
             assert!(csp.contains(rule), "{path}: CSP {csp:?} lacks {rule}");
         }
         assert!(!csp.contains("unsafe"), "{path}: CSP {csp:?}");

@@ -107,14 +107,24 @@ mod tests {
     #[test]
     fn the_page_loads_only_embedded_files_and_runs_no_inline_script() {
         let page = std::str::from_utf8(INDEX).expect("index.html is UTF-8");
-        for src in page.split("src=\"").skip(1).chain(page.split("href=\"").skip(1)) {
+        for src in page
+            .split("src=\"")
+            .skip(1)
+            .chain(page.split("href=\"").skip(1))
+        {
             let target = src.split('"').next().unwrap_or_default();
             assert!(
                 ASSETS.iter().any(|a| a.path == target),
                 "index.html refers to {target:?}, which the console does not serve"
             );
         }
-        assert!(!page.contains("<script>"), "an inline script: the CSP blocks it");
-        assert!(!page.contains("style=\""), "an inline style: the CSP blocks it");
+        assert!(
+            !page.contains("<script>"),
+            "an inline script: the CSP blocks it"
+        );
+        assert!(
+            !page.contains("style=\""),
+            "an inline style: the CSP blocks it"
+        );
     }
 }
