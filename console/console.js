@@ -198,7 +198,12 @@
   // The table and the chart
 
   function formatValue(push) {
-    if (!("value" in push)) return "—";
+    if (!("value" in push)) {
+      // Updates are watched withValue; a replayed one (after a reconnect)
+      // comes without it unless it is still the item's current value: the
+      // event log keeps no values.
+      return push.event === "update" ? "— (older value, not kept)" : "—";
+    }
     const text = JSON.stringify(push.value);
     return text.length > MAX_VALUE_CHARS ? text.slice(0, MAX_VALUE_CHARS) + "…" : text;
   }

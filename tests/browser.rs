@@ -29,6 +29,7 @@ use common::exchange::{Exchange, PASS};
 use common::server::{config, start};
 use effex::client::{EffexClient, KeyType, NewItem};
 use effex::server::ServerConfig;
+use effex::store::{MemoryStoreConfig, UpdateItem};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -147,6 +148,41 @@ impl Drop for Driver {
     }
 }
 
+/// One row of the console's table: item (as the page names it), event,
+/// seq, value (as the page shows it).
+type Row = (String, String, u64, String);
+
+/// The table in the driver's `rows` line, oldest first (the page shows the
+/// newest first), after checking the page logged no error (a CSP violation
+/// would be one) but those containing one of `expected_errors`, and every
+/// latency is a number of ms.
+fn table(shown: &Value, expected_errors: &[&str]) -> Vec<Row> {
+    let errors = shown["errors"].as_array().expect("errors");
+    let unexpected: Vec<&Value> = errors
+        .iter()
+        .filter(|e| {
+            !expected_errors
+                .iter()
+                .any(|expected| e.as_str().is_some_and(|e| e.contains(expected)))
+        })
+        .collect();
+    assert!(unexpected.is_empty(), "the page logged errors: {shown}");
+    let rows = shown["rows"].as_array().expect("rows");
+    rows.iter()
+        .rev()
+        .map(|row| {
+            let text = |name: &str| row[name].as_str().expect("a cell's text").to_owned();
+            let latency = text("latency");
+            assert!(
+                latency.ends_with(" ms") && latency.trim_end_matches(" ms").parse::<u64>().is_ok(),
+                "latency {latency:?} in {row}"
+            );
+            let seq = text("seq").parse().expect("a seq");
+            (text("item"), text("event"), seq, text("value"))
+        })
+        .collect()
+}
+
 #[actix_rt::test]
 async fn the_console_shows_every_push_in_order() {
     let exchange = Exchange::start(config()).await;
@@ -201,7 +237,12 @@ async fn the_console_shows_every_push_in_order() {
             (id.as_str(), id.as_str(), json!({"price": 100 + n}))
         };
         let seq = exchange.update(target, value.clone()).await;
-        expected.push((shown.to_owned(), "update", seq, value.to_string()));
+        expected.push((
+            shown.to_owned(),
+            "update".to_owned(),
+            seq,
+            value.to_string(),
+        ));
     }
     let removed = exchange
         .rest
@@ -210,46 +251,83 @@ async fn the_console_shows_every_push_in_order() {
         .expect("remove the aliased item");
     expected.push((
         "market-status".to_owned(),
-        "remove",
+        "remove".to_owned(),
         removed.seq,
         "—".to_owned(),
     ));
 
-    let shown = driver.expect("rows").await;
-    assert_eq!(
-        shown["errors"],
-        json!([]),
-        "the page logged errors: {shown}"
-    );
-    let rows = shown["rows"].as_array().expect("rows");
-    // Newest first on the page: oldest first here.
-    let got: Vec<(String, &str, u64, String)> = rows
-        .iter()
-        .rev()
-        .map(|row| {
-            let text = |name: &str| row[name].as_str().expect("a cell's text").to_owned();
-            let latency = text("latency");
-            assert!(
-                latency.ends_with(" ms") && latency.trim_end_matches(" ms").parse::<u64>().is_ok(),
-                "latency {latency:?} in {row}"
-            );
-            (
-                text("item"),
-                match row["event"].as_str() {
-                    Some("update") => "update",
-                    Some("remove") => "remove",
-                    other => panic!("event {other:?} in {row}"),
-                },
-                text("seq").parse().expect("a seq"),
-                text("value"),
-            )
-        })
-        .collect();
+    let got = table(&driver.expect("rows").await, &[]);
     assert_eq!(got, expected, "the table, oldest first");
     assert!(
         std::fs::metadata(&screenshot).is_ok_and(|m| m.len() > 0),
         "no screenshot at {}",
         screenshot.display()
+    );
+    exchange.server.stop().await;
+}
+
+#[actix_rt::test]
+async fn the_console_reconnects_after_a_restart_and_replays_what_it_missed() {
+    const BOSS: &str = "browser restart boss";
+    let store = common::store_switch::store(MemoryStoreConfig {
+        boss_key: BOSS.to_owned(),
+        ..MemoryStoreConfig::default()
+    })
+    .await;
+    let exchange = Exchange::on_store(store.clone(), BOSS, None).await;
+    let addr = exchange.server.addr();
+    let (id, _) = exchange.write(json!(0), Duration::from_secs(600)).await;
+    let screenshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/console-restart.png");
+    let mut driver = Driver::start(
+        "console",
+        json!({
+            "url": exchange.server.http_url(),
+            "reader": exchange.reader,
+            "passphrase": PASS,
+            "items": [id],
+            "count": 5,
+            "checkpoints": [2],
+            "screenshot": screenshot,
+        }),
+    );
+    driver.expect("watching").await;
+    let mut expected = Vec::new();
+    for n in 1..=2 {
+        let seq = exchange.update(&id, json!(n)).await;
+        expected.push((id.clone(), "update".to_owned(), seq, n.to_string()));
+    }
+    // Shown before the server goes: their pushes carried their values.
+    driver.expect("shown").await;
+    let Exchange { server, writer, .. } = exchange;
+    // The server says goodbye (41) to the page, and is gone while three
+    // more updates happen: the page must watch again with `after` to see them.
+    server.stop().await;
+    for n in 3..=5 {
+        let update = UpdateItem {
+            value: json!(n).into(),
+            intent: None,
+        };
+        let seq = store
+            .update(&writer, &id, update)
+            .await
+            .expect("update the store directly")
+            .seq;
+        // Replayed, these come without their value unless it is still the
+        // item's current one: the event log keeps no values.
+        let value = if n == 5 {
+            n.to_string()
+        } else {
+            "— (older value, not kept)".to_owned()
+        };
+        expected.push((id.clone(), "update".to_owned(), seq, value));
+    }
+    let exchange = Exchange::on_store(store.clone(), BOSS, Some(addr)).await;
+    // Its reconnection attempts while the server stops and is down fail (reset,
+    // refused), as they should.
+    let got = table(&driver.expect("rows").await, &["WebSocket connection to"]);
+    assert_eq!(
+        got, expected,
+        "every update once, in order, across the restart"
     );
     exchange.server.stop().await;
 }

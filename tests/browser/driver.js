@@ -3,10 +3,11 @@
 // playwright-core only (it never downloads a browser of its own).
 //
 //   node driver.js console '<json>'
-//     {"url","reader","passphrase","items":[…],"count":N,"screenshot"}
+//     {"url","reader","passphrase","items":[…],"count":N,"checkpoints"?:[C…],"screenshot"}
 //     Opens <url>/console, fills the form, connects; prints
 //     {"event":"watching","status"} once every watch is acked, then waits
-//     (bounded) until the table holds N pushes, saves a screenshot and prints
+//     (bounded) until the table holds N pushes (printing {"event":"shown",
+//     "count":C} when it holds C, for each checkpoint), saves a screenshot and prints
 //     {"event":"rows","rows":[{item,event,seq,value,latency}] (as shown,
 //     newest first),"errors":[…]} and exits 0.
 //
@@ -133,15 +134,19 @@ async function consoleScenario(config) {
   }
   print({ event: "watching", status: await page.textContent("#status") });
 
-  try {
-    await page.waitForFunction(
-      (n) => document.querySelectorAll("#pushes tbody tr").length >= n,
-      config.count,
-      { timeout: STEP_MS },
-    );
-  } catch (e) {
-    const shown = await page.$$eval("#pushes tbody tr", (rows) => rows.length);
-    throw new Error(`the table shows ${shown} of ${config.count} pushes after ${STEP_MS} ms`);
+  // {"event":"shown","count":C} at each checkpoint C on the way.
+  for (const count of [...(config.checkpoints || []), config.count]) {
+    try {
+      await page.waitForFunction(
+        (n) => document.querySelectorAll("#pushes tbody tr").length >= n,
+        count,
+        { timeout: STEP_MS },
+      );
+    } catch (e) {
+      const shown = await page.$$eval("#pushes tbody tr", (rows) => rows.length);
+      throw new Error(`the table shows ${shown} of ${count} pushes after ${STEP_MS} ms`);
+    }
+    if (count !== config.count) print({ event: "shown", count });
   }
   const rows = await page.$$eval("#pushes tbody tr", (trs) =>
     trs.map((tr) => {
