@@ -19,6 +19,8 @@
 //! - The REST API on the same port (protocol.md §3): `/ping`, `/ready`, `/info`, `/keys`,
 //!   `/items`, `/aliases`, `/items/{id}/events`; see the `http` module for its
 //!   routes, status codes and limits.
+//! - The live console: `GET /console`, a page embedded in the binary (the
+//!   `console` module).
 //!
 //! # Design
 //!
@@ -46,6 +48,7 @@
 
 mod client_addr;
 mod config;
+mod console;
 mod cors;
 mod egress;
 mod host_limit;
@@ -183,6 +186,7 @@ impl Server {
                 .configure(push::routes)
                 // Before the REST routes, so that these take /watches.
                 .configure(webhooks::routes)
+                .configure(console::routes)
                 .configure(http::routes)
         })
         .workers(workers)
