@@ -91,7 +91,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// A resource with `routes` and, for any other method, a JSON 405 with `Allow`.
-fn resource(path: &str, routes: Vec<(Method, actix_web::Route)>) -> actix_web::Resource {
+pub(crate) fn resource(path: &str, routes: Vec<(Method, actix_web::Route)>) -> actix_web::Resource {
     let allow = routes
         .iter()
         .map(|(method, _)| method.as_str())

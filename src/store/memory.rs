@@ -55,7 +55,7 @@ use super::types::{
     ItemId, ItemRef, KeyKind, Keys, MakeKeys, ReadItem, Removed, StoreEvent, StoreInfo, UpdateItem,
     Updated, WriteItem, Written,
 };
-use super::{JsonText, Store, StoreError, StoreFuture};
+use super::{JsonText, Store, StoreError, StoreFuture, StoreMetrics};
 
 /// Longest alias accepted, in bytes.
 const MAX_ALIAS_LEN: usize = 128;
@@ -290,6 +290,7 @@ impl MemoryStore {
                 max_hold: config.intent_max_hold,
             },
             config,
+            metrics: StoreMetrics::new()?,
             mask: shards - 1,
             items: (0..shards).map(|_| RwLock::default()).collect(),
             keys: (0..shards).map(|_| RwLock::default()).collect(),
@@ -383,6 +384,10 @@ impl Store for MemoryStore {
 
     fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
         self.inner.events.subscribe()
+    }
+
+    fn metrics(&self) -> Option<&StoreMetrics> {
+        Some(&self.inner.metrics)
     }
 }
 
@@ -554,6 +559,8 @@ enum Caller {
 
 struct Inner {
     config: MemoryStoreConfig,
+    /// How late expiries fire (see [`StoreMetrics`]).
+    metrics: StoreMetrics,
     retention: Retention,
     intent_rules: IntentRules,
     mask: usize,
@@ -1265,6 +1272,8 @@ impl Inner {
         };
         // The clock has taken it off the deadline set already; an access has not.
         shard.due.remove(&(deadline, id));
+        self.metrics
+            .expired_late(now.instant.saturating_duration_since(deadline));
         let gc_at = time::add(now.instant, self.config.event_retention);
         let old = self.retire(entry, gc_at);
         let seq = self.emit(&mut entry.log, EventKind::Expire, id, at, now.unix_ms, None);

@@ -176,6 +176,7 @@ use super::outlet::{
     Reporter, SessionId, WatchView, WebhookLink, WebhookSettings, WebhookSpec,
 };
 pub(crate) use super::outlet::{Outgoing, SessionLink, WatchId};
+use super::metrics::Metrics;
 use super::{ServerConfig, Shared};
 use crate::protocol::messages::{Empty, Ended, Failure, Success, Watch, WatchOk};
 use crate::store::{
@@ -192,21 +193,25 @@ pub(crate) struct HubSettings {
     pub(crate) max_offline_push_ids: usize,
     pub(crate) max_webhooks_per_key: usize,
     pub(crate) max_message_size: usize,
+    /// The server's series: the hub counts watches and replayed pushes.
+    pub(crate) metrics: Arc<Metrics>,
 }
 
-impl From<&ServerConfig> for HubSettings {
-    fn from(config: &ServerConfig) -> Self {
+impl HubSettings {
+    /// The hub's part of `config`, counting into `metrics`.
+    pub(crate) fn new(config: &ServerConfig, metrics: Arc<Metrics>) -> Self {
         HubSettings {
             queue: QueueBounds {
                 pushes: config.max_queued_pushes,
                 bytes: config.max_queued_bytes,
             },
             watch_grace: config.watch_grace,
-            webhook: WebhookSettings::from(config),
+            webhook: WebhookSettings::new(config, &metrics),
             max_watches_per_push_id: config.max_watches_per_push_id,
             max_offline_push_ids: config.max_offline_push_ids,
             max_webhooks_per_key: config.max_webhooks_per_key,
             max_message_size: config.max_message_size,
+            metrics,
         }
     }
 }
@@ -435,9 +440,9 @@ impl Hub {
     ) -> Self {
         Hub {
             store,
+            w: Watches::counting_into(settings.metrics.watch_counts.clone()),
             settings,
             me,
-            w: Watches::default(),
             processed: 0,
             scratch: Vec::new(),
             recent: Recent::default(),
@@ -673,7 +678,13 @@ impl Hub {
         match &mut entry.sink {
             Sink::Socket { session, .. } => {
                 let Some(link) = session.clone() else { return };
-                if link.admit(&out, bounds) && !self.send_to_session(&link, Command::Push(out)) {
+                if !link.admit(&out, bounds) {
+                    return;
+                }
+                if how != How::Live {
+                    self.settings.metrics.pushes_replayed.inc();
+                }
+                if !self.send_to_session(&link, Command::Push(out)) {
                     if let Some(Entry {
                         sink: Sink::Socket { session, .. },
                         ..
@@ -685,6 +696,9 @@ impl Hub {
                 }
             }
             Sink::Webhook(link) => {
+                if how != How::Live {
+                    self.settings.metrics.pushes_replayed.inc();
+                }
                 if !link.push(out, bounds.pushes) {
                     log::warn!(
                         "hub: webhook watch {} has {} pushes waiting for its URL; ending it \

@@ -20,6 +20,7 @@
 
 mod answer;
 mod bounded_store;
+mod hits;
 mod connections;
 pub(crate) mod failed_auth;
 mod middleware;
