@@ -155,7 +155,11 @@ impl Fixture {
 
     /// A new key of `kind` (`POST /keys` with the boss key).
     async fn key(&self, kind: &str) -> String {
-        let boss = self.server.boss_key().expect("the embedded store").to_owned();
+        let boss = self
+            .server
+            .boss_key()
+            .expect("the embedded store")
+            .to_owned();
         let reply = self
             .json(
                 Method::POST,
@@ -204,7 +208,10 @@ async fn a_conversation_moves_exactly_its_series() {
     assert_eq!(before.value("effex_connections_opened_total", &[]), 0.0);
     assert_eq!(before.value("effex_items_stored", &[]), 0.0);
     assert_eq!(
-        before.value("effex_build_info", &[("version", env!("CARGO_PKG_VERSION"))]),
+        before.value(
+            "effex_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
         1.0
     );
 
@@ -256,9 +263,8 @@ async fn a_conversation_moves_exactly_its_series() {
     assert_eq!(s.value("effex_passes_total", &[("result", "ok")]), 1.0);
     assert_eq!(s.value("effex_passes_total", &[("result", "failed")]), 1.0);
     assert_eq!(s.value("effex_passes_total", &[("result", "limited")]), 0.0);
-    let watches = |kind: &str, outlet: &str| {
-        s.value("effex_watches", &[("kind", kind), ("outlet", outlet)])
-    };
+    let watches =
+        |kind: &str, outlet: &str| s.value("effex_watches", &[("kind", kind), ("outlet", outlet)]);
     assert_eq!(watches("update", "socket"), 1.0);
     assert_eq!(watches("expire", "socket"), 0.0);
     assert_eq!(watches("update", "webhook"), 0.0);
@@ -374,10 +380,7 @@ async fn an_ack_timeout_and_a_replay_count() {
     assert_eq!(s.value("effex_pushes_sent_total", &[]), 2.0);
     assert_eq!(s.value("effex_ack_timeouts_total", &[]), 1.0);
     assert_eq!(
-        s.value(
-            "effex_watches",
-            &[("kind", "update"), ("outlet", "socket")]
-        ),
+        s.value("effex_watches", &[("kind", "update"), ("outlet", "socket")]),
         1.0,
         "the re-watch is the same watch"
     );
@@ -397,7 +400,10 @@ async fn rate_limit_hits_count_by_limit() {
     fx.json(Method::POST, "/items", &owner, json!({"value": 2}), 429)
         .await;
     let s = fx.scrape().await;
-    assert_eq!(s.value("effex_rate_limited_total", &[("limit", "writes")]), 1.0);
+    assert_eq!(
+        s.value("effex_rate_limited_total", &[("limit", "writes")]),
+        1.0
+    );
     assert_eq!(
         s.value("effex_rate_limited_total", &[("limit", "requests")]),
         0.0

@@ -23,8 +23,7 @@ const LATENESS_BUCKETS: &[f64] = &[
 /// on a local Redis) to 5 s (past the default command timeout).
 #[cfg(feature = "redis")]
 const REDIS_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
 /// The Redis store's own series.

@@ -171,12 +171,12 @@ use self::beside::{AliasDone, Done, WatchDone, WebhookDone};
 use self::hold::{CallId, Holds};
 use self::recent::{Recent, Ticket};
 use self::watches::{Entry, Head, IdemKey, Sink, Watches, WebhookKey};
+use super::metrics::Metrics;
 use super::outlet::{
     self, reply_command, send_command, unix_now_ms, Command, PushEvent, QueueBounds, Report,
     Reporter, SessionId, WatchView, WebhookLink, WebhookSettings, WebhookSpec,
 };
 pub(crate) use super::outlet::{Outgoing, SessionLink, WatchId};
-use super::metrics::Metrics;
 use super::{ServerConfig, Shared};
 use crate::protocol::messages::{Empty, Ended, Failure, Success, Watch, WatchOk};
 use crate::store::{

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::{SessionLink, WatchId, WatchView, WebhookLink};
-use crate::server::metrics::{Outlet, WatchCounts};
 use crate::protocol::push::PushHead;
+use crate::server::metrics::{Outlet, WatchCounts};
 use crate::store::{EventKind, ItemId};
 
 /// Where a watch's pushes go.

@@ -20,9 +20,9 @@
 
 mod answer;
 mod bounded_store;
-mod hits;
 mod connections;
 pub(crate) mod failed_auth;
+mod hits;
 mod middleware;
 mod rate;
 

@@ -57,8 +57,8 @@ use std::time::Duration;
 
 use prometheus::core::Collector;
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 pub(crate) use self::endpoint::routes;
@@ -254,9 +254,7 @@ impl Metrics {
                 &["version"],
             )?,
         )?;
-        build
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
-            .set(1);
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         if let Some(store) = store {
             for collector in store.collectors() {
                 r.register(collector)?;
@@ -382,10 +380,7 @@ impl Metrics {
         copy_counter(&limited.requests, limits.requests.hits.get());
         copy_counter(&limited.writes, limits.writes.hits.get());
         copy_counter(&limited.failed_auth, limits.failed_auth.hits.get());
-        copy_counter(
-            &limited.connections,
-            limits.connections.refused_total.get(),
-        );
+        copy_counter(&limited.connections, limits.connections.refused_total.get());
         copy_counter(
             &limited.connections_per_address,
             limits.connections.refused_per_client.get(),
