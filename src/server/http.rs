@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | `GET /ping` | none | 200 `{"ok":true,"value":"PONG"}` |
 //! | `GET /ready` | none | 200 `{"ok":true}`; 503 when the watch hub has failed or the server stops |
+//! | `GET /metrics` | the metrics key, if one is set | 200 Prometheus text: served by the `metrics` module |
 //! | `GET /info` | none | 200 `{"ok":true,"api":"effex","version",…,"store",…}` |
 //! | `POST /keys` | boss | 201 [`Keys`] |
 //! | `POST /items` | writer | 201 [`Written`] |

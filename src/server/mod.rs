@@ -16,6 +16,8 @@
 //!   pushes (in-flight window, ack timeout, coalesced writes).
 //! - Webhook watches: `POST /watches`, `DELETE /watches/{watchable}` (the
 //!   `webhooks` module).
+//! - `GET /metrics`: Prometheus text, behind the optional
+//!   [`ServerConfig::metrics_key`] (the `metrics` module).
 //! - The REST API on the same port (protocol.md §3): `/ping`, `/ready`, `/info`, `/keys`,
 //!   `/items`, `/aliases`, `/items/{id}/events`; see the `http` module for its
 //!   routes, status codes and limits.
