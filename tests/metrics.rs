@@ -105,6 +105,9 @@ impl Scrape {
 struct Fixture {
     server: ServerHandle,
     http: awc::Client,
+    /// Sent as `X-Forwarded-For` (for a server that trusts loopback as a
+    /// proxy): HTTP then comes from another client address than the sockets.
+    forwarded_for: Option<&'static str>,
 }
 
 impl Fixture {
@@ -112,6 +115,7 @@ impl Fixture {
         Fixture {
             server: common::server::start(config).await,
             http: http_client(None),
+            forwarded_for: None,
         }
     }
 
@@ -127,6 +131,9 @@ impl Fixture {
         let mut request = self.http.request(method.clone(), url);
         if let Some(key) = key {
             request = request.bearer_auth(key);
+        }
+        if let Some(address) = self.forwarded_for {
+            request = request.insert_header(("x-forwarded-for", address));
         }
         let sent = match body {
             Some(body) => request.send_json(&body).await,
@@ -297,6 +304,89 @@ async fn a_conversation_moves_exactly_its_series() {
         s.text
     );
     assert!(!s.text.contains(&owner) && !s.text.contains(&reader));
+}
+
+#[actix_rt::test]
+async fn a_pass_during_a_lockout_counts_as_limited() {
+    let mut fx = Fixture::start(ServerConfig {
+        failed_auth_burst: 1,
+        failed_auth_period: Duration::from_secs(60),
+        trusted_proxies: vec!["127.0.0.1/32".parse().expect("a network")],
+        ..with_passphrase()
+    })
+    .await;
+    // The scrapes come from another address than the locked-out sockets.
+    fx.forwarded_for = Some("192.0.2.7");
+    // The burst and the failure past it are checked; then the lockout.
+    for n in 0..2 {
+        let (mut wire, _) = Wire::joined(&fx.server.ws_url()).await;
+        let reply = wire.pass(0, "wrong", &format!("metrics-lock-{n}")).await;
+        assert_eq!(reply["code"], json!(401), "{reply}");
+        wire.expect_goodbye().await;
+    }
+    let (mut wire, _) = Wire::joined(&fx.server.ws_url()).await;
+    let reply = wire.pass(0, "let me in", "metrics-lock-2").await;
+    assert_eq!(reply["code"], json!(429), "{reply}");
+    let s = fx.scrape().await;
+    assert_eq!(s.value("effex_passes_total", &[("result", "failed")]), 2.0);
+    assert_eq!(s.value("effex_passes_total", &[("result", "limited")]), 1.0);
+    assert_eq!(s.value("effex_passes_total", &[("result", "ok")]), 0.0);
+    assert_eq!(
+        s.value("effex_rate_limited_total", &[("limit", "failed_auth")]),
+        1.0
+    );
+}
+
+#[actix_rt::test]
+async fn a_webhook_that_keeps_failing_counts_once_as_failed() {
+    let fx = Fixture::start(ServerConfig {
+        webhook_retries: 1,
+        webhook_retry_base: Duration::from_millis(10),
+        ..common::webhook_receiver::allowing_receivers(common::server::config())
+    })
+    .await;
+    let mut hook = WebhookReceiver::answering(common::webhook_receiver::Answer::Status(500));
+    let owner = fx.key("writer").await;
+    let written = fx
+        .json(Method::POST, "/items", &owner, json!({"value": 0}), 201)
+        .await;
+    let id = written["id"].as_str().expect("an id").to_owned();
+    common::watches::create(
+        &fx.server.http_url(),
+        &owner,
+        &json!({"event": "update", "id": id, "url": format!("{}/hook", hook.url)}),
+    )
+    .await;
+    fx.json(
+        Method::PUT,
+        &format!("/items/{id}"),
+        &owner,
+        json!({"value": 1}),
+        200,
+    )
+    .await;
+    // The attempt and its one retry.
+    hook.next().await;
+    hook.next().await;
+    let s = fx
+        .scrape_until("the failure counted", |s| {
+            s.get("effex_webhook_deliveries_total", &[("result", "failed")]) == Some(1.0)
+        })
+        .await;
+    assert_eq!(
+        s.value("effex_webhook_deliveries_total", &[("result", "ok")]),
+        0.0
+    );
+    // The watch ended with its failure.
+    let watches = fx
+        .scrape_until("the failed watch ended", |s| {
+            s.get("effex_watches", &[("kind", "update"), ("outlet", "webhook")]) == Some(0.0)
+        })
+        .await;
+    assert_eq!(
+        watches.value("effex_webhook_deliveries_total", &[("result", "failed")]),
+        1.0
+    );
 }
 
 #[actix_rt::test]
