@@ -380,7 +380,10 @@ async fn a_webhook_that_keeps_failing_counts_once_as_failed() {
     // The watch ended with its failure.
     let watches = fx
         .scrape_until("the failed watch ended", |s| {
-            s.get("effex_watches", &[("kind", "update"), ("outlet", "webhook")]) == Some(0.0)
+            s.get(
+                "effex_watches",
+                &[("kind", "update"), ("outlet", "webhook")],
+            ) == Some(0.0)
         })
         .await;
     assert_eq!(

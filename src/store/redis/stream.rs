@@ -82,6 +82,9 @@ pub(super) async fn run(
             reply = read => reply,
             _ = stop.wait_for(|stopped| *stopped) => return,
         };
+        if reply.is_ok() && std::mem::take(&mut failed) {
+            metrics.redis_reconnected();
+        }
         let entries = match reply {
             Ok(Some(reply)) => reply.keys.into_iter().flat_map(|k| k.ids),
             Ok(None) => continue, // BLOCK ran out: nothing new
@@ -100,9 +103,6 @@ pub(super) async fn run(
             }
         };
         backoff = Duration::from_millis(50);
-        if std::mem::take(&mut failed) {
-            metrics.redis_reconnected();
-        }
         for entry in entries {
             let Some(id) = EntryId::parse(&entry.id) else {
                 log::error!(
