@@ -174,6 +174,9 @@ struct ServeArgs {
     /// The boss key that makes access keys; none generates one and prints it.
     #[arg(long, env = "EFFEX_BOSS_KEY", hide_env_values = true)]
     boss_key: Option<String>,
+    /// The key GET /metrics asks for (Authorization: Bearer <key>); none serves it openly.
+    #[arg(long, env = "EFFEX_METRICS_KEY", hide_env_values = true)]
+    metrics_key: Option<String>,
     /// The largest item value accepted, in bytes (larger: 413).
     #[arg(
         long,
@@ -664,6 +667,7 @@ fn server_config(args: ServeArgs) -> Result<(ServerConfig, String), String> {
         max_offline_push_ids: args.max_offline_push_ids,
         max_webhooks_per_key: args.max_webhooks_per_key,
         max_message_size: args.max_message_size,
+        metrics_key: args.metrics_key,
         ..ServerConfig::default()
     };
     args.limits.apply(&mut config);

@@ -255,7 +255,7 @@ pub fn settings(serve: &Command) -> Vec<String> {
 
 /// Settings that are secrets: `--print-config` redacts them, and a file that
 /// has the redacted text instead of the secret is refused.
-const SECRETS: &[&str] = &["passphrase", "boss_key"];
+const SECRETS: &[&str] = &["passphrase", "boss_key", "metrics_key"];
 
 /// Reads the config file at `path` and checks every key and value against
 /// the `serve` arguments: the settings and their values (as the flags take
@@ -497,6 +497,7 @@ pub fn render(config: &ServerConfig, shown: &Shown<'_>) -> String {
         ("shutdown_timeout", dur(c.shutdown_timeout)),
         ("max_payload", int(c.max_payload)),
         ("boss_key", secret(&c.boss_key)),
+        ("metrics_key", secret(&c.metrics_key)),
         ("max_item_size", int(c.max_item_size)),
         ("default_lifetime", dur(c.default_lifetime)),
         ("max_lifetime", dur(c.max_lifetime)),

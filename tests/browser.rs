@@ -27,7 +27,8 @@ use std::time::Duration;
 use common::child::lines_of;
 use common::exchange::{Exchange, PASS};
 use common::server::{config, start};
-use effex::client::{EffexClient, KeyType, NewItem};
+use effex::client::EffexClient;
+use effex::protocol::rest::{KeyKind, NewItem};
 use effex::server::ServerConfig;
 use effex::store::{MemoryStoreConfig, UpdateItem};
 use serde_json::{json, Value};
@@ -336,8 +337,8 @@ async fn the_console_reconnects_after_a_restart_and_replays_what_it_missed() {
 async fn cross_origin_run(server: &effex::server::ServerHandle) -> Value {
     let rest = EffexClient::new(server.http_url()).expect("a REST client");
     let boss = server.boss_key().expect("the embedded store's boss key");
-    let writer = Exchange::key(&rest, boss, KeyType::Writer).await;
-    let reader = Exchange::key(&rest, boss, KeyType::Reader).await;
+    let writer = Exchange::key(&rest, boss, KeyKind::Writer).await;
+    let reader = Exchange::key(&rest, boss, KeyKind::Reader).await;
     let mut driver = Driver::start(
         "cross-origin",
         json!({"effex": server.http_url(), "writer": writer, "reader": reader}),

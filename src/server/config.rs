@@ -366,6 +366,15 @@ pub struct ServerConfig {
     ///
     /// Defaults to 64 KiB (65,536).
     pub max_message_size: usize,
+    /// The key `GET /metrics` asks for, as `Authorization: Bearer <key>`
+    /// (compared in constant time); without it, or with another, the
+    /// endpoint answers 401 (which counts as a failed authentication of the
+    /// address, like a bad access key). `None` serves the metrics to anyone
+    /// who can reach the port: they are figures only (counts, sizes,
+    /// latencies; no keys, ids or values). Printable ASCII without spaces.
+    ///
+    /// Defaults to `None` (open).
+    pub metrics_key: Option<String>,
 }
 
 /// How much larger than [`ServerConfig::max_item_size`] a REST request body
@@ -432,6 +441,7 @@ impl Default for ServerConfig {
             max_offline_push_ids: 100_000,
             max_webhooks_per_key: 1000,
             max_message_size: 64 * 1024,
+            metrics_key: None,
         }
     }
 }
@@ -493,6 +503,8 @@ impl std::fmt::Debug for ServerConfig {
             .field("max_offline_push_ids", &self.max_offline_push_ids)
             .field("max_webhooks_per_key", &self.max_webhooks_per_key)
             .field("max_message_size", &self.max_message_size)
+            // Never print the metrics key.
+            .field("metrics_key", &self.metrics_key.as_ref().map(|_| "<set>"))
             .finish()
     }
 }
@@ -579,6 +591,13 @@ pub enum ServerConfigError {
     /// The certificate or key given to [`ServerConfig::tls_config`] was refused.
     #[error("TLS certificate or key refused by rustls: {0}")]
     Tls(String),
+    /// `metrics_key` is empty or has characters an `Authorization` header
+    /// cannot carry as one token.
+    #[error(
+        "metrics_key must be 1 or more printable ASCII characters without spaces \
+         (it travels as Authorization: Bearer <key>); use None to serve /metrics openly"
+    )]
+    BadMetricsKey,
 }
 
 /// Timers longer than this are certainly a mistake (and a day is well within
@@ -636,6 +655,11 @@ impl ServerConfig {
         self.validate_webhook_egress()?;
         for origin in &self.cors_origins {
             super::cors::check_origin(origin).map_err(ServerConfigError::CorsOrigin)?;
+        }
+        if let Some(key) = &self.metrics_key {
+            if key.is_empty() || !key.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(ServerConfigError::BadMetricsKey);
+            }
         }
         if self.store.is_none() {
             self.validate_store_settings()?;

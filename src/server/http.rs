@@ -10,6 +10,7 @@
 //! |---|---|---|
 //! | `GET /ping` | none | 200 [`PingReply`] `{"ok":true,"value":"PONG"}` |
 //! | `GET /ready` | none | 200 `{"ok":true}`; 503 when the watch hub has failed or the server stops |
+//! | `GET /metrics` | the metrics key, if one is set | 200 Prometheus text: served by the `metrics` module |
 //! | `GET /info` | none | 200 [`InfoReply`] |
 //! | `POST /keys` [`KeysRequest`] | boss | 201 [`KeysReply`] |
 //! | `POST /items` [`NewItem`] | writer | 201 [`WriteReply`] |
@@ -96,7 +97,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// A resource with `routes` and, for any other method, a JSON 405 with `Allow`.
-fn resource(path: &str, routes: Vec<(Method, actix_web::Route)>) -> actix_web::Resource {
+pub(crate) fn resource(path: &str, routes: Vec<(Method, actix_web::Route)>) -> actix_web::Resource {
     let allow = routes
         .iter()
         .map(|(method, _)| method.as_str())

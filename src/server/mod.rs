@@ -16,6 +16,8 @@
 //!   pushes (in-flight window, ack timeout, coalesced writes).
 //! - Webhook watches: `POST /watches`, `DELETE /watches/{watchable}` (the
 //!   `webhooks` module).
+//! - `GET /metrics`: Prometheus text, behind the optional
+//!   [`ServerConfig::metrics_key`] (the `metrics` module).
 //! - The REST API on the same port (protocol.md §3): `/ping`, `/ready`, `/info`, `/keys`,
 //!   `/items`, `/aliases`, `/items/{id}/events`; see the `http` module for its
 //!   routes, status codes and limits.
@@ -55,6 +57,7 @@ mod host_limit;
 mod http;
 mod hub;
 mod limits;
+mod metrics;
 mod outlet;
 mod push;
 mod registry;
@@ -89,6 +92,8 @@ pub(crate) struct Shared {
     pub(crate) hub: hub::HubHandle,
     /// Rate and connection limits (see the `limits` module).
     pub(crate) limits: Arc<limits::Limits>,
+    /// The series of `GET /metrics` (see the `metrics` module).
+    pub(crate) metrics: Arc<metrics::Metrics>,
 }
 
 /// Why the server could not start.
@@ -116,6 +121,10 @@ pub enum ServerError {
     /// The store could not be created or did not answer `info`.
     #[error("the store could not start: {0}")]
     Store(#[from] StoreError),
+    /// The metrics of `GET /metrics` could not be defined (a bug in effex:
+    /// please report it).
+    #[error("the metrics could not be set up (a bug in effex, please report it): {0}")]
+    Metrics(String),
 }
 
 /// The effex server. See [`Server::start`].
@@ -161,12 +170,20 @@ impl Server {
             }
         };
         let max_item_size = store.info().await?.max_size;
+        let metrics = Arc::new(
+            metrics::Metrics::new(store.metrics())
+                .map_err(|e| ServerError::Metrics(e.to_string()))?,
+        );
         // The hub follows the store's events and alias re-points.
-        let (hub, hub_task) = hub::start(store.clone(), hub::HubSettings::from(&config));
+        let (hub, hub_task) = hub::start(
+            store.clone(),
+            hub::HubSettings::new(&config, metrics.clone()),
+        );
         let limits = Arc::new(limits::Limits::new(&config));
         limits::Limits::start_pruning(&limits);
         let shared = web::Data::new(Shared {
             limits,
+            metrics,
             hub,
             config,
             registry: Registry::new(),
@@ -179,11 +196,14 @@ impl Server {
             App::new()
                 .app_data(app_shared.clone())
                 .wrap(cors::middleware(&app_shared.config))
-                // Outermost, so that preflights count against the per-address
-                // rate too; its 429s carry CORS headers of their own
+                // Outside CORS, so that preflights count against the
+                // per-address rate too; its 429s carry CORS headers of their own
                 // (`cors::add_refusal_headers`), so a page can read them.
                 .wrap(actix_web::middleware::from_fn(limits::limit_requests))
+                // Outermost of all: every request is counted and timed.
+                .wrap(actix_web::middleware::from_fn(metrics::count_requests))
                 .configure(push::routes)
+                .configure(metrics::routes)
                 // Before the REST routes, so that these take /watches.
                 .configure(webhooks::routes)
                 .configure(console::routes)

@@ -118,7 +118,11 @@ async fn upgrade(req: HttpRequest, body: web::Payload, shared: web::Data<Shared>
         .map_or_else(|| "unknown peer".to_owned(), |a| a.to_string());
     let start = SessionStart {
         id,
-        link: Arc::new(SessionLink::new(id, mailbox_tx)),
+        link: Arc::new(SessionLink::new(
+            id,
+            mailbox_tx,
+            shared.metrics.session_queue_depth.clone(),
+        )),
         shared: shared.into_inner(),
         ws,
         stream,

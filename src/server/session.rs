@@ -536,6 +536,7 @@ impl Session {
                     .first_key_value()
                     .map(|(id, p)| (*id, p.push.event.seq))
                     .unwrap_or_default();
+                self.registration.shared.metrics.ack_timeouts.inc();
                 log::warn!(
                     "{}: push {ack_id} (seq {oldest}) not acknowledged within {:?}; closing with 1002 \
                      (the client re-watches with `after` and gets it again)",
@@ -571,6 +572,7 @@ impl Session {
         self.pushes.next_ack_id += 1;
         self.queue_text(push.frame(ack_id));
         self.link.dequeued(&push);
+        self.registration.shared.metrics.pushes_sent.inc();
         self.pushes.in_flight.insert(
             ack_id,
             InFlight {
@@ -590,6 +592,7 @@ impl Session {
             return;
         };
         self.link.released(&acked.push);
+        self.registration.shared.metrics.pushes_acked.inc();
         if acked.push.window_end {
             self.registration.shared.hub.send(Request::ReplayMore {
                 watch: acked.push.view.watch,
@@ -1047,6 +1050,7 @@ impl Session {
     fn count_locked_out_pass(&self, limited: &Limited) {
         // Debug: a locked-out flood must not flood the log too.
         log::debug!("{}: pass refused: {}", self.name(), limited.message);
+        self.registration.shared.metrics.passes_limited.inc();
         self.count_refused_pass();
     }
 
@@ -1102,7 +1106,6 @@ impl Session {
     }
 }
 
-/// Compares secrets without an early exit on the first differing byte.
 /// Whether a hub reply refuses a watch's key (401: unknown or expired key).
 fn is_key_refusal(body: &RawValue) -> bool {
     #[derive(serde::Deserialize)]
@@ -1113,7 +1116,9 @@ fn is_key_refusal(body: &RawValue) -> bool {
     serde_json::from_str::<Code>(body.get()).is_ok_and(|reply| reply.code == Some(401))
 }
 
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
+/// Compares secrets without an early exit on the first differing byte
+/// (the passphrase here, the metrics key at `GET /metrics`).
+pub(crate) fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

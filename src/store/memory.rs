@@ -55,7 +55,7 @@ use super::types::{
     ItemId, ItemRef, KeyKind, ReadItem, Removed, StoreEvent, StoreInfo, UpdateItem, Updated,
     WriteItem, Written,
 };
-use super::{JsonText, Store, StoreError, StoreFuture};
+use super::{JsonText, Store, StoreError, StoreFuture, StoreMetrics};
 use crate::protocol::rest::{KeysReply, KeysRequest};
 use crate::protocol::time::UnixMillis;
 
@@ -292,6 +292,7 @@ impl MemoryStore {
                 max_hold: config.intent_max_hold,
             },
             config,
+            metrics: StoreMetrics::new()?,
             mask: shards - 1,
             items: (0..shards).map(|_| RwLock::default()).collect(),
             keys: (0..shards).map(|_| RwLock::default()).collect(),
@@ -385,6 +386,10 @@ impl Store for MemoryStore {
 
     fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
         self.inner.events.subscribe()
+    }
+
+    fn metrics(&self) -> Option<&StoreMetrics> {
+        Some(&self.inner.metrics)
     }
 }
 
@@ -556,6 +561,8 @@ enum Caller {
 
 struct Inner {
     config: MemoryStoreConfig,
+    /// How late expiries fire (see [`StoreMetrics`]).
+    metrics: StoreMetrics,
     retention: Retention,
     intent_rules: IntentRules,
     mask: usize,
@@ -1280,6 +1287,8 @@ impl Inner {
         };
         // The clock has taken it off the deadline set already; an access has not.
         shard.due.remove(&(deadline, id));
+        self.metrics
+            .expired_late(now.instant.saturating_duration_since(deadline));
         let gc_at = time::add(now.instant, self.config.event_retention);
         let old = self.retire(entry, gc_at);
         let seq = self.emit(&mut entry.log, EventKind::Expire, id, at, now.wall, None);

@@ -164,6 +164,7 @@ mod expiry;
 mod intent;
 mod json_text;
 mod memory;
+mod metrics;
 mod quota;
 #[cfg(feature = "redis")]
 mod redis;
@@ -173,6 +174,7 @@ mod types;
 pub use error::StoreError;
 pub use json_text::JsonText;
 pub use memory::{MemoryStore, MemoryStoreConfig};
+pub use metrics::StoreMetrics;
 #[cfg(feature = "redis")]
 pub use redis::{redact_url as redact_redis_url, RedisStore, RedisStoreConfig};
 pub(crate) use types::parse_event_kind;
@@ -249,4 +251,11 @@ pub trait Store: Send + Sync {
     /// order the store made them (see the module docs for that order and for
     /// what to do when it lags).
     fn subscribe(&self) -> broadcast::Receiver<StoreEvent>;
+
+    /// The store's own metrics (expiry lateness), which a server serving it
+    /// shows in `GET /metrics`. None by default: a custom store need not
+    /// keep any.
+    fn metrics(&self) -> Option<&StoreMetrics> {
+        None
+    }
 }

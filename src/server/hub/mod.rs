@@ -171,6 +171,7 @@ use self::beside::{AliasDone, Done, WatchDone, WebhookDone};
 use self::hold::{CallId, Holds};
 use self::recent::{Recent, Ticket};
 use self::watches::{Entry, Head, IdemKey, Sink, Watches, WebhookKey};
+use super::metrics::Metrics;
 use super::outlet::{
     self, reply_command, send_command, Command, PushEvent, QueueBounds, Report, Reporter,
     SessionId, WatchView, WebhookLink, WebhookSettings, WebhookSpec,
@@ -193,21 +194,25 @@ pub(crate) struct HubSettings {
     pub(crate) max_offline_push_ids: usize,
     pub(crate) max_webhooks_per_key: usize,
     pub(crate) max_message_size: usize,
+    /// The server's series: the hub counts watches and replayed pushes.
+    pub(crate) metrics: Arc<Metrics>,
 }
 
-impl From<&ServerConfig> for HubSettings {
-    fn from(config: &ServerConfig) -> Self {
+impl HubSettings {
+    /// The hub's part of `config`, counting into `metrics`.
+    pub(crate) fn new(config: &ServerConfig, metrics: Arc<Metrics>) -> Self {
         HubSettings {
             queue: QueueBounds {
                 pushes: config.max_queued_pushes,
                 bytes: config.max_queued_bytes,
             },
             watch_grace: config.watch_grace,
-            webhook: WebhookSettings::from(config),
+            webhook: WebhookSettings::new(config, &metrics),
             max_watches_per_push_id: config.max_watches_per_push_id,
             max_offline_push_ids: config.max_offline_push_ids,
             max_webhooks_per_key: config.max_webhooks_per_key,
             max_message_size: config.max_message_size,
+            metrics,
         }
     }
 }
@@ -436,9 +441,9 @@ impl Hub {
     ) -> Self {
         Hub {
             store,
+            w: Watches::counting_into(settings.metrics.watch_counts.clone()),
             settings,
             me,
-            w: Watches::default(),
             processed: 0,
             scratch: Vec::new(),
             recent: Recent::default(),
@@ -674,7 +679,13 @@ impl Hub {
         match &mut entry.sink {
             Sink::Socket { session, .. } => {
                 let Some(link) = session.clone() else { return };
-                if link.admit(&out, bounds) && !self.send_to_session(&link, Command::Push(out)) {
+                if !link.admit(&out, bounds) {
+                    return;
+                }
+                if how != How::Live {
+                    self.settings.metrics.pushes_replayed.inc();
+                }
+                if !self.send_to_session(&link, Command::Push(out)) {
                     if let Some(Entry {
                         sink: Sink::Socket { session, .. },
                         ..
@@ -686,6 +697,9 @@ impl Hub {
                 }
             }
             Sink::Webhook(link) => {
+                if how != How::Live {
+                    self.settings.metrics.pushes_replayed.inc();
+                }
                 if !link.push(out, bounds.pushes) {
                     log::warn!(
                         "hub: webhook watch {} has {} pushes waiting for its URL; ending it \

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use super::{SessionLink, WatchId, WatchView, WebhookLink};
 use crate::protocol::push::PushHead;
 use crate::protocol::time::UnixMillis;
+use crate::server::metrics::{Outlet, WatchCounts};
 use crate::store::{EventKind, ItemId};
 
 /// Where a watch's pushes go.
@@ -153,9 +154,36 @@ pub(super) struct Watches {
     /// of an older one is dropped.
     pub(super) alias_moves: HashMap<String, u64>,
     pub(super) next_move: u64,
+    /// `effex_watches`: kept as watches come and go, read at scrape time.
+    counts: Arc<WatchCounts>,
+}
+
+impl Drop for Watches {
+    /// The hub that held the watches is gone (stopped, or failed): none is
+    /// active any more.
+    fn drop(&mut self) {
+        self.counts.clear();
+    }
+}
+
+impl Sink {
+    /// The `outlet` label of this sink.
+    fn outlet(&self) -> Outlet {
+        match self {
+            Sink::Socket { .. } => Outlet::Socket,
+            Sink::Webhook(_) => Outlet::Webhook,
+        }
+    }
 }
 
 impl Watches {
+    /// No watches yet; they will be counted in `counts`.
+    pub(super) fn counting_into(counts: Arc<WatchCounts>) -> Self {
+        let mut watches = Watches::default();
+        watches.counts = counts;
+        watches
+    }
+
     /// Adds a new watch `id` (from [`Watches::new_watchable`]) to every
     /// index but the item's ([`Watches::index`] does that).
     pub(super) fn insert(&mut self, id: WatchId, entry: Entry) {
@@ -173,7 +201,11 @@ impl Watches {
             self.webhooks.insert(identity.clone(), id);
             *self.webhooks_per_key.entry(entry.key.clone()).or_default() += 1;
         }
-        self.watches.insert(id, entry);
+        self.counts.add(entry.kind, entry.sink.outlet(), 1);
+        if let Some(replaced) = self.watches.insert(id, entry) {
+            // Ids are new each time (`new_watchable`); keep the count true anyway.
+            self.counts.add(replaced.kind, replaced.sink.outlet(), -1);
+        }
     }
 
     /// `push_id` has watches but no session: hold them for the grace, within
@@ -248,6 +280,7 @@ impl Watches {
     pub(super) fn remove(&mut self, id: WatchId, cancel: bool) -> Option<Entry> {
         self.unindex(id);
         let entry = self.watches.remove(&id)?;
+        self.counts.add(entry.kind, entry.sink.outlet(), -1);
         if cancel {
             entry.view.cancel();
         }

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use super::hits::Hits;
 use crate::server::client_addr::ClientKey;
 
 /// Why a new push connection is refused.
@@ -38,6 +39,10 @@ pub(crate) struct Connections {
     max_total: usize,
     max_per_client: usize,
     open: Arc<Mutex<Open>>,
+    /// Connections refused at `max_connections` (`effex_rate_limited_total`).
+    pub(crate) refused_total: Hits,
+    /// Connections refused at `max_connections_per_address`.
+    pub(crate) refused_per_client: Hits,
 }
 
 /// One counted connection; dropping it (when the session ends) frees it.
@@ -58,6 +63,8 @@ impl Connections {
             max_total,
             max_per_client,
             open: Arc::default(),
+            refused_total: Hits::default(),
+            refused_per_client: Hits::default(),
         }
     }
 
@@ -65,10 +72,12 @@ impl Connections {
     pub(crate) fn open(&self, client: ClientKey) -> Result<ConnectionSlot, ConnectionRefused> {
         let mut open = lock(&self.open);
         if open.total >= self.max_total {
+            self.refused_total.hit();
             return Err(ConnectionRefused::Total(self.max_total));
         }
         let from_client = open.per_client.entry(client).or_insert(0);
         if *from_client >= self.max_per_client {
+            self.refused_per_client.hit();
             return Err(ConnectionRefused::PerClient(self.max_per_client));
         }
         *from_client += 1;

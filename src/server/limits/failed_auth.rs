@@ -30,6 +30,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use super::answer::Limited;
+use super::hits::Hits;
 use super::rate::{KeyedRate, Rate};
 use crate::server::client_addr::ClientKey;
 
@@ -49,6 +50,8 @@ pub(crate) struct FailedAuth {
     first_lockout: Duration,
     max_lockout: Duration,
     cap: usize,
+    /// Requests and passes refused during a lockout (`effex_rate_limited_total`).
+    pub(crate) hits: Hits,
 }
 
 impl FailedAuth {
@@ -66,6 +69,7 @@ impl FailedAuth {
             first_lockout: rate.period.min(max_lockout),
             max_lockout,
             cap: cap.max(1),
+            hits: Hits::default(),
         }
     }
 
@@ -105,6 +109,7 @@ impl FailedAuth {
         if lockout.until <= now {
             return Ok(());
         }
+        self.hits.hit();
         let mut limited = Limited {
             retry_after: lockout.until - now,
             message: String::new(),

@@ -22,6 +22,7 @@ mod answer;
 mod bounded_store;
 mod connections;
 pub(crate) mod failed_auth;
+mod hits;
 mod middleware;
 mod rate;
 

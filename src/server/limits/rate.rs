@@ -11,6 +11,7 @@ use governor::{Quota, RateLimiter};
 
 use super::answer::Limited;
 use super::bounded_store::BoundedStore;
+use super::hits::Hits;
 
 /// A sustained rate with a burst: `burst` at once, then one more each
 /// `period`.
@@ -60,6 +61,8 @@ pub(crate) struct KeyedRate<K: Hash + Eq + Clone> {
     too_many: &'static str,
     /// The rate in words, for the 429 message.
     rate: String,
+    /// Keys refused so far (`effex_rate_limited_total`).
+    pub(crate) hits: Hits,
 }
 
 impl<K: Hash + Eq + Clone> KeyedRate<K> {
@@ -71,12 +74,14 @@ impl<K: Hash + Eq + Clone> KeyedRate<K> {
             clock: MonotonicClock,
             too_many,
             rate: rate.describe(),
+            hits: Hits::default(),
         }
     }
 
     /// Takes one cell for `key`, or says how long to wait.
     pub(crate) fn check(&self, key: &K) -> Result<(), Limited> {
         self.limiter.check_key(key).map_err(|not_until| {
+            self.hits.hit();
             let retry_after = not_until.wait_time_from(self.clock.now());
             let mut limited = Limited {
                 retry_after,

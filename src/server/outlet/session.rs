@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use prometheus::IntGauge;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
@@ -29,22 +30,31 @@ pub(crate) struct SessionLink {
     queued_bytes: AtomicUsize,
     /// Set once the queue overflowed: the session is closing.
     overflowed: AtomicBool,
+    /// `effex_session_queue_depth`: every session's `queued` together.
+    depth: IntGauge,
 }
 
 impl SessionLink {
-    pub(crate) fn new(id: SessionId, mailbox: mpsc::UnboundedSender<Command>) -> Self {
+    /// The link of session `id`; its queued pushes count in `depth` too.
+    pub(crate) fn new(
+        id: SessionId,
+        mailbox: mpsc::UnboundedSender<Command>,
+        depth: IntGauge,
+    ) -> Self {
         SessionLink {
             id,
             mailbox,
             queued: AtomicUsize::new(0),
             queued_bytes: AtomicUsize::new(0),
             overflowed: AtomicBool::new(false),
+            depth,
         }
     }
 
     /// The session wrote (or dropped) this push: it no longer waits.
     pub(crate) fn dequeued(&self, _push: &Outgoing) {
         self.queued.fetch_sub(1, Ordering::Relaxed);
+        self.depth.dec();
     }
 
     /// The session no longer holds this push (acknowledged or dropped).
@@ -70,6 +80,7 @@ impl SessionLink {
             let _ = self.mailbox.send(Command::Overflow);
             return false;
         }
+        self.depth.inc();
         true
     }
 
@@ -91,6 +102,15 @@ impl SessionLink {
     /// Whether the session has ended (its mailbox is closed).
     pub(crate) fn is_closed(&self) -> bool {
         self.mailbox.is_closed()
+    }
+}
+
+impl Drop for SessionLink {
+    /// Pushes still queued when the session and the hub both let go were
+    /// never written: they leave the total depth with the link.
+    fn drop(&mut self) {
+        let left = i64::try_from(*self.queued.get_mut()).unwrap_or(i64::MAX);
+        self.depth.sub(left);
     }
 }
 
@@ -139,7 +159,8 @@ mod tests {
     #[test]
     fn a_push_over_either_bound_closes_the_session_once() {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let link = SessionLink::new(1, tx);
+        let depth = crate::server::metrics::loose_gauge();
+        let link = SessionLink::new(1, tx, depth.clone());
         let bounds = QueueBounds {
             pushes: 2,
             bytes: 100,
@@ -155,5 +176,9 @@ mod tests {
         assert!(!link.admit(&push(1), bounds));
         assert!(rx.try_recv().is_err());
         assert_eq!(link.replay_room(bounds), (0, 0));
+        // One push is queued and never written: it leaves the depth with the link.
+        assert_eq!(depth.get(), 1);
+        drop(link);
+        assert_eq!(depth.get(), 0);
     }
 }

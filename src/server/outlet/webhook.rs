@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::http::Method;
+use prometheus::IntCounter;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -16,6 +17,7 @@ use super::{Outgoing, Report, Reporter, WatchId};
 use crate::protocol::messages::EventKind;
 use crate::server::egress::{EgressPolicy, GuardedConnector, WebhookUrl};
 use crate::server::host_limit::HostLimits;
+use crate::server::metrics::Metrics;
 use crate::server::ServerConfig;
 
 /// The longest wait between two attempts of one webhook delivery.
@@ -30,6 +32,10 @@ pub(crate) struct WebhookSettings {
     tls: Arc<rustls::ClientConfig>,
     egress: Arc<EgressPolicy>,
     host_limits: Arc<HostLimits>,
+    /// `effex_webhook_deliveries_total{result="ok"}`.
+    delivered: IntCounter,
+    /// `effex_webhook_deliveries_total{result="failed"}`.
+    failed: IntCounter,
 }
 
 impl std::fmt::Debug for WebhookSettings {
@@ -43,9 +49,12 @@ impl std::fmt::Debug for WebhookSettings {
     }
 }
 
-impl From<&ServerConfig> for WebhookSettings {
-    fn from(config: &ServerConfig) -> Self {
+impl WebhookSettings {
+    /// The webhook part of `config`; deliveries count into `metrics`.
+    pub(crate) fn new(config: &ServerConfig, metrics: &Metrics) -> Self {
         WebhookSettings {
+            delivered: metrics.webhook_ok.clone(),
+            failed: metrics.webhook_failed.clone(),
             timeout: config.webhook_timeout,
             retry_base: config.webhook_retry_base,
             retries: config.webhook_retries,
@@ -228,6 +237,7 @@ async fn deliver(mut d: Delivery) {
                     retry + 1,
                     push.event.seq
                 );
+                d.settings.failed.inc();
                 d.hub.report(Report::WebhookFailed { watch: d.watch });
                 return;
             }
@@ -244,6 +254,7 @@ async fn deliver(mut d: Delivery) {
                 return; // ended (or the server stopped) while waiting
             }
         }
+        d.settings.delivered.inc();
         if push.last {
             d.hub.report(Report::FinalAcked { watch: d.watch });
         }

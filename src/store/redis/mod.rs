@@ -85,7 +85,7 @@ use super::types::{hex128, parse_hex128, random128, AccessKey};
 use super::{
     Aliased, Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, JsonText, KeyKind,
     MemoryStoreConfig, ReadItem, Removed, Store, StoreError, StoreEvent, StoreFuture, StoreInfo,
-    UpdateItem, Updated, WriteItem, Written,
+    StoreMetrics, UpdateItem, Updated, WriteItem, Written,
 };
 use crate::protocol::rest::{KeysReply, KeysRequest};
 use crate::protocol::time::UnixMillis;
@@ -217,6 +217,8 @@ struct Shared {
     events: broadcast::Sender<StoreEvent>,
     /// Set to true when the store is dropped: the tasks stop.
     stop: watch::Sender<bool>,
+    /// Script latencies and reconnects (see [`StoreMetrics`]).
+    metrics: StoreMetrics,
 }
 
 impl Drop for RedisStore {
@@ -298,6 +300,7 @@ impl RedisStore {
             rules,
             events,
             stop,
+            metrics: StoreMetrics::with_redis()?,
         });
         let from = shared.stream_end().await?;
         tokio::spawn(stream::run(
@@ -306,6 +309,7 @@ impl RedisStore {
             from,
             shared.stop.subscribe(),
             shared.shown_url.clone(),
+            shared.metrics.clone(),
         ));
         if !shared.config.limits.hold_expiry_clock {
             tokio::spawn(sweeper::run(
@@ -392,11 +396,11 @@ impl Shared {
             invocation.arg(*a);
         }
         let mut conn = self.conn.clone();
-        let value: Value = invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| refusal::from_redis(e, self.url()))?;
-        Outcome::decode(value)
+        let started = std::time::Instant::now();
+        let value = invocation.invoke_async::<Value>(&mut conn).await;
+        let command = self.scripts.name_of(script);
+        self.metrics.redis_command(command, started.elapsed());
+        Outcome::decode(value.map_err(|e| refusal::from_redis(e, self.url()))?)
     }
 
     /// Runs `script`; a refusal becomes its error.
@@ -921,5 +925,9 @@ impl Store for RedisStore {
 
     fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
         self.shared.events.subscribe()
+    }
+
+    fn metrics(&self) -> Option<&StoreMetrics> {
+        Some(&self.shared.metrics)
     }
 }

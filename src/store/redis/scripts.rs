@@ -49,6 +49,28 @@ impl Scripts {
             sweep: script!("lua/sweep.lua"),
         }
     }
+
+    /// The name of one of these scripts (its file's), for the
+    /// `effex_redis_command_duration_seconds` label; `other` for a script
+    /// that is not one of them.
+    pub(super) fn name_of(&self, script: &Script) -> &'static str {
+        [
+            (&self.make_keys, "make_keys"),
+            (&self.key_check, "key_check"),
+            (&self.write, "write"),
+            (&self.read, "read"),
+            (&self.update, "update"),
+            (&self.remove, "remove"),
+            (&self.alias, "alias"),
+            (&self.resolve, "resolve"),
+            (&self.check_read, "check_read"),
+            (&self.events, "events"),
+            (&self.sweep, "sweep"),
+        ]
+        .into_iter()
+        .find(|(ours, _)| std::ptr::eq(*ours, script))
+        .map_or("other", |(_, name)| name)
+    }
 }
 
 /// What a script refused, as it reports it: `{'err', kind, detail}`.

@@ -17,7 +17,7 @@ use redis::{AsyncCommands, Value};
 use tokio::sync::{broadcast, watch};
 
 use crate::protocol::time::UnixMillis;
-use crate::store::{Event, ItemId, JsonText, StoreEvent};
+use crate::store::{Event, ItemId, JsonText, StoreEvent, StoreMetrics};
 
 /// How long one `XREAD` waits for new events.
 pub(super) const BLOCK: Duration = Duration::from_secs(1);
@@ -60,6 +60,7 @@ pub(super) async fn run(
     from: EntryId,
     mut stop: watch::Receiver<bool>,
     url: String,
+    metrics: StoreMetrics,
 ) {
     // The last entry delivered, and the last item event's seq (for the
     // trimmed-events warning).
@@ -69,6 +70,8 @@ pub(super) async fn run(
         .block(BLOCK.as_millis() as usize)
         .count(BATCH);
     let mut backoff = Duration::from_millis(50);
+    // A read failed since the last that worked: the next that works is a reconnect.
+    let mut failed = false;
     loop {
         let last_id = [position.to_string()];
         let read = conn.xread_options::<_, _, Option<StreamReadReply>>(
@@ -80,10 +83,14 @@ pub(super) async fn run(
             reply = read => reply,
             _ = stop.wait_for(|stopped| *stopped) => return,
         };
+        if reply.is_ok() && std::mem::take(&mut failed) {
+            metrics.redis_reconnected();
+        }
         let entries = match reply {
             Ok(Some(reply)) => reply.keys.into_iter().flat_map(|k| k.ids),
             Ok(None) => continue, // BLOCK ran out: nothing new
             Err(e) => {
+                failed = true;
                 log::warn!(
                     "effex: reading events from Redis at {url} failed ({e}); \
                      retrying after entry {position} in {backoff:?}"

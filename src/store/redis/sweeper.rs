@@ -41,6 +41,9 @@ pub(super) async fn run(shared: Weak<Shared>, mut stop: watch::Receiver<bool>) {
                     .await
                 {
                     Ok(Outcome::Ok(reply)) => {
+                        if failures > 0 {
+                            shared.metrics.redis_reconnected();
+                        }
                         failures = 0;
                         pause_after(&Swept::from_reply(&reply), batch, interval)
                     }
