@@ -77,7 +77,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Script, Value};
+use redis::io::tcp::TcpSettings;
+use redis::{Client, IntoConnectionInfo, Script, Value};
 use tokio::sync::{broadcast, watch};
 
 use super::memory::validate_alias;
@@ -258,11 +259,22 @@ impl RedisStore {
                  redis://host:port/db URL"
             ))
         };
-        let client = Client::open(config.url.as_str()).map_err(|e| {
+        let not_a_url = |e: redis::RedisError| {
             StoreError::BadRequest(format!(
                 "{url:?} is not a Redis URL ({e}): use redis://host:port/db"
             ))
-        })?;
+        };
+        // TCP_NODELAY (the crate leaves Nagle on): every script call is a
+        // small write on a connection many requests share, and Nagle would
+        // hold one back until Redis acknowledged the one before it — a long
+        // sweep script then delays an unrelated update.
+        let info = config
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(not_a_url)?
+            .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+        let client = Client::open(info).map_err(not_a_url)?;
         let conn = connect_manager(client.clone(), config.timeout, Some(config.timeout))
             .await
             .map_err(unreachable)?;
