@@ -177,7 +177,10 @@ async fn an_owner_key_that_expired_with_its_items_is_not_made_again() {
     let redis = RedisServer::start().await;
     let store = held_store(&redis, MemoryStoreConfig::default()).await;
     let conn = connection(&redis).await;
-    let owner = writers(&store, 1, Some(SHORT)).await.remove(0);
+    // Long enough for the write below on a loaded machine.
+    let owner = writers(&store, 1, Some(Duration::from_secs(2)))
+        .await
+        .remove(0);
     let mut rx = store.subscribe();
     // The item's deadline is its owner key's: both fall due together.
     let written = store.write(&owner, WriteItem::new(json!(1))).await.unwrap();
