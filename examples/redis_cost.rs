@@ -149,7 +149,13 @@ async fn reset(conn: &mut MultiplexedConnection) -> Result<f64, String> {
 fn inner(name: &str) -> bool {
     !matches!(
         name,
-        "evalsha" | "eval" | "script|load" | "info" | "config|resetstat" | "xread" | "dbsize"
+        "evalsha"
+            | "eval"
+            | "script|load"
+            | "info"
+            | "config|resetstat"
+            | "xread"
+            | "dbsize"
             | "ping"
     )
 }

@@ -93,7 +93,10 @@ async fn exists(conn: &MultiplexedConnection, key: &str) -> bool {
 }
 
 /// The next `count` expire events on `rx`, in the order they came.
-async fn expires(rx: &mut broadcast::Receiver<StoreEvent>, count: usize) -> Vec<(u64, String, u64)> {
+async fn expires(
+    rx: &mut broadcast::Receiver<StoreEvent>,
+    count: usize,
+) -> Vec<(u64, String, u64)> {
     let mut got = Vec::new();
     while got.len() < count {
         match timeout(WAIT, rx.recv()).await {
@@ -126,18 +129,29 @@ async fn one_sweep_expires_a_batch_with_consecutive_seqs_and_gives_each_owner_it
                 lifetime: Some(SHORT),
                 ..WriteItem::new(json!(i))
             };
-            let written = store.write(owner, item).await.expect("a write within quota");
+            let written = store
+                .write(owner, item)
+                .await
+                .expect("a write within quota");
             last_deadline = last_deadline.max(written.valid_till);
             ids.push((written.id.to_string(), owner.clone()));
         }
     }
     let before = store.latest_seq().await.unwrap();
     wait_for_redis_clock(&conn, last_deadline).await;
-    assert_eq!(store.sweep_once().await.unwrap(), 15, "one sweep takes the whole batch");
+    assert_eq!(
+        store.sweep_once().await.unwrap(),
+        15,
+        "one sweep takes the whole batch"
+    );
 
     let events = expires(&mut rx, 15).await;
     let seqs: Vec<u64> = events.iter().map(|(seq, _, _)| *seq).collect();
-    assert_eq!(seqs, (before + 1..=before + 15).collect::<Vec<_>>(), "consecutive seqs");
+    assert_eq!(
+        seqs,
+        (before + 1..=before + 15).collect::<Vec<_>>(),
+        "consecutive seqs"
+    );
     assert!(
         events.windows(2).all(|w| w[0].2 <= w[1].2),
         "seqs follow the deadlines: {events:?}"
@@ -157,7 +171,11 @@ async fn one_sweep_expires_a_batch_with_consecutive_seqs_and_gives_each_owner_it
     }
 
     let info = store.info().await.unwrap();
-    assert_eq!((info.items, info.bytes), (0, 0), "the stats gave back every item");
+    assert_eq!(
+        (info.items, info.bytes),
+        (0, 0),
+        "the stats gave back every item"
+    );
     // Each owner has its five items back: five more fit, a sixth is 429.
     for owner in &owners {
         for i in 0..5 {
@@ -227,7 +245,10 @@ async fn a_tombstone_and_its_log_go_with_the_retention_without_a_second_sweep() 
     assert_eq!(page.events[0].kind, EventKind::Expire);
 
     // No more sweeps: Redis's TTL drops the tombstone and its log.
-    let (item_key, log_key) = (format!("effex:{{item:{id}}}"), format!("effex:{{item:{id}}}:log"));
+    let (item_key, log_key) = (
+        format!("effex:{{item:{id}}}"),
+        format!("effex:{{item:{id}}}:log"),
+    );
     poll_until("the tombstone and its log are dropped", WAIT, || {
         let (conn, item_key, log_key) = (conn.clone(), item_key.clone(), log_key.clone());
         async move {
