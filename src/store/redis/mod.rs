@@ -20,10 +20,10 @@
 //! |---|---|---|
 //! | `effex:seq` | string | the latest seq |
 //! | `effex:events` | stream | every event, entry id `<seq>-0`, and every alias re-point, entry id `<latest seq>-<n>` (n ≥ 1); trimmed to about `stream_max_len` |
-//! | `effex:due` | sorted set | deadlines: `i:<id>` (item expiry or tombstone end), `k:<key>`, `a:<alias>` |
+//! | `effex:due` | sorted set | deadlines: `i:<id>` (item expiry), `k:<key>`, `a:<alias>` |
 //! | `effex:stats` | hash | live `items` and their value `bytes` (the 507 quota) |
-//! | `effex:{item:<id>}` | hash | owner, readers, updaters, value, size, modified, deadline, intent, state |
-//! | `effex:{item:<id>}:log` | list | the item's retained events, `seq:at:kind` |
+//! | `effex:{item:<id>}` | hash | owner, readers, updaters, value, size, modified, deadline, intent, state; a tombstone (state `gone`) has a Redis TTL: the retention |
+//! | `effex:{item:<id>}:log` | list | the item's retained events, `seq:at:kind`; the tombstone's TTL once the item is gone |
 //! | `effex:{key:<key>}` | hash | deadline, and for a writer key its items/bytes/aliases counts |
 //! | `effex:{alias:<name>}` | hash | owner, id, owner's deadline |
 //!
@@ -54,11 +54,14 @@
 //! # Expiry
 //!
 //! Each store runs a sweeper ([`sweeper`]) over `effex:due`: a script claims
-//! the due entries (`ZREM` inside the script, so each is handled by exactly
-//! one node, with no leader) and expires items (logging `expire` once),
-//! drops tombstones whose log has aged out, and deletes expired keys and the
-//! aliases of expired writer keys. Redis's own TTLs are not used: their
-//! expiry is seconds late under load.
+//! the due entries (removed from the set inside the script, so each is
+//! handled by exactly one node, with no leader), expires the due items as one
+//! batch (logging `expire` once each; one `INCRBY` takes their consecutive
+//! seqs, and each owner's counters change once per sweep), and deletes
+//! expired keys and the aliases of expired writer keys. Redis's own TTLs are
+//! not the expiry clock (they are seconds late under load), but they drop
+//! what only has to go eventually: a tombstone and its log get a TTL of the
+//! event retention when the item goes, so no sweep visits them again.
 //!
 //! The sweeper may lag (by seconds on a loaded machine), so every script that
 //! looks at an item (read, update, remove, check_read, events) first expires
@@ -77,7 +80,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Script, Value};
+use redis::io::tcp::TcpSettings;
+use redis::{Client, IntoConnectionInfo, Script, Value};
 use tokio::sync::{broadcast, watch};
 
 use super::memory::validate_alias;
@@ -262,11 +266,22 @@ impl RedisStore {
                  redis://host:port/db URL"
             ))
         };
-        let client = Client::open(config.url.as_str()).map_err(|e| {
+        let not_a_url = |e: redis::RedisError| {
             StoreError::BadRequest(format!(
                 "{url:?} is not a Redis URL ({e}): use redis://host:port/db"
             ))
-        })?;
+        };
+        // TCP_NODELAY (the crate leaves Nagle on): every script call is a
+        // small write on a connection many requests share, and Nagle would
+        // hold one back until Redis acknowledged the one before it — a long
+        // sweep script then delays an unrelated update.
+        let info = config
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(not_a_url)?
+            .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+        let client = Client::open(info).map_err(not_a_url)?;
         let conn = connect_manager(client.clone(), config.timeout, Some(config.timeout))
             .await
             .map_err(unreachable)?;

@@ -52,13 +52,20 @@ local function resolve(id, alias, now)
 end
 
 local ITEM_FIELDS = {'owner', 'readers', 'updaters', 'state', 'value', 'size', 'modified',
-  'deadline', 'intent_id', 'intent_holder', 'intent_since', 'intent_expires', 'gc_at'}
+  'deadline', 'intent_id', 'intent_holder', 'intent_since', 'intent_expires'}
 
-local function load_item(id)
-  local v = redis.call('HMGET', item_key(id), unpack(ITEM_FIELDS))
+-- What the sweep needs to expire an item (`gc_at`: only tombstones made by
+-- effex versions before tombstones got a Redis TTL have it).
+local EXPIRY_FIELDS = {'owner', 'state', 'size', 'deadline', 'gc_at'}
+
+-- The item's hash as a table (`fields`: which ones, ITEM_FIELDS unless
+-- given), or nil when there is none.
+local function load_item(id, fields)
+  fields = fields or ITEM_FIELDS
+  local v = redis.call('HMGET', item_key(id), unpack(fields))
   if not v[1] then return nil end
   local h = {}
-  for i, f in ipairs(ITEM_FIELDS) do h[f] = v[i] end
+  for i, f in ipairs(fields) do h[f] = v[i] end
   h.size = tonumber(h.size or '0')
   h.deadline = tonumber(h.deadline or '0')
   h.intent_since = tonumber(h.intent_since or '')
@@ -81,19 +88,15 @@ local function access(h, key)
   return 0
 end
 
--- Adds `n` to a writer key's counter, unless the key is gone.
-local function key_add(key, field, n)
-  local kk = key_key(key)
-  if n ~= 0 and redis.call('EXISTS', kk) == 1 then redis.call('HINCRBY', kk, field, n) end
-end
-
 local function key_count(key, field)
   return tonumber(redis.call('HGET', key_key(key), field) or '0')
 end
 
--- 429/507 for `bytes` more value bytes of `owner`'s items, or nil.
-local function bytes_refused(owner, bytes)
-  if key_count(owner, 'bytes') + bytes > C.max_bytes_per_key then return err('quota_bytes', bytes) end
+-- 429/507 for `bytes` more value bytes of `owner`'s items (who holds
+-- `owner_bytes` now: nil to read it), or nil.
+local function bytes_refused(owner, bytes, owner_bytes)
+  owner_bytes = owner_bytes or key_count(owner, 'bytes')
+  if owner_bytes + bytes > C.max_bytes_per_key then return err('quota_bytes', bytes) end
   local total = tonumber(redis.call('HGET', STATS, 'bytes') or '0')
   if total + bytes > C.max_total_bytes then return err('full', bytes) end
   return nil
@@ -123,17 +126,39 @@ local function point_alias(name, id, key, kd, is_new)
     'alias', name, 'id', id, 'since', since)
 end
 
--- Turns a live item into a tombstone kept until now + retention; gives its
--- quota share back.
-local function retire(id, h, now)
-  key_add(h.owner, 'items', -1)
-  key_add(h.owner, 'bytes', -h.size)
-  redis.call('HINCRBY', STATS, 'items', -1)
-  redis.call('HINCRBY', STATS, 'bytes', -h.size)
-  local gc_at = now + C.retention_ms
-  redis.call('HSET', item_key(id), 'state', 'gone', 'gc_at', gc_at, 'size', 0)
-  redis.call('HDEL', item_key(id), 'value', 'intent_id', 'intent_holder', 'intent_since', 'intent_expires')
-  redis.call('ZADD', DUE, gc_at, 'i:' .. id)
+-- The quota shares given back by the items one script retires, applied once
+-- at its end (flush_retired): one HINCRBY per owner and counter, not per item.
+local function new_retired() return {owners = {}, items = 0, bytes = 0} end
+
+local function flush_retired(r)
+  for owner, o in pairs(r.owners) do
+    -- An expired item's owner key may be gone (its deadline is the item's
+    -- latest): HINCRBY would make it again, without a deadline.
+    local kk = key_key(owner)
+    if redis.call('EXISTS', kk) == 1 then
+      redis.call('HINCRBY', kk, 'items', -o.items)
+      if o.bytes ~= 0 then redis.call('HINCRBY', kk, 'bytes', -o.bytes) end
+    end
+  end
+  if r.items ~= 0 then redis.call('HINCRBY', STATS, 'items', -r.items) end
+  if r.bytes ~= 0 then redis.call('HINCRBY', STATS, 'bytes', -r.bytes) end
+end
+
+-- Turns a live item into a tombstone that Redis drops at now + retention
+-- (a TTL: no deadline entry, no second sweep), and counts its quota share
+-- back in `r`. Returns that end, for its log's TTL.
+local function retire(id, h, now, r)
+  local o = r.owners[h.owner]
+  if not o then o = {items = 0, bytes = 0}; r.owners[h.owner] = o end
+  o.items, o.bytes = o.items + 1, o.bytes + h.size
+  r.items, r.bytes = r.items + 1, r.bytes + h.size
+  local ends = now + C.retention_ms
+  local ik = item_key(id)
+  -- An empty value frees its bytes in the same call (a tombstone's value and
+  -- intent are never read: every script checks is_live first).
+  redis.call('HSET', ik, 'state', 'gone', 'size', 0, 'value', '')
+  redis.call('PEXPIREAT', ik, ends)
+  return ends
 end
 
 local function parse_logged(entry)
@@ -148,22 +173,28 @@ local function drop_logged(id, entry)
   if seq > prev then redis.call('HSET', item_key(id), field, seq) end
 end
 
--- Bumps the seq, logs the event in the item's log (with retention) and
--- appends it to the store-wide stream: one step, as the script is atomic.
-local function emit(id, kind, at, now, value)
-  local seq = redis.call('INCR', SEQ)
+-- Logs event `seq` in the item's log and appends it to the store-wide
+-- stream. `ends`: the item is gone and its log is dropped then (a TTL, as
+-- the tombstone's), so it needs no retention trim (events.lua counts aged
+-- entries as dropped anyway); otherwise entries older than the retention go.
+local function log_event(id, seq, kind, at, now, value, ends)
   local lk = log_key(id)
-  redis.call('RPUSH', lk, seq .. ':' .. at .. ':' .. kind)
-  while redis.call('LLEN', lk) > C.max_events do
+  local len = redis.call('RPUSH', lk, seq .. ':' .. at .. ':' .. kind)
+  while len > C.max_events do
     drop_logged(id, redis.call('LPOP', lk))
+    len = len - 1
   end
-  local cutoff = now - C.retention_ms
-  while true do
-    local first = redis.call('LINDEX', lk, 0)
-    if not first then break end
-    local _, first_at = parse_logged(first)
-    if first_at >= cutoff then break end
-    drop_logged(id, redis.call('LPOP', lk))
+  if ends then
+    redis.call('PEXPIREAT', lk, ends)
+  else
+    local cutoff = now - C.retention_ms
+    while true do
+      local first = redis.call('LINDEX', lk, 0)
+      if not first then break end
+      local _, first_at = parse_logged(first)
+      if first_at >= cutoff then break end
+      drop_logged(id, redis.call('LPOP', lk))
+    end
   end
   if value then
     redis.call('XADD', STREAM, 'MAXLEN', '~', C.stream_max, seq .. '-0',
@@ -172,19 +203,38 @@ local function emit(id, kind, at, now, value)
     redis.call('XADD', STREAM, 'MAXLEN', '~', C.stream_max, seq .. '-0',
       'seq', seq, 'event', kind, 'id', id, 'at', at)
   end
+end
+
+-- Bumps the seq and logs the event (log_event): one step, as the script is
+-- atomic. Returns the seq.
+local function emit(id, kind, at, now, value, ends)
+  local seq = redis.call('INCR', SEQ)
+  log_event(id, seq, kind, at, now, value, ends)
   return seq
 end
 
--- THE expiry claim, taken by the sweeper and by every script that finds a
--- due item the sweeper has not reached yet (`h` is load_item(id)): if the
--- item is live and its deadline has passed, removes it from the deadline
--- set and, only if that removal happened, turns it into a tombstone and logs
--- and streams its `expire` event. Returns that event's seq, or nil (not due,
--- or already claimed): whoever comes first expires it, exactly once.
-local function claim_expiry(id, h, now)
-  if not (h and h.state == 'live' and h.deadline <= now) then return nil end
-  if redis.call('ZREM', DUE, 'i:' .. id) == 0 then return nil end
-  retire(id, h, now)
+-- Expires a due item whose deadline entry the caller has just removed (its
+-- claim): tombstone, `expire` event `seq`, quota share counted in `r`.
+local function expire(id, h, now, seq, r)
+  local ends = retire(id, h, now, r)
+  log_event(id, seq, 'expire', h.deadline, now, nil, ends)
   h.state = 'gone'
-  return emit(id, 'expire', h.deadline, now, nil)
+end
+
+-- THE expiry claim, taken by the sweeper (sweep.lua, for a batch) and by
+-- every script that finds a due item the sweeper has not reached yet (`h` is
+-- load_item(id)): if the item is live and its deadline has passed, removes
+-- it from the deadline set and, only if that removal happened, expires it.
+-- Returns that event's seq, or nil (not due, or already claimed): whoever
+-- comes first expires it, exactly once.
+local function is_due(h, now) return h and h.state == 'live' and h.deadline <= now end
+
+local function claim_expiry(id, h, now)
+  if not is_due(h, now) then return nil end
+  if redis.call('ZREM', DUE, 'i:' .. id) == 0 then return nil end
+  local r = new_retired()
+  local seq = redis.call('INCR', SEQ)
+  expire(id, h, now, seq, r)
+  flush_retired(r)
+  return seq
 end

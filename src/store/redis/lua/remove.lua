@@ -9,6 +9,8 @@ local h = load_item(id)
 claim_expiry(id, h, now)
 if not is_live(h, now) then return err('gone', id) end
 if access(h, key) < 3 then return err('not_owner_remove', id) end
-retire(id, h, now)
-local seq = emit(id, 'remove', now, now, nil)
+local r = new_retired()
+local ends = retire(id, h, now, r)
+flush_retired(r)
+local seq = emit(id, 'remove', now, now, nil, ends)
 return {'ok', id, seq}

@@ -22,11 +22,16 @@ if growth > 0 then
   local refused = bytes_refused(h.owner, growth)
   if refused then return refused end
 end
-key_add(h.owner, 'bytes', growth)
-redis.call('HINCRBY', STATS, 'bytes', growth)
-if h.intent_holder and h.intent_expires > now then
-  redis.call('HSET', item_key(id), 'intent_expires', now)
+if growth ~= 0 then
+  -- The owner key outlives its live items (an item's deadline is at most
+  -- its owner's), so its hash is there.
+  redis.call('HINCRBY', key_key(h.owner), 'bytes', growth)
+  redis.call('HINCRBY', STATS, 'bytes', growth)
 end
-redis.call('HSET', item_key(id), 'value', arg(5), 'size', size, 'modified', now)
+if h.intent_holder and h.intent_expires > now then
+  redis.call('HSET', item_key(id), 'value', arg(5), 'size', size, 'modified', now, 'intent_expires', now)
+else
+  redis.call('HSET', item_key(id), 'value', arg(5), 'size', size, 'modified', now)
+end
 local seq = emit(id, 'update', now, now, arg(5))
 return {'ok', id, now, seq}

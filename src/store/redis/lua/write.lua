@@ -3,8 +3,11 @@
 -- arg(7) value, arg(8) size. Returns {'ok', modified, valid_till, seq}.
 local now = now_ms()
 local key, id, alias = arg(1), arg(2), arg(6)
-local kd = key_deadline(key, now)
-if not kd then return err('unknown_key') end
+local kk = key_key(key)
+-- The key's deadline and counters in one call.
+local k = redis.call('HMGET', kk, 'deadline', 'items', 'bytes')
+local kd = tonumber(k[1] or '')
+if not (kd and kd > now) then return err('unknown_key') end
 if string.sub(key, 1, 2) ~= 'wk' then return err('not_writer') end
 local size = tonumber(arg(8))
 local deadline = math.min(now + tonumber(arg(3)), kd)
@@ -14,14 +17,18 @@ if alias ~= '' then
   alias_new, e = claim_alias(alias, key, now)
   if alias_new == nil then return e end
 end
-if key_count(key, 'items') >= C.max_items_per_key then return err('quota_items') end
-local refused = bytes_refused(key, size)
+if tonumber(k[2] or '0') >= C.max_items_per_key then return err('quota_items') end
+local refused = bytes_refused(key, size, tonumber(k[3] or '0'))
 if refused then return refused end
 if redis.call('EXISTS', item_key(id)) == 1 then return err('collision') end
-redis.call('HSET', item_key(id), 'owner', key, 'readers', arg(4), 'updaters', arg(5),
-  'state', 'live', 'value', arg(7), 'size', size, 'modified', now, 'deadline', deadline)
-redis.call('HINCRBY', key_key(key), 'items', 1)
-redis.call('HINCRBY', key_key(key), 'bytes', size)
+local fields = {'owner', key, 'state', 'live', 'value', arg(7), 'size', size, 'modified', now,
+  'deadline', deadline}
+-- An empty key list is no field at all (load_item reads it as none).
+if arg(4) ~= '' then table.insert(fields, 'readers'); table.insert(fields, arg(4)) end
+if arg(5) ~= '' then table.insert(fields, 'updaters'); table.insert(fields, arg(5)) end
+redis.call('HSET', item_key(id), unpack(fields))
+redis.call('HINCRBY', kk, 'items', 1)
+redis.call('HINCRBY', kk, 'bytes', size)
 redis.call('HINCRBY', STATS, 'items', 1)
 redis.call('HINCRBY', STATS, 'bytes', size)
 redis.call('ZADD', DUE, deadline, 'i:' .. id)
