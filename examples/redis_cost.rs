@@ -34,9 +34,10 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use effex::protocol::rest::KeysRequest;
+use effex::protocol::time::UnixMillis;
 use effex::store::{
-    KeyKind, MakeKeys, MemoryStoreConfig, RedisStore, RedisStoreConfig, Store, UpdateItem,
-    WriteItem,
+    KeyKind, MemoryStoreConfig, RedisStore, RedisStoreConfig, Store, UpdateItem, WriteItem,
 };
 use futures_util::{stream, StreamExt};
 use redis::aio::MultiplexedConnection;
@@ -249,18 +250,12 @@ async fn run() -> Result<(), String> {
     .map_err(|e| format!("connect: {e}"))?;
     let mut conn = server.connection().await.map_err(|e| e.to_string())?;
     let writers = store
-        .make_keys(
-            BOSS,
-            MakeKeys {
-                count: Some(WRITERS),
-                ..MakeKeys::new(KeyKind::Writer)
-            },
-        )
+        .make_keys(BOSS, KeysRequest::new(KeyKind::Writer).count(WRITERS))
         .await
         .map_err(|e| format!("make keys: {e}"))?
         .keys;
     let reader = store
-        .make_keys(BOSS, MakeKeys::new(KeyKind::Reader))
+        .make_keys(BOSS, KeysRequest::new(KeyKind::Reader))
         .await
         .map_err(|e| format!("make keys: {e}"))?
         .keys
@@ -325,19 +320,19 @@ async fn run() -> Result<(), String> {
     report(&mut conn, "update", updated.len(), cpu, elapsed).await?;
 
     // sweep: wait until the last deadline has passed (Redis reads this clock).
-    let last = written.iter().map(|w| w.valid_till).max().unwrap_or(0);
-    let wait = |until_ms: u64| {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        Duration::from_millis(until_ms.saturating_sub(now_ms) + 50)
-    };
+    let last = written
+        .iter()
+        .map(|w| w.valid_till)
+        .max()
+        .unwrap_or(UnixMillis::EPOCH);
+    let wait =
+        |until: UnixMillis| until.duration_since(UnixMillis::now()) + Duration::from_millis(50);
     tokio::time::sleep(wait(last)).await;
     let cpu = reset(&mut conn).await?;
     let started = Instant::now();
     let handled = sweep_all(&store).await?;
     let elapsed = started.elapsed();
-    let swept_at = last + RETENTION.as_millis() as u64;
+    let swept_at = last.saturating_add(RETENTION);
     report(&mut conn, "sweep", written.len(), cpu, elapsed).await?;
     if handled < written.len() as u64 {
         return Err(format!(
@@ -347,7 +342,7 @@ async fn run() -> Result<(), String> {
     }
 
     // gc: after the retention, whatever is left to drop.
-    tokio::time::sleep(wait(swept_at + 1000)).await;
+    tokio::time::sleep(wait(swept_at.saturating_add(Duration::from_secs(1)))).await;
     let cpu = reset(&mut conn).await?;
     let started = Instant::now();
     sweep_all(&store).await?;

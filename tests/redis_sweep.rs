@@ -17,9 +17,11 @@ use std::time::Duration;
 
 use common::poll::poll_until;
 use common::redis::RedisServer;
+use effex::protocol::rest::KeysRequest;
+use effex::protocol::time::UnixMillis;
 use effex::store::{
-    EventKind, EventQuery, KeyKind, MakeKeys, MemoryStoreConfig, RedisStore, RedisStoreConfig,
-    Store, StoreEvent, WriteItem,
+    EventKind, EventQuery, KeyKind, MemoryStoreConfig, RedisStore, RedisStoreConfig, Store,
+    StoreEvent, WriteItem,
 };
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
@@ -60,7 +62,7 @@ async fn writers(store: &RedisStore, count: usize, seconds: Option<Duration>) ->
     store
         .make_keys(
             BOSS,
-            MakeKeys {
+            KeysRequest {
                 kind: KeyKind::Writer,
                 count: Some(count),
                 seconds,
@@ -71,8 +73,9 @@ async fn writers(store: &RedisStore, count: usize, seconds: Option<Duration>) ->
         .keys
 }
 
-/// Waits until Redis's clock has passed `deadline_ms` (unix ms).
-async fn wait_for_redis_clock(conn: &MultiplexedConnection, deadline_ms: u64) {
+/// Waits until Redis's clock has passed `deadline`.
+async fn wait_for_redis_clock(conn: &MultiplexedConnection, deadline: UnixMillis) {
+    let deadline_ms = deadline.as_millis();
     poll_until("Redis's clock passes the deadline", WAIT, || {
         let mut conn = conn.clone();
         async move {
@@ -96,7 +99,7 @@ async fn exists(conn: &MultiplexedConnection, key: &str) -> bool {
 async fn expires(
     rx: &mut broadcast::Receiver<StoreEvent>,
     count: usize,
-) -> Vec<(u64, String, u64)> {
+) -> Vec<(u64, String, UnixMillis)> {
     let mut got = Vec::new();
     while got.len() < count {
         match timeout(WAIT, rx.recv()).await {
@@ -122,7 +125,7 @@ async fn one_sweep_expires_a_batch_with_consecutive_seqs_and_gives_each_owner_it
     let owners = writers(&store, 3, None).await;
     let mut rx = store.subscribe();
     let mut ids = Vec::new();
-    let mut last_deadline = 0;
+    let mut last_deadline = UnixMillis::EPOCH;
     for owner in &owners {
         for i in 0..5 {
             let item = WriteItem {
