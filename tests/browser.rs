@@ -213,6 +213,7 @@ async fn the_console_shows_every_push_in_order() {
             "passphrase": PASS,
             "items": [id, "market-status"],
             "count": UPDATES + 1,
+            "serverPushes": UPDATES + 1,
             "screenshot": screenshot,
         }),
     );
@@ -257,8 +258,15 @@ async fn the_console_shows_every_push_in_order() {
         "—".to_owned(),
     ));
 
-    let got = table(&driver.expect("rows").await, &[]);
+    let shown = driver.expect("rows").await;
+    let got = table(&shown, &[]);
     assert_eq!(got, expected, "the table, oldest first");
+    // The server panel, read from /metrics: this page's socket is open, the
+    // server sent at least the pushes shown, and both items are stored.
+    let figure = |id: &str| shown["figures"][id].as_f64().unwrap_or(f64::NAN);
+    assert!(figure("metric-connections") >= 1.0, "{shown}");
+    assert!(figure("metric-pushes") >= expected.len() as f64, "{shown}");
+    assert!(figure("metric-items") >= 1.0, "{shown}");
     assert!(
         std::fs::metadata(&screenshot).is_ok_and(|m| m.len() > 0),
         "no screenshot at {}",

@@ -3,13 +3,16 @@
 // playwright-core only (it never downloads a browser of its own).
 //
 //   node driver.js console '<json>'
-//     {"url","reader","passphrase","items":[…],"count":N,"checkpoints"?:[C…],"screenshot"}
+//     {"url","reader","passphrase","items":[…],"count":N,"checkpoints"?:[C…],
+//      "serverPushes"?:P,"screenshot"}
 //     Opens <url>/console, fills the form, connects; prints
 //     {"event":"watching","status"} once every watch is acked, then waits
 //     (bounded) until the table holds N pushes (printing {"event":"shown",
-//     "count":C} when it holds C, for each checkpoint), saves a screenshot and prints
-//     {"event":"rows","rows":[{item,event,seq,value,latency}] (as shown,
-//     newest first),"errors":[…]} and exits 0.
+//     "count":C} when it holds C, for each checkpoint), with serverPushes
+//     waits until the server panel (from /metrics) shows at least P pushes
+//     sent, saves a screenshot and prints {"event":"rows","rows":[{item,
+//     event,seq,value,latency}] (as shown, newest first),"figures":{…},
+//     "errors":[…]} and exits 0.
 //
 //   node driver.js cross-origin '<json>'
 //     {"effex","writer","reader"}
@@ -160,12 +163,34 @@ async function consoleScenario(config) {
       };
     }),
   );
-  // Let the chart's next one-second tick and a metrics refresh land, so the
-  // screenshot shows the page as a person would see it.
+  // The server figures: the panel reads /metrics every few seconds; wait
+  // (bounded) until a refresh shows the pushes the server sent.
+  if (config.serverPushes !== undefined) {
+    try {
+      await page.waitForFunction(
+        (n) => Number(document.getElementById("metric-pushes").textContent.replace(/,/g, "")) >= n,
+        config.serverPushes,
+        { timeout: STEP_MS },
+      );
+    } catch (e) {
+      const shown = await page.textContent("#metric-pushes");
+      throw new Error(`the server panel shows ${shown} pushes sent after ${STEP_MS} ms`);
+    }
+  }
+  const figures = await page.evaluate(() =>
+    Object.fromEntries(
+      ["metric-connections", "metric-pushes", "metric-items"].map((id) => [
+        id,
+        Number(document.getElementById(id).textContent.replace(/,/g, "")),
+      ]),
+    ),
+  );
+  // Let the chart's next one-second tick land, so the screenshot shows the
+  // page as a person would see it.
   await page.waitForTimeout(1200);
   fs.mkdirSync(path.dirname(config.screenshot), { recursive: true });
   await page.screenshot({ path: config.screenshot, fullPage: true });
-  print({ event: "rows", rows, errors });
+  print({ event: "rows", rows, errors, figures });
 }
 
 // ---------------------------------------------------------------------------
