@@ -346,25 +346,7 @@ async fn a_webhook_that_keeps_failing_counts_once_as_failed() {
     })
     .await;
     let mut hook = WebhookReceiver::answering(common::webhook_receiver::Answer::Status(500));
-    let owner = fx.key("writer").await;
-    let written = fx
-        .json(Method::POST, "/items", &owner, json!({"value": 0}), 201)
-        .await;
-    let id = written["id"].as_str().expect("an id").to_owned();
-    common::watches::create(
-        &fx.server.http_url(),
-        &owner,
-        &json!({"event": "update", "id": id, "url": format!("{}/hook", hook.url)}),
-    )
-    .await;
-    fx.json(
-        Method::PUT,
-        &format!("/items/{id}"),
-        &owner,
-        json!({"value": 1}),
-        200,
-    )
-    .await;
+    update_under_webhook_watch(&fx, &hook.url).await;
     // The attempt and its one retry.
     hook.next().await;
     hook.next().await;
@@ -517,25 +499,7 @@ async fn webhook_deliveries_count() {
     ))
     .await;
     let mut hook = WebhookReceiver::start();
-    let owner = fx.key("writer").await;
-    let written = fx
-        .json(Method::POST, "/items", &owner, json!({"value": 0}), 201)
-        .await;
-    let id = written["id"].as_str().expect("an id").to_owned();
-    common::watches::create(
-        &fx.server.http_url(),
-        &owner,
-        &json!({"event": "update", "id": id, "url": format!("{}/hook", hook.url)}),
-    )
-    .await;
-    fx.json(
-        Method::PUT,
-        &format!("/items/{id}"),
-        &owner,
-        json!({"value": 1}),
-        200,
-    )
-    .await;
+    update_under_webhook_watch(&fx, &hook.url).await;
     hook.next().await;
     let s = fx
         .scrape_until("the delivery counted", |s| {
@@ -579,4 +543,28 @@ async fn expiries_are_observed_with_their_lateness() {
     assert_eq!(s.value("effex_items_stored", &[]), 0.0);
     let late = s.value("effex_expiry_lateness_seconds_sum", &[]);
     assert!((0.0..BOUND.as_secs_f64()).contains(&late), "{late}");
+}
+
+/// Writes an item, watches its updates with a webhook to `{hook_url}/hook`
+/// and updates it once: one delivery (and its retries) follow.
+async fn update_under_webhook_watch(fx: &Fixture, hook_url: &str) {
+    let owner = fx.key("writer").await;
+    let written = fx
+        .json(Method::POST, "/items", &owner, json!({"value": 0}), 201)
+        .await;
+    let id = written["id"].as_str().expect("an id").to_owned();
+    common::watches::create(
+        &fx.server.http_url(),
+        &owner,
+        &json!({"event": "update", "id": id, "url": format!("{hook_url}/hook")}),
+    )
+    .await;
+    fx.json(
+        Method::PUT,
+        &format!("/items/{id}"),
+        &owner,
+        json!({"value": 1}),
+        200,
+    )
+    .await;
 }

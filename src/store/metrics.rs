@@ -137,13 +137,16 @@ impl StoreMetrics {
 
     /// The collectors for a server's registry.
     pub(crate) fn collectors(&self) -> Vec<Box<dyn Collector>> {
-        let mut collectors: Vec<Box<dyn Collector>> = vec![Box::new(self.expiry_lateness.clone())];
+        let lateness: Box<dyn Collector> = Box::new(self.expiry_lateness.clone());
         #[cfg(feature = "redis")]
         if let Some(redis) = &self.redis {
-            collectors.push(Box::new(redis.command_duration.clone()));
-            collectors.push(Box::new(redis.reconnects.clone()));
+            return vec![
+                lateness,
+                Box::new(redis.command_duration.clone()),
+                Box::new(redis.reconnects.clone()),
+            ];
         }
-        collectors
+        vec![lateness]
     }
 }
 
