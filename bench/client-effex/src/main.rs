@@ -47,8 +47,10 @@ impl Handler<Push> for Board {
         }
         self.pushes += 1;
         if self.latencies.len() < benchkit::MAX_SAMPLES {
+            // The push source stamps CLOCK_MONOTONIC µs into `at` (not a
+            // wall-clock time): read the raw number back.
             self.latencies
-                .push(benchkit::mono_us().saturating_sub(push.at));
+                .push(benchkit::mono_us().saturating_sub(push.at.as_millis()));
         }
     }
 }
