@@ -50,3 +50,20 @@ pub const MAX_SAMPLES: usize = 1 << 20;
 /// CPU in `memset`, and 10,000 idle connections would hold 1.25 GiB. Our
 /// frames are under 200 bytes; 4 KiB reads them all in one go.
 pub const WS_READ_BUFFER: usize = 4 * 1024;
+
+/// The command line as `--name value` pairs (every option takes a value).
+pub fn option_map() -> Result<std::collections::HashMap<String, String>, String> {
+    let mut map = std::collections::HashMap::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(name) = args.next() {
+        let name = name
+            .strip_prefix("--")
+            .ok_or_else(|| format!("unexpected argument {name:?} (options are --name value)"))?
+            .to_string();
+        let value = args
+            .next()
+            .ok_or_else(|| format!("--{name} needs a value"))?;
+        map.insert(name, value);
+    }
+    Ok(map)
+}

@@ -56,18 +56,7 @@ impl Handler<Push> for Board {
 }
 
 fn parse_args() -> Result<HashMap<String, String>, String> {
-    let mut map = HashMap::new();
-    let mut args = std::env::args().skip(1);
-    while let Some(name) = args.next() {
-        let name = name
-            .strip_prefix("--")
-            .ok_or_else(|| format!("unexpected argument {name:?} (options are --name value)"))?
-            .to_string();
-        let value = args
-            .next()
-            .ok_or_else(|| format!("--{name} needs a value"))?;
-        map.insert(name, value);
-    }
+    let map = benchkit::option_map()?;
     for required in ["url", "pass", "item", "key"] {
         if !map.contains_key(required) {
             return Err(format!("--{required} is required"));

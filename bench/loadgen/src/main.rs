@@ -66,19 +66,7 @@ struct Opts {
 }
 
 fn parse_opts() -> Result<Opts, String> {
-    let mut map: HashMap<String, String> = HashMap::new();
-    let mut args = std::env::args().skip(1);
-    while let Some(name) = args.next() {
-        let Some(name) = name.strip_prefix("--") else {
-            return Err(format!(
-                "unexpected argument {name:?} (options are --name value)"
-            ));
-        };
-        let value = args
-            .next()
-            .ok_or_else(|| format!("--{name} needs a value"))?;
-        map.insert(name.to_string(), value);
-    }
+    let map = benchkit::option_map()?;
     fn num<T: std::str::FromStr>(
         map: &HashMap<String, String>,
         name: &str,

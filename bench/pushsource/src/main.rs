@@ -25,7 +25,6 @@
 //!
 //! Usage: pushsource --workload rate|paced [--seconds S] [--rate R] [--window W]
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -49,18 +48,7 @@ struct Opts {
 }
 
 fn parse_opts() -> Result<Opts, String> {
-    let mut map: HashMap<String, String> = HashMap::new();
-    let mut args = std::env::args().skip(1);
-    while let Some(name) = args.next() {
-        let name = name
-            .strip_prefix("--")
-            .ok_or_else(|| format!("unexpected argument {name:?} (options are --name value)"))?
-            .to_string();
-        let value = args
-            .next()
-            .ok_or_else(|| format!("--{name} needs a value"))?;
-        map.insert(name, value);
-    }
+    let map = benchkit::option_map()?;
     let num = |name: &str, default: f64| -> Result<f64, String> {
         map.get(name).map_or(Ok(default), |v| {
             v.parse()
