@@ -403,6 +403,55 @@ async fn the_metrics_key_is_asked_for_when_set() {
 }
 
 #[actix_rt::test]
+async fn guessing_the_metrics_key_locks_the_address_out() {
+    let mut fx = Fixture::start(ServerConfig {
+        metrics_key: Some("scrape-secret".into()),
+        failed_auth_burst: 2,
+        failed_auth_period: Duration::from_secs(60),
+        trusted_proxies: vec!["127.0.0.1/32".parse().expect("a network")],
+        ..common::server::config()
+    })
+    .await;
+    fx.forwarded_for = Some("192.0.2.9");
+    // Wrong keys count as failed authentication of the address ...
+    let mut statuses = Vec::new();
+    for n in 0..6 {
+        let guess = format!("guess-{n}");
+        let (status, _, _) = fx.call(Method::GET, "/metrics", Some(&guess), None).await;
+        statuses.push(status);
+        if status == 429 {
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    // ... so that even the right key is refused, unchecked, from there.
+    let (status, _, _) = fx
+        .call(Method::GET, "/metrics", Some("scrape-secret"), None)
+        .await;
+    assert_eq!(status, 429);
+    // Another address still scrapes; an unknown method on an unknown path
+    // counts under the bounded labels `other` / `unmatched`, never raw text.
+    fx.forwarded_for = Some("192.0.2.10");
+    let brew = Method::from_bytes(b"BREW").expect("a method token");
+    let (status, _, _) = fx.call(brew, "/coffee-pot-42", None, None).await;
+    assert_eq!(status, 404);
+    let s = fx.scrape_with(Some("scrape-secret")).await;
+    assert_eq!(
+        s.value(
+            "effex_http_requests_total",
+            &[
+                ("route", "unmatched"),
+                ("method", "other"),
+                ("status", "404")
+            ]
+        ),
+        1.0
+    );
+    assert!(!s.text.contains("coffee") && !s.text.contains("BREW"));
+    assert!(!s.text.contains("guess-"));
+}
+
+#[actix_rt::test]
 async fn an_ack_timeout_and_a_replay_count() {
     let fx = Fixture::start(ServerConfig {
         ack_timeout: Duration::from_millis(300),
