@@ -59,6 +59,9 @@ pub mod server;
 #[cfg(feature = "server")]
 pub mod store;
 
+#[cfg(feature = "server")]
+mod secret;
+
 /// The README's examples, compiled as doctests so they cannot rot.
 #[cfg(all(doctest, feature = "client", feature = "server"))]
 #[doc = include_str!("../README.md")]

@@ -55,6 +55,7 @@
 //! Nothing here panics on network input: every decode error is a protocol
 //! error that is logged (`log::warn!`) and closes the socket with 1002.
 
+use crate::secret::same_secret;
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::sync::atomic::Ordering;
@@ -1116,12 +1117,6 @@ fn is_key_refusal(body: &RawValue) -> bool {
     serde_json::from_str::<Code>(body.get()).is_ok_and(|reply| reply.code == Some(401))
 }
 
-/// Compares secrets without an early exit on the first differing byte
-/// (the passphrase here, the metrics key at `GET /metrics`).
-pub(crate) fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// 20 random base64url characters (120 bits).
 fn random_sid() -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -1144,12 +1139,5 @@ mod tests {
         assert!(a
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
-    }
-
-    #[test]
-    fn secrets_compare() {
-        assert!(same_secret(b"abc", b"abc"));
-        assert!(!same_secret(b"abc", b"abd"));
-        assert!(!same_secret(b"abc", b"ab"));
     }
 }

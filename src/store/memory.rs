@@ -34,6 +34,7 @@
 //! Events in the log are 24 bytes and carry no value; a live `update` event
 //! shares the item's `JsonText` with the broadcast channel only.
 
+use crate::secret::same_secret;
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -585,11 +586,6 @@ impl Drop for Inner {
     fn drop(&mut self) {
         self.wake.shutdown();
     }
-}
-
-/// Compares secrets in time that does not depend on where they differ.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn forbidden(msg: impl Into<String>) -> StoreError {

@@ -14,8 +14,8 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::protocol::messages::Failure;
+use crate::secret::same_secret;
 use crate::server::request::access_key;
-use crate::server::session::same_secret;
 use crate::server::Shared;
 
 /// The path of the endpoint.

@@ -75,6 +75,7 @@
 //! Every operation answers 503 ([`StoreError::Unavailable`]) naming the URL;
 //! the connection manager reconnects by itself and the event reader resumes.
 
+use crate::secret::same_secret;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -389,11 +390,6 @@ fn boss_cannot(what: &str) -> StoreError {
     StoreError::Forbidden(format!(
         "the boss key only makes access keys; {what} needs an access key"
     ))
-}
-
-/// Compares secrets in time that does not depend on where they differ.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl Shared {
