@@ -68,7 +68,7 @@ async fn the_console_and_its_assets_are_served_with_a_strict_policy() {
         assert!(!csp.contains("unsafe"), "{path}: CSP {csp:?}");
     }
     // Anything else under /console/ is the REST API's JSON 404, and the
-    // console takes no writes.
+    // console takes no writes: another method is a 405 that says GET.
     let (status, _, _, body) = get(&base, "/console/../Cargo.toml").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     let (status, got_type, _, _) = get(&base, "/console/nothing.js").await;
@@ -79,6 +79,10 @@ async fn the_console_and_its_assets_are_served_with_a_strict_policy() {
         .send()
         .await
         .expect("POST");
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        response.headers().get("allow").and_then(|v| v.to_str().ok()),
+        Some("GET")
+    );
     server.stop().await;
 }

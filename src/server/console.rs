@@ -19,6 +19,7 @@
 //!   only).
 
 use actix_web::http::header::{self, CacheDirective, HeaderValue};
+use actix_web::http::Method;
 use actix_web::{web, HttpResponse};
 
 /// The policy of every console answer (see the module docs). `'self'`
@@ -80,7 +81,11 @@ const ASSETS: &[Asset] = &[
 /// the REST API's 404).
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     for asset in ASSETS {
-        cfg.route(asset.path, web::get().to(move || serve(asset)));
+        // GET only; any other method is the REST API's JSON 405 with `Allow`.
+        cfg.service(crate::server::http::resource(
+            asset.path,
+            vec![(Method::GET, web::get().to(move || serve(asset)))],
+        ));
     }
 }
 
