@@ -21,18 +21,17 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::child::lines_of;
 use common::exchange::{Exchange, PASS};
+use common::json_child::JsonChild;
 use common::server::{config, start};
 use effex::client::EffexClient;
 use effex::protocol::rest::{KeyKind, NewItem};
 use effex::server::ServerConfig;
 use effex::store::{MemoryStoreConfig, UpdateItem};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
 
 /// Bound for one driver step (launching chromium, loading a page, waiting
 /// for pushes on a loaded 2-core machine); the driver's own steps give up
@@ -57,10 +56,7 @@ fn chromium() -> PathBuf {
 /// A running `node driver.js`: its JSON lines, its stderr for failure
 /// messages; killed and reaped on drop (it also exits when its stdin closes).
 struct Driver {
-    child: Child,
-    _stdin: Option<ChildStdin>,
-    lines: mpsc::UnboundedReceiver<String>,
-    stderr: mpsc::UnboundedReceiver<String>,
+    child: JsonChild,
 }
 
 impl Driver {
@@ -83,69 +79,21 @@ impl Driver {
              (`apt-get install chromium`), or EFFEX_CHROMIUM naming a Chromium binary.",
             browser.display()
         );
-        let mut child = Command::new("node")
+        let mut command = Command::new("node");
+        command
             .current_dir(&dir)
             .arg(dir.join("driver.js"))
             .arg(scenario)
             .arg(config.to_string())
-            .env("EFFEX_CHROMIUM", &browser)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run `node`: {e}; install Node.js (>= 18) and put `node` on the PATH")
-            });
+            .env("EFFEX_CHROMIUM", &browser);
         Driver {
-            _stdin: child.stdin.take(),
-            lines: lines_of(child.stdout.take().expect("piped stdout")),
-            stderr: lines_of(child.stderr.take().expect("piped stderr")),
-            child,
+            child: JsonChild::spawn("driver.js", command),
         }
-    }
-
-    /// What the driver wrote on stderr so far.
-    fn log(&mut self) -> String {
-        let mut log = String::new();
-        while let Ok(line) = self.stderr.try_recv() {
-            log.push_str(&line);
-            log.push('\n');
-        }
-        log
     }
 
     /// The driver's next line, which must be `{"event": event, …}`.
     async fn expect(&mut self, event: &str) -> Value {
-        let line = match tokio::time::timeout(STEP, self.lines.recv()).await {
-            Ok(Some(line)) => line,
-            Ok(None) => panic!(
-                "driver.js ended before {event:?} (exit {:?}); stderr:\n{}",
-                self.child.try_wait(),
-                self.log()
-            ),
-            Err(_) => panic!(
-                "driver.js printed no {event:?} within {STEP:?}; stderr:\n{}",
-                self.log()
-            ),
-        };
-        let value: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("driver.js printed {line:?}, not JSON ({e})"));
-        assert_eq!(
-            value["event"],
-            json!(event),
-            "driver.js: {value}; stderr:\n{}",
-            self.log()
-        );
-        value
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.child.expect(event, STEP).await
     }
 }
 

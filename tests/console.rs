@@ -81,7 +81,10 @@ async fn the_console_and_its_assets_are_served_with_a_strict_policy() {
         .expect("POST");
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(
-        response.headers().get("allow").and_then(|v| v.to_str().ok()),
+        response
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok()),
         Some("GET")
     );
     server.stop().await;

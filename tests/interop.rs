@@ -21,11 +21,11 @@
 mod common;
 
 use common::child::{lines_of, wait_exit};
+use common::node_watcher::{node_command, NodeWatcher};
 use common::poll::poll_within;
 use common::states::{state_within, watch_states};
 
-use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::io::Read;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,7 +36,6 @@ use effex::client::{
     ClientConfig, ConnectError, ConnectionActor, ConnectionState, DisconnectReason, Emit,
     GetConnected, Session,
 };
-use effex::protocol::messages::Push;
 use effex::server::{ServerConfig, ServerHandle};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
@@ -55,36 +54,6 @@ const PING_TIMEOUT_MS: u64 = 200;
 // ---------------------------------------------------------------------------
 // Node plumbing
 // ---------------------------------------------------------------------------
-
-fn interop_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("interop")
-}
-
-/// Panics with instructions when `npm ci` has not been run: these tests are
-/// opt-in (feature `interop`), so a missing setup is an error, not a skip.
-fn require_node_modules() -> PathBuf {
-    let dir = interop_dir();
-    for package in ["socket.io", "socket.io-client"] {
-        let manifest = dir.join("node_modules").join(package).join("package.json");
-        assert!(
-            manifest.is_file(),
-            "{} is missing: the interop tests need Node's {package}. \
-             Run `npm ci` in {} (needs node >= 18 and npm), then run the tests again.",
-            manifest.display(),
-            dir.display(),
-        );
-    }
-    dir
-}
-
-fn node_command(script: &str) -> Command {
-    let dir = require_node_modules();
-    let mut command = Command::new("node");
-    command.current_dir(&dir).arg(dir.join(script));
-    command
-}
 
 fn spawn_node(mut command: Command, what: &str) -> Child {
     command.spawn().unwrap_or_else(|e| {
@@ -418,160 +387,6 @@ async fn node_client_with_a_bad_push_id_in_connect_auth_gets_connect_error_400()
 // ---------------------------------------------------------------------------
 // Node socket.io-client as a push client: watch, push, ack, replay
 // ---------------------------------------------------------------------------
-
-/// A running `node watcher.js`: commands go in on its stdin, one JSON line
-/// each; its events come out on stdout, one JSON line each, read by a thread
-/// into a channel. Killed and reaped on drop.
-struct NodeWatcher {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::UnboundedReceiver<String>,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl NodeWatcher {
-    fn start(url: &str, pass: &str, push_id: &str) -> NodeWatcher {
-        let mut command = node_command("watcher.js");
-        command
-            .args([url, pass, push_id])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = spawn_node(command, "watcher.js");
-        let stderr = collect_stderr(&mut child);
-        let stdin = child.stdin.take();
-        let lines = lines_of(child.stdout.take().expect("piped stdout"));
-        NodeWatcher {
-            child,
-            stdin,
-            lines,
-            stderr,
-        }
-    }
-
-    fn log(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    fn send(&mut self, command: Value) {
-        let stdin = self.stdin.as_mut().expect("watcher.js stdin open");
-        writeln!(stdin, "{command}")
-            .and_then(|()| stdin.flush())
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot send {command} to watcher.js: {e}; stderr:\n{}",
-                    self.stderr.lock().unwrap()
-                )
-            });
-    }
-
-    /// The next line within `bound`, or `None` when none came.
-    async fn next_within(&mut self, bound: Duration) -> Option<Value> {
-        let line = match tokio::time::timeout(bound, self.lines.recv()).await {
-            Err(_) => return None,
-            Ok(None) => panic!(
-                "watcher.js closed its stdout (exit {:?}); stderr:\n{}",
-                self.child.try_wait(),
-                self.log()
-            ),
-            Ok(Some(line)) => line,
-        };
-        let value: Value = serde_json::from_str(&line).unwrap_or_else(|e| {
-            panic!(
-                "watcher.js printed {line:?}, not JSON ({e}); stderr:\n{}",
-                self.log()
-            )
-        });
-        assert_ne!(
-            value["event"],
-            json!("error"),
-            "watcher.js failed: {value}; stderr:\n{}",
-            self.log()
-        );
-        Some(value)
-    }
-
-    /// The next line, which must be the event `event`.
-    async fn expect(&mut self, event: &str) -> Value {
-        let Some(line) = self.next_within(STEP_BOUND).await else {
-            panic!(
-                "watcher.js printed no {event:?} within {STEP_BOUND:?}; stderr:\n{}",
-                self.log()
-            );
-        };
-        assert_eq!(
-            line["event"],
-            json!(event),
-            "expected {event:?} from watcher.js, got {line}"
-        );
-        line
-    }
-
-    /// Connects a new socket and passes; returns the pass reply.
-    async fn connect(&mut self) -> Value {
-        self.send(json!({"cmd": "connect"}));
-        let reply = self.expect("passed").await["reply"].take();
-        assert_eq!(reply["ok"], json!(true), "pass reply: {reply}");
-        reply
-    }
-
-    /// Watches with `watch`, acking the first `ack` pushes (all for `None`).
-    async fn watch(&mut self, watch: Value, ack: Option<usize>) -> Value {
-        self.send(json!({"cmd": "watch", "watch": watch, "ack": ack}));
-        self.expect("watched").await["reply"].take()
-    }
-
-    /// The next `n` pushes, each with whether watcher.js acked it.
-    async fn pushes(&mut self, n: usize) -> Vec<(Push, bool)> {
-        let mut got = Vec::with_capacity(n);
-        for _ in 0..n {
-            let line = self.expect("push").await;
-            let push: Push = serde_json::from_value(line["push"].clone())
-                .unwrap_or_else(|e| panic!("not a push object ({e}): {line}"));
-            let acked = line["acked"].as_bool().expect("acked is a bool");
-            got.push((push, acked));
-        }
-        got
-    }
-
-    /// Quits and checks the exit status.
-    async fn quit(mut self) {
-        self.send(json!({"cmd": "quit"}));
-        // A clean goodbye may be reported before the bye.
-        loop {
-            let line = self.expect_any().await;
-            match line["event"].as_str() {
-                Some("bye") => break,
-                Some("disconnected") => continue,
-                _ => panic!("expected bye from watcher.js, got {line}"),
-            }
-        }
-        drop(self.stdin.take());
-        let status = wait_exit(&mut self.child, NODE_BOUND)
-            .await
-            .unwrap_or_else(|| panic!("watcher.js did not exit within {NODE_BOUND:?}"));
-        assert!(status.success(), "watcher.js exited with {status}");
-    }
-
-    async fn expect_any(&mut self) -> Value {
-        match self.next_within(STEP_BOUND).await {
-            Some(line) => line,
-            None => panic!(
-                "watcher.js printed nothing within {STEP_BOUND:?}; stderr:\n{}",
-                self.log()
-            ),
-        }
-    }
-}
-
-impl Drop for NodeWatcher {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// How the first connection of the replay scenario ends.
 #[derive(Debug, Clone, Copy)]
