@@ -20,7 +20,7 @@ use serde_json::Value;
 use crate::protocol::messages::{parse_reply, EventKind};
 use crate::protocol::rest::{
     AliasReply, AliasRequest, EventsReply, InfoReply, KeysReply, KeysRequest, NewItem, PingReply,
-    ReadReply, RemoveReply, UpdateReply, UpdateRequest, WriteReply,
+    ReadReply, RemoveReply, UpdateReply, UpdateRequest, WebhookReply, WebhookRequest, WriteReply,
 };
 
 /// Why an [`EffexClient`] call failed.
@@ -522,6 +522,52 @@ impl EffexClient {
         }
         self.call(Method::GET, &self.url(&path), Some(key), None)
             .await
+    }
+
+    /// `POST /watches`: a webhook watch. The server delivers each `event` of
+    /// the item (or alias) to `url` as an HTTP request, checking the key's
+    /// read permission again at every delivery; the watch ends with the item,
+    /// when the key can no longer read it, or after its retry budget. The
+    /// server refuses a URL its egress policy does not allow (400 saying
+    /// why; loopback and private addresses are refused unless listed).
+    ///
+    /// ```no_run
+    /// # async fn demo(effex: effex::client::EffexClient, reader: &str) -> Result<(), effex::client::EffexError> {
+    /// use effex::protocol::messages::EventKind;
+    /// use effex::protocol::rest::WebhookRequest;
+    /// let watch = effex
+    ///     .watch_webhook(
+    ///         reader,
+    ///         &WebhookRequest {
+    ///             event: EventKind::Update,
+    ///             id: "latest-price".into(),
+    ///             url: "https://hooks.example.com/effex".into(),
+    ///             method: None,
+    ///             message: None,
+    ///         },
+    ///     )
+    ///     .await?;
+    /// // … later, with the same key:
+    /// effex.unwatch_webhook(reader, &watch.watchable).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn watch_webhook(
+        &self,
+        key: &str,
+        request: &WebhookRequest,
+    ) -> Result<WebhookReply, EffexError> {
+        let body = to_body(request);
+        self.call(Method::POST, &self.url("/watches"), Some(key), Some(body))
+            .await
+    }
+
+    /// `DELETE /watches/{watchable}`: ends a webhook watch (only the key that
+    /// made it may; another key, or a watch already ended, is a 404).
+    pub async fn unwatch_webhook(&self, key: &str, watchable: &str) -> Result<(), EffexError> {
+        let url = self.url(&format!("/watches/{}", encode(watchable)));
+        self.call::<serde::de::IgnoredAny>(Method::DELETE, &url, Some(key), None)
+            .await
+            .map(drop)
     }
 
     fn url(&self, path_and_query: &str) -> String {
