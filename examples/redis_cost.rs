@@ -151,6 +151,8 @@ fn inner(name: &str) -> bool {
     !matches!(
         name,
         "evalsha"
+            | "fcall"
+            | "function|load"
             | "eval"
             | "script|load"
             | "info"
@@ -170,7 +172,14 @@ async fn report(
     elapsed: Duration,
 ) -> Result<(), String> {
     let (commands, cpu) = stats(conn).await?;
-    let scripts = commands.get("evalsha").copied().unwrap_or_default();
+    // Scripts (effex before its function library) or function calls.
+    let scripts = ["evalsha", "fcall"]
+        .iter()
+        .filter_map(|name| commands.get(*name).copied())
+        .fold(Cost::default(), |sum, c| Cost {
+            calls: sum.calls + c.calls,
+            usec: sum.usec + c.usec,
+        });
     let inner_calls: u64 = commands
         .iter()
         .filter(|(n, _)| inner(n))
