@@ -821,6 +821,7 @@ fn process_cpu(nodes: &[u32]) -> (Vec<Duration>, Duration) {
 /// stream → handler, p50 / p99 each, and the CPU and Redis commands per expiry.
 fn stages_note(
     count: usize,
+    observed: usize,
     in_stream: Vec<Duration>,
     to_handler: Vec<Duration>,
     redis_cpu: Duration,
@@ -843,7 +844,7 @@ fn stages_note(
         .collect();
     format!(
         "(c) on Redis, where the time went: deadline → `expire` entry read from `effex:events` by an \
-         observer p50 {} / p99 {}; that read → push handled p50 {} / p99 {}. CPU per expiry: \
+         observer ({observed} seen) p50 {} / p99 {}; that read → push handled p50 {} / p99 {}. CPU per expiry: \
          redis-server {}, nodes {}, bench process {}. Redis commands: {}.",
         fmt(a.p50),
         fmt(a.p99),
@@ -980,6 +981,7 @@ async fn expiry_lateness(
                 .collect();
             stages_note(
                 expected,
+                observed.len(),
                 in_stream,
                 to_handler,
                 redis_cpu,
