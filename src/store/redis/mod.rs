@@ -142,7 +142,9 @@ pub struct RedisStoreConfig {
     pub sweep_interval: Duration,
     /// The most due entries one sweep handles in one script (Redis runs a
     /// script alone, so this bounds how long others wait); more are left for
-    /// the next sweep, which follows at once. Defaults to 1,000.
+    /// the next sweep, which follows at once. Defaults to 200 (a full sweep of
+    /// 1,000 held Redis ~130 ms on a 2-core VM, delaying every other node's
+    /// calls and so every push; 200, ~23 ms, at the same cost per expiry).
     pub sweep_batch: usize,
     /// How long one Redis call (and one connection attempt) may take before
     /// it fails with 503. Defaults to 2 s.
@@ -156,7 +158,7 @@ impl Default for RedisStoreConfig {
             limits: MemoryStoreConfig::default(),
             stream_max_len: 100_000,
             sweep_interval: Duration::from_millis(5),
-            sweep_batch: 1000,
+            sweep_batch: 200,
             timeout: Duration::from_secs(2),
         }
     }
