@@ -42,6 +42,14 @@
 //!   p99 over 20 kills (the client's default reconnect backoff);
 //! - (e) memory per stored 1 KiB item: Redis `INFO memory` `used_memory`
 //!   growth over 20,000 items (memory: the node's RSS growth).
+//!
+//! Under the table, (c) on Redis is broken down (`support::stages`): deadline
+//! → the `expire` entry read from `effex:events` by an observer of the
+//! bench's own (the sweep's share) and that read → the push handled (the
+//! nodes' readers, hubs and pushes, and the client); the CPU per expiry of
+//! redis-server (`INFO cpu`), each node and the bench process
+//! (`/proc/<pid>/stat`); and Redis's busiest commands meanwhile (`INFO
+//! commandstats`: calls, µs each, µs per expiry).
 
 #[path = "support/mod.rs"]
 mod support;
