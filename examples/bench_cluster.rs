@@ -978,7 +978,9 @@ async fn expiry_lateness(
             let (mut in_stream, mut to_handler) = (Vec::new(), Vec::new());
             for (id, at_us) in &arrivals {
                 if let (Some(deadline_ms), Some(seen_us)) = (deadlines.get(id), observed.get(id)) {
-                    in_stream.push(Duration::from_micros(seen_us.saturating_sub(deadline_ms * 1000)));
+                    in_stream.push(Duration::from_micros(
+                        seen_us.saturating_sub(deadline_ms * 1000),
+                    ));
                     to_handler.push(Duration::from_micros(at_us.saturating_sub(*seen_us)));
                 }
             }

@@ -29,7 +29,12 @@ pub fn cpu_of(pid: u32) -> Duration {
     // utime 14 and stime 15.
     let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     Duration::from_millis((ticks(11) + ticks(12)) * 1000 / TICKS_PER_SECOND)
 }
 
@@ -86,7 +91,11 @@ impl RedisCounters {
             .iter()
             .map(|(name, (calls, usec))| {
                 let (c0, u0) = before.commands.get(name).copied().unwrap_or_default();
-                (name.clone(), calls.saturating_sub(c0), usec.saturating_sub(u0))
+                (
+                    name.clone(),
+                    calls.saturating_sub(c0),
+                    usec.saturating_sub(u0),
+                )
             })
             .filter(|(_, calls, _)| *calls > 0)
             .collect();

@@ -353,11 +353,7 @@ impl RedisStore {
     #[doc(hidden)]
     pub async fn sweep_once(&self) -> Result<u64, StoreError> {
         let batch = self.shared.config.sweep_batch.to_string();
-        match self
-            .shared
-            .run(Op::Sweep, &[batch.as_str()])
-            .await?
-        {
+        match self.shared.run(Op::Sweep, &[batch.as_str()]).await? {
             Outcome::Ok(reply) => reply.num(0),
             Outcome::Refused(r) => Err(StoreError::Backend(format!(
                 "the Redis expiry sweep refused: {r:?}"
@@ -544,11 +540,7 @@ impl Shared {
         error: StoreError,
     ) -> StoreError {
         match self
-            .call(
-                Op::KeyCheck,
-                &[&key.to_string()],
-                Doing("checking a key"),
-            )
+            .call(Op::KeyCheck, &[&key.to_string()], Doing("checking a key"))
             .await
         {
             Err(e) => e,
@@ -565,12 +557,8 @@ impl Shared {
     async fn make_keys(&self, boss: &str, request: KeysRequest) -> Result<KeysReply, StoreError> {
         if !self.is_boss(boss) {
             let access = AccessKey::parse(boss).ok_or(StoreError::UnknownKey)?;
-            self.call(
-                Op::KeyCheck,
-                &[&access.to_string()],
-                Doing("making keys"),
-            )
-            .await?;
+            self.call(Op::KeyCheck, &[&access.to_string()], Doing("making keys"))
+                .await?;
             return Err(StoreError::Forbidden(
                 "only the boss key makes access keys; this is an access key".into(),
             ));
@@ -776,9 +764,7 @@ impl Shared {
             update.value.as_str(),
             size_arg.as_str(),
         ];
-        let reply = self
-            .call(Op::Update, &args, Doing("update it"))
-            .await?;
+        let reply = self.call(Op::Update, &args, Doing("update it")).await?;
         Ok(Updated {
             id: item_id(&reply, 0)?,
             modified: UnixMillis::from_millis(reply.num(1)?),
@@ -794,9 +780,7 @@ impl Shared {
             Err(e) => return Err(self.after_key(&access, None, e).await),
         };
         let args = [key, id.as_str(), alias.as_str()];
-        let reply = self
-            .call(Op::Remove, &args, Doing("remove it"))
-            .await?;
+        let reply = self.call(Op::Remove, &args, Doing("remove it")).await?;
         Ok(Removed {
             id: item_id(&reply, 0)?,
             seq: reply.num(1)?,
@@ -839,9 +823,7 @@ impl Shared {
             Err(e) => return Err(self.after_key(&access, None, e).await),
         };
         let args = [key, id.as_str(), alias.as_str()];
-        let reply = self
-            .call(Op::CheckRead, &args, Doing("watch it"))
-            .await?;
+        let reply = self.call(Op::CheckRead, &args, Doing("watch it")).await?;
         Ok(ItemRef {
             id: item_id(&reply, 0)?,
             alias: (!alias.is_empty()).then_some(alias),

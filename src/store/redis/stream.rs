@@ -78,11 +78,7 @@ pub(super) async fn run(
     let mut failed = false;
     loop {
         let last_id = [position.to_string()];
-        let read = conn.xread_options::<_, _, Value>(
-            &["effex:events"],
-            &last_id,
-            &options,
-        );
+        let read = conn.xread_options::<_, _, Value>(&["effex:events"], &last_id, &options);
         let reply = tokio::select! {
             reply = read => reply,
             _ = stop.wait_for(|stopped| *stopped) => return,
@@ -121,9 +117,7 @@ pub(super) async fn run(
             }
             position = id;
             let Some(event) = decode(fields) else {
-                log::error!(
-                    "effex: skipping a malformed event {id} in Redis stream effex:events"
-                );
+                log::error!("effex: skipping a malformed event {id} in Redis stream effex:events");
                 continue;
             };
             if let StoreEvent::Item(item) = &event {
@@ -254,7 +248,18 @@ mod tests {
             Value::Array(vec![
                 entry(
                     "7-0",
-                    &["seq", "7", "event", "update", "id", ITEM, "at", "1000", "value", "{\"a\":1}"],
+                    &[
+                        "seq",
+                        "7",
+                        "event",
+                        "update",
+                        "id",
+                        ITEM,
+                        "at",
+                        "1000",
+                        "value",
+                        "{\"a\":1}",
+                    ],
                 ),
                 entry("7-1", &["alias", "home", "id", ITEM, "since", "7"]),
             ]),
@@ -268,7 +273,10 @@ mod tests {
             Some(StoreEvent::Item(e)) => {
                 assert_eq!((e.seq, e.id.to_string().as_str()), (7, ITEM));
                 assert_eq!(e.at, UnixMillis::from_millis(1000));
-                assert_eq!(e.value.as_ref().map(|v| v.to_string()), Some("{\"a\":1}".into()));
+                assert_eq!(
+                    e.value.as_ref().map(|v| v.to_string()),
+                    Some("{\"a\":1}".into())
+                );
             }
             other => panic!("an item event, got {other:?}"),
         }
@@ -285,13 +293,21 @@ mod tests {
         let reply = Value::Map(vec![(
             bulk("effex:events"),
             Value::Array(vec![
-                entry("8-0", &["seq", "8", "event", "expire", "id", ITEM, "at", "5"]),
-                entry("9-0", &["seq", "9", "event", "expire", "id", "not hex", "at", "5"]),
+                entry(
+                    "8-0",
+                    &["seq", "8", "event", "expire", "id", ITEM, "at", "5"],
+                ),
+                entry(
+                    "9-0",
+                    &["seq", "9", "event", "expire", "id", "not hex", "at", "5"],
+                ),
             ]),
         )]);
         let decoded: Vec<Option<StoreEvent>> =
             entries(&reply).map(|(_, fields)| decode(fields)).collect();
-        assert!(matches!(&decoded[0], Some(StoreEvent::Item(e)) if e.seq == 8 && e.value.is_none()));
+        assert!(
+            matches!(&decoded[0], Some(StoreEvent::Item(e)) if e.seq == 8 && e.value.is_none())
+        );
         assert!(decoded[1].is_none());
         assert_eq!(entries(&Value::Nil).count(), 0);
     }
