@@ -825,18 +825,36 @@ fn process_cpu(nodes: &[u32]) -> (Vec<Duration>, Duration) {
     )
 }
 
-/// The (c) breakdown under the table: deadline → `expire` entry in the
-/// stream → handler, p50 / p99 each, and the CPU and Redis commands per expiry.
-fn stages_note(
+/// What the (c) breakdown is made of (see [`Stages::note`]).
+struct Stages {
+    /// Expiries expected.
     count: usize,
+    /// `expire` entries the observer saw.
     observed: usize,
+    /// Deadline → entry read by the observer, per item.
     in_stream: Vec<Duration>,
+    /// Entry read → push handled, per item.
     to_handler: Vec<Duration>,
     redis_cpu: Duration,
-    commands: &[(String, u64, u64)],
-    nodes_cpu: &[Duration],
+    /// (command, calls, µs), busiest first.
+    commands: Vec<(String, u64, u64)>,
+    nodes_cpu: Vec<Duration>,
     bench_cpu: Duration,
-) -> String {
+}
+
+/// The (c) breakdown under the table: deadline → `expire` entry in the
+/// stream → handler, p50 / p99 each, and the CPU and Redis commands per expiry.
+fn stages_note(stages: Stages) -> String {
+    let Stages {
+        count,
+        observed,
+        in_stream,
+        to_handler,
+        redis_cpu,
+        commands,
+        nodes_cpu,
+        bench_cpu,
+    } = stages;
     let (a, b) = (Latencies::of(in_stream, 0), Latencies::of(to_handler, 0));
     let per = |d: Duration| format!("{:.1} µs", d.as_secs_f64() * 1e6 / count.max(1) as f64);
     let commands: Vec<String> = commands
@@ -989,16 +1007,16 @@ async fn expiry_lateness(
                 .zip(&nodes_cpu)
                 .map(|(now, then)| now.saturating_sub(*then))
                 .collect();
-            stages_note(
-                expected,
-                observed.len(),
+            stages_note(Stages {
+                count: expected,
+                observed: observed.len(),
                 in_stream,
                 to_handler,
                 redis_cpu,
-                &commands,
-                &nodes_used,
-                bench_now.saturating_sub(bench_cpu),
-            )
+                commands,
+                nodes_cpu: nodes_used,
+                bench_cpu: bench_now.saturating_sub(bench_cpu),
+            })
         }
         _ => String::new(),
     };
