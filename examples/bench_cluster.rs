@@ -42,6 +42,14 @@
 //!   p99 over 20 kills (the client's default reconnect backoff);
 //! - (e) memory per stored 1 KiB item: Redis `INFO memory` `used_memory`
 //!   growth over 20,000 items (memory: the node's RSS growth).
+//!
+//! Under the table, (c) on Redis is broken down (`support::stages`): deadline
+//! → the `expire` entry read from `effex:events` by an observer of the
+//! bench's own (the sweep's share) and that read → the push handled (the
+//! nodes' readers, hubs and pushes, and the client); the CPU per expiry of
+//! redis-server (`INFO cpu`), each node and the bench process
+//! (`/proc/<pid>/stat`); and Redis's busiest commands meanwhile (`INFO
+//! commandstats`: calls, µs each, µs per expiry).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -62,6 +70,7 @@ use serde_json::{json, Value};
 use support::load::closed_loop;
 use support::nodes::{Node, NodeSpec, NodeStore};
 use support::redis_server::RedisServer;
+use support::stages::{self, RedisCounters, StreamObserver};
 use support::{fmt, machine, percentile};
 
 const BOSS: &str = "bench cluster boss key";
@@ -234,6 +243,8 @@ async fn run(options: &Options) -> Result<(), String> {
     let single = Exchange::new(std::slice::from_ref(&memory_node)).await?;
     let clients = Arbiter::new().handle();
     let mut rows = Vec::new();
+    // Breakdowns printed under the table.
+    let mut notes: Vec<String> = Vec::new();
 
     // Memory first: growth is only meaningful before the other parts fill
     // the stores.
@@ -321,8 +332,12 @@ async fn run(options: &Options) -> Result<(), String> {
     }
     if options.wanted("expiry") {
         progress("(c) expire lateness");
-        let on_redis = expiry_lateness(&cluster, &clients, scale).await?;
-        let on_memory = expiry_lateness(&single, &clients, scale).await?;
+        let probe = Probe {
+            redis: &redis,
+            nodes: nodes.iter().map(Node::pid).collect(),
+        };
+        let on_redis = expiry_lateness(&cluster, &clients, scale, Some(probe)).await?;
+        let on_memory = expiry_lateness(&single, &clients, scale, None).await?;
         let ok = on_redis.clean()
             && on_redis.p50 <= Duration::from_millis(2)
             && on_redis.p99 <= Duration::from_millis(10);
@@ -349,6 +364,7 @@ async fn run(options: &Options) -> Result<(), String> {
             goal: "≤ 2 ms / ≤ 10 ms, each pushed once".to_owned(),
             verdict: met(ok),
         });
+        notes.push(on_redis.stages.clone());
     }
     if options.wanted("failover") {
         progress("(d) failover");
@@ -396,6 +412,10 @@ async fn run(options: &Options) -> Result<(), String> {
             .map_or(String::new(), |i| format!(" and a {i:?} sweep interval")),
         support::load_average()
     );
+    for note in &notes {
+        println!();
+        println!("{note}");
+    }
     drop(cluster);
     drop(single);
     Ok(())
@@ -786,6 +806,81 @@ struct Lateness {
     doubled: usize,
     /// Pushes more than 1 ms before the deadline (the deadline is in whole ms).
     early: usize,
+    /// Where the time went (on Redis; empty for the memory node).
+    stages: String,
+}
+
+/// What (c) watches besides the pushes on Redis: Redis itself and the node
+/// processes (see `support::stages`).
+struct Probe<'a> {
+    redis: &'a RedisServer,
+    nodes: Vec<u32>,
+}
+
+/// CPU of the node processes and of this program, now.
+fn process_cpu(nodes: &[u32]) -> (Vec<Duration>, Duration) {
+    (
+        nodes.iter().map(|pid| stages::cpu_of(*pid)).collect(),
+        stages::cpu_of(std::process::id()),
+    )
+}
+
+/// What the (c) breakdown is made of (see [`Stages::note`]).
+struct Stages {
+    /// Expiries expected.
+    count: usize,
+    /// `expire` entries the observer saw.
+    observed: usize,
+    /// Deadline → entry read by the observer, per item.
+    in_stream: Vec<Duration>,
+    /// Entry read → push handled, per item.
+    to_handler: Vec<Duration>,
+    redis_cpu: Duration,
+    /// (command, calls, µs), busiest first.
+    commands: Vec<(String, u64, u64)>,
+    nodes_cpu: Vec<Duration>,
+    bench_cpu: Duration,
+}
+
+/// The (c) breakdown under the table: deadline → `expire` entry in the
+/// stream → handler, p50 / p99 each, and the CPU and Redis commands per expiry.
+fn stages_note(stages: Stages) -> String {
+    let Stages {
+        count,
+        observed,
+        in_stream,
+        to_handler,
+        redis_cpu,
+        commands,
+        nodes_cpu,
+        bench_cpu,
+    } = stages;
+    let (a, b) = (Latencies::of(in_stream, 0), Latencies::of(to_handler, 0));
+    let per = |d: Duration| format!("{:.1} µs", d.as_secs_f64() * 1e6 / count.max(1) as f64);
+    let commands: Vec<String> = commands
+        .iter()
+        .take(6)
+        .map(|(name, calls, usec)| {
+            format!(
+                "{name} {calls} calls, {:.1} µs each, {:.1} µs/expiry",
+                *usec as f64 / (*calls).max(1) as f64,
+                *usec as f64 / count.max(1) as f64
+            )
+        })
+        .collect();
+    format!(
+        "(c) on Redis, where the time went: deadline → `expire` entry read from `effex:events` by an \
+         observer ({observed} seen) p50 {} / p99 {}; that read → push handled p50 {} / p99 {}. CPU per expiry: \
+         redis-server {}, nodes {}, bench process {}. Redis commands: {}.",
+        fmt(a.p50),
+        fmt(a.p99),
+        fmt(b.p50),
+        fmt(b.p99),
+        per(redis_cpu),
+        nodes_cpu.iter().map(|d| per(*d)).collect::<Vec<_>>().join(" + "),
+        per(bench_cpu),
+        commands.join("; ")
+    )
 }
 
 impl Lateness {
@@ -808,6 +903,7 @@ async fn expiry_lateness(
     exchange: &Exchange,
     clients: &ArbiterHandle,
     scale: &Scale,
+    probe: Option<Probe<'_>>,
 ) -> Result<Lateness, String> {
     let count = scale.expiring;
     // Each push: (item id, unix µs handled).
@@ -862,6 +958,14 @@ async fn expiry_lateness(
         .filter_map(|(w, _)| w.as_ref().map(|w| (w.id.clone(), w.valid_till.as_millis())))
         .collect();
     let expected = deadlines.len();
+    let before = match &probe {
+        Some(p) => Some((
+            StreamObserver::start(p.redis).await?,
+            RedisCounters::read(p.redis).await?,
+            process_cpu(&p.nodes),
+        )),
+        None => None,
+    };
     let last_deadline = Instant::now()
         + Duration::from_micros((first_deadline_us + spread_us).saturating_sub(unix_us()));
     // A node that falls behind still gets there: wait while pushes keep
@@ -884,6 +988,38 @@ async fn expiry_lateness(
         conn.do_send(Stop);
     }
     let arrivals = std::mem::take(&mut *arrivals.lock().expect("not poisoned"));
+    let stages = match (probe, before) {
+        (Some(p), Some((observer, counters, (nodes_cpu, bench_cpu)))) => {
+            let (redis_cpu, commands) = RedisCounters::read(p.redis).await?.since(&counters);
+            let (nodes_now, bench_now) = process_cpu(&p.nodes);
+            let observed = observer.finish();
+            let (mut in_stream, mut to_handler) = (Vec::new(), Vec::new());
+            for (id, at_us) in &arrivals {
+                if let (Some(deadline_ms), Some(seen_us)) = (deadlines.get(id), observed.get(id)) {
+                    in_stream.push(Duration::from_micros(
+                        seen_us.saturating_sub(deadline_ms * 1000),
+                    ));
+                    to_handler.push(Duration::from_micros(at_us.saturating_sub(*seen_us)));
+                }
+            }
+            let nodes_used: Vec<Duration> = nodes_now
+                .iter()
+                .zip(&nodes_cpu)
+                .map(|(now, then)| now.saturating_sub(*then))
+                .collect();
+            stages_note(Stages {
+                count: expected,
+                observed: observed.len(),
+                in_stream,
+                to_handler,
+                redis_cpu,
+                commands,
+                nodes_cpu: nodes_used,
+                bench_cpu: bench_now.saturating_sub(bench_cpu),
+            })
+        }
+        _ => String::new(),
+    };
     let mut seen = HashMap::with_capacity(arrivals.len());
     let (mut doubled, mut early) = (0, 0);
     let mut lateness = Vec::with_capacity(arrivals.len());
@@ -910,6 +1046,7 @@ async fn expiry_lateness(
         missing: expected - seen.len(),
         doubled,
         early,
+        stages,
     })
 }
 

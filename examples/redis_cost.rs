@@ -15,7 +15,7 @@
 //! - write: `--items` items (20,000; a 200-byte value, 1 reader, writer key
 //!   `i % 64`, a `--lifetime` of 30 s), 64 writes in flight;
 //! - update: a quarter of them updated once (each update logs an event);
-//! - sweep: once all are due, sweeps of `--batch` (1,000) entries until none is left
+//! - sweep: once all are due, sweeps of `--batch` (200, the store's default) entries until none is left
 //!   (the sweeper's work for every expiry);
 //! - gc: once the event retention (2 s) has passed, sweeps until none is
 //!   left (whatever dropping the tombstones and logs costs the sweeper).
@@ -60,7 +60,7 @@ impl Options {
     fn parse() -> Result<Self, String> {
         let mut options = Options {
             items: 20_000,
-            batch: 1000,
+            batch: 200,
             lifetime: Duration::from_secs(30),
         };
         let mut args = std::env::args().skip(1);
@@ -151,6 +151,8 @@ fn inner(name: &str) -> bool {
     !matches!(
         name,
         "evalsha"
+            | "fcall"
+            | "function|load"
             | "eval"
             | "script|load"
             | "info"
@@ -170,7 +172,14 @@ async fn report(
     elapsed: Duration,
 ) -> Result<(), String> {
     let (commands, cpu) = stats(conn).await?;
-    let scripts = commands.get("evalsha").copied().unwrap_or_default();
+    // Scripts (effex before its function library) or function calls.
+    let scripts = ["evalsha", "fcall"]
+        .iter()
+        .filter_map(|name| commands.get(*name).copied())
+        .fold(Cost::default(), |sum, c| Cost {
+            calls: sum.calls + c.calls,
+            usec: sum.usec + c.usec,
+        });
     let inner_calls: u64 = commands
         .iter()
         .filter(|(n, _)| inner(n))

@@ -325,7 +325,7 @@ struct RedisArgs {
     #[arg(
         long = "redis-sweep-batch",
         env = "EFFEX_REDIS_SWEEP_BATCH",
-        default_value = "1000",
+        default_value = "200",
         value_name = "N"
     )]
     sweep_batch: usize,

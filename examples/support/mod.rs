@@ -14,6 +14,8 @@ pub mod load;
 pub mod nodes;
 #[cfg(feature = "redis")]
 pub mod redis_server;
+#[cfg(feature = "redis")]
+pub mod stages;
 
 /// "CPU model, N cores", for the header of every table.
 pub fn machine() -> String {

@@ -148,6 +148,11 @@ impl Node {
         let _ = self.child.wait();
     }
 
+    /// The node's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The node's resident memory in bytes.
     pub fn rss(&self) -> Result<u64, String> {
         super::rss_of(self.child.id())

@@ -180,8 +180,9 @@ pub struct ServerConfig {
     pub redis_sweep_interval: Duration,
     /// The most due deadlines one sweep handles in one Redis script (Redis
     /// runs it alone); more are left for the next sweep, which follows at once.
+    /// It bounds how long one sweep holds Redis from every other node's calls.
     ///
-    /// Defaults to 1,000.
+    /// Defaults to 200.
     #[cfg(feature = "redis")]
     pub redis_sweep_batch: usize,
     /// How long one Redis call or connection attempt may take before the
@@ -402,7 +403,7 @@ impl Default for ServerConfig {
             #[cfg(feature = "redis")]
             redis_sweep_interval: Duration::from_millis(5),
             #[cfg(feature = "redis")]
-            redis_sweep_batch: 1000,
+            redis_sweep_batch: 200,
             #[cfg(feature = "redis")]
             redis_timeout: Duration::from_secs(2),
             max_item_size: 1024 * 1024,

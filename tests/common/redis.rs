@@ -18,6 +18,8 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
+    /// More `redis-server` arguments (see [`RedisServer::start_with`]).
+    extra: Vec<String>,
 }
 
 /// A port that was free a moment ago.
@@ -48,6 +50,12 @@ impl RedisServer {
     /// Starts a `redis-server`; panics naming the Debian package when the
     /// binary is missing.
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts a `redis-server` with `extra` arguments after the usual ones
+    /// (e.g. `--rename-command FUNCTION ""` for a Redis without functions).
+    pub async fn start_with(extra: &[&str]) -> Self {
         let dir = std::env::temp_dir().join(format!(
             "effex-redis-{}-{}",
             std::process::id(),
@@ -59,6 +67,7 @@ impl RedisServer {
                 child: None,
                 port: free_port(),
                 dir: dir.clone(),
+                extra: extra.iter().map(|a| a.to_string()).collect(),
             };
             if server.spawn().await {
                 return server;
@@ -82,6 +91,7 @@ impl RedisServer {
             ])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();

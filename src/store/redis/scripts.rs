@@ -1,76 +1,167 @@
-//! The Lua scripts of the Redis store (one per operation, each one atomic
-//! step in Redis) and the decoding of their replies into values or
-//! [`StoreError`]s.
+//! The store's operations as one Redis Function library (one function per
+//! file of `lua/`, each one atomic step in Redis, all sharing the helpers of
+//! `lua/common.lua`, which Redis defines once when it loads the library,
+//! not on every call as a script prefix would), and the decoding of their
+//! replies into values or [`StoreError`]s.
+//!
+//! The library's name carries a hash of its code (`effex_<12 hex>`), and so
+//! do its functions' names: nodes of different effex versions on one Redis
+//! each load and call their own, and a node loads it with `FUNCTION LOAD`
+//! (no `REPLACE`: a library of that name already holds the same code).
 
 use redis::{Script, Value};
 
 use crate::store::StoreError;
 
-/// Prepends the helpers every script shares.
-macro_rules! script {
-    ($file:literal) => {
-        Script::new(concat!(
-            include_str!("lua/common.lua"),
-            "\n",
-            include_str!($file)
-        ))
+/// One operation: a file of `lua/` and a function of the library.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Op {
+    MakeKeys,
+    KeyCheck,
+    Write,
+    Read,
+    Update,
+    Remove,
+    Alias,
+    Resolve,
+    CheckRead,
+    Events,
+    Sweep,
+}
+
+impl Op {
+    /// Every operation, in declaration order.
+    const ALL: [Op; 11] = [
+        Op::MakeKeys,
+        Op::KeyCheck,
+        Op::Write,
+        Op::Read,
+        Op::Update,
+        Op::Remove,
+        Op::Alias,
+        Op::Resolve,
+        Op::CheckRead,
+        Op::Events,
+        Op::Sweep,
+    ];
+
+    /// Its file's name: the function's name in the library and the
+    /// `effex_redis_command_duration_seconds` label.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Op::MakeKeys => "make_keys",
+            Op::KeyCheck => "key_check",
+            Op::Write => "write",
+            Op::Read => "read",
+            Op::Update => "update",
+            Op::Remove => "remove",
+            Op::Alias => "alias",
+            Op::Resolve => "resolve",
+            Op::CheckRead => "check_read",
+            Op::Events => "events",
+            Op::Sweep => "sweep",
+        }
+    }
+}
+
+/// What stands for the library's name in [`TEMPLATE`].
+const NAME_HOLDER: &str = "__EFFEX_LIBRARY__";
+
+/// One operation's file as a registered function: its body runs as is (a
+/// top-level `return` ends the call) after `begin` took the call's arguments.
+macro_rules! operation {
+    ($name:literal) => {
+        concat!(
+            "register('",
+            $name,
+            "', function()\n",
+            include_str!(concat!("lua/", $name, ".lua")),
+            "\nend)\n"
+        )
     };
 }
 
-/// The store's scripts, loaded once per store (Redis caches them by SHA; the
-/// crate loads a script again after `NOSCRIPT`, e.g. after a Redis restart).
-pub(super) struct Scripts {
-    pub(super) make_keys: Script,
-    pub(super) key_check: Script,
-    pub(super) write: Script,
-    pub(super) read: Script,
-    pub(super) update: Script,
-    pub(super) remove: Script,
-    pub(super) alias: Script,
-    pub(super) resolve: Script,
-    pub(super) check_read: Script,
-    pub(super) events: Script,
-    pub(super) sweep: Script,
+/// The library's code, its name still [`NAME_HOLDER`].
+const TEMPLATE: &str = concat!(
+    "#!lua name=__EFFEX_LIBRARY__\n",
+    include_str!("lua/common.lua"),
+    "\nlocal function register(name, body)\n",
+    "  redis.register_function('__EFFEX_LIBRARY__' .. '_' .. name,\n",
+    "    function(_, args) begin(args) return body() end)\n",
+    "end\n",
+    operation!("make_keys"),
+    operation!("key_check"),
+    operation!("write"),
+    operation!("read"),
+    operation!("update"),
+    operation!("remove"),
+    operation!("alias"),
+    operation!("resolve"),
+    operation!("check_read"),
+    operation!("events"),
+    operation!("sweep"),
+);
+
+/// The effex function library: its code and its functions' names.
+pub(super) struct Library {
+    name: String,
+    code: String,
+    /// Each [`Op`]'s function, in [`Op::ALL`] order.
+    functions: Vec<String>,
 }
 
-impl Scripts {
+impl Library {
     pub(super) fn new() -> Self {
-        Scripts {
-            make_keys: script!("lua/make_keys.lua"),
-            key_check: script!("lua/key_check.lua"),
-            write: script!("lua/write.lua"),
-            read: script!("lua/read.lua"),
-            update: script!("lua/update.lua"),
-            remove: script!("lua/remove.lua"),
-            alias: script!("lua/alias.lua"),
-            resolve: script!("lua/resolve.lua"),
-            check_read: script!("lua/check_read.lua"),
-            events: script!("lua/events.lua"),
-            sweep: script!("lua/sweep.lua"),
+        // The SHA-1 of the code (the redis crate computes it for scripts).
+        let hash = Script::new(TEMPLATE).get_hash().to_owned();
+        let name = format!("effex_{}", &hash[..12.min(hash.len())]);
+        let code = TEMPLATE.replace(NAME_HOLDER, &name);
+        let functions = Op::ALL
+            .iter()
+            .map(|op| format!("{name}_{}", op.name()))
+            .collect();
+        Library {
+            name,
+            code,
+            functions,
         }
     }
 
-    /// The name of one of these scripts (its file's), for the
-    /// `effex_redis_command_duration_seconds` label; `other` for a script
-    /// that is not one of them.
-    pub(super) fn name_of(&self, script: &Script) -> &'static str {
-        [
-            (&self.make_keys, "make_keys"),
-            (&self.key_check, "key_check"),
-            (&self.write, "write"),
-            (&self.read, "read"),
-            (&self.update, "update"),
-            (&self.remove, "remove"),
-            (&self.alias, "alias"),
-            (&self.resolve, "resolve"),
-            (&self.check_read, "check_read"),
-            (&self.events, "events"),
-            (&self.sweep, "sweep"),
-        ]
-        .into_iter()
-        .find(|(ours, _)| std::ptr::eq(*ours, script))
-        .map_or("other", |(_, name)| name)
+    /// `effex_<12 hex>`.
+    pub(super) fn name(&self) -> &str {
+        &self.name
     }
+
+    /// What `FUNCTION LOAD` takes.
+    pub(super) fn code(&self) -> &str {
+        &self.code
+    }
+
+    /// The name `FCALL` takes for `op`.
+    pub(super) fn function(&self, op: Op) -> &str {
+        // `functions` holds one name per entry of Op::ALL, which lists the
+        // variants in declaration order: `op as usize` is in range.
+        &self.functions[op as usize]
+    }
+}
+
+/// Whether `error` says the library is not in Redis (a Redis restarted
+/// without persistence, or `FUNCTION FLUSH`): load it and call again.
+pub(super) fn is_not_loaded(error: &redis::RedisError) -> bool {
+    error.to_string().contains("Function not found")
+}
+
+/// Whether `error` answers `FUNCTION LOAD` for a library already there
+/// (another node, or this one before, loaded the same code).
+pub(super) fn is_already_loaded(error: &redis::RedisError) -> bool {
+    error.to_string().contains("already exists")
+}
+
+/// Whether `error` answers a Redis that has no `FUNCTION` command (older
+/// than 7.0, or the command renamed away).
+pub(super) fn is_unknown_command(error: &redis::RedisError) -> bool {
+    let text = error.to_string().to_ascii_lowercase();
+    text.contains("unknown command") || text.contains("unknown subcommand")
 }
 
 /// What a script refused, as it reports it: `{'err', kind, detail}`.

@@ -4,6 +4,10 @@
 //! in stream order. It reads the stream, not pub/sub, so a dropped connection
 //! loses nothing: it resumes from that entry once Redis answers again.
 //!
+//! It decodes the raw `XREAD` reply in place (fields borrowed from it, numbers
+//! and ids parsed from the bytes): with every node reading every event, the
+//! reader's allocations were most of a node's CPU per event.
+//!
 //! An item event's entry id is `<seq>-0`; an alias re-point's is
 //! `<latest seq>-<n>` with n ≥ 1 (see `point_alias` in `lua/common.lua`), so
 //! the position is a whole entry id, never a seq alone: resuming from a seq
@@ -12,7 +16,7 @@
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use redis::streams::{StreamReadOptions, StreamReadReply};
+use redis::streams::StreamReadOptions;
 use redis::{AsyncCommands, Value};
 use tokio::sync::{broadcast, watch};
 
@@ -74,11 +78,7 @@ pub(super) async fn run(
     let mut failed = false;
     loop {
         let last_id = [position.to_string()];
-        let read = conn.xread_options::<_, _, Option<StreamReadReply>>(
-            &["effex:events"],
-            &last_id,
-            &options,
-        );
+        let read = conn.xread_options::<_, _, Value>(&["effex:events"], &last_id, &options);
         let reply = tokio::select! {
             reply = read => reply,
             _ = stop.wait_for(|stopped| *stopped) => return,
@@ -86,9 +86,9 @@ pub(super) async fn run(
         if reply.is_ok() && std::mem::take(&mut failed) {
             metrics.redis_reconnected();
         }
-        let entries = match reply {
-            Ok(Some(reply)) => reply.keys.into_iter().flat_map(|k| k.ids),
-            Ok(None) => continue, // BLOCK ran out: nothing new
+        let reply = match reply {
+            Ok(Value::Nil) => continue, // BLOCK ran out: nothing new
+            Ok(reply) => reply,
             Err(e) => {
                 failed = true;
                 log::warn!(
@@ -104,11 +104,11 @@ pub(super) async fn run(
             }
         };
         backoff = Duration::from_millis(50);
-        for entry in entries {
-            let Some(id) = EntryId::parse(&entry.id) else {
+        for (raw_id, fields) in entries(&reply) {
+            let Some(id) = text(raw_id).and_then(EntryId::parse) else {
                 log::error!(
-                    "effex: skipping an entry with a foreign id {} in Redis stream effex:events",
-                    entry.id
+                    "effex: skipping an entry with a foreign id {:?} in Redis stream effex:events",
+                    raw_id
                 );
                 continue;
             };
@@ -116,11 +116,8 @@ pub(super) async fn run(
                 continue;
             }
             position = id;
-            let Some(event) = decode(&entry.map) else {
-                log::error!(
-                    "effex: skipping a malformed event {} in Redis stream effex:events",
-                    entry.id
-                );
+            let Some(event) = decode(fields) else {
+                log::error!("effex: skipping a malformed event {id} in Redis stream effex:events");
                 continue;
             };
             if let StoreEvent::Item(item) = &event {
@@ -144,41 +141,176 @@ pub(super) async fn run(
     }
 }
 
-fn field(map: &std::collections::HashMap<String, Value>, name: &str) -> Option<String> {
-    match map.get(name)? {
-        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::Int(n) => Some(n.to_string()),
+/// A reply element's bytes (entry ids and fields are bulk strings).
+fn bytes(value: &Value) -> Option<&[u8]> {
+    match value {
+        Value::BulkString(bytes) => Some(bytes),
+        Value::SimpleString(s) => Some(s.as_bytes()),
         _ => None,
     }
 }
 
-/// One stream entry as an item event or an alias re-point (`None` when
-/// malformed).
-fn decode(map: &std::collections::HashMap<String, Value>) -> Option<StoreEvent> {
-    if let Some(alias) = field(map, "alias") {
+fn text(value: &Value) -> Option<&str> {
+    std::str::from_utf8(bytes(value)?).ok()
+}
+
+/// The entries of an `XREAD` reply of one stream, in order: each one's id
+/// and its flat field/value list, borrowed. RESP2 answers
+/// `[[stream, [[id, [f, v, …]], …]]]`, RESP3 `{stream: [[id, [f, v, …]], …]}`;
+/// anything else has no entries.
+fn entries(reply: &Value) -> impl Iterator<Item = (&Value, &[Value])> {
+    let streams: Vec<&Value> = match reply {
+        Value::Array(streams) => streams
+            .iter()
+            .filter_map(|s| match s {
+                Value::Array(pair) => pair.get(1),
+                _ => None,
+            })
+            .collect(),
+        Value::Map(streams) => streams.iter().map(|(_, entries)| entries).collect(),
+        _ => Vec::new(),
+    };
+    streams
+        .into_iter()
+        .filter_map(|entries| match entries {
+            Value::Array(entries) => Some(entries.iter()),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|entry| match entry {
+            Value::Array(parts) => match parts.as_slice() {
+                [id, Value::Array(fields)] => Some((id, fields.as_slice())),
+                _ => None,
+            },
+            _ => None,
+        })
+}
+
+/// One entry's fields as an item event or an alias re-point (`None` when
+/// malformed): `[name, value, name, value, …]`.
+fn decode(fields: &[Value]) -> Option<StoreEvent> {
+    let (mut seq, mut kind, mut id, mut at, mut value, mut alias, mut since) =
+        (None, None, None, None, None, None, None);
+    for pair in fields.chunks_exact(2) {
+        let slot = match bytes(&pair[0])? {
+            b"seq" => &mut seq,
+            b"event" => &mut kind,
+            b"id" => &mut id,
+            b"at" => &mut at,
+            b"value" => &mut value,
+            b"alias" => &mut alias,
+            b"since" => &mut since,
+            _ => continue,
+        };
+        *slot = Some(text(&pair[1])?);
+    }
+    if let Some(alias) = alias {
         return Some(StoreEvent::AliasMoved {
-            alias,
-            item: field(map, "id")?.parse::<ItemId>().ok()?,
-            since: field(map, "since")?.parse().ok()?,
+            alias: alias.to_owned(),
+            item: id?.parse::<ItemId>().ok()?,
+            since: since?.parse().ok()?,
         });
     }
-    let value = match field(map, "value") {
-        Some(text) => Some(JsonText::parse(&text).ok()?),
+    let value = match value {
+        Some(text) => Some(JsonText::parse(text).ok()?),
         None => None,
     };
     Some(StoreEvent::Item(Event {
-        seq: field(map, "seq")?.parse().ok()?,
-        kind: field(map, "event")?.parse().ok()?,
-        id: field(map, "id")?.parse::<ItemId>().ok()?,
-        at: UnixMillis::from_millis(field(map, "at")?.parse().ok()?),
+        seq: seq?.parse().ok()?,
+        kind: kind?.parse().ok()?,
+        id: id?.parse::<ItemId>().ok()?,
+        at: UnixMillis::from_millis(at?.parse().ok()?),
         value,
     }))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::EntryId;
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    fn entry(id: &str, fields: &[&str]) -> Value {
+        Value::Array(vec![
+            bulk(id),
+            Value::Array(fields.iter().map(|f| bulk(f)).collect()),
+        ])
+    }
+
+    const ITEM: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn a_resp2_reply_decodes_item_events_and_re_points_in_order() {
+        let reply = Value::Array(vec![Value::Array(vec![
+            bulk("effex:events"),
+            Value::Array(vec![
+                entry(
+                    "7-0",
+                    &[
+                        "seq",
+                        "7",
+                        "event",
+                        "update",
+                        "id",
+                        ITEM,
+                        "at",
+                        "1000",
+                        "value",
+                        "{\"a\":1}",
+                    ],
+                ),
+                entry("7-1", &["alias", "home", "id", ITEM, "since", "7"]),
+            ]),
+        ])]);
+        let decoded: Vec<(Option<EntryId>, Option<StoreEvent>)> = entries(&reply)
+            .map(|(id, fields)| (text(id).and_then(EntryId::parse), decode(fields)))
+            .collect();
+        assert_eq!(decoded.len(), 2);
+        assert_eq!(decoded[0].0, EntryId::parse("7-0"));
+        match &decoded[0].1 {
+            Some(StoreEvent::Item(e)) => {
+                assert_eq!((e.seq, e.id.to_string().as_str()), (7, ITEM));
+                assert_eq!(e.at, UnixMillis::from_millis(1000));
+                assert_eq!(
+                    e.value.as_ref().map(|v| v.to_string()),
+                    Some("{\"a\":1}".into())
+                );
+            }
+            other => panic!("an item event, got {other:?}"),
+        }
+        match &decoded[1].1 {
+            Some(StoreEvent::AliasMoved { alias, since, .. }) => {
+                assert_eq!((alias.as_str(), *since), ("home", 7));
+            }
+            other => panic!("a re-point, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_resp3_reply_decodes_too_and_a_malformed_entry_is_none() {
+        let reply = Value::Map(vec![(
+            bulk("effex:events"),
+            Value::Array(vec![
+                entry(
+                    "8-0",
+                    &["seq", "8", "event", "expire", "id", ITEM, "at", "5"],
+                ),
+                entry(
+                    "9-0",
+                    &["seq", "9", "event", "expire", "id", "not hex", "at", "5"],
+                ),
+            ]),
+        )]);
+        let decoded: Vec<Option<StoreEvent>> =
+            entries(&reply).map(|(_, fields)| decode(fields)).collect();
+        assert!(
+            matches!(&decoded[0], Some(StoreEvent::Item(e)) if e.seq == 8 && e.value.is_none())
+        );
+        assert!(decoded[1].is_none());
+        assert_eq!(entries(&Value::Nil).count(), 0);
+    }
 
     #[test]
     fn entry_ids_order_re_points_after_their_seq() {

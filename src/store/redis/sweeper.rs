@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::scripts::{Outcome, Reply};
+use super::scripts::{Op, Outcome, Reply};
 use super::Shared;
 
 /// The longest pause between sweeps while Redis cannot be reached.
@@ -36,10 +36,7 @@ pub(super) async fn run(shared: Weak<Shared>, mut stop: watch::Receiver<bool>) {
                 let interval = shared.config.sweep_interval;
                 let batch = shared.config.sweep_batch;
                 let batch_arg = batch.to_string();
-                match shared
-                    .run(&shared.scripts.sweep, &[batch_arg.as_str()])
-                    .await
-                {
+                match shared.run(Op::Sweep, &[batch_arg.as_str()]).await {
                     Ok(Outcome::Ok(reply)) => {
                         if failures > 0 {
                             shared.metrics.redis_reconnected();

@@ -1,18 +1,24 @@
--- effex: helpers shared by every script (prepended to each one).
--- ARGV[1..10] is the store's config (see RedisStore::invoke); an operation's
--- own arguments follow, read with arg(i).
-local C = {
-  retention_ms = tonumber(ARGV[1]),
-  max_events = tonumber(ARGV[2]),
-  stream_max = tonumber(ARGV[3]),
-  max_total_bytes = tonumber(ARGV[4]),
-  max_items_per_key = tonumber(ARGV[5]),
-  max_bytes_per_key = tonumber(ARGV[6]),
-  max_aliases_per_key = tonumber(ARGV[7]),
-  intent_lifetime_ms = tonumber(ARGV[8]),
-  intent_max_hold_ms = tonumber(ARGV[9]),
-  max_size = tonumber(ARGV[10]),
-}
+-- effex: the helpers every operation shares, defined once when Redis loads
+-- the library (see scripts.rs), not on every call. Each operation's function
+-- calls begin(args) first: args[1..10] are the store's rules (see
+-- Shared::run), the operation's own arguments follow, read with arg(i).
+-- Redis runs one function at a time, so these per-call upvalues are never
+-- shared by two calls.
+local ARGV = {}
+local C = {}
+local function begin(args)
+  ARGV = args
+  C.retention_ms = tonumber(args[1])
+  C.max_events = tonumber(args[2])
+  C.stream_max = tonumber(args[3])
+  C.max_total_bytes = tonumber(args[4])
+  C.max_items_per_key = tonumber(args[5])
+  C.max_bytes_per_key = tonumber(args[6])
+  C.max_aliases_per_key = tonumber(args[7])
+  C.intent_lifetime_ms = tonumber(args[8])
+  C.intent_max_hold_ms = tonumber(args[9])
+  C.max_size = tonumber(args[10])
+end
 local function arg(i) return ARGV[10 + i] end
 
 local SEQ = 'effex:seq'
