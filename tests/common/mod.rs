@@ -9,6 +9,7 @@ pub mod fake_server;
 pub mod logs;
 pub mod loopback;
 pub mod poll;
+pub mod raw_ws;
 pub mod redis;
 pub mod server;
 pub mod states;
