@@ -35,7 +35,10 @@ async fn a_frame_split_into_single_bytes_is_read() {
     let long = format!("421[\"nope\",{{\"x\":\"{}\"}}]", "y".repeat(300));
     ws.send_bytewise(&text(&long)).await;
     let ack = ws.next_text().await;
-    assert!(ack.starts_with("431[{\"ok\":false,\"code\":401"), "got {ack:?}");
+    assert!(
+        ack.starts_with("431[{\"ok\":false,\"code\":401"),
+        "got {ack:?}"
+    );
     server.stop().await;
 }
 
@@ -182,12 +185,21 @@ async fn upgrades_count_in_metrics() {
     for (name, labels, value) in [
         (
             "effex_http_requests_total",
-            [("route", "/socket.io/"), ("method", "GET"), ("status", "101")].as_slice(),
+            [
+                ("route", "/socket.io/"),
+                ("method", "GET"),
+                ("status", "101"),
+            ]
+            .as_slice(),
             "1",
         ),
         (
             "effex_http_requests_total",
-            &[("route", "/socket.io/"), ("method", "GET"), ("status", "400")],
+            &[
+                ("route", "/socket.io/"),
+                ("method", "GET"),
+                ("status", "400"),
+            ],
             "1",
         ),
         (

@@ -26,10 +26,14 @@
 //!
 //! # Design
 //!
-//! Each WebSocket is served by one *session actor* (architecture.md),
-//! realised as a task whose mailbox is a bounded channel: actix-ws is
-//! actor-less, and the hub needs a cheap `Send` handle to reach a session from
-//! any worker. The session loop, its timers and its write batching are
+//! One port serves REST and push: actix-server accepts, actix-http's HTTP/1
+//! dispatcher reads each request head; WebSocket upgrades go to the `upgrade`
+//! module (effex's own transport, the `websocket` module, with no buffer held
+//! while a socket is idle), every other request to the actix-web app. Each
+//! WebSocket is served by one *session actor* (architecture.md), realised as
+//! a future inside the connection's task whose mailbox is a channel bounded
+//! by what the hub puts in it: the hub needs a cheap `Send` handle to reach a
+//! session from any worker. The session loop, its timers and its write batching are
 //! described in the `session` module. Sessions find each other only through a
 //! registry (push id → session mailbox, shared by the workers behind a mutex
 //! that is taken on open, pass and close, never on the push path), which also

@@ -90,10 +90,10 @@ pub(crate) struct Admitted {
 /// query (400), the page's origin (403), shutdown (503), the connection
 /// limits (503, taking a slot), the WebSocket handshake headers (400). `Err`
 /// is the answer to send instead of the upgrade.
-pub(crate) fn admit(shared: &Shared, head: &RequestHead) -> Result<Admitted, HttpResponse> {
+pub(crate) fn admit(shared: &Shared, head: &RequestHead) -> Result<Admitted, Box<HttpResponse>> {
     if let Err(why) = check_query(head.uri.query().unwrap_or_default()) {
         log::debug!("push endpoint: refused {:?}: {why}", head.peer_addr);
-        return Err(failure(StatusCode::BAD_REQUEST, why));
+        return Err(failure(StatusCode::BAD_REQUEST, why).into());
     }
     if !super::cors::websocket_origin_allowed(&shared.config, &head.headers) {
         log::debug!(
@@ -103,17 +103,18 @@ pub(crate) fn admit(shared: &Shared, head: &RequestHead) -> Result<Admitted, Htt
         return Err(failure(
             StatusCode::FORBIDDEN,
             "this page's origin may not open the push socket: add it with --cors-origin",
-        ));
+        )
+        .into());
     }
     if shared.registry.is_shutting_down() {
-        return Err(shutting_down());
+        return Err(shutting_down().into());
     }
     let client = shared.limits.client(head.peer_addr, &head.headers);
     let slot = match shared.limits.connections.open(client) {
         Ok(slot) => slot,
         Err(refused) => {
             log::debug!("push endpoint: refused a connection from {client}: {refused}");
-            return Err(failure(StatusCode::SERVICE_UNAVAILABLE, refused.to_string()));
+            return Err(failure(StatusCode::SERVICE_UNAVAILABLE, refused.to_string()).into());
         }
     };
     match handshake(head) {
@@ -125,7 +126,8 @@ pub(crate) fn admit(shared: &Shared, head: &RequestHead) -> Result<Admitted, Htt
         Err(e) => Err(failure(
             StatusCode::BAD_REQUEST,
             format!("expected a WebSocket upgrade request ({e})"),
-        )),
+        )
+        .into()),
     }
 }
 
@@ -141,7 +143,7 @@ fn shutting_down() -> HttpResponse {
 /// The same checks as an upgrade, so the same answers; the last is 400.
 async fn not_upgradable(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
     match admit(&shared, req.head()) {
-        Err(response) => response,
+        Err(response) => *response,
         Ok(_) => failure(
             StatusCode::BAD_REQUEST,
             "expected a WebSocket upgrade request (without a request body)",
@@ -162,7 +164,7 @@ impl Opening {
         shared: &Arc<Shared>,
         admitted: Admitted,
         peer: Option<std::net::SocketAddr>,
-    ) -> Result<(Self, ResponseBuilder), HttpResponse> {
+    ) -> Result<(Self, ResponseBuilder), Box<HttpResponse>> {
         let Admitted {
             client,
             slot,
@@ -170,7 +172,7 @@ impl Opening {
         } = admitted;
         let (mailbox_tx, mailbox) = mpsc::unbounded_channel();
         let Some(id) = shared.registry.open(mailbox_tx.clone()) else {
-            return Err(shutting_down());
+            return Err(shutting_down().into());
         };
         let start = SessionStart {
             id,

@@ -5,13 +5,14 @@
 //! # The session actor, as a task
 //!
 //! architecture.md calls this the *session actor*. It is realised as one
-//! async task per socket (spawned on the actix worker that accepted it) whose
+//! future per socket, polled by the connection's own task on the actix worker
+//! that accepted it (the `upgrade` module runs it after the `101`), whose
 //! mailbox is an unbounded `tokio::sync::mpsc` channel of [`Command`]s,
 //! bounded by what may be put in it rather than by the channel:
 //!
-//! - actix-ws has no actor: it hands out a frame stream and a write handle,
-//!   so a plain task owning both is the simplest thing that works (and the
-//!   stream is `!Send`, so it stays on its worker thread anyway);
+//! - the session owns its socket ([`WebSocket`]: frames in, frames out), so
+//!   a plain future owning both is the simplest thing that works, and no
+//!   second task or channel sits between the socket and the session;
 //! - the hub needs a cheap, `Send`, cloneable handle to reach a session from
 //!   any worker, and must never wait on a slow session: an unbounded sender
 //!   never blocks the hub's loop, and the hub counts what it queues (pushes
@@ -22,11 +23,11 @@
 //! The task is a loop around one `tokio::select!` over: the mailbox (replace,
 //! shutdown, the hub's replies and pushes), the incoming frames, the
 //! heartbeat timer, the pass timer and the push-ack timer. Each turn handles
-//! one wake-up synchronously, queueing its replies in an outbox; the loop then
-//! hands the whole outbox to actix-ws without yielding in between, and
-//! actix-ws' response body encodes every message queued at that point into one
-//! buffer: one socket write per batch (e.g. an ack, `41` and the close frame go
-//! out together).
+//! one wake-up synchronously, encoding its replies straight into the
+//! socket's write buffer; the loop then flushes that buffer once: one socket
+//! write per batch (e.g. an ack, `41` and the close frame go out together).
+//! The flush is bounded by `ping_timeout`, so a peer that stops reading is
+//! dropped.
 //!
 //! # Pushes: acks, the in-flight window, coalesced writes
 //!

@@ -82,12 +82,16 @@ where
             .metrics
             .observe_request(route, method, status.as_str(), started.elapsed());
     };
-    let (opening, mut switching) = match admit(&shared, &request) {
+    let peer = head.peer_addr;
+    let admitted = admit(&shared, &request);
+    // The request is not kept for the life of the session.
+    drop(request);
+    let (opening, mut switching) = match admitted {
         Ok(admitted) => admitted,
         Err(refusal) => {
             observe(refusal.status());
-            if let Err(e) = write_refusal(&mut framed, refusal).await {
-                log::debug!("push endpoint: could not answer {:?}: {e}", head.peer_addr);
+            if let Err(e) = write_refusal(&mut framed, *refusal).await {
+                log::debug!("push endpoint: could not answer {peer:?}: {e}");
             }
             return;
         }
@@ -97,11 +101,11 @@ where
         .head_mut()
         .set_connection_type(ConnectionType::Upgrade);
     observe(switching.status());
-    if let Err(e) = framed.send(Message::Item((switching, BodySize::None))).await {
-        log::debug!(
-            "push endpoint: could not answer the upgrade of {:?}: {e}",
-            head.peer_addr
-        );
+    if let Err(e) = framed
+        .send(Message::Item((switching, BodySize::None)))
+        .await
+    {
+        log::debug!("push endpoint: could not answer the upgrade of {peer:?}: {e}");
         opening.abandon();
         return;
     }
@@ -122,7 +126,7 @@ where
 fn admit(
     shared: &Arc<Shared>,
     request: &Request,
-) -> Result<(Opening, actix_http::ResponseBuilder), HttpResponse> {
+) -> Result<(Opening, actix_http::ResponseBuilder), Box<HttpResponse>> {
     let head = request.head();
     let client = shared.limits.client(head.peer_addr, &head.headers);
     check_request(shared, client, head)?;
@@ -131,7 +135,8 @@ fn admit(
         return Err(failure(
             StatusCode::METHOD_NOT_ALLOWED,
             "CONNECT is not allowed: effex is not a proxy",
-        ));
+        )
+        .into());
     }
     if !is_push_path(head.uri.path()) {
         return Err(failure(
@@ -140,7 +145,8 @@ fn admit(
                 "no WebSocket endpoint at {}: open the push socket at {SOCKET_IO_PATH}",
                 head.uri.path()
             ),
-        ));
+        )
+        .into());
     }
     if head.method != Method::GET {
         return Err(failure(
@@ -150,13 +156,15 @@ fn admit(
                 head.method,
                 head.uri.path()
             ),
-        ));
+        )
+        .into());
     }
     let admitted = push::admit(shared, head)?;
     Opening::new(shared, admitted, head.peer_addr)
 }
 
-/// Writes an error answer (its body in one piece), then the connection closes.
+/// Writes an error answer (its body in one piece) and shuts the write side;
+/// the connection closes when the upgrade future ends.
 async fn write_refusal<T>(
     framed: &mut Framed<T, Codec>,
     refusal: HttpResponse,
@@ -180,6 +188,7 @@ where
     if !bytes.is_empty() {
         framed.feed(Message::Chunk(Some(bytes))).await?;
     }
-    framed.send(Message::Chunk(None)).await?;
-    Ok(())
+    framed.feed(Message::Chunk(None)).await?;
+    // Flushed, then the write side shut: the client reads the whole answer.
+    framed.close().await
 }

@@ -10,11 +10,12 @@
 //! # Memory
 //!
 //! An idle socket holds no buffer at all: [`WebSocket::recv`] reads into a
-//! small stack buffer and copies into the heap read buffer only bytes it
-//! cannot hand out at once (a frame that is not complete yet, or the frames
-//! behind the one returned); the heap buffer is released as soon as it is
-//! empty. The write buffer lives from the first queued frame to the end of
-//! [`WebSocket::flush`]; past [`KEEP_WRITE_CAPACITY`] it is released then too.
+//! small stack buffer (inside one poll, never across an await) and copies
+//! what it read into the heap read buffer, which lives only while a frame is
+//! in flight: the messages handed out own their payload, and the buffer is
+//! released (capacity 0) as soon as it is empty. The write buffer lives from
+//! the first queued frame to the end of [`WebSocket::flush`]; past
+//! [`KEEP_WRITE_CAPACITY`] it is released then too.
 
 use std::future::poll_fn;
 use std::io;

@@ -140,7 +140,10 @@ impl RawWs {
     pub async fn opened(addr: SocketAddr) -> Self {
         let mut raw = Self::upgrade(addr).await;
         let open = raw.next_frame().await;
-        assert!(open.text().starts_with("0{"), "expected the open packet, got {open:?}");
+        assert!(
+            open.text().starts_with("0{"),
+            "expected the open packet, got {open:?}"
+        );
         raw
     }
 
@@ -260,7 +263,10 @@ fn parse_server_frame(buf: &[u8]) -> Option<(Frame, usize)> {
     let second = *buf.get(1)?;
     assert_eq!(second & 0x80, 0, "a server frame must not be masked");
     let (len, at) = match second & 0x7f {
-        126 => (usize::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?])), 4),
+        126 => (
+            usize::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?])),
+            4,
+        ),
         127 => {
             let bytes: [u8; 8] = buf.get(2..10)?.try_into().ok()?;
             (usize::try_from(u64::from_be_bytes(bytes)).ok()?, 10)

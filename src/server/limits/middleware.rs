@@ -26,7 +26,7 @@ pub(crate) fn check_request(
     shared: &Shared,
     client: ClientKey,
     head: &RequestHead,
-) -> Result<(), HttpResponse> {
+) -> Result<(), Box<HttpResponse>> {
     let limits = &shared.limits;
     let path = head.uri.path();
     let push_endpoint = path.trim_end_matches('/') == SOCKET_IO_PATH.trim_end_matches('/');
@@ -44,7 +44,7 @@ pub(crate) fn check_request(
         );
         let mut response = limited.response();
         cors::add_refusal_headers(&shared.config, &head.headers, response.headers_mut());
-        response
+        Box::new(response)
     })
 }
 
@@ -62,7 +62,7 @@ pub(crate) async fn limit_requests<B: MessageBody + 'static>(
     let limits = &shared.limits;
     let client = limits.client(req.peer_addr(), req.headers());
     if let Err(response) = check_request(&shared, client, req.head()) {
-        return Ok(req.into_response(response).map_into_right_body());
+        return Ok(req.into_response(*response).map_into_right_body());
     }
     let response = next.call(req).await?;
     if response.status() == StatusCode::UNAUTHORIZED {
