@@ -154,7 +154,6 @@ async fn not_upgradable(req: HttpRequest, shared: web::Data<Shared>) -> HttpResp
 /// A session registered for an admitted upgrade, not started yet.
 pub(crate) struct Opening {
     start: SessionStart,
-    slot: ConnectionSlot,
 }
 
 impl Opening {
@@ -185,8 +184,9 @@ impl Opening {
             mailbox,
             peer: peer.map_or_else(|| "unknown peer".to_owned(), |a| a.to_string()),
             client,
+            slot,
         };
-        Ok((Self { start, slot }, switching))
+        Ok((Self { start }, switching))
     }
 
     /// Forgets the session unstarted (the `101` could not be written).
@@ -197,10 +197,12 @@ impl Opening {
 
 /// Serves the session on the upgraded socket until it ends; the connection
 /// stays counted until then.
+///
+/// The session's future is boxed: the connection's task is sized for its
+/// largest state, and the session (its timers, its frame reader) should not
+/// make every state of every connection that large; the box is sized exactly.
 pub(crate) async fn serve(opening: Opening, ws: WebSocket) {
-    let Opening { start, slot } = opening;
-    session::run(start, ws).await;
-    drop(slot);
+    Box::pin(session::run(opening.start, ws)).await;
 }
 
 #[cfg(test)]

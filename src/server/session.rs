@@ -71,7 +71,7 @@ use tokio::time::{sleep_until, Instant};
 
 use super::client_addr::ClientKey;
 use super::hub::Request;
-use super::limits::Limited;
+use super::limits::{ConnectionSlot, Limited};
 use super::outlet::{send_command, Command, SessionId};
 use super::outlet::{Outgoing, SessionLink};
 use super::websocket::{Incoming, RecvError, WebSocket};
@@ -108,6 +108,8 @@ pub(crate) struct SessionStart {
     pub(crate) peer: String,
     /// The client's address as the limits count it (the failed-pass penalty).
     pub(crate) client: ClientKey,
+    /// The counted connection; freed when the session ends.
+    pub(crate) slot: ConnectionSlot,
 }
 
 /// Serves one socket until it ends, then forgets it in the registry.
@@ -119,6 +121,7 @@ pub(crate) async fn run(start: SessionStart, ws: WebSocket) {
         mut mailbox,
         peer,
         client,
+        slot,
     } = start;
     let now = Instant::now();
     let mut session = Session {
@@ -149,6 +152,7 @@ pub(crate) async fn run(start: SessionStart, ws: WebSocket) {
         Err(ending) => ending,
     };
     session.finish(ending).await;
+    drop(slot);
 }
 
 /// The settings a session reads on every turn, copied out of the config.
@@ -798,6 +802,11 @@ impl Session {
 
     /// One Socket.IO packet (an Engine.IO message's text).
     fn on_socketio(&mut self, text: &str) -> Flow {
+        // Fast path: the acks of pushes, most of what a busy peer sends.
+        if let Some(ack_id) = socketio::plain_ack_id(text) {
+            self.on_push_ack(ack_id);
+            return Flow::Continue;
+        }
         let packet = match socketio::Packet::decode(text) {
             Ok(packet) => packet,
             Err(e) => return self.protocol_error(format!("bad Socket.IO packet: {e}")),
