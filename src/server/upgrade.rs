@@ -188,7 +188,9 @@ where
     if !bytes.is_empty() {
         framed.feed(Message::Chunk(Some(bytes))).await?;
     }
-    framed.feed(Message::Chunk(None)).await?;
-    // Flushed, then the write side shut: the client reads the whole answer.
+    // Framed's `close` shuts the socket without writing Framed's own
+    // buffer: `send` flushes it first. Then the write side is shut, so the
+    // client reads the whole answer before the connection closes.
+    framed.send(Message::Chunk(None)).await?;
     framed.close().await
 }
