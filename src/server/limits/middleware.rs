@@ -4,13 +4,10 @@
 //! routes beyond the push endpoint's path.
 
 use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{RequestHead, ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
-use actix_web::web;
-
-use actix_web::dev::RequestHead;
-use actix_web::HttpResponse;
+use actix_web::{web, HttpResponse};
 
 use crate::server::client_addr::ClientKey;
 use crate::server::cors;
