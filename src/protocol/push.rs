@@ -4,8 +4,6 @@
 //! session glues them together as it writes:
 //! `42<ack id>["push",{"watchable","event","id","alias"?,"seq","at","message"?,"value"?}]`.
 
-use std::fmt::Write as _;
-
 use serde::Serialize;
 
 use super::messages::{EventKind, PUSH_EVENT};
@@ -60,10 +58,19 @@ pub struct PushBody<'a> {
     pub value: Option<&'a str>,
 }
 
+/// Appends `n` in decimal: a digit writer, not `fmt` (every push writes
+/// three numbers; `fmt` was ~8% of a busy server's CPU per push).
+fn push_u64(out: &mut String, n: u64) {
+    out.push_str(itoa::Buffer::new().format(n));
+}
+
 /// Appends the push object `{head…,"seq","at","message"?,"value"?}`.
 pub fn write_object(head: &PushHead, body: &PushBody<'_>, out: &mut String) {
     out.push_str(head.as_str());
-    let _ = write!(out, ",\"seq\":{},\"at\":{}", body.seq, body.at);
+    out.push_str(",\"seq\":");
+    push_u64(out, body.seq);
+    out.push_str(",\"at\":");
+    push_u64(out, body.at.as_millis());
     if let Some(message) = body.message {
         out.push_str(",\"message\":");
         out.push_str(message);
@@ -88,7 +95,11 @@ pub fn object_len(head: &PushHead, body: &PushBody<'_>) -> usize {
 /// The Engine.IO text of a push with `ack_id`: `42<ack id>["push",{…}]`.
 pub fn frame(ack_id: u64, head: &PushHead, body: &PushBody<'_>) -> String {
     let mut text = String::with_capacity(object_len(head, body) + 32);
-    let _ = write!(text, "42{ack_id}[\"{PUSH_EVENT}\",");
+    text.push_str("42");
+    push_u64(&mut text, ack_id);
+    text.push_str("[\"");
+    text.push_str(PUSH_EVENT);
+    text.push_str("\",");
     write_object(head, body, &mut text);
     text.push(']');
     text

@@ -404,6 +404,20 @@ fn raw(value: &impl Serialize) -> Box<RawValue> {
     })
 }
 
+/// The id of `text` when it is a plain acknowledgement on `/` as clients
+/// send them for pushes, `3<id>[]` or `3<id>[{"ok":true}]`; `None` for
+/// anything else (decode it with [`Packet::decode`]). A byte scan, for the
+/// server's hot path: such an ACK decodes to the same packet kind and id.
+pub fn plain_ack_id(text: &str) -> Option<u64> {
+    let rest = text.strip_prefix('3')?;
+    let digits = count_digits(rest.as_bytes());
+    let (id, payload) = rest.split_at(digits);
+    if digits == 0 || !matches!(payload, "[]" | r#"[{"ok":true}]"#) {
+        return None;
+    }
+    id.parse().ok()
+}
+
 fn count_digits(bytes: &[u8]) -> usize {
     bytes.iter().take_while(|b| b.is_ascii_digit()).count()
 }
@@ -429,6 +443,27 @@ fn json_shape(value: &RawValue) -> JsonShape {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_acks_are_recognised_as_the_decoder_reads_them() {
+        for text in [r#"37[{"ok":true}]"#, "37[]", "318446744073709551615[]"] {
+            let packet = Packet::decode(text).expect("a valid ACK");
+            assert_eq!(packet.kind, PacketKind::Ack);
+            assert_eq!(plain_ack_id(text), packet.ack_id, "{text}");
+        }
+        for text in [
+            "3[]",
+            "37",
+            r#"37[{"ok":false}]"#,
+            "37[] ",
+            "/x,37[]",
+            "61-7[]",
+            "47[]",
+            "318446744073709551616[]",
+        ] {
+            assert_eq!(plain_ack_id(text), None, "{text}");
+        }
+    }
     use serde_json::json;
 
     fn round_trip(text: &str) -> Packet {

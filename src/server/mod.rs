@@ -26,10 +26,14 @@
 //!
 //! # Design
 //!
-//! Each WebSocket is served by one *session actor* (architecture.md),
-//! realised as a task whose mailbox is a bounded channel: actix-ws is
-//! actor-less, and the hub needs a cheap `Send` handle to reach a session from
-//! any worker. The session loop, its timers and its write batching are
+//! One port serves REST and push: actix-server accepts, actix-http's HTTP/1
+//! dispatcher reads each request head; WebSocket upgrades go to the `upgrade`
+//! module (effex's own transport, the `websocket` module, with no buffer held
+//! while a socket is idle), every other request to the actix-web app. Each
+//! WebSocket is served by one *session actor* (architecture.md), realised as
+//! a future inside the connection's task whose mailbox is a channel bounded
+//! by what the hub puts in it: the hub needs a cheap `Send` handle to reach a
+//! session from any worker. The session loop, its timers and its write batching are
 //! described in the `session` module. Sessions find each other only through a
 //! registry (push id → session mailbox, shared by the workers behind a mutex
 //! that is taken on open, pass and close, never on the push path), which also
@@ -63,14 +67,18 @@ mod push;
 mod registry;
 mod request;
 mod session;
+mod upgrade;
 mod webhooks;
+mod websocket;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{web, App, HttpServer};
+use actix_service::{map_config, IntoServiceFactory, ServiceFactoryExt};
+use actix_web::dev::AppConfig;
+use actix_web::{web, App};
 use tokio::time::Instant;
 
 pub use self::config::{ServerConfig, ServerConfigError, BODY_HEADROOM, MIN_MAX_PAYLOAD};
@@ -191,50 +199,65 @@ impl Server {
             body_limit: max_item_size.saturating_add(BODY_HEADROOM),
         });
         actix_rt::spawn(hub::supervise(hub_task, shared.clone().into_inner()));
+        let listener = listen(bind).map_err(|source| ServerError::Bind { addr: bind, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr: bind, source })?;
+        let server = actix_server::Server::build()
+            .workers(workers)
+            // Every push connection may land on one worker.
+            .max_concurrent_connections(
+                shared
+                    .config
+                    .max_connections
+                    .saturating_add(HTTP_CONNECTION_HEADROOM)
+                    .max(ACTIX_MAX_CONNECTIONS),
+            )
+            // Embedded: the application owns the signals and calls `stop`.
+            .disable_signals()
+            .shutdown_timeout(whole_seconds(shutdown_timeout));
+        let signal = server.graceful_shutdown_signal();
         let app_shared = shared.clone();
-        let http = HttpServer::new(move || {
-            App::new()
-                .app_data(app_shared.clone())
-                .wrap(cors::middleware(&app_shared.config))
-                // Outside CORS, so that preflights count against the
-                // per-address rate too; its 429s carry CORS headers of their own
-                // (`cors::add_refusal_headers`), so a page can read them.
-                .wrap(actix_web::middleware::from_fn(limits::limit_requests))
-                // Outermost of all: every request is counted and timed.
-                .wrap(actix_web::middleware::from_fn(metrics::count_requests))
-                .configure(push::routes)
-                .configure(metrics::routes)
-                // Before the REST routes, so that these take /watches.
-                .configure(webhooks::routes)
-                .configure(console::routes)
-                .configure(http::routes)
-        })
-        .workers(workers)
-        // Small frames (pings, acks, pushes) must leave at once: Nagle would
-        // hold one behind an unacknowledged segment for a delayed-ACK period.
-        .tcp_nodelay(true)
-        // Embedded: the application owns the signals and calls `stop`.
-        .disable_signals()
-        .shutdown_timeout(whole_seconds(shutdown_timeout));
-        let http = match tls {
-            // The config is built with an explicit crypto provider (see
-            // `ServerConfig::tls_config`), so no process default is needed.
-            Some(tls) => http.bind_rustls_0_23(bind, (*tls).clone()),
-            None => http.bind(bind),
+        // One HTTP/1 service per worker: WebSocket upgrades go to the
+        // `upgrade` module, every other request to the actix-web app.
+        macro_rules! http_service {
+            () => {{
+                let signal = signal.clone();
+                let upgrade_shared = app_shared.clone().into_inner();
+                actix_http::HttpService::build()
+                    .graceful_shutdown_signal(move || {
+                        let signal = signal.clone();
+                        async move { signal.notified().await }
+                    })
+                    // actix-web's defaults (`HttpServer`), kept as they were.
+                    .keep_alive(actix_http::KeepAlive::default())
+                    .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+                    .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+                    .h1_allow_half_closed(true)
+                    // Small frames (pings, acks, pushes) must leave at once: Nagle would
+                    // hold one behind an unacknowledged segment for a delayed-ACK period.
+                    .tcp_nodelay(true)
+                    .local_addr(addr)
+                    .upgrade(upgrade::service(upgrade_shared))
+                    .finish(map_config(
+                        app(app_shared.clone())
+                            .into_factory()
+                            .map_err(|e: actix_web::Error| e.error_response()),
+                        |_| AppConfig::default(),
+                    ))
+            }};
         }
-        .map_err(|source| ServerError::Bind { addr: bind, source })?;
-        let addr = http
-            .addrs()
-            .first()
-            .copied()
-            .ok_or_else(|| ServerError::Bind {
-                addr: bind,
-                source: std::io::Error::new(
-                    std::io::ErrorKind::AddrNotAvailable,
-                    "no address bound",
-                ),
-            })?;
-        let server = http.run();
+        let server = match tls {
+            // The config is built with an explicit crypto provider (see
+            // `ServerConfig::tls_config`), so no process default is needed;
+            // actix-http adds the "http/1.1" ALPN protocol.
+            Some(tls) => server.listen("effex-https", listener, move || {
+                http_service!().rustls_0_23((*tls).clone())
+            }),
+            None => server.listen("effex-http", listener, move || http_service!().tcp()),
+        }
+        .map_err(|source| ServerError::Bind { addr: bind, source })?
+        .run();
         let http_handle = server.handle();
         actix_rt::spawn(async move {
             if let Err(e) = server.await {
@@ -252,6 +275,65 @@ impl Server {
             }),
         })
     }
+}
+
+/// actix-web's default for the time a client may take to send a request head.
+const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// actix-web's default for the time a closing connection may take to go.
+const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// actix-web's default listen backlog.
+const BACKLOG: u32 = 1024;
+
+/// actix-server's default for the connections one worker holds at most.
+const ACTIX_MAX_CONNECTIONS: usize = 25_000;
+
+/// Room for plain HTTP connections beside `max_connections` push sockets
+/// on one worker (the push limit itself answers 503 before the upgrade).
+const HTTP_CONNECTION_HEADROOM: usize = 1024;
+
+/// The actix-web app: every route but the WebSocket upgrades, with the
+/// counting, limiting and CORS middleware.
+fn app(
+    shared: web::Data<Shared>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(shared.clone())
+        .wrap(cors::middleware(&shared.config))
+        // Outside CORS, so that preflights count against the
+        // per-address rate too; its 429s carry CORS headers of their own
+        // (`cors::add_refusal_headers`), so a page can read them.
+        .wrap(actix_web::middleware::from_fn(limits::limit_requests))
+        // Outermost of all: every request is counted and timed.
+        .wrap(actix_web::middleware::from_fn(metrics::count_requests))
+        .configure(push::routes)
+        .configure(metrics::routes)
+        // Before the REST routes, so that these take /watches.
+        .configure(webhooks::routes)
+        .configure(console::routes)
+        .configure(http::routes)
+}
+
+/// The listening socket, as actix-web opened it: `SO_REUSEADDR`, backlog
+/// [`BACKLOG`].
+fn listen(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)?.into_std()
 }
 
 /// A boss key for a server configured without one: 128 random bits from the
@@ -277,7 +359,7 @@ struct HandleInner {
     tls: bool,
     boss_key: Option<String>,
     shared: Arc<Shared>,
-    http: actix_web::dev::ServerHandle,
+    http: actix_server::ServerHandle,
 }
 
 impl std::fmt::Debug for ServerHandle {

@@ -1,6 +1,12 @@
-//! The push endpoint's HTTP side: `GET /socket.io/` query checks and the
-//! WebSocket upgrade, which hands the socket to a new session task
-//! ([`session`](super::session)); it must not speak Socket.IO itself.
+//! The push endpoint's HTTP side: the checks of `GET /socket.io/` before a
+//! WebSocket upgrade ([`admit`]) and the start of the session on the upgraded
+//! socket ([`serve`]); it must not speak Socket.IO itself.
+//!
+//! An upgrade request never reaches actix-web: the HTTP/1 dispatcher hands it
+//! to the `upgrade` module, which calls [`admit`], writes the answer and runs
+//! the session inside the connection's own task. actix-web's route here only
+//! sees requests that cannot upgrade (no `Upgrade: websocket` header), and
+//! answers them with the same checks and the same errors.
 //!
 //! The connection limits are checked here, before the upgrade: over
 //! [`ServerConfig::max_connections`](super::ServerConfig::max_connections) in
@@ -11,14 +17,19 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use actix_http::ws::handshake;
+use actix_http::{RequestHead, ResponseBuilder};
 use actix_web::{
     http::{header, StatusCode},
     web, HttpRequest, HttpResponse,
 };
 use tokio::sync::mpsc;
 
+use super::client_addr::ClientKey;
+use super::limits::ConnectionSlot;
 use super::outlet::SessionLink;
 use super::session::{self, SessionStart};
+use super::websocket::WebSocket;
 use super::Shared;
 use crate::protocol::engineio::PROTOCOL_VERSION;
 use crate::protocol::messages::Failure;
@@ -26,14 +37,19 @@ use crate::protocol::messages::Failure;
 /// The path Socket.IO clients connect to (with and without the trailing slash).
 pub(crate) const SOCKET_IO_PATH: &str = "/socket.io/";
 
-/// Registers the push endpoint's routes on an app.
+/// Whether `path` is the push endpoint's (with or without the trailing slash).
+pub(crate) fn is_push_path(path: &str) -> bool {
+    path == SOCKET_IO_PATH || path == SOCKET_IO_PATH.trim_end_matches('/')
+}
+
+/// Registers the push endpoint's routes on an app (requests that cannot upgrade).
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route(SOCKET_IO_PATH, web::get().to(upgrade))
-        .route("/socket.io", web::get().to(upgrade));
+    cfg.route(SOCKET_IO_PATH, web::get().to(not_upgradable))
+        .route("/socket.io", web::get().to(not_upgradable));
 }
 
 /// An effex error body with that code as the HTTP status.
-fn failure(status: StatusCode, error: impl Into<String>) -> HttpResponse {
+pub(crate) fn failure(status: StatusCode, error: impl Into<String>) -> HttpResponse {
     HttpResponse::build(status).json(Failure::new(status.as_u16(), error))
 }
 
@@ -60,83 +76,133 @@ fn check_query(query: &str) -> Result<(), String> {
     }
 }
 
-/// `GET /socket.io/?EIO=4&transport=websocket`: upgrade, then spawn the session.
-async fn upgrade(req: HttpRequest, body: web::Payload, shared: web::Data<Shared>) -> HttpResponse {
-    if let Err(why) = check_query(req.query_string()) {
-        log::debug!("push endpoint: refused {:?}: {why}", req.peer_addr());
-        return failure(StatusCode::BAD_REQUEST, why);
+/// An upgrade request that passed every check of [`admit`].
+pub(crate) struct Admitted {
+    /// The client's address as the limits count it.
+    pub(crate) client: ClientKey,
+    /// The counted connection, freed when the session ends.
+    pub(crate) slot: ConnectionSlot,
+    /// The `101 Switching Protocols` answer (with `Sec-WebSocket-Accept`).
+    pub(crate) switching: ResponseBuilder,
+}
+
+/// The push endpoint's checks of a `GET /socket.io/` request, in order: the
+/// query (400), the page's origin (403), shutdown (503), the connection
+/// limits (503, taking a slot), the WebSocket handshake headers (400). `Err`
+/// is the answer to send instead of the upgrade.
+pub(crate) fn admit(shared: &Shared, head: &RequestHead) -> Result<Admitted, Box<HttpResponse>> {
+    if let Err(why) = check_query(head.uri.query().unwrap_or_default()) {
+        log::debug!("push endpoint: refused {:?}: {why}", head.peer_addr);
+        return Err(failure(StatusCode::BAD_REQUEST, why).into());
     }
-    if !super::cors::websocket_origin_allowed(&shared.config, req.headers()) {
+    if !super::cors::websocket_origin_allowed(&shared.config, &head.headers) {
         log::debug!(
             "push endpoint: refused a WebSocket from origin {:?} (not in cors_origins)",
-            req.headers().get(header::ORIGIN)
+            head.headers.get(header::ORIGIN)
         );
-        return failure(
+        return Err(failure(
             StatusCode::FORBIDDEN,
             "this page's origin may not open the push socket: add it with --cors-origin",
-        );
+        )
+        .into());
     }
     if shared.registry.is_shutting_down() {
-        return failure(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the server is shutting down",
-        );
+        return Err(shutting_down().into());
     }
-    let client = shared.limits.client(req.peer_addr(), req.headers());
+    let client = shared.limits.client(head.peer_addr, &head.headers);
     let slot = match shared.limits.connections.open(client) {
         Ok(slot) => slot,
         Err(refused) => {
             log::debug!("push endpoint: refused a connection from {client}: {refused}");
-            return failure(StatusCode::SERVICE_UNAVAILABLE, refused.to_string());
+            return Err(failure(StatusCode::SERVICE_UNAVAILABLE, refused.to_string()).into());
         }
     };
-    let (response, ws, stream) = match actix_ws::handle(&req, body) {
-        Ok(parts) => parts,
-        Err(e) => {
-            return failure(
-                StatusCode::BAD_REQUEST,
-                format!("expected a WebSocket upgrade request ({e})"),
-            )
-        }
-    };
-    let (mailbox_tx, mailbox) = mpsc::unbounded_channel();
-    let Some(id) = shared.registry.open(mailbox_tx.clone()) else {
-        return failure(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the server is shutting down",
-        );
-    };
-    let max_payload = shared.config.max_payload;
-    // One limit for a single frame and for a message joined from
-    // continuation frames: both are "one Engine.IO packet".
-    let stream = stream
-        .max_frame_size(max_payload)
-        .aggregate_continuations()
-        .max_continuation_size(max_payload);
-    let peer = req
-        .peer_addr()
-        .map_or_else(|| "unknown peer".to_owned(), |a| a.to_string());
-    let start = SessionStart {
-        id,
-        link: Arc::new(SessionLink::new(
+    match handshake(head) {
+        Ok(switching) => Ok(Admitted {
+            client,
+            slot,
+            switching,
+        }),
+        Err(e) => Err(failure(
+            StatusCode::BAD_REQUEST,
+            format!("expected a WebSocket upgrade request ({e})"),
+        )
+        .into()),
+    }
+}
+
+fn shutting_down() -> HttpResponse {
+    failure(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the server is shutting down",
+    )
+}
+
+/// `GET /socket.io/` that actix-web routes: a request without
+/// `Upgrade: websocket` (or with a body), which cannot become a WebSocket.
+/// The same checks as an upgrade, so the same answers; the last is 400.
+async fn not_upgradable(req: HttpRequest, shared: web::Data<Shared>) -> HttpResponse {
+    match admit(&shared, req.head()) {
+        Err(response) => *response,
+        Ok(_) => failure(
+            StatusCode::BAD_REQUEST,
+            "expected a WebSocket upgrade request (without a request body)",
+        ),
+    }
+}
+
+/// A session registered for an admitted upgrade, not started yet.
+pub(crate) struct Opening {
+    start: SessionStart,
+}
+
+impl Opening {
+    /// Registers a session for `admitted` (`Err`: 503, the server is
+    /// shutting down). `ws` is attached by [`serve`].
+    pub(crate) fn new(
+        shared: &Arc<Shared>,
+        admitted: Admitted,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Result<(Self, ResponseBuilder), Box<HttpResponse>> {
+        let Admitted {
+            client,
+            slot,
+            switching,
+        } = admitted;
+        let (mailbox_tx, mailbox) = mpsc::unbounded_channel();
+        let Some(id) = shared.registry.open(mailbox_tx.clone()) else {
+            return Err(shutting_down().into());
+        };
+        let start = SessionStart {
             id,
-            mailbox_tx,
-            shared.metrics.session_queue_depth.clone(),
-        )),
-        shared: shared.into_inner(),
-        ws,
-        stream,
-        mailbox,
-        peer,
-        client,
-    };
-    // The session runs on this worker's thread: actix-ws' stream is !Send.
-    // The connection stays counted until it ends.
-    actix_rt::spawn(async move {
-        session::run(start).await;
-        drop(slot);
-    });
-    response
+            link: Arc::new(SessionLink::new(
+                id,
+                mailbox_tx,
+                shared.metrics.session_queue_depth.clone(),
+            )),
+            shared: shared.clone(),
+            mailbox,
+            peer: peer.map_or_else(|| "unknown peer".to_owned(), |a| a.to_string()),
+            client,
+            slot,
+        };
+        Ok((Self { start }, switching))
+    }
+
+    /// Forgets the session unstarted (the `101` could not be written).
+    pub(crate) fn abandon(self) {
+        self.start.shared.registry.close(self.start.id, None);
+    }
+}
+
+/// Serves the session on the upgraded socket until it ends; the connection
+/// stays counted until then.
+///
+/// The session's future is boxed: the connection's task is sized for its
+/// largest state, and the session (its timers, its frame reader) should not
+/// make every state of every connection that large; the box is sized exactly.
+pub(crate) async fn serve(opening: Opening, ws: WebSocket) {
+    Box::pin(session::run(opening.start, ws)).await;
 }
 
 #[cfg(test)]

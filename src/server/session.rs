@@ -5,13 +5,14 @@
 //! # The session actor, as a task
 //!
 //! architecture.md calls this the *session actor*. It is realised as one
-//! async task per socket (spawned on the actix worker that accepted it) whose
+//! future per socket, polled by the connection's own task on the actix worker
+//! that accepted it (the `upgrade` module runs it after the `101`), whose
 //! mailbox is an unbounded `tokio::sync::mpsc` channel of [`Command`]s,
 //! bounded by what may be put in it rather than by the channel:
 //!
-//! - actix-ws has no actor: it hands out a frame stream and a write handle,
-//!   so a plain task owning both is the simplest thing that works (and the
-//!   stream is `!Send`, so it stays on its worker thread anyway);
+//! - the session owns its socket ([`WebSocket`]: frames in, frames out), so
+//!   a plain future owning both is the simplest thing that works, and no
+//!   second task or channel sits between the socket and the session;
 //! - the hub needs a cheap, `Send`, cloneable handle to reach a session from
 //!   any worker, and must never wait on a slow session: an unbounded sender
 //!   never blocks the hub's loop, and the hub counts what it queues (pushes
@@ -22,11 +23,11 @@
 //! The task is a loop around one `tokio::select!` over: the mailbox (replace,
 //! shutdown, the hub's replies and pushes), the incoming frames, the
 //! heartbeat timer, the pass timer and the push-ack timer. Each turn handles
-//! one wake-up synchronously, queueing its replies in an outbox; the loop then
-//! hands the whole outbox to actix-ws without yielding in between, and
-//! actix-ws' response body encodes every message queued at that point into one
-//! buffer: one socket write per batch (e.g. an ack, `41` and the close frame go
-//! out together).
+//! one wake-up synchronously, encoding its replies straight into the
+//! socket's write buffer; the loop then flushes that buffer once: one socket
+//! write per batch (e.g. an ack, `41` and the close frame go out together).
+//! The flush is bounded by `ping_timeout`, so a peer that stops reading is
+//! dropped.
 //!
 //! # Pushes: acks, the in-flight window, coalesced writes
 //!
@@ -57,13 +58,11 @@
 
 use crate::secret::same_secret;
 use std::collections::{BTreeMap, VecDeque};
-use std::io;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, Message};
-use futures_util::SinkExt;
+use actix_http::ws::{CloseCode, CloseReason};
 use rand::Rng;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -72,9 +71,10 @@ use tokio::time::{sleep_until, Instant};
 
 use super::client_addr::ClientKey;
 use super::hub::Request;
-use super::limits::Limited;
+use super::limits::{ConnectionSlot, Limited};
 use super::outlet::{send_command, Command, SessionId};
 use super::outlet::{Outgoing, SessionLink};
+use super::websocket::{Incoming, RecvError, WebSocket};
 use super::Shared;
 use crate::protocol::engineio::{self, OpenPacket};
 use crate::protocol::messages::{
@@ -103,26 +103,25 @@ pub(crate) struct SessionStart {
     pub(crate) shared: Arc<Shared>,
     /// The hub's handle on this session (mailbox sender and queue count).
     pub(crate) link: Arc<SessionLink>,
-    pub(crate) ws: actix_ws::Session,
-    pub(crate) stream: AggregatedMessageStream,
     pub(crate) mailbox: mpsc::UnboundedReceiver<Command>,
     /// The peer's address, for logs.
     pub(crate) peer: String,
     /// The client's address as the limits count it (the failed-pass penalty).
     pub(crate) client: ClientKey,
+    /// The counted connection; freed when the session ends.
+    pub(crate) slot: ConnectionSlot,
 }
 
 /// Serves one socket until it ends, then forgets it in the registry.
-pub(crate) async fn run(start: SessionStart) {
+pub(crate) async fn run(start: SessionStart, ws: WebSocket) {
     let SessionStart {
         id,
         link,
         shared,
-        ws,
-        mut stream,
         mut mailbox,
         peer,
         client,
+        slot,
     } = start;
     let now = Instant::now();
     let mut session = Session {
@@ -143,17 +142,17 @@ pub(crate) async fn run(start: SessionStart) {
         awaiting_pong: false,
         heartbeat_at: now + shared.config.ping_interval,
         pass_deadline: now + shared.config.pass_timeout,
-        outbox: Vec::with_capacity(4),
         peer,
         client,
     };
     log::debug!("{}: push socket opened", session.name());
     session.queue_open_packet(&shared);
     let ending = match session.flush().await {
-        Ok(()) => session.serve(&mut stream, &mut mailbox).await,
+        Ok(()) => session.serve(&mut mailbox).await,
         Err(ending) => ending,
     };
-    session.finish(ending, &mut stream).await;
+    session.finish(ending).await;
+    drop(slot);
 }
 
 /// The settings a session reads on every turn, copied out of the config.
@@ -258,7 +257,9 @@ struct Session {
     /// `watch`/`unwatch` calls sent to the hub and not answered yet.
     hub_calls: usize,
     timing: Timing,
-    ws: actix_ws::Session,
+    /// The socket; frames queued by a turn wait in its write buffer until
+    /// [`Session::flush`].
+    ws: WebSocket,
     /// The Engine.IO session id (sent in the open packet).
     eio_sid: String,
     /// The Socket.IO session id, set by a successful CONNECT on `/`.
@@ -271,8 +272,6 @@ struct Session {
     heartbeat_at: Instant,
     /// When an unpassed socket is disconnected.
     pass_deadline: Instant,
-    /// Frames queued by the current turn, written together by [`Session::flush`].
-    outbox: Vec<Message>,
     peer: String,
     /// The client's address as the limits count it.
     client: ClientKey,
@@ -281,7 +280,7 @@ struct Session {
 /// What woke the loop up.
 enum Wake {
     Command(Command),
-    Frame(Option<Result<AggregatedMessage, actix_ws::ProtocolError>>),
+    Frame(Option<Result<Incoming, RecvError>>),
     Heartbeat,
     PassTimeout,
     AckTimeout,
@@ -298,11 +297,7 @@ impl Session {
     }
 
     /// The loop: one `select!` over mailbox, frames and timers per turn.
-    async fn serve(
-        &mut self,
-        stream: &mut AggregatedMessageStream,
-        mailbox: &mut mpsc::UnboundedReceiver<Command>,
-    ) -> Ending {
+    async fn serve(&mut self, mailbox: &mut mpsc::UnboundedReceiver<Command>) -> Ending {
         let heartbeat = sleep_until(self.heartbeat_at);
         let pass_timer = sleep_until(self.pass_deadline);
         let ack_timer = sleep_until(self.heartbeat_at);
@@ -323,7 +318,7 @@ impl Session {
             // still gets its turn within a few.
             let wake = tokio::select! {
                 Some(command) = mailbox.recv() => Wake::Command(command),
-                frame = stream.recv() => Wake::Frame(frame),
+                frame = self.ws.recv() => Wake::Frame(frame),
                 () = &mut heartbeat => Wake::Heartbeat,
                 () = &mut pass_timer, if !passed => Wake::PassTimeout,
                 () = &mut ack_timer, if ack_deadline.is_some() => Wake::AckTimeout,
@@ -350,7 +345,7 @@ impl Session {
     // ---- writing -------------------------------------------------------
 
     fn queue_text(&mut self, text: String) {
-        self.outbox.push(Message::Text(text.into()));
+        self.ws.queue_text(&text);
     }
 
     fn queue_socketio(&mut self, packet: &socketio::Packet) {
@@ -375,28 +370,25 @@ impl Session {
         }
     }
 
-    /// Hands every queued frame to actix-ws, then flushes once; bounded by
+    /// Writes every frame the turn queued and flushes once; bounded by
     /// `ping_timeout` so a peer that stops reading cannot stall the session.
     async fn flush(&mut self) -> WriteResult {
-        if self.outbox.is_empty() {
+        if !self.ws.has_queued() {
             return Ok(());
         }
-        let write = async {
-            for message in self.outbox.drain(..) {
-                self.ws.feed(message).await?;
-            }
-            self.ws.flush().await
-        };
-        match tokio::time::timeout(self.timing.ping_timeout, write).await {
+        match tokio::time::timeout(self.timing.ping_timeout, self.ws.flush()).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(actix_ws::Closed)) => Err(Ending::Gone),
+            Ok(Err(e)) => {
+                log::debug!("{}: write failed: {e}", self.name());
+                Err(Ending::Gone)
+            }
             Err(_) => {
                 log::warn!(
                     "{}: peer did not read for {:?}, dropping it",
                     self.name(),
                     self.timing.ping_timeout
                 );
-                self.outbox.clear();
+                self.ws.discard_queued();
                 Err(Ending::Gone)
             }
         }
@@ -404,7 +396,8 @@ impl Session {
 
     /// Sends what the ending calls for, frees the registry entry, and waits
     /// briefly for the peer's close frame (the closing handshake).
-    async fn finish(mut self, ending: Ending, stream: &mut AggregatedMessageStream) {
+    async fn finish(mut self, ending: Ending) {
+        let grace = CLOSE_GRACE.min(self.timing.ping_timeout);
         let close = match ending {
             Ending::Disconnect(why) => {
                 log::debug!("{}: disconnecting ({why})", self.name());
@@ -414,25 +407,28 @@ impl Session {
             Ending::Close(reason) => Some(reason),
             Ending::PeerClosed(reason) => {
                 log::debug!("{}: peer closed ({reason:?})", self.name());
-                self.outbox.push(Message::Close(reason));
-                let _ = self.flush().await;
+                self.ws.queue_close(reason);
+                if self.flush().await.is_ok() {
+                    let _ = tokio::time::timeout(grace, self.ws.shutdown()).await;
+                }
                 self.registration.release();
                 return;
             }
             Ending::Gone => None,
         };
         if let Some(reason) = close {
-            self.outbox.push(Message::Close(Some(reason)));
+            self.ws.queue_close(Some(reason));
             let sent = self.flush().await.is_ok();
             self.registration.release();
             if sent {
-                let grace = CLOSE_GRACE.min(self.timing.ping_timeout);
+                let ws = &mut self.ws;
                 let _ = tokio::time::timeout(grace, async {
-                    while let Some(Ok(message)) = stream.recv().await {
-                        if matches!(message, AggregatedMessage::Close(_)) {
+                    while let Some(Ok(incoming)) = ws.recv().await {
+                        if matches!(incoming, Incoming::Close(_)) {
                             break;
                         }
                     }
+                    let _ = ws.shutdown().await;
                 })
                 .await;
             }
@@ -706,23 +702,15 @@ impl Session {
         Flow::Continue
     }
 
-    fn on_frame(
-        &mut self,
-        frame: Option<Result<AggregatedMessage, actix_ws::ProtocolError>>,
-    ) -> Flow {
-        let message = match frame {
+    fn on_frame(&mut self, frame: Option<Result<Incoming, RecvError>>) -> Flow {
+        let incoming = match frame {
             None => return Flow::End(Ending::Gone),
-            Some(Ok(message)) => message,
-            Some(Err(error)) => return self.on_stream_error(error),
+            Some(Ok(incoming)) => incoming,
+            Some(Err(error)) => return self.on_recv_error(error),
         };
-        match message {
-            AggregatedMessage::Text(text) => {
-                if text.len() > self.timing.max_payload {
-                    return self.too_large(text.len());
-                }
-                self.on_text(&text)
-            }
-            AggregatedMessage::Binary(bytes) => {
+        match incoming {
+            Incoming::Text(text) => self.on_text(&text),
+            Incoming::Binary(bytes) => {
                 if self.pending_attachments > 0 {
                     self.pending_attachments -= 1;
                     log::debug!(
@@ -739,34 +727,23 @@ impl Session {
                 }
                 Flow::Continue
             }
-            AggregatedMessage::Ping(data) => {
-                self.outbox.push(Message::Pong(data));
+            Incoming::Ping(data) => {
+                self.ws.queue_pong(&data);
                 Flow::Continue
             }
-            AggregatedMessage::Pong(_) => Flow::Continue,
-            AggregatedMessage::Close(reason) => Flow::End(Ending::PeerClosed(reason)),
+            Incoming::Pong => Flow::Continue,
+            Incoming::Close(reason) => Flow::End(Ending::PeerClosed(reason)),
         }
     }
 
-    fn on_stream_error(&mut self, error: actix_ws::ProtocolError) -> Flow {
-        use actix_ws::ProtocolError;
+    fn on_recv_error(&mut self, error: RecvError) -> Flow {
         match error {
-            ProtocolError::Overflow => self.too_large(self.timing.max_payload + 1),
-            // actix-ws reports a joined message over the limit as this I/O error.
-            ProtocolError::Io(ref e)
-                if e.kind() == io::ErrorKind::Other
-                    && e.to_string().contains("maximum continuation size") =>
-            {
-                self.too_large(self.timing.max_payload + 1)
-            }
-            ProtocolError::Io(ref e) if e.kind() == io::ErrorKind::InvalidData => {
-                self.protocol_error(format!("text frame is not UTF-8 ({e})"))
-            }
-            ProtocolError::Io(e) => {
+            RecvError::TooLarge { max_payload } => self.too_large(max_payload + 1),
+            RecvError::Protocol(why) => self.protocol_error(format!("bad WebSocket frame: {why}")),
+            RecvError::Io(e) => {
                 log::debug!("{}: connection failed: {e}", self.name());
                 Flow::End(Ending::Gone)
             }
-            other => self.protocol_error(format!("bad WebSocket frame: {other}")),
         }
     }
 
@@ -825,6 +802,11 @@ impl Session {
 
     /// One Socket.IO packet (an Engine.IO message's text).
     fn on_socketio(&mut self, text: &str) -> Flow {
+        // Fast path: the acks of pushes, most of what a busy peer sends.
+        if let Some(ack_id) = socketio::plain_ack_id(text) {
+            self.on_push_ack(ack_id);
+            return Flow::Continue;
+        }
         let packet = match socketio::Packet::decode(text) {
             Ok(packet) => packet,
             Err(e) => return self.protocol_error(format!("bad Socket.IO packet: {e}")),

@@ -11,6 +11,7 @@ pub mod logs;
 pub mod loopback;
 pub mod node_watcher;
 pub mod poll;
+pub mod raw_ws;
 pub mod redis;
 pub mod server;
 pub mod states;

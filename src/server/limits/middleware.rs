@@ -4,14 +4,46 @@
 //! routes beyond the push endpoint's path.
 
 use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{RequestHead, ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
-use actix_web::web;
+use actix_web::{web, HttpResponse};
 
+use crate::server::client_addr::ClientKey;
 use crate::server::cors;
 use crate::server::push::SOCKET_IO_PATH;
 use crate::server::Shared;
+
+/// The limits' decision on one request from `client`: the failed-auth
+/// lockout (except on the push endpoint, whose `pass` answers it), then the
+/// request rate. `Err` is the 429 to answer instead, with the CORS headers
+/// that let the page read it. Also called for WebSocket upgrades, which do
+/// not pass through the middleware.
+pub(crate) fn check_request(
+    shared: &Shared,
+    client: ClientKey,
+    head: &RequestHead,
+) -> Result<(), Box<HttpResponse>> {
+    let limits = &shared.limits;
+    let path = head.uri.path();
+    let push_endpoint = path.trim_end_matches('/') == SOCKET_IO_PATH.trim_end_matches('/');
+    let refused = if push_endpoint {
+        Ok(())
+    } else {
+        limits.failed_auth.check(client)
+    }
+    .and_then(|()| limits.requests.check(&client));
+    refused.map_err(|limited| {
+        log::debug!(
+            "client {client}: {} {path}: {}",
+            head.method,
+            limited.message
+        );
+        let mut response = limited.response();
+        cors::add_refusal_headers(&shared.config, &head.headers, response.headers_mut());
+        Box::new(response)
+    })
+}
 
 /// Refuses a locked-out address (429, except on the push endpoint, whose
 /// `pass` answers it) and an address over its request rate (429); counts a
@@ -26,23 +58,8 @@ pub(crate) async fn limit_requests<B: MessageBody + 'static>(
     };
     let limits = &shared.limits;
     let client = limits.client(req.peer_addr(), req.headers());
-    let push_endpoint = req.path().trim_end_matches('/') == SOCKET_IO_PATH.trim_end_matches('/');
-    let refused = if push_endpoint {
-        Ok(())
-    } else {
-        limits.failed_auth.check(client)
-    }
-    .and_then(|()| limits.requests.check(&client));
-    if let Err(limited) = refused {
-        log::debug!(
-            "client {client}: {} {}: {}",
-            req.method(),
-            req.path(),
-            limited.message
-        );
-        let mut response = limited.response();
-        cors::add_refusal_headers(&shared.config, req.headers(), response.headers_mut());
-        return Ok(req.into_response(response).map_into_right_body());
+    if let Err(response) = check_request(&shared, client, req.head()) {
+        return Ok(req.into_response(*response).map_into_right_body());
     }
     let response = next.call(req).await?;
     if response.status() == StatusCode::UNAUTHORIZED {

@@ -34,9 +34,10 @@ use actix_web::http::header::HeaderMap;
 use ipnet::IpNet;
 
 pub(crate) use self::answer::Limited;
+pub(crate) use self::connections::ConnectionSlot;
 use self::connections::Connections;
 use self::failed_auth::FailedAuth;
-pub(crate) use self::middleware::limit_requests;
+pub(crate) use self::middleware::{check_request, limit_requests};
 use self::rate::{KeyedRate, Rate};
 use super::client_addr::{client_key, ClientKey};
 use super::ServerConfig;

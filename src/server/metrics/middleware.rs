@@ -14,11 +14,11 @@ use actix_web::web;
 use crate::server::Shared;
 
 /// The `route` of a path that matches no registered route.
-const UNMATCHED: &str = "unmatched";
+pub(crate) const UNMATCHED: &str = "unmatched";
 
 /// The `method` label: the standard methods by name, any other `other`
 /// (a client may send any token as a method; the label stays bounded).
-fn method_label(method: &Method) -> &'static str {
+pub(crate) fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
         Method::POST => "POST",

@@ -62,7 +62,7 @@ use prometheus::{
 };
 
 pub(crate) use self::endpoint::routes;
-pub(crate) use self::middleware::count_requests;
+pub(crate) use self::middleware::{count_requests, method_label, UNMATCHED};
 use super::Shared;
 use crate::store::{EventKind, StoreMetrics};
 
@@ -340,7 +340,9 @@ impl Metrics {
     }
 
     /// Counts one HTTP request answered with `status` after `took`.
-    fn observe_request(&self, route: &str, method: &str, status: &str, took: Duration) {
+    /// Counts and times one HTTP request (also a WebSocket upgrade, which
+    /// does not pass through the middleware).
+    pub(crate) fn observe_request(&self, route: &str, method: &str, status: &str, took: Duration) {
         self.http_requests
             .with_label_values(&[route, method, status])
             .inc();
