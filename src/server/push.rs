@@ -23,11 +23,10 @@ use actix_web::{
     http::{header, StatusCode},
     web, HttpRequest, HttpResponse,
 };
-use tokio::sync::mpsc;
 
 use super::client_addr::ClientKey;
 use super::limits::ConnectionSlot;
-use super::outlet::SessionLink;
+use super::outlet::{self, SessionLink};
 use super::session::{self, SessionStart};
 use super::websocket::WebSocket;
 use super::Shared;
@@ -169,7 +168,7 @@ impl Opening {
             slot,
             switching,
         } = admitted;
-        let (mailbox_tx, mailbox) = mpsc::unbounded_channel();
+        let (mailbox_tx, mailbox) = outlet::mailbox();
         let Some(id) = shared.registry.open(mailbox_tx.clone()) else {
             return Err(shutting_down().into());
         };

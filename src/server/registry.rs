@@ -134,13 +134,12 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::sync::mpsc;
 
     #[test]
     fn push_ids_follow_the_latest_pass() {
         let registry = Registry::new();
-        let (a_tx, _a_rx) = mpsc::unbounded_channel();
-        let (b_tx, _b_rx) = mpsc::unbounded_channel();
+        let (a_tx, _a_rx) = super::super::outlet::mailbox();
+        let (b_tx, _b_rx) = super::super::outlet::mailbox();
         let a = registry.open(a_tx).unwrap();
         let b = registry.open(b_tx).unwrap();
         assert!(registry.claim_push_id("p", a).is_none());
@@ -151,7 +150,7 @@ mod tests {
         assert!(registry.claim_push_id("p", b).is_none());
         assert_eq!(registry.active(), 1);
         assert_eq!(registry.begin_shutdown().len(), 1);
-        let (c_tx, _c_rx) = mpsc::unbounded_channel();
+        let (c_tx, _c_rx) = super::super::outlet::mailbox();
         assert!(registry.open(c_tx).is_none());
         registry.close(b, Some("p"));
         assert_eq!(registry.active(), 0);

@@ -7,8 +7,9 @@
 //! architecture.md calls this the *session actor*. It is realised as one
 //! future per socket, polled by the connection's own task on the actix worker
 //! that accepted it (the `upgrade` module runs it after the `101`), whose
-//! mailbox is an unbounded `tokio::sync::mpsc` channel of [`Command`]s,
-//! bounded by what may be put in it rather than by the channel:
+//! mailbox is an unbounded queue of [`Command`]s (`outlet::Mailbox`, which
+//! allocates nothing while empty), bounded by what may be put in it rather
+//! than by the queue:
 //!
 //! - the session owns its socket ([`WebSocket`]: frames in, frames out), so
 //!   a plain future owning both is the simplest thing that works, and no
@@ -66,14 +67,13 @@ use actix_http::ws::{CloseCode, CloseReason};
 use rand::Rng;
 use serde::Serialize;
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 use super::client_addr::ClientKey;
 use super::hub::Request;
 use super::limits::{ConnectionSlot, Limited};
 use super::outlet::{send_command, Command, SessionId};
-use super::outlet::{Outgoing, SessionLink};
+use super::outlet::{MailboxReceiver, Outgoing, SessionLink};
 use super::websocket::{Incoming, RecvError, WebSocket};
 use super::Shared;
 use crate::protocol::engineio::{self, OpenPacket};
@@ -103,7 +103,7 @@ pub(crate) struct SessionStart {
     pub(crate) shared: Arc<Shared>,
     /// The hub's handle on this session (mailbox sender and queue count).
     pub(crate) link: Arc<SessionLink>,
-    pub(crate) mailbox: mpsc::UnboundedReceiver<Command>,
+    pub(crate) mailbox: MailboxReceiver,
     /// The peer's address, for logs.
     pub(crate) peer: String,
     /// The client's address as the limits count it (the failed-pass penalty).
@@ -297,7 +297,7 @@ impl Session {
     }
 
     /// The loop: one `select!` over mailbox, frames and timers per turn.
-    async fn serve(&mut self, mailbox: &mut mpsc::UnboundedReceiver<Command>) -> Ending {
+    async fn serve(&mut self, mailbox: &mut MailboxReceiver) -> Ending {
         let heartbeat = sleep_until(self.heartbeat_at);
         let pass_timer = sleep_until(self.pass_deadline);
         let ack_timer = sleep_until(self.heartbeat_at);
@@ -317,7 +317,7 @@ impl Session {
             // be read (tokio picks a ready branch at random), and a shutdown
             // still gets its turn within a few.
             let wake = tokio::select! {
-                Some(command) = mailbox.recv() => Wake::Command(command),
+                command = mailbox.recv() => Wake::Command(command),
                 frame = self.ws.recv() => Wake::Frame(frame),
                 () = &mut heartbeat => Wake::Heartbeat,
                 () = &mut pass_timer, if !passed => Wake::PassTimeout,
@@ -441,16 +441,12 @@ impl Session {
 
     /// One command, then whatever else the mailbox holds (up to
     /// [`MAX_BATCH`]), so that the loop's one flush writes them together.
-    fn on_commands(
-        &mut self,
-        first: Command,
-        mailbox: &mut mpsc::UnboundedReceiver<Command>,
-    ) -> Flow {
+    fn on_commands(&mut self, first: Command, mailbox: &mut MailboxReceiver) -> Flow {
         if let Flow::End(ending) = self.on_command(first) {
             return Flow::End(ending);
         }
         for _ in 1..MAX_BATCH {
-            let Ok(command) = mailbox.try_recv() else {
+            let Some(command) = mailbox.try_recv() else {
                 break;
             };
             if let Flow::End(ending) = self.on_command(command) {

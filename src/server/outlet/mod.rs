@@ -10,12 +10,14 @@
 //! only through these handles, and an outlet reaches the hub only through
 //! a [`Reporter`].
 
+mod mailbox;
 mod push;
 mod session;
 mod webhook;
 
 use std::sync::Arc;
 
+pub(crate) use self::mailbox::{mailbox, Mailbox, MailboxReceiver};
 pub(crate) use self::push::{Outgoing, PushEvent, WatchView};
 pub(crate) use self::session::{reply_command, QueueBounds, SessionLink};
 #[cfg(test)]
@@ -29,14 +31,11 @@ pub(crate) type WatchId = u64;
 /// A process-unique session number (not the sids the peer sees).
 pub(crate) type SessionId = u64;
 
-/// A session's mailbox (see [`Command`] for why it is unbounded).
-pub(crate) type Mailbox = tokio::sync::mpsc::UnboundedSender<Command>;
-
 /// What the server tells a session from outside (its mailbox's messages);
 /// the session's `select!` loop is the one place that receives them.
 ///
-/// The mailbox is an unbounded channel whose contents are bounded by their
-/// senders: control commands are a handful per session; the hub's replies
+/// The mailbox ([`Mailbox`]) is an unbounded queue whose contents are bounded
+/// by their senders: control commands are a handful per session; the hub's replies
 /// answer watch calls, of which a session has at most
 /// `session::MAX_HUB_CALLS` in flight; and the hub's pushes are counted
 /// against [`ServerConfig::max_queued_pushes`](super::ServerConfig::max_queued_pushes)

@@ -3,12 +3,10 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use super::{Command, Mailbox, Outgoing, SessionId};
 use prometheus::IntGauge;
 use serde::Serialize;
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
-
-use super::{Command, Outgoing, SessionId};
 
 /// How much may wait for one session (see [`SessionLink`]).
 #[derive(Debug, Clone, Copy)]
@@ -23,7 +21,7 @@ pub(crate) struct QueueBounds {
 #[derive(Debug)]
 pub(crate) struct SessionLink {
     pub(crate) id: SessionId,
-    mailbox: mpsc::UnboundedSender<Command>,
+    mailbox: Mailbox,
     /// Pushes sent by the hub and not yet written by the session.
     queued: AtomicUsize,
     /// Bytes of pushes sent by the hub and not yet acknowledged or dropped.
@@ -36,11 +34,7 @@ pub(crate) struct SessionLink {
 
 impl SessionLink {
     /// The link of session `id`; its queued pushes count in `depth` too.
-    pub(crate) fn new(
-        id: SessionId,
-        mailbox: mpsc::UnboundedSender<Command>,
-        depth: IntGauge,
-    ) -> Self {
+    pub(crate) fn new(id: SessionId, mailbox: Mailbox, depth: IntGauge) -> Self {
         SessionLink {
             id,
             mailbox,
@@ -158,7 +152,7 @@ mod tests {
 
     #[test]
     fn a_push_over_either_bound_closes_the_session_once() {
-        let (tx, mut rx) = mpsc::unbounded_channel();
+        let (tx, mut rx) = super::super::mailbox();
         let depth = crate::server::metrics::loose_gauge();
         let link = SessionLink::new(1, tx, depth.clone());
         let bounds = QueueBounds {
@@ -171,10 +165,10 @@ mod tests {
         link.released(&push(500));
         assert!(link.admit(&push(60), bounds));
         assert!(!link.admit(&push(60), bounds), "over the byte bound");
-        assert!(matches!(rx.try_recv(), Ok(Command::Overflow)));
+        assert!(matches!(rx.try_recv(), Some(Command::Overflow)));
         // Closing: nothing more is taken, and no second Overflow is sent.
         assert!(!link.admit(&push(1), bounds));
-        assert!(rx.try_recv().is_err());
+        assert!(rx.try_recv().is_none());
         assert_eq!(link.replay_room(bounds), (0, 0));
         // One push is queued and never written: it leaves the depth with the link.
         assert_eq!(depth.get(), 1);
