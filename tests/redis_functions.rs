@@ -13,32 +13,11 @@ use std::collections::HashMap;
 
 use common::redis::RedisServer;
 use effex::protocol::rest::KeysRequest;
-use effex::store::{
-    KeyKind, MemoryStoreConfig, RedisStore, RedisStoreConfig, Store, StoreError, WriteItem,
-};
+use effex::store::{KeyKind, RedisStore, Store, StoreError, WriteItem};
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 
 const BOSS: &str = "test boss key";
-
-fn config(redis: &RedisServer) -> RedisStoreConfig {
-    RedisStoreConfig {
-        url: redis.url(),
-        limits: MemoryStoreConfig {
-            boss_key: BOSS.into(),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-}
-
-async fn connection(redis: &RedisServer) -> MultiplexedConnection {
-    redis::Client::open(redis.url())
-        .expect("the test's Redis URL")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect to the test's redis-server")
-}
 
 /// `INFO commandstats` as command → calls.
 async fn calls(conn: &MultiplexedConnection) -> HashMap<String, u64> {
@@ -77,12 +56,12 @@ async fn writer(store: &RedisStore) -> String {
 #[tokio::test]
 async fn the_library_is_loaded_once_and_every_operation_is_a_function_call() {
     let redis = RedisServer::start().await;
-    let conn = connection(&redis).await;
-    let store = RedisStore::connect(config(&redis))
+    let conn = redis.connection().await;
+    let store = RedisStore::connect(redis.store_config(BOSS))
         .await
         .expect("connect to the test's redis-server");
     // A second node on the same Redis finds the library there.
-    let other = RedisStore::connect(config(&redis))
+    let other = RedisStore::connect(redis.store_config(BOSS))
         .await
         .expect("a second store connects");
     let key = writer(&store).await;
@@ -106,8 +85,8 @@ async fn the_library_is_loaded_once_and_every_operation_is_a_function_call() {
 #[tokio::test]
 async fn a_library_lost_by_redis_is_loaded_again_and_the_operation_answered() {
     let redis = RedisServer::start().await;
-    let conn = connection(&redis).await;
-    let store = RedisStore::connect(config(&redis))
+    let conn = redis.connection().await;
+    let store = RedisStore::connect(redis.store_config(BOSS))
         .await
         .expect("connect to the test's redis-server");
     let key = writer(&store).await;
@@ -138,7 +117,7 @@ async fn a_library_lost_by_redis_is_loaded_again_and_the_operation_answered() {
 #[tokio::test]
 async fn a_redis_without_functions_is_refused_at_start_naming_the_version_needed() {
     let redis = RedisServer::start_with(&["--rename-command", "FUNCTION", ""]).await;
-    let error = RedisStore::connect(config(&redis))
+    let error = RedisStore::connect(redis.store_config(BOSS))
         .await
         .expect_err("a Redis without FUNCTION is refused");
     let text = error.to_string();

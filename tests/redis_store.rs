@@ -27,17 +27,6 @@ use tokio::time::timeout;
 const BOSS: &str = "test boss key";
 const WAIT: Duration = Duration::from_secs(10);
 
-fn config(redis: &RedisServer) -> RedisStoreConfig {
-    RedisStoreConfig {
-        url: redis.url(),
-        limits: MemoryStoreConfig {
-            boss_key: BOSS.into(),
-            ..Default::default()
-        },
-        ..Default::default()
-    }
-}
-
 async fn store_with(config: RedisStoreConfig) -> Arc<dyn Store> {
     Arc::new(
         RedisStore::connect(config)
@@ -96,7 +85,7 @@ async fn next_event(
 #[tokio::test]
 async fn keys_need_the_boss_and_report_the_store() {
     let redis = RedisServer::start().await;
-    let store = store_with(config(&redis)).await;
+    let store = store_with(redis.store_config(BOSS)).await;
     assert_eq!(store.kind(), "redis");
     let made = store
         .make_keys(
@@ -152,7 +141,7 @@ async fn keys_need_the_boss_and_report_the_store() {
 #[tokio::test]
 async fn permission_matrix_and_round_trip() {
     let redis = RedisServer::start().await;
-    let store = store_with(config(&redis)).await;
+    let store = store_with(redis.store_config(BOSS)).await;
     let owner = key(&store, KeyKind::Writer).await;
     let other_writer = key(&store, KeyKind::Writer).await;
     let reader = key(&store, KeyKind::Reader).await;
@@ -242,7 +231,7 @@ async fn permission_matrix_and_round_trip() {
 #[tokio::test]
 async fn aliases_resolve_repoint_and_conflict() {
     let redis = RedisServer::start().await;
-    let store = store_with(config(&redis)).await;
+    let store = store_with(redis.store_config(BOSS)).await;
     let a = key(&store, KeyKind::Writer).await;
     let b = key(&store, KeyKind::Writer).await;
     let mut first = WriteItem::new(json!(1));
@@ -291,7 +280,7 @@ async fn aliases_resolve_repoint_and_conflict() {
 #[tokio::test]
 async fn update_intents_lock_out_others_until_used() {
     let redis = RedisServer::start().await;
-    let store = store_with(config(&redis)).await;
+    let store = store_with(redis.store_config(BOSS)).await;
     let owner = key(&store, KeyKind::Writer).await;
     let ups = keys(&store, KeyKind::Updater, 2, None).await;
     let reader = key(&store, KeyKind::Reader).await;
@@ -333,7 +322,7 @@ async fn update_intents_lock_out_others_until_used() {
 #[tokio::test]
 async fn quotas_refuse_and_give_back() {
     let redis = RedisServer::start().await;
-    let mut cfg = config(&redis);
+    let mut cfg = redis.store_config(BOSS);
     cfg.limits.max_items_per_key = 2;
     cfg.limits.max_bytes_per_key = 40;
     cfg.limits.max_total_bytes = 45;
@@ -380,7 +369,7 @@ async fn quotas_refuse_and_give_back() {
 #[tokio::test]
 async fn retention_by_count_and_since_above_latest_report_a_gap() {
     let redis = RedisServer::start().await;
-    let mut cfg = config(&redis);
+    let mut cfg = redis.store_config(BOSS);
     cfg.limits.max_events_per_item = 3;
     let store = store_with(cfg).await;
     let owner = key(&store, KeyKind::Writer).await;
@@ -446,7 +435,7 @@ async fn retention_by_count_and_since_above_latest_report_a_gap() {
 #[tokio::test]
 async fn retention_by_age_reports_a_gap_and_forgets_gone_items() {
     let redis = RedisServer::start().await;
-    let mut cfg = config(&redis);
+    let mut cfg = redis.store_config(BOSS);
     cfg.limits.event_retention = Duration::from_millis(300);
     let store = store_with(cfg).await;
     let owner = key(&store, KeyKind::Writer).await;
@@ -491,8 +480,8 @@ async fn retention_by_age_reports_a_gap_and_forgets_gone_items() {
 #[tokio::test]
 async fn two_stores_on_one_redis_see_each_others_events_in_seq_order() {
     let redis = RedisServer::start().await;
-    let a = store_with(config(&redis)).await;
-    let b = store_with(config(&redis)).await;
+    let a = store_with(redis.store_config(BOSS)).await;
+    let b = store_with(redis.store_config(BOSS)).await;
     let owner = key(&a, KeyKind::Writer).await;
     let id = a
         .write(&owner, WriteItem::new(json!(0)))
@@ -537,8 +526,8 @@ async fn two_stores_on_one_redis_see_each_others_events_in_seq_order() {
 #[tokio::test]
 async fn items_expire_once_across_two_stores_and_keys_take_their_aliases() {
     let redis = RedisServer::start().await;
-    let a = store_with(config(&redis)).await;
-    let b = store_with(config(&redis)).await;
+    let a = store_with(redis.store_config(BOSS)).await;
+    let b = store_with(redis.store_config(BOSS)).await;
     let owner = key(&a, KeyKind::Writer).await;
     let mut rx = a.subscribe();
     let mut ids = Vec::new();
@@ -596,7 +585,7 @@ async fn items_expire_once_across_two_stores_and_keys_take_their_aliases() {
 async fn seq_and_data_survive_store_and_redis_restarts() {
     let mut redis = RedisServer::start().await;
     let (owner, id) = {
-        let store = store_with(config(&redis)).await;
+        let store = store_with(redis.store_config(BOSS)).await;
         let owner = key(&store, KeyKind::Writer).await;
         let mut write = WriteItem::new(json!("kept"));
         write.alias = Some("kept".into());
@@ -609,7 +598,7 @@ async fn seq_and_data_survive_store_and_redis_restarts() {
         }
         (owner, id)
     };
-    let store = store_with(config(&redis)).await;
+    let store = store_with(redis.store_config(BOSS)).await;
     assert_eq!(store.latest_seq().await.unwrap(), 3);
     assert_eq!(
         store
@@ -621,7 +610,7 @@ async fn seq_and_data_survive_store_and_redis_restarts() {
     );
     drop(store);
     redis.restart().await; // kill -9, then from the AOF
-    let store = store_with(config(&redis)).await;
+    let store = store_with(redis.store_config(BOSS)).await;
     assert_eq!(store.latest_seq().await.unwrap(), 4, "seq is never reused");
     assert_eq!(
         store
@@ -646,7 +635,7 @@ async fn seq_and_data_survive_store_and_redis_restarts() {
 #[tokio::test]
 async fn redis_down_is_503_and_the_reader_catches_up_after() {
     let mut redis = RedisServer::start().await;
-    let mut cfg = config(&redis);
+    let mut cfg = redis.store_config(BOSS);
     cfg.timeout = Duration::from_millis(500);
     let a = store_with(cfg.clone()).await;
     let owner = key(&a, KeyKind::Writer).await;
@@ -688,7 +677,7 @@ async fn redis_down_is_503_and_the_reader_catches_up_after() {
 #[tokio::test]
 async fn a_store_whose_connections_drop_catches_up_from_the_stream() {
     let redis = RedisServer::start().await;
-    let a = store_with(config(&redis)).await;
+    let a = store_with(redis.store_config(BOSS)).await;
     let owner = key(&a, KeyKind::Writer).await;
     let id = a
         .write(&owner, WriteItem::new(json!(0)))
@@ -699,7 +688,7 @@ async fn a_store_whose_connections_drop_catches_up_from_the_stream() {
     let mut rx = a.subscribe();
     assert!(redis.drop_clients().await >= 2, "the store's connections");
     // Another node writes while this one's reader reconnects.
-    let b = store_with(config(&redis)).await;
+    let b = store_with(redis.store_config(BOSS)).await;
     for n in 1..=20 {
         b.update(&owner, &id, UpdateItem::new(json!(n)))
             .await
@@ -736,7 +725,7 @@ async fn unreachable_redis_at_start_is_a_clear_error() {
 #[tokio::test]
 async fn values_keep_their_json_text() {
     let redis = RedisServer::start().await;
-    let store = store_with(config(&redis)).await;
+    let store = store_with(redis.store_config(BOSS)).await;
     let owner = key(&store, KeyKind::Writer).await;
     let value: Value = json!({"s": "a \"quoted\" ü", "n": [1.5, -2, null], "t": true});
     let id = store

@@ -50,14 +50,6 @@ async fn held_store(redis: &RedisServer, limits: MemoryStoreConfig) -> Arc<Redis
     )
 }
 
-async fn connection(redis: &RedisServer) -> MultiplexedConnection {
-    redis::Client::open(redis.url())
-        .expect("the test's Redis URL")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect to the test's redis-server")
-}
-
 async fn writers(store: &RedisStore, count: usize, seconds: Option<Duration>) -> Vec<String> {
     store
         .make_keys(
@@ -121,7 +113,7 @@ async fn one_sweep_expires_a_batch_with_consecutive_seqs_and_gives_each_owner_it
         ..Default::default()
     };
     let store = held_store(&redis, limits).await;
-    let conn = connection(&redis).await;
+    let conn = redis.connection().await;
     let owners = writers(&store, 3, None).await;
     let mut rx = store.subscribe();
     let mut ids = Vec::new();
@@ -197,7 +189,7 @@ async fn one_sweep_expires_a_batch_with_consecutive_seqs_and_gives_each_owner_it
 async fn an_owner_key_that_expired_with_its_items_is_not_made_again() {
     let redis = RedisServer::start().await;
     let store = held_store(&redis, MemoryStoreConfig::default()).await;
-    let conn = connection(&redis).await;
+    let conn = redis.connection().await;
     // Long enough for the write below on a loaded machine.
     let owner = writers(&store, 1, Some(Duration::from_secs(2)))
         .await
@@ -223,7 +215,7 @@ async fn a_tombstone_and_its_log_go_with_the_retention_without_a_second_sweep() 
         ..Default::default()
     };
     let store = held_store(&redis, limits).await;
-    let conn = connection(&redis).await;
+    let conn = redis.connection().await;
     let owner = writers(&store, 1, None).await.remove(0);
     let item = WriteItem {
         lifetime: Some(SHORT),

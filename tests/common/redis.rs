@@ -122,6 +122,31 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// A Redis store's config for this server with `boss` as the boss key
+    /// and every other setting at its default.
+    #[cfg(feature = "redis")]
+    pub fn store_config(&self, boss: &str) -> effex::store::RedisStoreConfig {
+        effex::store::RedisStoreConfig {
+            url: self.url(),
+            limits: effex::store::MemoryStoreConfig {
+                boss_key: boss.into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    /// A plain connection to this server, for a test to look at what the
+    /// store wrote.
+    #[cfg(feature = "redis")]
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .expect("the test's Redis URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to the test's redis-server")
+    }
+
     /// Drops every client connection (`CLIENT KILL TYPE normal`), as a
     /// network blip would; returns how many were dropped.
     pub async fn drop_clients(&self) -> usize {
