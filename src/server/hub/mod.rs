@@ -407,6 +407,13 @@ struct Hub {
     processed: u64,
     /// Reused for the watcher list of one event (no allocation per event).
     scratch: Vec<WatchId>,
+    /// While one event's pushes are queued (`on_event`): the sessions that
+    /// got a push without a wake, woken once when all are queued, so that a
+    /// session with many watches of the item writes them together.
+    /// (Reused: no allocation per event.)
+    to_wake: Vec<Arc<SessionLink>>,
+    /// Set while `on_event` queues one event's pushes (see `to_wake`).
+    deferring_wakes: bool,
     /// Events handled while store calls run beside the hub (see `recent`).
     recent: Recent,
     /// Where store calls beside the hub report back (see `beside`).
@@ -446,6 +453,8 @@ impl Hub {
             me,
             processed: 0,
             scratch: Vec::new(),
+            to_wake: Vec::new(),
+            deferring_wakes: false,
             recent: Recent::default(),
             done,
             catching_up: false,
@@ -465,7 +474,16 @@ impl Hub {
                 Err(command) => command,
             }
         };
-        link.send(command)
+        if !self.deferring_wakes {
+            return link.send(command);
+        }
+        let queued = link.send_without_wake(command);
+        // Pushes of one event to one session come in a row: one entry per
+        // run is enough (a repeat only wakes twice).
+        if queued && self.to_wake.last().is_none_or(|last| last.id != link.id) {
+            self.to_wake.push(link.clone());
+        }
+        queued
     }
 
     fn reply(&mut self, link: &Arc<SessionLink>, ack_id: u64, reply: &impl Serialize) {
@@ -647,8 +665,15 @@ impl Hub {
                     _ => None,
                 },
             });
+            self.deferring_wakes = true;
             for &id in &ids {
                 self.queue_push(id, &shared, last, How::Live);
+            }
+            self.deferring_wakes = false;
+            // Every session that got a push without a wake is woken here,
+            // before the hub waits on anything again.
+            for link in self.to_wake.drain(..) {
+                link.wake();
             }
         }
         self.scratch = ids;

@@ -65,17 +65,31 @@ impl Shared {
 }
 
 impl Mailbox {
-    /// Queues `command`; gives it back when the session has ended.
+    /// Queues `command` and wakes the session; gives the command back when
+    /// the session has ended.
     pub(crate) fn send(&self, command: Command) -> Result<(), Command> {
-        {
-            let mut queue = self.0.lock();
-            if queue.closed {
-                return Err(command);
-            }
-            queue.commands.push_back(command);
-        }
-        self.0.ready.notify_one();
+        self.send_without_wake(command)?;
+        self.wake();
         Ok(())
+    }
+
+    /// Queues `command` without waking the session: the caller must call
+    /// [`Mailbox::wake`] before it waits on anything, or the command may
+    /// sit until the session wakes for another reason. The hub queues all
+    /// pushes of one event this way and wakes each session once, so that
+    /// a session handles (and writes) them together.
+    pub(crate) fn send_without_wake(&self, command: Command) -> Result<(), Command> {
+        let mut queue = self.0.lock();
+        if queue.closed {
+            return Err(command);
+        }
+        queue.commands.push_back(command);
+        Ok(())
+    }
+
+    /// Wakes the session to look at its queue.
+    pub(crate) fn wake(&self) {
+        self.0.ready.notify_one();
     }
 
     /// Whether the session has ended (its receiver is gone).
@@ -130,6 +144,7 @@ impl Drop for MailboxReceiver {
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
     use std::time::Duration;
 
     use super::*;
@@ -175,6 +190,43 @@ mod tests {
         assert!(tx.is_closed());
         assert!(tx.send(reply(2)).is_err());
         assert!(tx.0.lock().commands.is_empty(), "queued commands dropped");
+    }
+
+    /// A waker that counts its wakes.
+    struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_send_without_wake_waits_for_the_wake() {
+        use std::sync::atomic::Ordering;
+        use std::task::{Context, Poll, Waker};
+
+        let (tx, mut rx) = mailbox();
+        let counter = Arc::new(CountingWaker(Default::default()));
+        let waker = Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut recv = Box::pin(rx.recv());
+        assert!(recv.as_mut().poll(&mut cx).is_pending());
+        tx.send_without_wake(reply(7)).expect("open");
+        tx.send_without_wake(reply(8)).expect("open");
+        assert_eq!(counter.0.load(Ordering::SeqCst), 0, "queued without a wake");
+        tx.wake();
+        assert_eq!(
+            counter.0.load(Ordering::SeqCst),
+            1,
+            "one wake for the batch"
+        );
+        match recv.as_mut().poll(&mut cx) {
+            Poll::Ready(command) => assert_eq!(ack_id(command), 7),
+            Poll::Pending => panic!("woken, the first command is there"),
+        }
+        drop(recv);
+        assert_eq!(ack_id(rx.try_recv().expect("the second")), 8);
     }
 
     #[tokio::test]

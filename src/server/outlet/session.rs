@@ -84,6 +84,17 @@ impl SessionLink {
         self.mailbox.send(command).is_ok()
     }
 
+    /// Like [`SessionLink::send`] but without waking the session: the
+    /// caller wakes it ([`SessionLink::wake`]) once it has queued a batch.
+    pub(crate) fn send_without_wake(&self, command: Command) -> bool {
+        self.mailbox.send_without_wake(command).is_ok()
+    }
+
+    /// Wakes the session to handle what was queued without a wake.
+    pub(crate) fn wake(&self) {
+        self.mailbox.wake();
+    }
+
     /// What a replay may still queue for this session: half of each bound,
     /// less what already waits (the other half stays free for live pushes).
     pub(crate) fn replay_room(&self, bounds: QueueBounds) -> (usize, usize) {
