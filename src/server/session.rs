@@ -34,7 +34,11 @@
 //!
 //! A mailbox wake-up drains up to [`MAX_BATCH`] commands at once before the
 //! one flush, so pushes that arrive together leave in one write (the per-write
-//! cost, not the protocol, is the ceiling of a busy server). Each push gets the
+//! cost, not the protocol, is the ceiling of a busy server); the hub wakes a
+//! session once per event, after queueing all its pushes. Likewise a frame
+//! wake-up handles every complete frame the read already brought (up to
+//! [`MAX_BATCH`]): the acks of a burst, and the waiting pushes they let go,
+//! are answered with one write. Each push gets the
 //! next per-connection ack id. At most
 //! [`ServerConfig::max_in_flight`](super::ServerConfig::max_in_flight) pushes
 //! are unacknowledged at a time; more wait in order in the session (counted
@@ -91,7 +95,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// The length of the random Engine.IO and Socket.IO session ids.
 const SID_LEN: usize = 20;
 
-/// The most mailbox commands handled in one loop turn (before one flush).
+/// The most mailbox commands, or frames, handled in one loop turn (before
+/// one flush).
 pub(crate) const MAX_BATCH: usize = 256;
 
 /// The most `watch`/`unwatch` calls of one session waiting for the hub.
@@ -326,7 +331,7 @@ impl Session {
             let flow = match wake {
                 Wake::Command(command) => self.on_commands(command, mailbox),
                 Wake::AckTimeout => self.on_ack_timer(),
-                Wake::Frame(frame) => self.on_frame(frame),
+                Wake::Frame(frame) => self.on_frames(frame),
                 Wake::Heartbeat => self.on_heartbeat(),
                 Wake::PassTimeout => {
                     log::info!("{}: did not pass in time, disconnecting", self.name());
@@ -450,6 +455,25 @@ impl Session {
                 break;
             };
             if let Flow::End(ending) = self.on_command(command) {
+                return Flow::End(ending);
+            }
+        }
+        Flow::Continue
+    }
+
+    /// One frame, then whatever else the socket's read buffer already holds
+    /// complete (up to [`MAX_BATCH`]), so that the loop's one flush writes
+    /// every answer together: under a stream of pushes each read brings
+    /// many acks, and each ack may let a waiting push go.
+    fn on_frames(&mut self, first: Option<Result<Incoming, RecvError>>) -> Flow {
+        if let Flow::End(ending) = self.on_frame(first) {
+            return Flow::End(ending);
+        }
+        for _ in 1..MAX_BATCH {
+            let Some(frame) = self.ws.try_recv_buffered() else {
+                break;
+            };
+            if let Flow::End(ending) = self.on_frame(Some(frame)) {
                 return Flow::End(ending);
             }
         }

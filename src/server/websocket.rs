@@ -137,6 +137,12 @@ impl WebSocket {
         }
     }
 
+    /// The next message or control frame if the read buffer already holds
+    /// it complete; never reads from the socket.
+    pub(crate) fn try_recv_buffered(&mut self) -> Option<Result<Incoming, RecvError>> {
+        self.next_buffered().transpose()
+    }
+
     /// The next complete message or control frame in the read buffer.
     fn next_buffered(&mut self) -> Result<Option<Incoming>, RecvError> {
         loop {
