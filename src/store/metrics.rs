@@ -31,7 +31,8 @@ const REDIS_BUCKETS: &[f64] = &[
 #[derive(Clone)]
 struct RedisSeries {
     /// `effex_redis_command_duration_seconds{command}`: one label value per
-    /// Lua script (a fixed set), so the label stays bounded.
+    /// function of the store's Redis library (a fixed set), so the label stays
+    /// bounded.
     command_duration: HistogramVec,
     /// `effex_redis_reconnects_total`.
     reconnects: IntCounter,
