@@ -432,6 +432,57 @@ async fn retention_by_count_and_since_above_latest_report_a_gap() {
     assert_eq!(store.latest_seq().await.unwrap(), 5);
 }
 
+/// The pages `events` gives for an item updated five times then removed,
+/// with at most three events kept: all events, only updates, only removes.
+async fn pages_after_remove_past_the_most_events(store: Arc<dyn Store>) -> Vec<(Vec<u64>, bool)> {
+    let owner = key(&store, KeyKind::Writer).await;
+    let id = store
+        .write(&owner, WriteItem::new(json!(0)))
+        .await
+        .unwrap()
+        .id
+        .to_string();
+    for n in 1..=5 {
+        store
+            .update(&owner, &id, UpdateItem::new(json!(n)))
+            .await
+            .unwrap();
+    }
+    store.remove(&owner, &id).await.unwrap();
+    let mut pages = Vec::new();
+    for kind in [None, Some(EventKind::Update), Some(EventKind::Remove)] {
+        let query = EventQuery {
+            kind,
+            ..Default::default()
+        };
+        let page = store.events(&owner, &id, query).await.unwrap();
+        pages.push((page.events.iter().map(|e| e.seq).collect(), page.gap));
+    }
+    pages
+}
+
+// A gone item's last event is kept in its tombstone, beside the list of its
+// updates (lua/common.lua `retire`); it still counts towards the most events
+// kept, exactly as the memory store counts it.
+#[tokio::test]
+async fn a_final_event_past_the_most_events_drops_the_oldest_as_in_memory() {
+    let redis = RedisServer::start().await;
+    let mut cfg = redis.store_config(BOSS);
+    cfg.limits.max_events_per_item = 3;
+    let memory = effex::store::MemoryStore::new(cfg.limits.clone()).unwrap();
+    let expected = vec![(vec![4, 5, 6], true), (vec![4, 5], true), (vec![6], false)];
+    assert_eq!(
+        pages_after_remove_past_the_most_events(Arc::new(memory)).await,
+        expected,
+        "memory store"
+    );
+    assert_eq!(
+        pages_after_remove_past_the_most_events(store_with(cfg).await).await,
+        expected,
+        "Redis store"
+    );
+}
+
 #[tokio::test]
 async fn retention_by_age_reports_a_gap_and_forgets_gone_items() {
     let redis = RedisServer::start().await;

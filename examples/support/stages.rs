@@ -146,10 +146,13 @@ impl StreamObserver {
                 let at = unix_us();
                 let mut map = map.lock().expect("not poisoned");
                 for entry in reply.keys.into_iter().flat_map(|k| k.ids) {
-                    let id = entry.get::<String>("id");
+                    // One event (`id`) or a sweep's expiries (`ids`).
+                    let ids = entry
+                        .get::<String>("id")
+                        .or_else(|| entry.get::<String>("ids"));
                     if entry.get::<String>("event").as_deref() == Some("expire") {
-                        if let Some(id) = id {
-                            map.insert(id, at);
+                        for id in ids.iter().flat_map(|ids| ids.split(' ')) {
+                            map.insert(id.to_owned(), at);
                         }
                     }
                     position = entry.id;

@@ -241,18 +241,21 @@ while true do
   local page = redis.call('XRANGE', KEYS[1], from, '+', 'COUNT', 10000)
   if #page == 0 then break end
   for _, entry in ipairs(page) do
-    local fields, event, id = entry[2], nil, nil
+    -- One event (`id`), or a sweep's expiries (`ids`, space-separated).
+    local fields, event, ids = entry[2], nil, nil
     for i = 1, #fields, 2 do
       if fields[i] == 'event' then event = fields[i + 1] end
-      if fields[i] == 'id' then id = fields[i + 1] end
+      if fields[i] == 'id' or fields[i] == 'ids' then ids = fields[i + 1] end
     end
     if event == 'expire' then
-      total = total + 1
-      if seen[id] then
-        if #repeated < 5 then table.insert(repeated, id) end
-      else
-        seen[id] = true
-        distinct = distinct + 1
+      for id in string.gmatch(ids, '%S+') do
+        total = total + 1
+        if seen[id] then
+          if #repeated < 5 then table.insert(repeated, id) end
+        else
+          seen[id] = true
+          distinct = distinct + 1
+        end
       end
     end
   end

@@ -21,7 +21,7 @@ use redis::{AsyncCommands, Value};
 use tokio::sync::{broadcast, watch};
 
 use crate::protocol::time::UnixMillis;
-use crate::store::{Event, ItemId, JsonText, StoreEvent, StoreMetrics};
+use crate::store::{Event, EventKind, ItemId, JsonText, StoreEvent, StoreMetrics};
 
 /// How long one `XREAD` waits for new events.
 pub(super) const BLOCK: Duration = Duration::from_secs(1);
@@ -116,29 +116,41 @@ pub(super) async fn run(
                 continue;
             }
             position = id;
-            let Some(event) = decode(fields) else {
-                log::error!("effex: skipping a malformed event {id} in Redis stream effex:events");
-                continue;
-            };
-            if let StoreEvent::Item(item) = &event {
-                if item.seq <= after {
-                    continue;
+            match decode(fields) {
+                Some(Decoded::One(event)) => deliver(event, &mut after, &events),
+                Some(Decoded::Expired(batch)) => {
+                    for event in batch {
+                        deliver(event, &mut after, &events);
+                    }
                 }
-                if item.seq > after + 1 {
-                    log::warn!(
-                        "effex: events {}..={} were trimmed from the Redis stream before this \
-                         node read them (raise stream_max_len); watches catch up from the items' \
-                         logs, and alias re-points among them are not seen",
-                        after + 1,
-                        item.seq - 1
-                    );
-                }
-                after = item.seq;
+                None => log::error!(
+                    "effex: skipping a malformed event {id} in Redis stream effex:events"
+                ),
             }
-            // Err only means nobody is subscribed.
-            let _ = events.send(event);
         }
     }
+}
+
+/// Sends one decoded event on, unless it is an item event at or before
+/// `after` (the last item event's seq sent), which it then becomes.
+fn deliver(event: StoreEvent, after: &mut u64, events: &broadcast::Sender<StoreEvent>) {
+    if let StoreEvent::Item(item) = &event {
+        if item.seq <= *after {
+            return;
+        }
+        if item.seq > *after + 1 {
+            log::warn!(
+                "effex: events {}..={} were trimmed from the Redis stream before this \
+                 node read them (raise stream_max_len); watches catch up from the items' \
+                 logs, and alias re-points among them are not seen",
+                *after + 1,
+                item.seq - 1
+            );
+        }
+        *after = item.seq;
+    }
+    // Err only means nobody is subscribed.
+    let _ = events.send(event);
 }
 
 /// A reply element's bytes (entry ids and fields are bulk strings).
@@ -186,11 +198,21 @@ fn entries(reply: &Value) -> impl Iterator<Item = (&Value, &[Value])> {
         })
 }
 
-/// One entry's fields as an item event or an alias re-point (`None` when
-/// malformed): `[name, value, name, value, …]`.
-fn decode(fields: &[Value]) -> Option<StoreEvent> {
+/// What one stream entry holds.
+#[derive(Debug)]
+enum Decoded {
+    /// An item event or an alias re-point.
+    One(StoreEvent),
+    /// A sweep's expiries, in seq order (see `lua/sweep.lua`).
+    Expired(Vec<StoreEvent>),
+}
+
+/// One entry's fields (`[name, value, name, value, …]`) as an item event, an
+/// alias re-point or a sweep's expiries; `None` when malformed.
+fn decode(fields: &[Value]) -> Option<Decoded> {
     let (mut seq, mut kind, mut id, mut at, mut value, mut alias, mut since) =
         (None, None, None, None, None, None, None);
+    let (mut ids, mut ats) = (None, None);
     for pair in fields.chunks_exact(2) {
         let slot = match bytes(&pair[0])? {
             b"seq" => &mut seq,
@@ -200,28 +222,52 @@ fn decode(fields: &[Value]) -> Option<StoreEvent> {
             b"value" => &mut value,
             b"alias" => &mut alias,
             b"since" => &mut since,
+            b"ids" => &mut ids,
+            b"ats" => &mut ats,
             _ => continue,
         };
         *slot = Some(text(&pair[1])?);
     }
     if let Some(alias) = alias {
-        return Some(StoreEvent::AliasMoved {
+        return Some(Decoded::One(StoreEvent::AliasMoved {
             alias: alias.to_owned(),
             item: id?.parse::<ItemId>().ok()?,
             since: since?.parse().ok()?,
-        });
+        }));
+    }
+    let seq: u64 = seq?.parse().ok()?;
+    let kind: EventKind = kind?.parse().ok()?;
+    if let (Some(ids), Some(ats)) = (ids, ats) {
+        return expired_batch(seq, kind, ids, ats).map(Decoded::Expired);
     }
     let value = match value {
         Some(text) => Some(JsonText::parse(text).ok()?),
         None => None,
     };
-    Some(StoreEvent::Item(Event {
-        seq: seq?.parse().ok()?,
-        kind: kind?.parse().ok()?,
+    Some(Decoded::One(StoreEvent::Item(Event {
+        seq,
+        kind,
         id: id?.parse::<ItemId>().ok()?,
         at: UnixMillis::from_millis(at?.parse().ok()?),
         value,
-    }))
+    })))
+}
+
+/// A batch entry's events: `ids` and `ats` space-separated and as many, the
+/// seqs consecutive from `first`.
+fn expired_batch(first: u64, kind: EventKind, ids: &str, ats: &str) -> Option<Vec<StoreEvent>> {
+    let mut batch = Vec::with_capacity(ids.len() / 33 + 1);
+    let mut ats = ats.split(' ');
+    for (i, id) in ids.split(' ').enumerate() {
+        batch.push(StoreEvent::Item(Event {
+            seq: first.checked_add(i as u64)?,
+            kind,
+            id: id.parse::<ItemId>().ok()?,
+            at: UnixMillis::from_millis(ats.next()?.parse().ok()?),
+            value: None,
+        }));
+    }
+    ats.next().is_none().then_some(batch)
 }
 
 #[cfg(test)]
@@ -240,6 +286,79 @@ mod tests {
     }
 
     const ITEM: &str = "0123456789abcdef0123456789abcdef";
+    const OTHER: &str = "fedcba9876543210fedcba9876543210";
+
+    /// The one event an entry holds (`None`: malformed or a batch).
+    fn one(fields: &[Value]) -> Option<StoreEvent> {
+        match decode(fields)? {
+            Decoded::One(event) => Some(event),
+            Decoded::Expired(_) => None,
+        }
+    }
+
+    fn fields(list: &[&str]) -> Vec<Value> {
+        list.iter().map(|f| bulk(f)).collect()
+    }
+
+    #[test]
+    fn a_sweep_entry_decodes_to_its_expiries_with_consecutive_seqs() {
+        let ids = format!("{ITEM} {OTHER}");
+        let batch = fields(&["seq", "41", "event", "expire", "ids", &ids, "ats", "1000 1005"]);
+        let Some(Decoded::Expired(events)) = decode(&batch) else {
+            panic!("a batch, got {:?}", decode(&batch));
+        };
+        let got: Vec<(u64, String, u64)> = events
+            .iter()
+            .map(|e| match e {
+                StoreEvent::Item(e) => {
+                    assert_eq!((e.kind, e.value.is_none()), (EventKind::Expire, true));
+                    (e.seq, e.id.to_string(), e.at.as_millis())
+                }
+                other => panic!("an item event, got {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![(41, ITEM.to_owned(), 1000), (42, OTHER.to_owned(), 1005)]
+        );
+    }
+
+    #[test]
+    fn a_sweep_entry_with_more_ids_than_times_or_a_bad_id_is_malformed() {
+        let ids = format!("{ITEM} {OTHER}");
+        for (ids, ats) in [
+            (ids.as_str(), "1000"),
+            (ids.as_str(), "1000 1005 1010"),
+            (ITEM, "soon"),
+            ("not-hex", "1000"),
+        ] {
+            let batch = fields(&["seq", "41", "event", "expire", "ids", ids, "ats", ats]);
+            assert!(decode(&batch).is_none(), "{ids:?} / {ats:?}");
+        }
+    }
+
+    #[test]
+    fn delivery_skips_what_was_sent_and_sends_in_order() {
+        let (tx, mut rx) = broadcast::channel(8);
+        let expire = |seq| {
+            StoreEvent::Item(Event {
+                seq,
+                kind: EventKind::Expire,
+                id: ITEM.parse().unwrap(),
+                at: UnixMillis::from_millis(1),
+                value: None,
+            })
+        };
+        let mut after = 5;
+        for seq in [4, 5, 6, 6, 7] {
+            deliver(expire(seq), &mut after, &tx);
+        }
+        let mut sent = Vec::new();
+        while let Ok(StoreEvent::Item(e)) = rx.try_recv() {
+            sent.push(e.seq);
+        }
+        assert_eq!((sent, after), (vec![6, 7], 7));
+    }
 
     #[test]
     fn a_resp2_reply_decodes_item_events_and_re_points_in_order() {
@@ -265,7 +384,7 @@ mod tests {
             ]),
         ])]);
         let decoded: Vec<(Option<EntryId>, Option<StoreEvent>)> = entries(&reply)
-            .map(|(id, fields)| (text(id).and_then(EntryId::parse), decode(fields)))
+            .map(|(id, fields)| (text(id).and_then(EntryId::parse), one(fields)))
             .collect();
         assert_eq!(decoded.len(), 2);
         assert_eq!(decoded[0].0, EntryId::parse("7-0"));
@@ -304,7 +423,7 @@ mod tests {
             ]),
         )]);
         let decoded: Vec<Option<StoreEvent>> =
-            entries(&reply).map(|(_, fields)| decode(fields)).collect();
+            entries(&reply).map(|(_, fields)| one(fields)).collect();
         assert!(
             matches!(&decoded[0], Some(StoreEvent::Item(e)) if e.seq == 8 && e.value.is_none())
         );

@@ -58,11 +58,11 @@ local function resolve(id, alias, now)
 end
 
 local ITEM_FIELDS = {'owner', 'readers', 'updaters', 'state', 'value', 'size', 'modified',
-  'deadline', 'intent_id', 'intent_holder', 'intent_since', 'intent_expires'}
+  'deadline', 'intent_id', 'intent_holder', 'intent_since', 'intent_expires', 'log'}
 
 -- What the sweep needs to expire an item (`gc_at`: only tombstones made by
 -- effex versions before tombstones got a Redis TTL have it).
-local EXPIRY_FIELDS = {'owner', 'state', 'size', 'deadline', 'gc_at'}
+local EXPIRY_FIELDS = {'owner', 'state', 'size', 'deadline', 'gc_at', 'log'}
 
 -- The item's hash as a table (`fields`: which ones, ITEM_FIELDS unless
 -- given), or nil when there is none.
@@ -99,11 +99,11 @@ local function key_count(key, field)
 end
 
 -- 429/507 for `bytes` more value bytes of `owner`'s items (who holds
--- `owner_bytes` now: nil to read it), or nil.
-local function bytes_refused(owner, bytes, owner_bytes)
+-- `owner_bytes` now, and all items `total` now: nil to read them), or nil.
+local function bytes_refused(owner, bytes, owner_bytes, total)
   owner_bytes = owner_bytes or key_count(owner, 'bytes')
   if owner_bytes + bytes > C.max_bytes_per_key then return err('quota_bytes', bytes) end
-  local total = tonumber(redis.call('HGET', STATS, 'bytes') or '0')
+  total = total or tonumber(redis.call('HGET', STATS, 'bytes') or '0')
   if total + bytes > C.max_total_bytes then return err('full', bytes) end
   return nil
 end
@@ -139,11 +139,15 @@ local function new_retired() return {owners = {}, items = 0, bytes = 0} end
 local function flush_retired(r)
   for owner, o in pairs(r.owners) do
     -- An expired item's owner key may be gone (its deadline is the item's
-    -- latest): HINCRBY would make it again, without a deadline.
+    -- latest), and HINCRBY then makes its hash again, without a deadline.
+    -- A key that exists counts at least the items it gives back, so a count
+    -- below zero means it was gone: drop it again (one call fewer per owner
+    -- than asking EXISTS first, in the same atomic step).
     local kk = key_key(owner)
-    if redis.call('EXISTS', kk) == 1 then
-      redis.call('HINCRBY', kk, 'items', -o.items)
-      if o.bytes ~= 0 then redis.call('HINCRBY', kk, 'bytes', -o.bytes) end
+    if redis.call('HINCRBY', kk, 'items', -o.items) < 0 then
+      redis.call('DEL', kk)
+    elseif o.bytes ~= 0 then
+      redis.call('HINCRBY', kk, 'bytes', -o.bytes)
     end
   end
   if r.items ~= 0 then redis.call('HINCRBY', STATS, 'items', -r.items) end
@@ -151,9 +155,14 @@ local function flush_retired(r)
 end
 
 -- Turns a live item into a tombstone that Redis drops at now + retention
--- (a TTL: no deadline entry, no second sweep), and counts its quota share
--- back in `r`. Returns that end, for its log's TTL.
-local function retire(id, h, now, r)
+-- (a TTL: no deadline entry, no second sweep) and counts its quota share
+-- back in `r`. The tombstone keeps the item's last event, `final` (its
+-- `seq:at:kind`: remove or expire, never followed by another), as the last
+-- entry of the item's log (events.lua reads it after the log list): one
+-- HSET instead of an RPUSH to the list and a TTL on it. The list exists only
+-- once the item was updated (`log` is '' until then; nil for items written
+-- by effex versions before that field), and gets the same TTL.
+local function retire(id, h, now, r, final)
   local o = r.owners[h.owner]
   if not o then o = {items = 0, bytes = 0}; r.owners[h.owner] = o end
   o.items, o.bytes = o.items + 1, o.bytes + h.size
@@ -162,9 +171,10 @@ local function retire(id, h, now, r)
   local ik = item_key(id)
   -- An empty value frees its bytes in the same call (a tombstone's value and
   -- intent are never read: every script checks is_live first).
-  redis.call('HSET', ik, 'state', 'gone', 'size', 0, 'value', '')
+  redis.call('HSET', ik, 'state', 'gone', 'size', '0', 'value', '', 'final', final)
   redis.call('PEXPIREAT', ik, ends)
-  return ends
+  if h.log ~= '' then redis.call('PEXPIREAT', log_key(id), ends) end
+  h.state = 'gone'
 end
 
 local function parse_logged(entry)
@@ -179,29 +189,8 @@ local function drop_logged(id, entry)
   if seq > prev then redis.call('HSET', item_key(id), field, seq) end
 end
 
--- Logs event `seq` in the item's log and appends it to the store-wide
--- stream. `ends`: the item is gone and its log is dropped then (a TTL, as
--- the tombstone's), so it needs no retention trim (events.lua counts aged
--- entries as dropped anyway); otherwise entries older than the retention go.
-local function log_event(id, seq, kind, at, now, value, ends)
-  local lk = log_key(id)
-  local len = redis.call('RPUSH', lk, seq .. ':' .. at .. ':' .. kind)
-  while len > C.max_events do
-    drop_logged(id, redis.call('LPOP', lk))
-    len = len - 1
-  end
-  if ends then
-    redis.call('PEXPIREAT', lk, ends)
-  else
-    local cutoff = now - C.retention_ms
-    while true do
-      local first = redis.call('LINDEX', lk, 0)
-      if not first then break end
-      local _, first_at = parse_logged(first)
-      if first_at >= cutoff then break end
-      drop_logged(id, redis.call('LPOP', lk))
-    end
-  end
+-- Appends event `seq` to the store-wide stream: one entry, id `<seq>-0`.
+local function stream_event(seq, kind, id, at, value)
   if value then
     redis.call('XADD', STREAM, 'MAXLEN', '~', C.stream_max, seq .. '-0',
       'seq', seq, 'event', kind, 'id', id, 'at', at, 'value', value)
@@ -211,20 +200,37 @@ local function log_event(id, seq, kind, at, now, value, ends)
   end
 end
 
--- Bumps the seq and logs the event (log_event): one step, as the script is
--- atomic. Returns the seq.
-local function emit(id, kind, at, now, value, ends)
-  local seq = redis.call('INCR', SEQ)
-  log_event(id, seq, kind, at, now, value, ends)
-  return seq
+-- Logs update `seq` (at `now`) in the item's log list, drops the entries
+-- beyond the most kept and those older than the retention, and appends it to
+-- the stream. Bumping the seq is the caller's, in the same script.
+local function log_update(id, seq, now, value)
+  local lk = log_key(id)
+  local len = redis.call('RPUSH', lk, seq .. ':' .. now .. ':update')
+  while len > C.max_events do
+    drop_logged(id, redis.call('LPOP', lk))
+    len = len - 1
+  end
+  local cutoff = now - C.retention_ms
+  while true do
+    local first = redis.call('LINDEX', lk, 0)
+    if not first then break end
+    local _, first_at = parse_logged(first)
+    if first_at >= cutoff then break end
+    drop_logged(id, redis.call('LPOP', lk))
+  end
+  stream_event(seq, 'update', id, now, value)
 end
 
--- Expires a due item whose deadline entry the caller has just removed (its
--- claim): tombstone, `expire` event `seq`, quota share counted in `r`.
-local function expire(id, h, now, seq, r)
-  local ends = retire(id, h, now, r)
-  log_event(id, seq, 'expire', h.deadline, now, nil, ends)
-  h.state = 'gone'
+-- Ends live item `id` (`h`: load_item) with event `kind` at `at`: a new seq,
+-- the tombstone holding the event (retire), the quota given back, the stream
+-- entry; one step, as the script is atomic. Returns the seq.
+local function end_item(id, h, kind, at, now)
+  local seq = redis.call('INCR', SEQ)
+  local r = new_retired()
+  retire(id, h, now, r, seq .. ':' .. at .. ':' .. kind)
+  flush_retired(r)
+  stream_event(seq, kind, id, at)
+  return seq
 end
 
 -- THE expiry claim, taken by the sweeper (sweep.lua, for a batch) and by
@@ -238,9 +244,5 @@ local function is_due(h, now) return h and h.state == 'live' and h.deadline <= n
 local function claim_expiry(id, h, now)
   if not is_due(h, now) then return nil end
   if redis.call('ZREM', DUE, 'i:' .. id) == 0 then return nil end
-  local r = new_retired()
-  local seq = redis.call('INCR', SEQ)
-  expire(id, h, now, seq, r)
-  flush_retired(r)
-  return seq
+  return end_item(id, h, 'expire', h.deadline, now)
 end

@@ -12,7 +12,8 @@ claim_expiry(id, h, now)
 if not h then return err('no_log', id) end
 if access(h, key) < 1 then return err('cannot_read', id) end
 local since, want = tonumber(arg(4)), arg(5)
-local d = redis.call('HMGET', item_key(id), 'dropped_update', 'dropped_remove', 'dropped_expire')
+local d = redis.call('HMGET', item_key(id), 'dropped_update', 'dropped_remove', 'dropped_expire',
+  'final')
 local dropped = 0
 if want == 'update' then dropped = tonumber(d[1] or '0')
 elseif want == 'remove' then dropped = tonumber(d[2] or '0')
@@ -24,10 +25,17 @@ local cutoff = now - C.retention_ms
 local out = {}
 local oldest, newest_seq, newest_kind = -1, nil, nil
 local last_seq = nil
-for _, entry in ipairs(redis.call('LRANGE', log_key(id), 0, -1)) do
+-- The log: the list of updates, then a gone item's final event (retire).
+-- Both count towards the most events kept: a final event past the most
+-- drops the oldest update, as appending it to the list would have.
+local log = {}
+if h.log ~= '' then log = redis.call('LRANGE', log_key(id), 0, -1) end
+if d[4] then table.insert(log, d[4]) end
+local over = #log - C.max_events
+for i, entry in ipairs(log) do
   local seq, at, kind = parse_logged(entry)
   local wanted = (want == '' or want == kind)
-  if at < cutoff then
+  if at < cutoff or i <= over then
     if wanted then dropped = math.max(dropped, seq) end
   else
     if oldest < 0 then oldest = seq end

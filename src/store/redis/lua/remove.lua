@@ -9,8 +9,4 @@ local h = load_item(id)
 claim_expiry(id, h, now)
 if not is_live(h, now) then return err('gone', id) end
 if access(h, key) < 3 then return err('not_owner_remove', id) end
-local r = new_retired()
-local ends = retire(id, h, now, r)
-flush_retired(r)
-local seq = emit(id, 'remove', now, now, nil, ends)
-return {'ok', id, seq}
+return {'ok', id, end_item(id, h, 'remove', now, now)}

@@ -2,10 +2,12 @@
 -- deadline index at once (they are the lowest ranks: one ZREMRANGEBYRANK
 -- inside this atomic script, so each is handled by exactly one node) and
 -- expires the due items among them as one batch: one INCRBY takes their seqs
--- (consecutive, in deadline order) and each owner's counters change once.
--- Also drops expired keys and aliases (tombstones and logs have a Redis TTL).
--- Returns {'ok', handled, next deadline or -1, now}: the sweeper waits for
--- that deadline (in Redis's clock).
+-- (consecutive, in deadline order), each owner's counters change once, and
+-- one stream entry carries them all (id `<last seq>-0`, fields `seq` (the
+-- first), `event`, `ids` and `ats`, space-separated; a single expiry is an
+-- ordinary entry). Also drops expired keys and aliases (tombstones and logs
+-- have a Redis TTL). Returns {'ok', handled, next deadline or -1, now}: the
+-- sweeper waits for that deadline (in Redis's clock).
 local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', DUE, '-inf', now, 'LIMIT', 0, tonumber(arg(1)))
 if #due > 0 then redis.call('ZREMRANGEBYRANK', DUE, 0, #due - 1) end
@@ -28,12 +30,24 @@ for _, m in ipairs(due) do
     if d and d <= now then redis.call('DEL', alias_key(name)) end
   end
 end
-if #expiring > 0 then
-  local first = redis.call('INCRBY', SEQ, #expiring) - #expiring
+if #expiring == 1 then
+  end_item(expiring[1][1], expiring[1][2], 'expire', expiring[1][2].deadline, now)
+elseif #expiring > 1 then
+  local last = redis.call('INCRBY', SEQ, #expiring)
+  local first = last - #expiring + 1
   local r = new_retired()
-  for i, e in ipairs(expiring) do expire(e[1], e[2], now, first + i, r) end
+  local ids, ats = {}, {}
+  for i, e in ipairs(expiring) do
+    local id, h = e[1], e[2]
+    retire(id, h, now, r, (first + i - 1) .. ':' .. h.deadline .. ':expire')
+    ids[i], ats[i] = id, h.deadline
+  end
   flush_retired(r)
+  redis.call('XADD', STREAM, 'MAXLEN', '~', C.stream_max, last .. '-0',
+    'seq', first, 'event', 'expire', 'ids', table.concat(ids, ' '), 'ats', table.concat(ats, ' '))
 end
+-- A full batch: more may be due, and the sweeper sweeps again at once.
+if #due >= tonumber(arg(1)) then return {'ok', #due, now, now} end
 local next_due = redis.call('ZRANGE', DUE, 0, 0, 'WITHSCORES')
 local next_at = -1
 if next_due[2] then next_at = tonumber(next_due[2]) end
