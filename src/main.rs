@@ -308,8 +308,8 @@ struct RedisArgs {
     /// the same on every node).
     #[arg(long = "redis", env = "EFFEX_REDIS_URL", value_name = "URL")]
     url: Option<String>,
-    /// About how many events the Redis event stream keeps for nodes that
-    /// reconnect.
+    /// About how many entries (an event, or one sweep's expiries) the Redis
+    /// event stream keeps for nodes that reconnect.
     #[arg(
         long = "redis-stream-max-len",
         env = "EFFEX_REDIS_STREAM_MAX_LEN",

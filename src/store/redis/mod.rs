@@ -11,7 +11,9 @@
 //! start (again if Redis lost it): it checks the key, resolves the alias,
 //! checks permissions, intents and quotas, applies the change, and for an
 //! update, remove or expire bumps the store-wide `seq` (`INCR effex:seq`),
-//! appends the event to the item's log and `XADD`s it to the event stream.
+//! logs the event with the item (an update in its log list, a remove or
+//! expire, its last event, in its tombstone) and `XADD`s it to the event
+//! stream.
 //! Redis runs a function as one step, like a script, so no node sees a change
 //! without its event and seq. `effex:seq` only grows and lives in Redis, so a
 //! seq is never reused across node restarts (with Redis persistence: AOF).
@@ -21,11 +23,11 @@
 //! | key | type | what |
 //! |---|---|---|
 //! | `effex:seq` | string | the latest seq |
-//! | `effex:events` | stream | every event, entry id `<seq>-0`, and every alias re-point, entry id `<latest seq>-<n>` (n ≥ 1); trimmed to about `stream_max_len` |
+//! | `effex:events` | stream | every event, entry id `<seq>-0` (a sweep's expiries: one entry, id `<last seq>-0`, their ids and times space-separated), and every alias re-point, entry id `<latest seq>-<n>` (n ≥ 1); trimmed to about `stream_max_len` entries |
 //! | `effex:due` | sorted set | deadlines: `i:<id>` (item expiry), `k:<key>`, `a:<alias>` |
 //! | `effex:stats` | hash | live `items` and their value `bytes` (the 507 quota) |
-//! | `effex:{item:<id>}` | hash | owner, readers, updaters, value, size, modified, deadline, intent, state; a tombstone (state `gone`) has a Redis TTL: the retention |
-//! | `effex:{item:<id>}:log` | list | the item's retained events, `seq:at:kind`; the tombstone's TTL once the item is gone |
+//! | `effex:{item:<id>}` | hash | owner, readers, updaters, value, size, modified, deadline, intent, state, `log` (`''` until the first update makes the log list); a tombstone (state `gone`) keeps the item's last event, `final` (`seq:at:kind`, remove or expire), and has a Redis TTL: the retention |
+//! | `effex:{item:<id>}:log` | list | the item's retained updates, `seq:at:update` (its `final` event follows them); the tombstone's TTL once the item is gone |
 //! | `effex:{key:<key>}` | hash | deadline, and for a writer key its items/bytes/aliases counts |
 //! | `effex:{alias:<name>}` | hash | owner, id, owner's deadline |
 //!
@@ -49,7 +51,7 @@
 //! scripts, and a write naming an alias, append it to the stream in the same
 //! script as the re-point; it takes no seq, see the key layout). After a
 //! dropped connection it resumes from that entry: nothing is lost
-//! unless the node was away so long that more than `stream_max_len` events
+//! unless the node was away so long that more than `stream_max_len` entries
 //! were trimmed meanwhile (it logs how many; a watch then catches up from the
 //! item's own log through [`Store::events`]).
 //!
@@ -59,7 +61,8 @@
 //! the due entries (removed from the set inside the script, so each is
 //! handled by exactly one node, with no leader), expires the due items as one
 //! batch (logging `expire` once each; one `INCRBY` takes their consecutive
-//! seqs, and each owner's counters change once per sweep), and deletes
+//! seqs, one stream entry carries them all, and each owner's counters change
+//! once per sweep: Redis's cost per expiry is three calls), and deletes
 //! expired keys and the aliases of expired writer keys. Redis's own TTLs are
 //! not the expiry clock (they are seconds late under load), but they drop
 //! what only has to go eventually: a tombstone and its log get a TTL of the
@@ -131,8 +134,9 @@ pub struct RedisStoreConfig {
     /// should use the same. Defaults to [`MemoryStoreConfig::default`]
     /// (whose empty boss key [`RedisStore::connect`] refuses).
     pub limits: MemoryStoreConfig,
-    /// About how many events the shared stream keeps (`XADD … MAXLEN ~`),
-    /// values included: a node whose connection drops catches up from it. A
+    /// About how many entries the shared stream keeps (`XADD … MAXLEN ~`;
+    /// an entry is one event, value included, or one sweep's expiries): a
+    /// node whose connection drops catches up from it. A
     /// node away for more events than this loses the older ones from its live
     /// channel (logged); watches catch up from the items' logs. Defaults to
     /// 100,000.

@@ -303,7 +303,16 @@ mod tests {
     #[test]
     fn a_sweep_entry_decodes_to_its_expiries_with_consecutive_seqs() {
         let ids = format!("{ITEM} {OTHER}");
-        let batch = fields(&["seq", "41", "event", "expire", "ids", &ids, "ats", "1000 1005"]);
+        let batch = fields(&[
+            "seq",
+            "41",
+            "event",
+            "expire",
+            "ids",
+            &ids,
+            "ats",
+            "1000 1005",
+        ]);
         let Some(Decoded::Expired(events)) = decode(&batch) else {
             panic!("a batch, got {:?}", decode(&batch));
         };
