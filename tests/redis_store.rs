@@ -483,6 +483,78 @@ async fn a_final_event_past_the_most_events_drops_the_oldest_as_in_memory() {
     );
 }
 
+/// How many `LINDEX` calls Redis has run since the last `CONFIG RESETSTAT`.
+async fn lindex_calls(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap();
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_lindex:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+// An update reads its item's log list only when an entry may have aged out:
+// the item hash keeps when the list's first entry was logged (`log`). Past
+// the retention the aged entries still go from the list.
+#[tokio::test]
+async fn updates_trim_aged_log_entries_without_reading_the_log_until_then() {
+    let redis = RedisServer::start().await;
+    let mut cfg = redis.store_config(BOSS);
+    cfg.limits.event_retention = Duration::from_millis(500);
+    let store = store_with(cfg).await;
+    let mut conn = redis.connection().await;
+    let owner = key(&store, KeyKind::Writer).await;
+    let id = store
+        .write(&owner, WriteItem::new(json!(0)))
+        .await
+        .unwrap()
+        .id
+        .to_string();
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for n in 1..=3 {
+        store
+            .update(&owner, &id, UpdateItem::new(json!(n)))
+            .await
+            .unwrap();
+    }
+    assert_eq!(lindex_calls(&mut conn).await, 0, "nothing had aged out");
+    let log = format!("effex:{{item:{id}}}:log");
+    let len: usize = redis::cmd("LLEN")
+        .arg(&log)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 3);
+    tokio::time::sleep(Duration::from_millis(600)).await; // past the retention
+    let last = store
+        .update(&owner, &id, UpdateItem::new(json!(4)))
+        .await
+        .unwrap();
+    let len: usize = redis::cmd("LLEN")
+        .arg(&log)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 1, "the three aged updates left the list");
+    let page = store
+        .events(&owner, &id, EventQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        page.events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [last.seq]
+    );
+    assert!(page.gap);
+}
+
 #[tokio::test]
 async fn retention_by_age_reports_a_gap_and_forgets_gone_items() {
     let redis = RedisServer::start().await;

@@ -203,22 +203,32 @@ end
 -- Logs update `seq` (at `now`) in the item's log list, drops the entries
 -- beyond the most kept and those older than the retention, and appends it to
 -- the stream. Bumping the seq is the caller's, in the same script.
-local function log_update(id, seq, now, value)
+-- `first_at`: when the list's first entry was logged, as the item's `log`
+-- field keeps it (nil: not known — no list yet, or an item from an effex
+-- version before that field). Returns the new first entry's time, for that
+-- field: while it is within the retention, nothing has aged out and the
+-- list is not read at all.
+local function log_update(id, seq, now, value, first_at)
   local lk = log_key(id)
   local len = redis.call('RPUSH', lk, seq .. ':' .. now .. ':update')
+  if len == 1 then first_at = now end
   while len > C.max_events do
     drop_logged(id, redis.call('LPOP', lk))
     len = len - 1
+    first_at = nil
   end
   local cutoff = now - C.retention_ms
-  while true do
-    local first = redis.call('LINDEX', lk, 0)
-    if not first then break end
-    local _, first_at = parse_logged(first)
-    if first_at >= cutoff then break end
-    drop_logged(id, redis.call('LPOP', lk))
+  if not first_at or first_at < cutoff then
+    -- The entry just pushed stays (at least one event is kept, validated in
+    -- Rust) and is within the retention, so this ends before the list does.
+    while true do
+      local _, at = parse_logged(redis.call('LINDEX', lk, 0))
+      if at >= cutoff then first_at = at; break end
+      drop_logged(id, redis.call('LPOP', lk))
+    end
   end
   stream_event(seq, 'update', id, now, value)
+  return first_at
 end
 
 -- Ends live item `id` (`h`: load_item) with event `kind` at `at`: a new seq,

@@ -28,13 +28,15 @@ if growth ~= 0 then
   redis.call('HINCRBY', key_key(h.owner), 'bytes', growth)
   redis.call('HINCRBY', STATS, 'bytes', growth)
 end
--- `log` '1': the item has a log list now (retire gives it the tombstone's TTL).
-if h.intent_holder and h.intent_expires > now then
-  redis.call('HSET', item_key(id), 'value', arg(5), 'size', size, 'modified', now, 'log', '1',
-    'intent_expires', now)
-else
-  redis.call('HSET', item_key(id), 'value', arg(5), 'size', size, 'modified', now, 'log', '1')
-end
 local seq = redis.call('INCR', SEQ)
-log_update(id, seq, now, arg(5))
+-- `log`: the item has a log list now (retire gives it the tombstone's TTL),
+-- whose first entry was logged at this time.
+local first_at = log_update(id, seq, now, arg(5), tonumber(h.log or ''))
+if h.intent_holder and h.intent_expires > now then
+  redis.call('HSET', item_key(id), 'value', arg(5), 'size', size, 'modified', now,
+    'log', first_at, 'intent_expires', now)
+else
+  redis.call('HSET', item_key(id), 'value', arg(5), 'size', size, 'modified', now,
+    'log', first_at)
+end
 return {'ok', id, now, seq}
