@@ -57,6 +57,24 @@ async fn key(store: &Arc<dyn Store>, kind: KeyKind) -> String {
     keys(store, kind, 1, None).await.remove(0)
 }
 
+/// Writes an item (value 0) as `owner` and updates it `updates` times
+/// (values 1, 2, …); returns its id.
+async fn updated_item(store: &Arc<dyn Store>, owner: &str, updates: u64) -> String {
+    let id = store
+        .write(owner, WriteItem::new(json!(0)))
+        .await
+        .unwrap()
+        .id
+        .to_string();
+    for n in 1..=updates {
+        store
+            .update(owner, &id, UpdateItem::new(json!(n)))
+            .await
+            .unwrap();
+    }
+    id
+}
+
 fn code<T>(result: &Result<T, StoreError>) -> u16 {
     match result {
         Ok(_) => 200,
@@ -373,18 +391,7 @@ async fn retention_by_count_and_since_above_latest_report_a_gap() {
     cfg.limits.max_events_per_item = 3;
     let store = store_with(cfg).await;
     let owner = key(&store, KeyKind::Writer).await;
-    let id = store
-        .write(&owner, WriteItem::new(json!(0)))
-        .await
-        .unwrap()
-        .id
-        .to_string();
-    for n in 1..=5 {
-        store
-            .update(&owner, &id, UpdateItem::new(json!(n)))
-            .await
-            .unwrap();
-    }
+    let id = updated_item(&store, &owner, 5).await;
     let query = EventQuery {
         with_value: true,
         ..Default::default()
@@ -436,18 +443,7 @@ async fn retention_by_count_and_since_above_latest_report_a_gap() {
 /// with at most three events kept: all events, only updates, only removes.
 async fn pages_after_remove_past_the_most_events(store: Arc<dyn Store>) -> Vec<(Vec<u64>, bool)> {
     let owner = key(&store, KeyKind::Writer).await;
-    let id = store
-        .write(&owner, WriteItem::new(json!(0)))
-        .await
-        .unwrap()
-        .id
-        .to_string();
-    for n in 1..=5 {
-        store
-            .update(&owner, &id, UpdateItem::new(json!(n)))
-            .await
-            .unwrap();
-    }
+    let id = updated_item(&store, &owner, 5).await;
     store.remove(&owner, &id).await.unwrap();
     let mut pages = Vec::new();
     for kind in [None, Some(EventKind::Update), Some(EventKind::Remove)] {
@@ -497,6 +493,16 @@ async fn lindex_calls(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
         .map_or(0, |n| n.parse().unwrap())
 }
 
+/// The length of item `id`'s log list (see the key layout in
+/// src/store/redis/mod.rs).
+async fn log_len(conn: &mut redis::aio::MultiplexedConnection, id: &str) -> usize {
+    redis::cmd("LLEN")
+        .arg(format!("effex:{{item:{id}}}:log"))
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
 // An update reads its item's log list only when an entry may have aged out:
 // the item hash keeps when the list's first entry was logged (`log`). Past
 // the retention the aged entries still go from the list.
@@ -508,12 +514,7 @@ async fn updates_trim_aged_log_entries_without_reading_the_log_until_then() {
     let store = store_with(cfg).await;
     let mut conn = redis.connection().await;
     let owner = key(&store, KeyKind::Writer).await;
-    let id = store
-        .write(&owner, WriteItem::new(json!(0)))
-        .await
-        .unwrap()
-        .id
-        .to_string();
+    let id = updated_item(&store, &owner, 0).await;
     let _: () = redis::cmd("CONFIG")
         .arg("RESETSTAT")
         .query_async(&mut conn)
@@ -526,24 +527,17 @@ async fn updates_trim_aged_log_entries_without_reading_the_log_until_then() {
             .unwrap();
     }
     assert_eq!(lindex_calls(&mut conn).await, 0, "nothing had aged out");
-    let log = format!("effex:{{item:{id}}}:log");
-    let len: usize = redis::cmd("LLEN")
-        .arg(&log)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(len, 3);
+    assert_eq!(log_len(&mut conn, &id).await, 3);
     tokio::time::sleep(Duration::from_millis(600)).await; // past the retention
     let last = store
         .update(&owner, &id, UpdateItem::new(json!(4)))
         .await
         .unwrap();
-    let len: usize = redis::cmd("LLEN")
-        .arg(&log)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(len, 1, "the three aged updates left the list");
+    assert_eq!(
+        log_len(&mut conn, &id).await,
+        1,
+        "the three aged updates left the list"
+    );
     let page = store
         .events(&owner, &id, EventQuery::default())
         .await
