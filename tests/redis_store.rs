@@ -549,6 +549,47 @@ async fn updates_trim_aged_log_entries_without_reading_the_log_until_then() {
     assert!(page.gap);
 }
 
+// An item written by an effex version before the `log` field (its hash has
+// none; its log list holds its updates) keeps its log through updates and its
+// end, and the list still gets the tombstone's TTL.
+#[tokio::test]
+async fn an_item_from_before_the_log_field_keeps_its_log() {
+    let redis = RedisServer::start().await;
+    let store = store_with(redis.store_config(BOSS)).await;
+    let mut conn = redis.connection().await;
+    let owner = key(&store, KeyKind::Writer).await;
+    let id = updated_item(&store, &owner, 2).await;
+    let removed: u32 = redis::cmd("HDEL")
+        .arg(format!("effex:{{item:{id}}}"))
+        .arg("log")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(removed, 1, "a new item has the field");
+    store
+        .update(&owner, &id, UpdateItem::new(json!(3)))
+        .await
+        .unwrap();
+    let gone = store.remove(&owner, &id).await.unwrap();
+    let page = store
+        .events(&owner, &id, EventQuery::default())
+        .await
+        .unwrap();
+    let seqs: Vec<(u64, EventKind)> = page.events.iter().map(|e| (e.seq, e.kind)).collect();
+    use EventKind::{Remove, Update};
+    assert_eq!(
+        seqs,
+        [(1, Update), (2, Update), (3, Update), (gone.seq, Remove)]
+    );
+    assert_eq!(log_len(&mut conn, &id).await, 3);
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("effex:{{item:{id}}}:log"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl > 0, "the log list goes with the tombstone: PTTL {ttl}");
+}
+
 #[tokio::test]
 async fn retention_by_age_reports_a_gap_and_forgets_gone_items() {
     let redis = RedisServer::start().await;
