@@ -43,7 +43,10 @@
 //! - (e) memory per stored 1 KiB item: Redis `INFO memory` `used_memory`
 //!   growth over 20,000 items (memory: the node's RSS growth).
 //!
-//! Under the table, (c) on Redis is broken down (`support::stages`): deadline
+//! Under the table, (b) on Redis is broken down into the CPU that
+//! redis-server, each node and the bench process spent per write (and the
+//! writes/s that allows on this machine's cores), and (c) on Redis is
+//! broken down (`support::stages`): deadline
 //! → the `expire` entry read from `effex:events` by an observer of the
 //! bench's own (the sweep's share) and that read → the push handled (the
 //! nodes' readers, hubs and pushes, and the client); the CPU per expiry of
@@ -313,8 +316,13 @@ async fn run(options: &Options) -> Result<(), String> {
     }
     if options.wanted("throughput") {
         progress("(b) REST writes/s, 64 clients");
-        let (on_redis, redis_errors) = write_throughput(&cluster, scale).await?;
-        let (on_memory, memory_errors) = write_throughput(&single, scale).await?;
+        let probe = Probe {
+            redis: &redis,
+            nodes: nodes.iter().map(Node::pid).collect(),
+        };
+        let (on_redis, redis_errors) = write_throughput(&cluster, scale, Some(probe)).await?;
+        let (on_memory, memory_errors) = write_throughput(&single, scale, None).await?;
+        notes.push(on_redis.3.clone());
         rows.push(Row {
             measure: format!(
                 "(b) REST writes/s (`POST /items`), {CLIENTS} closed-loop clients over the nodes, {} s, (p50, p99)",
@@ -764,10 +772,13 @@ async fn update_to_handler(
 // ---- (b) write throughput ------------------------------------------------------------
 
 /// (rate, p50, p99) and the number of failed writes.
+/// (b) on one exchange: writes/s, p50, p99, and (with a probe) where the
+/// CPU went per write.
 async fn write_throughput(
     exchange: &Exchange,
     scale: &Scale,
-) -> Result<((f64, Duration, Duration), usize), String> {
+    probe: Option<Probe<'_>>,
+) -> Result<((f64, Duration, Duration, String), usize), String> {
     let clients: Vec<_> = (0..CLIENTS)
         .map(|c| {
             let (rest, key) = (exchange.node(c).clone(), exchange.writers[c].clone());
@@ -780,15 +791,64 @@ async fn write_throughput(
             }
         })
         .collect();
+    let before = match &probe {
+        Some(p) => Some((RedisCounters::read(p.redis).await?, process_cpu(&p.nodes))),
+        None => None,
+    };
     let load = closed_loop(clients, scale.warmup, scale.phase).await;
+    let note = match (probe, before) {
+        (Some(p), Some((redis_before, (nodes_before, bench_before)))) => {
+            let redis_cpu = RedisCounters::read(p.redis).await?.since(&redis_before).0;
+            let (nodes_after, bench_after) = process_cpu(&p.nodes);
+            let nodes_cpu: Vec<Duration> = nodes_after
+                .iter()
+                .zip(&nodes_before)
+                .map(|(after, before)| after.saturating_sub(*before))
+                .collect();
+            write_cpu_note(
+                load.total,
+                redis_cpu,
+                &nodes_cpu,
+                bench_after.saturating_sub(bench_before),
+            )
+        }
+        _ => String::new(),
+    };
     Ok((
         (
             load.rate,
             percentile(&load.latencies, 50.0),
             percentile(&load.latencies, 99.0),
+            note,
         ),
         load.errors,
     ))
+}
+
+/// The (b) note under the table: the CPU each process spent per write over
+/// the whole run (warm-up included), and the writes/s that CPU allows on
+/// this machine's cores if nothing else ran.
+fn write_cpu_note(writes: usize, redis: Duration, nodes: &[Duration], bench: Duration) -> String {
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / writes.max(1) as f64;
+    let nodes_total: f64 = nodes.iter().map(|d| per(*d)).sum();
+    let total = per(redis) + nodes_total + per(bench);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!(
+        "(b) on Redis, CPU per write ({} writes, `INFO cpu` and `/proc`): redis-server {:.1} µs, \
+         nodes {} µs (together {:.1} µs), bench process (the clients) {:.1} µs: {:.1} µs in all, \
+         so this machine's {cores} cores allow at most ~{:.0} writes/s at this cost.",
+        thousands(writes),
+        per(redis),
+        nodes
+            .iter()
+            .map(|d| format!("{:.1}", per(*d)))
+            .collect::<Vec<_>>()
+            .join(" + "),
+        nodes_total,
+        per(bench),
+        total,
+        cores as f64 * 1e6 / total.max(1e-9)
+    )
 }
 
 // ---- (c) expire lateness -------------------------------------------------------------
@@ -871,7 +931,9 @@ fn stages_note(stages: Stages) -> String {
     format!(
         "(c) on Redis, where the time went: deadline → `expire` entry read from `effex:events` by an \
          observer ({observed} seen) p50 {} / p99 {}; that read → push handled p50 {} / p99 {}. CPU per expiry: \
-         redis-server {}, nodes {}, bench process {}. Redis commands: {}.",
+         redis-server {}, nodes {}, bench process {}. Redis commands (`INFO commandstats`: wall-clock \
+         time inside each command, which grows when the machine preempts Redis; the CPU figures are \
+         `INFO cpu`): {}.",
         fmt(a.p50),
         fmt(a.p99),
         fmt(b.p50),

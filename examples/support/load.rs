@@ -15,6 +15,9 @@ pub struct Load {
     pub latencies: Vec<Duration>,
     /// Requests that failed (warm-up included).
     pub errors: usize,
+    /// Requests answered, warm-up included (for CPU per request over the
+    /// whole run).
+    pub total: usize,
 }
 
 /// Runs every client (one call = one request, `true` when it succeeded)
@@ -31,7 +34,7 @@ where
         .map(|mut request| {
             actix_rt::spawn(async move {
                 let mut latencies = Vec::with_capacity(100_000);
-                let mut errors = 0;
+                let (mut errors, mut total) = (0, 0);
                 loop {
                     let sent = Instant::now();
                     if sent >= stop {
@@ -39,6 +42,7 @@ where
                     }
                     let ok = request().await;
                     let done = Instant::now();
+                    total += 1;
                     if !ok {
                         errors += 1;
                     }
@@ -46,7 +50,7 @@ where
                         latencies.push(done - sent);
                     }
                 }
-                (latencies, errors)
+                (latencies, errors, total)
             })
         })
         .collect();
@@ -54,12 +58,14 @@ where
         rate: 0.0,
         latencies: Vec::new(),
         errors: 0,
+        total: 0,
     };
     for task in tasks {
         // A client task only ends by returning: it never panics on an error.
-        if let Ok((latencies, errors)) = task.await {
+        if let Ok((latencies, errors, total)) = task.await {
             load.latencies.extend(latencies);
             load.errors += errors;
+            load.total += total;
         }
     }
     load.latencies.sort();
