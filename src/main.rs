@@ -321,7 +321,8 @@ struct RedisArgs {
     /// also wakes when the next deadline falls due).
     #[arg(long = "redis-sweep-interval", env = "EFFEX_REDIS_SWEEP_INTERVAL", default_value = "0.005", value_name = "DURATION", value_parser = duration)]
     sweep_interval: Duration,
-    /// The most due deadlines one sweep handles in one Redis script.
+    /// The most due deadlines one sweep handles in one Redis script (1 to
+    /// 10,000).
     #[arg(
         long = "redis-sweep-batch",
         env = "EFFEX_REDIS_SWEEP_BATCH",

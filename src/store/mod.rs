@@ -176,7 +176,10 @@ pub use json_text::JsonText;
 pub use memory::{MemoryStore, MemoryStoreConfig};
 pub use metrics::StoreMetrics;
 #[cfg(feature = "redis")]
-pub use redis::{redact_url as redact_redis_url, RedisStore, RedisStoreConfig};
+pub use redis::{
+    redact_url as redact_redis_url, RedisStore, RedisStoreConfig,
+    MAX_SWEEP_BATCH as REDIS_MAX_SWEEP_BATCH,
+};
 pub(crate) use types::parse_event_kind;
 pub use types::{
     Aliased, Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, KeyKind, ReadItem, Removed,

@@ -53,7 +53,10 @@
 //! dropped connection it resumes from that entry: nothing is lost
 //! unless the node was away so long that more than `stream_max_len` entries
 //! were trimmed meanwhile (it logs how many; a watch then catches up from the
-//! item's own log through [`Store::events`]).
+//! item's own log through [`Store::events`]). A read asks for up to 1,000
+//! entries, fewer when entries may be large (values up to `max_size`, or big
+//! sweep batches), so that one reply stays near 32 MiB: a node catching up
+//! on a backlog of 1 MiB values reads it 31 entries at a time.
 //!
 //! # Expiry
 //!
@@ -149,11 +152,17 @@ pub struct RedisStoreConfig {
     /// the next sweep, which follows at once. Defaults to 200 (a full sweep of
     /// 1,000 held Redis ~130 ms on a 2-core VM, delaying every other node's
     /// calls and so every push; 200, ~23 ms, at the same cost per expiry).
+    /// At most [`MAX_SWEEP_BATCH`](crate::store::REDIS_MAX_SWEEP_BATCH).
     pub sweep_batch: usize,
     /// How long one Redis call (and one connection attempt) may take before
     /// it fails with 503. Defaults to 2 s.
     pub timeout: Duration,
 }
+
+/// The largest [`RedisStoreConfig::sweep_batch`]: one sweep holds Redis
+/// for its whole batch (~0.05–0.1 ms per expiry), and its expiries are one
+/// stream entry (~48 bytes each) that every node reads.
+pub const MAX_SWEEP_BATCH: usize = 10_000;
 
 impl Default for RedisStoreConfig {
     fn default() -> Self {
@@ -188,8 +197,11 @@ impl RedisStoreConfig {
         if self.stream_max_len == 0 {
             return bad("stream_max_len must be more than 0");
         }
-        if self.sweep_batch == 0 {
-            return bad("sweep_batch must be more than 0");
+        if self.sweep_batch == 0 || self.sweep_batch > MAX_SWEEP_BATCH {
+            return bad(&format!(
+                "sweep_batch must be 1 to {MAX_SWEEP_BATCH} (one sweep holds Redis for its whole \
+                 batch, and its expiries are one stream entry that every node reads)"
+            ));
         }
         if self.sweep_interval.is_zero() {
             return bad("sweep_interval must be more than 0");
@@ -329,10 +341,12 @@ impl RedisStore {
         });
         shared.load_library().await?;
         let from = shared.stream_end().await?;
+        let count =
+            stream::entries_per_read(shared.config.limits.max_size, shared.config.sweep_batch);
         tokio::spawn(stream::run(
             reader,
             shared.events.clone(),
-            from,
+            (from, count),
             shared.stop.subscribe(),
             shared.shown_url.clone(),
             shared.metrics.clone(),

@@ -26,8 +26,27 @@ use crate::store::{Event, EventKind, ItemId, JsonText, StoreEvent, StoreMetrics}
 /// How long one `XREAD` waits for new events.
 pub(super) const BLOCK: Duration = Duration::from_secs(1);
 
-/// The most events one `XREAD` returns.
+/// The most entries one `XREAD` asks for.
 const BATCH: usize = 1000;
+
+/// About the most bytes of entries one `XREAD` asks for (a node that fell
+/// behind reads its backlog in replies of at most this size).
+const READ_BUDGET: usize = 32 << 20;
+
+/// The most bytes of one entry besides the value or the ids it carries.
+const ENTRY_OVERHEAD: usize = 256;
+
+/// The most bytes a sweep's entry spends per expiry: an id (32 hex), a
+/// deadline (13 digits) and their separators.
+const SWEPT_BYTES: usize = 48;
+
+/// How many entries one `XREAD` asks for: [`BATCH`], or fewer when entries
+/// may be large (a value of up to `max_size` bytes, or a sweep of
+/// `sweep_batch` expiries), so that a reply stays within [`READ_BUDGET`].
+pub(super) fn entries_per_read(max_size: usize, sweep_batch: usize) -> usize {
+    let largest = max_size.max(sweep_batch.saturating_mul(SWEPT_BYTES));
+    (READ_BUDGET / largest.saturating_add(ENTRY_OVERHEAD)).clamp(1, BATCH)
+}
 
 /// The longest pause between retries while Redis cannot be reached.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -56,12 +75,13 @@ impl std::fmt::Display for EntryId {
     }
 }
 
-/// Follows the stream after entry `from` (its end when the store started)
-/// until `stop` turns true.
+/// Follows the stream after entry `from` (its end when the store started),
+/// `count` entries a read at most ([`entries_per_read`]), until `stop` turns
+/// true.
 pub(super) async fn run(
     mut conn: ConnectionManager,
     events: broadcast::Sender<StoreEvent>,
-    from: EntryId,
+    (from, count): (EntryId, usize),
     mut stop: watch::Receiver<bool>,
     url: String,
     metrics: StoreMetrics,
@@ -72,7 +92,7 @@ pub(super) async fn run(
     let mut after = from.seq;
     let options = StreamReadOptions::default()
         .block(BLOCK.as_millis() as usize)
-        .count(BATCH);
+        .count(count);
     let mut backoff = Duration::from_millis(50);
     // A read failed since the last that worked: the next that works is a reconnect.
     let mut failed = false;
@@ -438,6 +458,19 @@ mod tests {
         );
         assert!(decoded[1].is_none());
         assert_eq!(entries(&Value::Nil).count(), 0);
+    }
+
+    #[test]
+    fn a_read_asks_for_fewer_entries_when_entries_may_be_large() {
+        // Small values and sweeps: the most entries.
+        assert_eq!(entries_per_read(4096, 200), BATCH);
+        // 1 MiB values (the default max_size): a reply stays near 32 MiB.
+        let count = entries_per_read(1 << 20, 200);
+        assert_eq!(count, 31);
+        assert!(count * ((1 << 20) + ENTRY_OVERHEAD) <= READ_BUDGET);
+        // A large sweep batch bounds it too; never below one entry.
+        assert_eq!(entries_per_read(1024, 10_000), 69);
+        assert_eq!(entries_per_read(usize::MAX, 1), 1);
     }
 
     #[test]
