@@ -857,6 +857,30 @@ async fn a_store_whose_connections_drop_catches_up_from_the_stream() {
     }
 }
 
+// Checked before any connection: no Redis needed.
+#[tokio::test]
+async fn a_sweep_batch_above_the_most_is_refused_with_the_reason() {
+    let mut cfg = RedisStoreConfig {
+        limits: MemoryStoreConfig {
+            boss_key: BOSS.into(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    cfg.sweep_batch = effex::store::REDIS_MAX_SWEEP_BATCH + 1;
+    match RedisStore::connect(cfg.clone()).await {
+        Err(StoreError::BadRequest(msg)) => {
+            assert!(msg.contains("sweep_batch must be 1 to 10000"), "{msg}");
+        }
+        other => panic!("expected the configuration refused, got {:?}", other.err()),
+    }
+    cfg.sweep_batch = 0;
+    assert!(matches!(
+        RedisStore::connect(cfg).await,
+        Err(StoreError::BadRequest(_))
+    ));
+}
+
 #[tokio::test]
 async fn unreachable_redis_at_start_is_a_clear_error() {
     let url = {
