@@ -623,6 +623,45 @@ async fn an_item_is_unreadable_once_it_expires() {
     fx.server.stop().await;
 }
 
+/// A gone item's last event (kept with its tombstone) leaves only to the
+/// keys that could read the item: its owner and listed reader see the
+/// `remove`; another key gets 403, and an unknown key 401.
+#[actix_rt::test]
+async fn a_gone_items_final_event_is_read_only_by_its_readers() {
+    let fx = start(config()).await;
+    let owner = fx.key("writer").await;
+    let reader = fx.key("reader").await;
+    let stranger = fx.key("reader").await;
+    let id = fx
+        .write(&owner, json!({"value": "v", "readers": [reader]}))
+        .await;
+    let removed = fx
+        .call(
+            Method::DELETE,
+            &format!("/items/{id}"),
+            Some(&owner),
+            Body::None,
+        )
+        .await;
+    assert_eq!(removed.status, 200, "{:?}", removed.body);
+    let path = format!("/items/{id}/events");
+    for key in [&owner, &reader] {
+        let log = fx.call(Method::GET, &path, Some(key), Body::None).await;
+        assert_eq!(log.status, 200, "{:?}", log.body);
+        assert_eq!(log.body["events"][0]["event"], "remove", "{:?}", log.body);
+    }
+    let refused = fx
+        .call(Method::GET, &path, Some(&stranger), Body::None)
+        .await;
+    assert_eq!(refused.status, 403, "{:?}", refused.body);
+    assert!(refused.body.get("events").is_none(), "{:?}", refused.body);
+    let unknown = fx
+        .call(Method::GET, &path, Some("rk-not-a-key"), Body::None)
+        .await;
+    assert_eq!(unknown.status, 401, "{:?}", unknown.body);
+    fx.server.stop().await;
+}
+
 // ---- update intents -------------------------------------------------------------------
 
 /// An item with an owner and two updaters, on `fx`.

@@ -99,11 +99,11 @@ local function key_count(key, field)
 end
 
 -- 429/507 for `bytes` more value bytes of `owner`'s items (who holds
--- `owner_bytes` now, and all items `total` now: nil to read them), or nil.
-local function bytes_refused(owner, bytes, owner_bytes, total)
+-- `owner_bytes` now: nil to read it), or nil.
+local function bytes_refused(owner, bytes, owner_bytes)
   owner_bytes = owner_bytes or key_count(owner, 'bytes')
   if owner_bytes + bytes > C.max_bytes_per_key then return err('quota_bytes', bytes) end
-  total = total or tonumber(redis.call('HGET', STATS, 'bytes') or '0')
+  local total = tonumber(redis.call('HGET', STATS, 'bytes') or '0')
   if total + bytes > C.max_total_bytes then return err('full', bytes) end
   return nil
 end
@@ -177,6 +177,9 @@ local function retire(id, h, now, r, final)
   h.state = 'gone'
 end
 
+-- One log entry, `seq:at:kind` (parse_logged reads it back).
+local function logged(seq, at, kind) return seq .. ':' .. at .. ':' .. kind end
+
 local function parse_logged(entry)
   local seq, at, kind = string.match(entry, '^(%d+):(%d+):(%a+)$')
   return tonumber(seq), tonumber(at), kind
@@ -210,7 +213,7 @@ end
 -- list is not read at all.
 local function log_update(id, seq, now, value, first_at)
   local lk = log_key(id)
-  local len = redis.call('RPUSH', lk, seq .. ':' .. now .. ':update')
+  local len = redis.call('RPUSH', lk, logged(seq, now, 'update'))
   if len == 1 then first_at = now end
   while len > C.max_events do
     drop_logged(id, redis.call('LPOP', lk))
@@ -237,7 +240,7 @@ end
 local function end_item(id, h, kind, at, now)
   local seq = redis.call('INCR', SEQ)
   local r = new_retired()
-  retire(id, h, now, r, seq .. ':' .. at .. ':' .. kind)
+  retire(id, h, now, r, logged(seq, at, kind))
   flush_retired(r)
   stream_event(seq, kind, id, at)
   return seq

@@ -39,7 +39,7 @@ elseif #expiring > 1 then
   local ids, ats = {}, {}
   for i, e in ipairs(expiring) do
     local id, h = e[1], e[2]
-    retire(id, h, now, r, (first + i - 1) .. ':' .. h.deadline .. ':expire')
+    retire(id, h, now, r, logged(first + i - 1, h.deadline, 'expire'))
     ids[i], ats[i] = id, h.deadline
   end
   flush_retired(r)

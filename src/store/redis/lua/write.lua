@@ -17,11 +17,8 @@ if alias ~= '' then
   alias_new, e = claim_alias(alias, key, now)
   if alias_new == nil then return e end
 end
-local owner_items, owner_bytes = tonumber(k[2] or '0'), tonumber(k[3] or '0')
-if owner_items >= C.max_items_per_key then return err('quota_items') end
-local st = redis.call('HMGET', STATS, 'items', 'bytes')
-local total_items, total_bytes = tonumber(st[1] or '0'), tonumber(st[2] or '0')
-local refused = bytes_refused(key, size, owner_bytes, total_bytes)
+if tonumber(k[2] or '0') >= C.max_items_per_key then return err('quota_items') end
+local refused = bytes_refused(key, size, tonumber(k[3] or '0'))
 if refused then return refused end
 if redis.call('EXISTS', item_key(id)) == 1 then return err('collision') end
 -- `log` '': no log list yet (update makes it, retire reads this).
@@ -31,10 +28,10 @@ local fields = {'owner', key, 'state', 'live', 'value', arg(7), 'size', size, 'm
 if arg(4) ~= '' then table.insert(fields, 'readers'); table.insert(fields, arg(4)) end
 if arg(5) ~= '' then table.insert(fields, 'updaters'); table.insert(fields, arg(5)) end
 redis.call('HSET', item_key(id), unpack(fields))
--- The counters were read above, in this same atomic step: set, not HINCRBY
--- (one call per hash instead of one per counter).
-redis.call('HSET', kk, 'items', owner_items + 1, 'bytes', owner_bytes + size)
-redis.call('HSET', STATS, 'items', total_items + 1, 'bytes', total_bytes + size)
+redis.call('HINCRBY', kk, 'items', 1)
+redis.call('HINCRBY', kk, 'bytes', size)
+redis.call('HINCRBY', STATS, 'items', 1)
+redis.call('HINCRBY', STATS, 'bytes', size)
 redis.call('ZADD', DUE, deadline, 'i:' .. id)
 if alias ~= '' then point_alias(alias, id, key, kd, alias_new) end
 return {'ok', now, deadline, latest_seq()}
