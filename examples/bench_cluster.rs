@@ -14,7 +14,12 @@
 //! nodes' `redis_sweep_interval`, default 5), `--appendfsync always|everysec|no`
 //! (the bench Redis's AOF policy, default `everysec`, as the README's
 //! scaling-out commands; `always` waits for an fsync before Redis answers a
-//! write, which on a disk with slow fsyncs dominates every figure).
+//! write, which on a disk with slow fsyncs dominates every figure),
+//! `--aof-rewrites between|auto` (default `between`: the bench compacts the
+//! AOF with `BGREWRITEAOF` before each part and turns Redis's automatic
+//! rewrites off, so no rewrite — a fork whose child writes the whole
+//! dataset, competing for a core with everything measured — lands inside a
+//! measured phase by chance; `auto` leaves them to Redis's default rule).
 //!
 //! The benchmark starts its own `redis-server` (AOF on, temp dir, free
 //! port) and runs every node as a child process of its own (this program
@@ -144,6 +149,8 @@ struct Options {
     workers: usize,
     sweep_interval: Option<Duration>,
     appendfsync: String,
+    /// `--aof-rewrites auto`: leave AOF rewrites to Redis's own rule.
+    auto_rewrites: bool,
     parts: Vec<String>,
 }
 
@@ -155,6 +162,7 @@ impl Options {
             workers: 1,
             sweep_interval: None,
             appendfsync: "everysec".to_owned(),
+            auto_rewrites: false,
             parts: Vec::new(),
         };
         let mut args = std::env::args().skip(1);
@@ -185,14 +193,21 @@ impl Options {
                         .filter(|p| ["always", "everysec", "no"].contains(&p.as_str()))
                         .ok_or("--appendfsync takes always, everysec or no")?;
                 }
+                "--aof-rewrites" => {
+                    options.auto_rewrites = match args.next().as_deref() {
+                        Some("between") => false,
+                        Some("auto") => true,
+                        _ => return Err("--aof-rewrites takes between or auto".to_owned()),
+                    };
+                }
                 "floor" | "latency" | "throughput" | "expiry" | "failover" | "memory" => {
                     options.parts.push(arg)
                 }
                 other => {
                     return Err(format!(
                         "unknown argument {other:?}: use --quick, --workers N, --sweep-interval \
-                         MS, --appendfsync always|everysec|no, or parts: floor latency throughput expiry \
-                         failover memory"
+                         MS, --appendfsync always|everysec|no, --aof-rewrites between|auto, or \
+                         parts: floor latency throughput expiry failover memory"
                     ))
                 }
             }
@@ -224,11 +239,20 @@ async fn main() {
 
 async fn run(options: &Options) -> Result<(), String> {
     let scale = &options.scale;
-    let redis = RedisServer::start(
-        &options.appendfsync,
-        &["--hash-max-listpack-value", COMPACT_HASH_VALUE],
-    )
-    .await?;
+    let mut redis_args = vec!["--hash-max-listpack-value", COMPACT_HASH_VALUE];
+    if !options.auto_rewrites {
+        // The bench rewrites the AOF itself, between parts (see `between_parts`).
+        redis_args.extend(["--auto-aof-rewrite-percentage", "0"]);
+    }
+    let redis = RedisServer::start(&options.appendfsync, &redis_args).await?;
+    // Compacts Redis's AOF before a part, unless Redis does so on its own.
+    let between_parts = || async {
+        if options.auto_rewrites {
+            Ok(())
+        } else {
+            redis.rewrite_aof().await
+        }
+    };
     let spec = |store| NodeSpec {
         store,
         boss: BOSS.to_owned(),
@@ -284,6 +308,7 @@ async fn run(options: &Options) -> Result<(), String> {
         });
     }
     if options.wanted("floor") {
+        between_parts().await?;
         progress("floor: Redis SET → keyspace notification");
         let floor = set_notification_latency(&redis, scale.paced).await?;
         rows.push(Row {
@@ -298,6 +323,7 @@ async fn run(options: &Options) -> Result<(), String> {
         });
     }
     if options.wanted("latency") {
+        between_parts().await?;
         progress("(a) REST update on node B → handler on node A");
         let on_redis = update_to_handler(&cluster, 1, 0, &clients, scale.paced).await?;
         let on_memory = update_to_handler(&single, 0, 0, &clients, scale.paced).await?;
@@ -315,6 +341,7 @@ async fn run(options: &Options) -> Result<(), String> {
         });
     }
     if options.wanted("throughput") {
+        between_parts().await?;
         progress("(b) REST writes/s, 64 clients");
         let probe = Probe {
             redis: &redis,
@@ -339,6 +366,7 @@ async fn run(options: &Options) -> Result<(), String> {
         });
     }
     if options.wanted("expiry") {
+        between_parts().await?;
         progress("(c) expire lateness");
         let probe = Probe {
             redis: &redis,
@@ -375,6 +403,7 @@ async fn run(options: &Options) -> Result<(), String> {
         notes.push(on_redis.stages.clone());
     }
     if options.wanted("failover") {
+        between_parts().await?;
         progress("(d) failover");
         let failover = failover(&cluster, &redis_spec, &clients, scale.kills).await?;
         rows.push(Row {
@@ -405,10 +434,16 @@ async fn run(options: &Options) -> Result<(), String> {
             row.measure, row.redis, row.memory, row.goal, row.verdict
         );
     }
+    let rewrites = redis.aof_rewrites().await?;
+    let rewrites = if options.auto_rewrites {
+        format!("AOF rewrites left to Redis's own rule (when the AOF doubled): {rewrites}, maybe inside a phase")
+    } else {
+        format!("the bench rewrote the AOF before each part ({rewrites} in all) and Redis's own rewrites were off, so none ran inside a phase")
+    };
     println!();
     println!(
         "Nodes: {NODES} child processes on one Redis {} (its own, AOF `appendfsync {}`, \
-         `hash-max-listpack-value {COMPACT_HASH_VALUE}`) and one \
+         `hash-max-listpack-value {COMPACT_HASH_VALUE}`; {rewrites}) and one \
          on the memory store, each serving `ServerConfig`'s defaults with {} HTTP worker \
          thread(s){}; clients in the bench process (REST on one thread, push on another); the \
          load average when it ended was {}.",

@@ -13,6 +13,8 @@ use redis::aio::MultiplexedConnection;
 
 /// How long a fresh `redis-server` may take to answer.
 const START_BOUND: Duration = Duration::from_secs(10);
+/// How long an AOF rewrite the benchmark asked for may take.
+const REWRITE_BOUND: Duration = Duration::from_secs(120);
 
 /// A running `redis-server` owned by the benchmark.
 pub struct RedisServer {
@@ -81,16 +83,56 @@ impl RedisServer {
 
     /// `INFO memory`'s `used_memory`: the bytes Redis's allocator holds.
     pub async fn used_memory(&self) -> Result<u64, String> {
+        self.info_number("memory", "used_memory").await
+    }
+
+    /// Rewrites (compacts) the AOF now with `BGREWRITEAOF` and waits until
+    /// the rewrite is done, so that none runs inside the next measurement: a
+    /// rewrite forks Redis and its child writes the whole dataset, which on a
+    /// small machine competes for a core with every process measured.
+    pub async fn rewrite_aof(&self) -> Result<(), String> {
+        let mut conn = self.connection().await.map_err(|e| e.to_string())?;
+        redis::cmd("BGREWRITEAOF")
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| format!("BGREWRITEAOF: {e}"))?;
+        let deadline = Instant::now() + REWRITE_BOUND;
+        loop {
+            let busy = ["aof_rewrite_in_progress", "aof_rewrite_scheduled"];
+            let mut idle = true;
+            for field in busy {
+                idle &= self.info_number("persistence", field).await? == 0;
+            }
+            if idle {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the AOF rewrite took longer than {REWRITE_BOUND:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// AOF rewrites done since Redis started (`INFO persistence`'s
+    /// `aof_rewrites`).
+    pub async fn aof_rewrites(&self) -> Result<u64, String> {
+        self.info_number("persistence", "aof_rewrites").await
+    }
+
+    /// A numeric field of an `INFO` section.
+    async fn info_number(&self, section: &str, field: &str) -> Result<u64, String> {
         let mut conn = self.connection().await.map_err(|e| e.to_string())?;
         let info: String = redis::cmd("INFO")
-            .arg("memory")
+            .arg(section)
             .query_async(&mut conn)
             .await
             .map_err(|e| e.to_string())?;
         info.lines()
-            .find_map(|l| l.strip_prefix("used_memory:"))
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| "INFO memory has no used_memory".to_owned())
+            .ok_or_else(|| format!("INFO {section} has no {field}"))
     }
 
     /// `CONFIG SET <name> <value>`.
