@@ -81,6 +81,11 @@ use support::redis_server::RedisServer;
 use support::stages::{self, RedisCounters, StreamObserver};
 use support::{fmt, machine, percentile};
 
+/// The `effex` binary's allocator (the nodes are this program serving what
+/// `effex serve` serves, so they allocate as it does).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BOSS: &str = "bench cluster boss key";
 const PASS: &str = "bench cluster";
 /// Redis nodes.

@@ -24,7 +24,13 @@ use serde::Serialize;
 use serde_json::Value;
 
 mod serve_config;
+
 use serve_config::duration;
+
+/// mimalloc, not glibc's malloc: see Cargo.toml (`mimalloc`). The library
+/// sets no allocator; an application embedding the server picks its own.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SESSION: &str = "\
 Example session (a server in one terminal, the CLI in another):
