@@ -81,11 +81,6 @@ use support::redis_server::RedisServer;
 use support::stages::{self, RedisCounters, StreamObserver};
 use support::{fmt, machine, percentile};
 
-/// The `effex` binary's allocator (the nodes are this program serving what
-/// `effex serve` serves, so they allocate as it does).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const BOSS: &str = "bench cluster boss key";
 const PASS: &str = "bench cluster";
 /// Redis nodes.
@@ -227,6 +222,8 @@ impl Options {
 
 #[actix::main]
 async fn main() {
+    // As `effex serve` does: the nodes are this program serving what it serves.
+    effex::server::tune_malloc();
     support::nodes::serve_if_node().await;
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let options = match Options::parse() {

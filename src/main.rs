@@ -27,11 +27,6 @@ mod serve_config;
 
 use serve_config::duration;
 
-/// mimalloc, not glibc's malloc: see Cargo.toml (`mimalloc`). The library
-/// sets no allocator; an application embedding the server picks its own.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const SESSION: &str = "\
 Example session (a server in one terminal, the CLI in another):
 
@@ -592,6 +587,8 @@ fn seconds(text: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
+    // Before anything allocates much: see its docs (a measured stall).
+    effex::server::tune_malloc();
     let cli = match serve_config::parse::<Cli>() {
         Ok(cli) => cli,
         Err(code) => return code,

@@ -23,6 +23,8 @@
 //!   routes, status codes and limits.
 //! - The live console: `GET /console`, a page embedded in the binary (the
 //!   `console` module).
+//! - [`tune_malloc`]: glibc's allocator without the merge pass that stalled
+//!   a busy node for tens of ms; call it first in a server's `main`.
 //!
 //! # Design
 //!
@@ -61,6 +63,7 @@ mod host_limit;
 mod http;
 mod hub;
 mod limits;
+mod malloc;
 mod metrics;
 mod outlet;
 mod push;
@@ -82,6 +85,7 @@ use actix_web::{web, App};
 use tokio::time::Instant;
 
 pub use self::config::{ServerConfig, ServerConfigError, BODY_HEADROOM, MIN_MAX_PAYLOAD};
+pub use self::malloc::tune_malloc;
 use self::registry::{send_command, Command, Registry};
 use crate::store::{MemoryStore, Store, StoreError};
 /// A network (`10.0.0.0/8`, `2001:db8::/32`), as [`ServerConfig::trusted_proxies`] lists them.
