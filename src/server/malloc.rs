@@ -11,12 +11,16 @@
 /// watched items expired in a few seconds, the hub thread of a memory-store
 /// node ran 52 ms without a break in that merge (perf), and expiry pushes
 /// were up to 215 ms late (p99 up to 113 ms; 5–8 ms with this call). With
-/// fastbins off, small frees still go to glibc's per-thread cache first;
-/// back to back in `bench_cluster` (2-core VM) the writes/s and the node CPU
-/// per write did not change beyond the swing between runs, and the memory
-/// per stored 1 KiB item stayed at 1,407–1,410 B. (mimalloc, tried as the
-/// binary's allocator, also ended the stalls but took 1,845–2,001 B per
-/// item: its size classes round a 1 KiB value up to 1,280 bytes.)
+/// fastbins off, small frees still go to glibc's per-thread cache first.
+/// What it costs, back to back on the 2-core VM: in `bench_cluster` the
+/// writes/s and the node CPU per write did not change beyond the swing
+/// between runs, and the memory per stored 1 KiB item stayed at
+/// 1,407–1,410 B; the idle-heartbeat workload of `bench/run` (10,000 idle
+/// connections) took ~10% more CPU (6.5–7.2% of a core, scaled to 50,000
+/// connections, against 5.8–6.5% without; memory per connection 6.6 vs
+/// 6.7 KiB). (mimalloc, tried as the binary's allocator, also ended the
+/// stalls but took 1,845–2,001 B per stored 1 KiB item: its size classes
+/// round a 1 KiB value up to 1,280 bytes.)
 pub fn tune_malloc() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
