@@ -162,6 +162,21 @@ impl Fixture {
         assert_eq!(reply.status, 201, "{:?}", reply.body);
         reply.body["id"].as_str().unwrap().to_owned()
     }
+
+    /// Removes an item (by id or alias) and returns the reply's body (200
+    /// expected).
+    async fn remove(&self, key: &str, item: &str) -> Value {
+        let reply = self
+            .call(
+                Method::DELETE,
+                &format!("/items/{item}"),
+                Some(key),
+                Body::None,
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        reply.body
+    }
 }
 
 fn now_ms() -> u64 {
@@ -635,15 +650,7 @@ async fn a_gone_items_final_event_is_read_only_by_its_readers() {
     let id = fx
         .write(&owner, json!({"value": "v", "readers": [reader]}))
         .await;
-    let removed = fx
-        .call(
-            Method::DELETE,
-            &format!("/items/{id}"),
-            Some(&owner),
-            Body::None,
-        )
-        .await;
-    assert_eq!(removed.status, 200, "{:?}", removed.body);
+    fx.remove(&owner, &id).await;
     let path = format!("/items/{id}/events");
     for key in [&owner, &reader] {
         let log = fx.call(Method::GET, &path, Some(key), Body::None).await;
@@ -865,10 +872,7 @@ async fn an_alias_can_be_repointed_by_its_owner_only() {
         )
         .await;
     assert_eq!(updated.body["id"], json!(second));
-    let removed = fx
-        .call(Method::DELETE, "/items/current", Some(&owner), Body::None)
-        .await;
-    assert_eq!(removed.body["id"], json!(second));
+    assert_eq!(fx.remove(&owner, "current").await["id"], json!(second));
     assert_eq!(
         value_of("current").await.status,
         404,
@@ -1124,15 +1128,7 @@ async fn events_since_returns_exactly_the_later_events_in_order() {
         Vec::<u64>::new()
     );
 
-    let removed = fx
-        .call(
-            Method::DELETE,
-            &format!("/items/{id}"),
-            Some(&owner),
-            Body::None,
-        )
-        .await;
-    let remove_seq = removed.body["seq"].as_u64().unwrap();
+    let remove_seq = fx.remove(&owner, &id).await["seq"].as_u64().unwrap();
     let after = events(format!("since={}", seqs[4])).await;
     assert_eq!(seq_list(&after), vec![remove_seq]);
     assert_eq!(after["events"][0]["event"], "remove");
