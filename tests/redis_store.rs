@@ -384,6 +384,85 @@ async fn quotas_refuse_and_give_back() {
     );
 }
 
+/// `FCALL`s Redis has run so far (`INFO commandstats`).
+async fn fcalls(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .expect("INFO commandstats");
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_fcall:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Writes that arrive together go in one `write` call (group commit), and
+/// each keeps the answer it would have had alone, in arrival order: the
+/// item quota counts the batch's writes before it, an alias taken earlier in
+/// the batch is a conflict for another key, a reader key or an unknown key
+/// is refused without failing the others, and the counters the batch moved
+/// are right afterwards.
+#[tokio::test]
+async fn writes_in_one_batch_keep_their_own_answers() {
+    const A_WRITES: usize = 12;
+    const A_MAX: usize = 5;
+    let redis = RedisServer::start().await;
+    let mut cfg = redis.store_config(BOSS);
+    cfg.limits.max_items_per_key = A_MAX;
+    let store = store_with(cfg).await;
+    let a = key(&store, KeyKind::Writer).await;
+    let b = key(&store, KeyKind::Writer).await;
+    let reader = key(&store, KeyKind::Reader).await;
+    let unknown = format!("wk{:032x}", 7);
+    let with_alias = |value: Value| {
+        let mut item = WriteItem::new(value);
+        item.alias = Some("shared".into());
+        item
+    };
+    let mut conn = redis.connection().await;
+    let calls_before = fcalls(&mut conn).await;
+    // Queued in this order before the store's write task runs (the test's
+    // runtime has one thread): b's alias first, then a's writes, then a's
+    // claim of b's alias and the keys that may not write.
+    let mut writes = vec![(b.clone(), with_alias(json!("b")))];
+    writes.extend((0..A_WRITES).map(|n| (a.clone(), WriteItem::new(json!(n)))));
+    writes.push((a.clone(), with_alias(json!("a"))));
+    writes.push((reader.clone(), WriteItem::new(json!("r"))));
+    writes.push((unknown.clone(), WriteItem::new(json!("u"))));
+    let results = futures_util::future::join_all(writes.into_iter().map(|(key, item)| {
+        let store = &store;
+        async move { store.write(&key, item).await }
+    }))
+    .await;
+    let calls = fcalls(&mut conn).await - calls_before;
+    let codes: Vec<u16> = results.iter().map(code).collect();
+    let mut expected = vec![200];
+    expected.extend((0..A_WRITES).map(|n| if n < A_MAX { 200 } else { 429 }));
+    expected.extend([409, 403, 401]);
+    assert_eq!(codes, expected, "each write's own answer, in order");
+    assert!(
+        calls < results.len() as u64 / 2,
+        "{} writes arriving together took {calls} write calls: they were not batched",
+        results.len()
+    );
+    let b_item = results[0].as_ref().unwrap();
+    assert_eq!(store.resolve("shared").await.unwrap(), b_item.id);
+    assert_eq!(store.info().await.unwrap().items, A_MAX + 1);
+    // The key's counter moved by the batch's five: one gone, one more fits.
+    let first_a = results[1].as_ref().unwrap().id.to_string();
+    store.remove(&a, &first_a).await.unwrap();
+    store
+        .write(&a, WriteItem::new(json!("again")))
+        .await
+        .unwrap();
+    assert_eq!(
+        code(&store.write(&a, WriteItem::new(json!("over"))).await),
+        429
+    );
+}
+
 #[tokio::test]
 async fn retention_by_count_and_since_above_latest_report_a_gap() {
     let redis = RedisServer::start().await;

@@ -18,6 +18,15 @@
 //! without its event and seq. `effex:seq` only grows and lives in Redis, so a
 //! seq is never reused across node restarts (with Redis persistence: AOF).
 //!
+//! # Writes go in batches
+//!
+//! New items (`write`) are group-committed ([`write_batch`]): while one
+//! `write` call of a node is in Redis, the writes that arrive meanwhile wait
+//! and go together in the next call (up to 64), which applies them one after
+//! another as that many calls would and answers each on its own. A lone
+//! write waits for nothing; under load a node sends one call for many
+//! writes, and Redis's cost per write roughly halves.
+//!
 //! # Key layout
 //!
 //! | key | type | what |
@@ -40,7 +49,8 @@
 //! slot (they are single keys that every change touches, so one shard would
 //! take every write); and a script per slot for changes that touch an item, its
 //! owner key and an alias in different slots (or a MULTI across
-//! them, which Cluster refuses unless they share a slot).
+//! them, which Cluster refuses unless they share a slot); write batches
+//! would be gathered per slot.
 //!
 //! # Live events
 //!
@@ -108,11 +118,13 @@ mod scripts;
 mod stream;
 mod sweeper;
 mod url;
+mod write_batch;
 
 pub use url::redact_url;
 
 use refusal::Doing;
 use scripts::{Library, Op, Outcome, Reply};
+use write_batch::{WriteArgs, WriteQueue};
 
 /// Settings of a [`RedisStore`].
 ///
@@ -245,6 +257,8 @@ struct Shared {
     stop: watch::Sender<bool>,
     /// Script latencies and reconnects (see [`StoreMetrics`]).
     metrics: StoreMetrics,
+    /// Where writes wait for their `write` call (group commit).
+    writes: WriteQueue,
 }
 
 impl Drop for RedisStore {
@@ -329,6 +343,7 @@ impl RedisStore {
         .collect();
         let (events, _) = broadcast::channel(limits.event_capacity);
         let (stop, _) = watch::channel(false);
+        let (writes, queued) = write_batch::queue();
         let shared = Arc::new(Shared {
             shown_url: redact_url(&config.url),
             config,
@@ -338,11 +353,13 @@ impl RedisStore {
             events,
             stop,
             metrics: StoreMetrics::with_redis()?,
+            writes,
         });
         shared.load_library().await?;
         let from = shared.stream_end().await?;
         let count =
             stream::entries_per_read(shared.config.limits.max_size, shared.config.sweep_batch);
+        tokio::spawn(write_batch::run(Arc::downgrade(&shared), queued));
         tokio::spawn(stream::run(
             reader,
             shared.events.clone(),
@@ -685,22 +702,20 @@ impl Shared {
         };
         let key = access.to_string();
         let lifetime_ms = super::time::duration_ms(lifetime).to_string();
-        let size_arg = size.to_string();
         let alias = item.alias.clone().unwrap_or_default();
         for _ in 0..3 {
             let id = ItemId(random128());
-            let id_text = id.to_string();
-            let args = [
-                key.as_str(),
-                &id_text,
-                &lifetime_ms,
-                &readers,
-                &updaters,
-                &alias,
-                item.value.as_str(),
-                &size_arg,
-            ];
-            match self.run(Op::Write, &args).await? {
+            let args = WriteArgs {
+                key: key.clone(),
+                id: id.to_string(),
+                lifetime_ms: lifetime_ms.clone(),
+                readers: readers.clone(),
+                updaters: updaters.clone(),
+                alias: alias.clone(),
+                value: item.value.clone(),
+                size: size.to_string(),
+            };
+            match self.writes.write(args).await? {
                 Outcome::Ok(reply) => {
                     let modified = UnixMillis::from_millis(reply.num(0)?);
                     let valid_till = UnixMillis::from_millis(reply.num(1)?);

@@ -227,6 +227,12 @@ impl Reply {
         self.0.len()
     }
 
+    /// Every field as a reply of its own (a batch call's replies, one per
+    /// operation in it).
+    pub(super) fn outcomes(self) -> Result<Vec<Outcome>, StoreError> {
+        self.0.into_iter().map(Outcome::decode).collect()
+    }
+
     /// Field `i` as text.
     pub(super) fn text(&self, i: usize) -> Result<String, StoreError> {
         self.0
