@@ -10,13 +10,14 @@
 //! separate calls would, and answers each on its own (a refusal of one is
 //! not a refusal of the others); the batch is one atomic step.
 //!
-//! Why: on the scaling-out benchmark's machine a `write` call cost Redis
-//! about 90 µs of CPU, half of it the call itself (reading and parsing it,
-//! starting the function, the reply) and half the write's work, of which
-//! the reads and bumps of the writer key's and the store's counters are most
-//! (gathered per batch: two calls per writer key and two in all). A node
-//! under load now sends one call for many writes (the README's scaling-out
-//! section has the figures).
+//! Why: the scaling-out benchmark's writes/s is bound by CPU, and a `write`
+//! call of its own cost Redis ~75-80 µs of CPU per write on its 2-core
+//! machine, much of it the call itself (reading and parsing it, starting
+//! the function, the reply) and the per-write reads and bumps of the writer
+//! key's and the store's counters (now two calls per writer key and two in
+//! all, per batch). Measured back to back there (README, scaling out):
+//! batches of ~6-7 writes under 64 clients, Redis CPU per write 62-67 µs,
+//! the nodes' 65-73 µs instead of 76-91, and 23% more writes/s.
 //!
 //! Bounded: at most [`QUEUE`] writes wait for a call; when that many do, a
 //! write waits for room before it joins them (its HTTP request waits), so
