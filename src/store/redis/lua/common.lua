@@ -98,13 +98,14 @@ local function key_count(key, field)
   return tonumber(redis.call('HGET', key_key(key), field) or '0')
 end
 
--- 429/507 for `bytes` more value bytes of `owner`'s items (who holds
--- `owner_bytes` now: nil to read it), or nil.
-local function bytes_refused(owner, bytes, owner_bytes)
-  owner_bytes = owner_bytes or key_count(owner, 'bytes')
+-- The value bytes of every live item (the 507 quota's count).
+local function stored_bytes() return tonumber(redis.call('HGET', STATS, 'bytes') or '0') end
+
+-- 429/507 for `bytes` more value bytes when their owner holds `owner_bytes`
+-- and the store `total` (`total`: nil to read it), or nil.
+local function bytes_refused(bytes, owner_bytes, total)
   if owner_bytes + bytes > C.max_bytes_per_key then return err('quota_bytes', bytes) end
-  local total = tonumber(redis.call('HGET', STATS, 'bytes') or '0')
-  if total + bytes > C.max_total_bytes then return err('full', bytes) end
+  if (total or stored_bytes()) + bytes > C.max_total_bytes then return err('full', bytes) end
   return nil
 end
 

@@ -19,7 +19,7 @@ if h.intent_holder and h.intent_expires > now and arg(4) ~= h.intent_id and leve
 end
 local growth = size - h.size
 if growth > 0 then
-  local refused = bytes_refused(h.owner, growth)
+  local refused = bytes_refused(growth, key_count(h.owner, 'bytes'))
   if refused then return refused end
 end
 if growth ~= 0 then

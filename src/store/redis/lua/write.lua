@@ -44,9 +44,9 @@ local function write_one(base)
     if alias_new == nil then return e end
   end
   if s.items >= C.max_items_per_key then return err('quota_items') end
-  if s.bytes + size > C.max_bytes_per_key then return err('quota_bytes', size) end
-  total_bytes = total_bytes or tonumber(redis.call('HGET', STATS, 'bytes') or '0')
-  if total_bytes + size > C.max_total_bytes then return err('full', size) end
+  total_bytes = total_bytes or stored_bytes()
+  local refused = bytes_refused(size, s.bytes, total_bytes)
+  if refused then return refused end
   if redis.call('EXISTS', item_key(id)) == 1 then return err('collision') end
   -- `log` '': no log list yet (update makes it, retire reads this).
   local fields = {'owner', key, 'state', 'live', 'value', arg(base + 7), 'size', arg(base + 8),
