@@ -235,8 +235,9 @@ impl RedisStoreConfig {
 /// While Redis cannot be reached, operations fail with 503
 /// ([`StoreError::Unavailable`]).
 ///
-/// Create it with [`RedisStore::connect`] inside a tokio runtime; its event
-/// reader and sweeper stop when it is dropped.
+/// Create it with [`RedisStore::connect`] inside a tokio runtime that
+/// outlives it: its tasks (the event reader, the sweeper and the task that
+/// sends writes in batches) run there, and stop when it is dropped.
 pub struct RedisStore {
     shared: Arc<Shared>,
 }
@@ -290,9 +291,9 @@ async fn connect_manager(
 }
 
 impl RedisStore {
-    /// Validates `config`, connects to Redis and starts the store's event
-    /// reader and sweeper on the current tokio runtime. 400 for a bad config,
-    /// 503 naming the URL when Redis cannot be reached.
+    /// Validates `config`, connects to Redis and starts the store's tasks
+    /// (event reader, sweeper, write batches) on the current tokio runtime.
+    /// 400 for a bad config, 503 naming the URL when Redis cannot be reached.
     pub async fn connect(config: RedisStoreConfig) -> Result<Self, StoreError> {
         config.validate()?;
         let url = redact_url(&config.url);
