@@ -1,6 +1,6 @@
 //! The expiry clock: ONE tokio task per store that sleeps until the soonest
-//! deadline, is woken early when a sooner one is scheduled, and asks the store
-//! to expire what is due. Owns no items: the store keeps its own ordered
+//! deadline (waking on time: [`on_time`](super::on_time)), is woken early
+//! when a sooner one is scheduled, and asks the store to expire what is due. Owns no items: the store keeps its own ordered
 //! deadline sets and does the expiring in [`Expire::tick`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,7 +71,7 @@ pub(crate) async fn run<T: Expire>(store: Weak<T>, wake: Arc<Wake>) {
             Some(deadline) => {
                 wake.next.store(wake.nanos(deadline), Ordering::SeqCst);
                 tokio::select! {
-                    _ = tokio::time::sleep_until(deadline) => {}
+                    _ = super::on_time::sleep_until(deadline) => {}
                     _ = wake.notify.notified() => {}
                 }
             }

@@ -165,6 +165,7 @@ mod intent;
 mod json_text;
 mod memory;
 mod metrics;
+mod on_time;
 mod quota;
 #[cfg(feature = "redis")]
 mod redis;

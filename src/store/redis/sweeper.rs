@@ -11,10 +11,8 @@
 //! up to one interval late (the interval since the last sweep of any node).
 //! Idle nodes still look only once per interval.
 //!
-//! Short pauses are slept on a blocking thread ([`pause_for`]): tokio's timer
-//! counts whole milliseconds and wakes a task up to a millisecond or two
-//! after its deadline on a busy runtime, which was most of the sweep's
-//! share of expiry lateness (see [`PRECISE_UP_TO`]).
+//! The pauses wake on time ([`on_time`](crate::store::on_time)): tokio's
+//! timer alone woke the sweeper about a millisecond after each deadline.
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -23,6 +21,7 @@ use tokio::sync::watch;
 
 use super::scripts::{Op, Outcome, Reply};
 use super::Shared;
+use crate::store::on_time;
 
 /// The longest pause between sweeps while Redis cannot be reached.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -30,41 +29,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// The shortest pause after a sweep that left nothing due: deadlines are in
 /// whole milliseconds of Redis's clock, so sooner finds nothing new.
 const MIN_PAUSE: Duration = Duration::from_millis(1);
-
-/// Pauses up to this long are slept with `std::thread::sleep` on the
-/// runtime's blocking pool, which wakes within ~0.1 ms of the time asked;
-/// longer ones (an idle node's interval when set longer, the backoff while
-/// Redis is away) on tokio's timer, so a store that stops never leaves a
-/// blocking thread asleep for long.
-///
-/// Measured on the 2-core VM (2026-12-02): asked for 1 ms on an idle
-/// current-thread runtime, 300 times each, tokio's `sleep` woke p50 1.10 ms
-/// / p99 1.99 ms late, a blocking thread's sleep 0.12 / 0.78 ms late: tokio
-/// added about a millisecond to every expiry. In `bench_cluster expiry`
-/// (100,000 expiries over 10 s through three nodes; the VM swinging
-/// between states, so runs were interleaved) lateness at the watcher was
-/// lower with this in 6 of 8 back-to-back pairs (p50 2.9–8.2 ms against
-/// 3.9–9.4 ms), with Redis's CPU per expiry unchanged.
-const PRECISE_UP_TO: Duration = Duration::from_millis(10);
-
-/// Waits `duration`: not at all when it is zero (a full batch: sweep again
-/// at once, after letting the runtime's other tasks run), precisely (see
-/// [`PRECISE_UP_TO`]) when it is short.
-async fn pause_for(duration: Duration) {
-    if duration.is_zero() {
-        tokio::task::yield_now().await;
-        return;
-    }
-    if duration <= PRECISE_UP_TO {
-        match tokio::task::spawn_blocking(move || std::thread::sleep(duration)).await {
-            Ok(()) => return,
-            // The runtime is shutting down (no blocking thread to be had):
-            // tokio's timer then.
-            Err(e) => log::debug!("effex: a precise sweep pause was not slept: {e}"),
-        }
-    }
-    tokio::time::sleep(duration).await;
-}
 
 /// Sweeps until `stop` turns true (or the store is gone).
 pub(super) async fn run(shared: Weak<Shared>, mut stop: watch::Receiver<bool>) {
@@ -99,7 +63,7 @@ pub(super) async fn run(shared: Weak<Shared>, mut stop: watch::Receiver<bool>) {
             }
         };
         tokio::select! {
-            _ = pause_for(pause) => {}
+            _ = on_time::sleep(pause) => {}
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
     }
