@@ -463,6 +463,50 @@ async fn writes_in_one_batch_keep_their_own_answers() {
     );
 }
 
+/// More writes than the write queue holds (1,024), arriving while Redis is
+/// paused: the ones past the bound wait for room instead of being refused
+/// or lost, every one is written once Redis is back, and no call carries
+/// more than 64 writes.
+#[tokio::test]
+async fn writes_past_the_queue_bound_wait_and_none_is_lost() {
+    const WRITES: usize = 1_024 + 200;
+    let redis = RedisServer::start().await;
+    let mut cfg = redis.store_config(BOSS);
+    cfg.limits.max_items_per_key = 2 * WRITES;
+    let store = store_with(cfg).await;
+    let a = key(&store, KeyKind::Writer).await;
+    let mut conn = redis.connection().await;
+    let calls_before = fcalls(&mut conn).await;
+    // Redis holds every write command for 500 ms, so the writes pile up.
+    let () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(500)
+        .arg("WRITE")
+        .query_async(&mut conn)
+        .await
+        .expect("CLIENT PAUSE");
+    let results = timeout(
+        WAIT,
+        futures_util::future::join_all((0..WRITES).map(|n| {
+            let (store, a) = (&store, &a);
+            async move { store.write(a, WriteItem::new(json!(n))).await }
+        })),
+    )
+    .await
+    .expect("every write answered once Redis was back");
+    let refused: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        refused.is_empty(),
+        "writes refused at the bound: {refused:?}"
+    );
+    assert_eq!(store.info().await.unwrap().items, WRITES);
+    let calls = fcalls(&mut conn).await - calls_before;
+    assert!(
+        calls as usize >= WRITES.div_ceil(64),
+        "{WRITES} writes in {calls} calls: a call carried more than 64"
+    );
+}
+
 #[tokio::test]
 async fn retention_by_count_and_since_above_latest_report_a_gap() {
     let redis = RedisServer::start().await;
