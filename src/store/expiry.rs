@@ -1,7 +1,8 @@
 //! The expiry clock: ONE tokio task per store that sleeps until the soonest
 //! deadline (waking on time: [`on_time`](super::on_time)), is woken early
-//! when a sooner one is scheduled, and asks the store to expire what is due. Owns no items: the store keeps its own ordered
-//! deadline sets and does the expiring in [`Expire::tick`].
+//! when a sooner one is scheduled, and asks the store to expire what is due.
+//! Owns no items: the store keeps its own ordered deadline sets and does the
+//! expiring in [`Expire::tick`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
