@@ -222,8 +222,8 @@ impl Options {
 
 #[actix::main]
 async fn main() {
-    // As `effex serve` does: the nodes are this program serving what it serves.
-    effex::server::tune_malloc();
+    // The nodes are this program serving what it serves (and tuning malloc
+    // as `effex serve` does); this process holds the clients.
     support::nodes::serve_if_node().await;
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let options = match Options::parse() {

@@ -167,11 +167,18 @@ impl Drop for Node {
 
 /// In a node process (the arguments start with [`NODE_ARG`]): serves until
 /// stdin closes, then exits the process; otherwise returns at once.
+///
+/// A node tunes glibc's allocator as `effex serve` does
+/// ([`tune_malloc`](effex::server::tune_malloc)); the bench's own process,
+/// which holds only clients, keeps glibc's defaults, as a client
+/// application would (with fastbins off, glibc's `_int_malloc` and
+/// `_int_free` were ~40% of the bench's push-client thread in (c)).
 pub async fn serve_if_node() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(spec) = NodeSpec::from_args(&args) else {
         return;
     };
+    effex::server::tune_malloc();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("error")).init();
     let mut config = ServerConfig {
         passphrase: Some(spec.pass.clone()),

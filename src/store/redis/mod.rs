@@ -121,6 +121,7 @@ mod sweeper;
 mod url;
 mod write_batch;
 
+use sweeper::Coverage;
 pub use url::redact_url;
 
 use refusal::Doing;
@@ -261,6 +262,8 @@ struct Shared {
     metrics: StoreMetrics,
     /// Where writes wait for their `write` call (group commit).
     writes: WriteQueue,
+    /// What the nodes' sweeps covered, from the event stream (see `sweeper`).
+    coverage: Arc<Coverage>,
 }
 
 impl Drop for RedisStore {
@@ -356,6 +359,7 @@ impl RedisStore {
             stop,
             metrics: StoreMetrics::with_redis()?,
             writes,
+            coverage: Arc::default(),
         });
         shared.load_library().await?;
         let from = shared.stream_end().await?;
@@ -365,6 +369,7 @@ impl RedisStore {
         tokio::spawn(stream::run(
             reader,
             shared.events.clone(),
+            shared.coverage.clone(),
             (from, count),
             shared.stop.subscribe(),
             shared.shown_url.clone(),

@@ -13,6 +13,7 @@
 //! the position is a whole entry id, never a seq alone: resuming from a seq
 //! would deliver the re-points after it twice.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -20,6 +21,7 @@ use redis::streams::StreamReadOptions;
 use redis::{AsyncCommands, Value};
 use tokio::sync::{broadcast, watch};
 
+use super::sweeper::{Coverage, Covered};
 use crate::protocol::time::UnixMillis;
 use crate::store::{Event, EventKind, ItemId, JsonText, StoreEvent, StoreMetrics};
 
@@ -77,10 +79,11 @@ impl std::fmt::Display for EntryId {
 
 /// Follows the stream after entry `from` (its end when the store started),
 /// `count` entries a read at most ([`entries_per_read`]), until `stop` turns
-/// true.
+/// true. What each sweep covered goes to `coverage`, for this node's sweeper.
 pub(super) async fn run(
     mut conn: ConnectionManager,
     events: broadcast::Sender<StoreEvent>,
+    coverage: Arc<Coverage>,
     (from, count): (EntryId, usize),
     mut stop: watch::Receiver<bool>,
     url: String,
@@ -138,7 +141,10 @@ pub(super) async fn run(
             position = id;
             match decode(fields) {
                 Some(Decoded::One(event)) => deliver(event, &mut after, &events),
-                Some(Decoded::Expired(batch)) => {
+                Some(Decoded::Expired(batch, covered)) => {
+                    if let Some(covered) = covered {
+                        coverage.record(covered);
+                    }
                     for event in batch {
                         deliver(event, &mut after, &events);
                     }
@@ -223,8 +229,9 @@ fn entries(reply: &Value) -> impl Iterator<Item = (&Value, &[Value])> {
 enum Decoded {
     /// An item event or an alias re-point.
     One(StoreEvent),
-    /// A sweep's expiries, in seq order (see `lua/sweep.lua`).
-    Expired(Vec<StoreEvent>),
+    /// A sweep's expiries, in seq order (see `lua/sweep.lua`), and what the
+    /// sweep covered (`None` after a full batch).
+    Expired(Vec<StoreEvent>, Option<Covered>),
 }
 
 /// One entry's fields (`[name, value, name, value, …]`) as an item event, an
@@ -232,7 +239,7 @@ enum Decoded {
 fn decode(fields: &[Value]) -> Option<Decoded> {
     let (mut seq, mut kind, mut id, mut at, mut value, mut alias, mut since) =
         (None, None, None, None, None, None, None);
-    let (mut ids, mut ats) = (None, None);
+    let (mut ids, mut ats, mut through, mut next) = (None, None, None, None);
     for pair in fields.chunks_exact(2) {
         let slot = match bytes(&pair[0])? {
             b"seq" => &mut seq,
@@ -244,6 +251,8 @@ fn decode(fields: &[Value]) -> Option<Decoded> {
             b"since" => &mut since,
             b"ids" => &mut ids,
             b"ats" => &mut ats,
+            b"through" => &mut through,
+            b"next" => &mut next,
             _ => continue,
         };
         *slot = Some(text(&pair[1])?);
@@ -258,7 +267,14 @@ fn decode(fields: &[Value]) -> Option<Decoded> {
     let seq: u64 = seq?.parse().ok()?;
     let kind: EventKind = kind?.parse().ok()?;
     if let (Some(ids), Some(ats)) = (ids, ats) {
-        return expired_batch(seq, kind, ids, ats).map(Decoded::Expired);
+        let covered = match (through, next) {
+            (Some(through), Some(next)) => Some(Covered {
+                through: through.parse().ok()?,
+                next: Some(next.parse::<i64>().ok()?).filter(|at| *at >= 0),
+            }),
+            _ => None,
+        };
+        return expired_batch(seq, kind, ids, ats).map(|batch| Decoded::Expired(batch, covered));
     }
     let value = match value {
         Some(text) => Some(JsonText::parse(text).ok()?),
@@ -312,7 +328,7 @@ mod tests {
     fn one(fields: &[Value]) -> Option<StoreEvent> {
         match decode(fields)? {
             Decoded::One(event) => Some(event),
-            Decoded::Expired(_) => None,
+            Decoded::Expired(..) => None,
         }
     }
 
@@ -333,8 +349,8 @@ mod tests {
             "ats",
             "1000 1005",
         ]);
-        let Some(Decoded::Expired(events)) = decode(&batch) else {
-            panic!("a batch, got {:?}", decode(&batch));
+        let Some(Decoded::Expired(events, None)) = decode(&batch) else {
+            panic!("a full batch, got {:?}", decode(&batch));
         };
         let got: Vec<(u64, String, u64)> = events
             .iter()
@@ -350,6 +366,30 @@ mod tests {
             got,
             vec![(41, ITEM.to_owned(), 1000), (42, OTHER.to_owned(), 1005)]
         );
+    }
+
+    #[test]
+    fn a_sweep_entry_tells_what_the_sweep_covered() {
+        let entry = |next: &str| {
+            fields(&[
+                "seq", "41", "event", "expire", "ids", ITEM, "ats", "1000", "through", "1003",
+                "next", next,
+            ])
+        };
+        let Some(Decoded::Expired(events, Some(covered))) = decode(&entry("1010")) else {
+            panic!("a batch that covered, got {:?}", decode(&entry("1010")));
+        };
+        assert_eq!(events.len(), 1);
+        let expected = Covered {
+            through: 1003,
+            next: Some(1010),
+        };
+        assert_eq!(covered, expected);
+        let Some(Decoded::Expired(_, Some(covered))) = decode(&entry("-1")) else {
+            panic!("a batch that covered all");
+        };
+        assert_eq!(covered.next, None);
+        assert!(decode(&entry("soon")).is_none());
     }
 
     #[test]

@@ -31,11 +31,15 @@ local function log_key(id) return 'effex:{item:' .. id .. '}:log' end
 local function key_key(key) return 'effex:{key:' .. key .. '}' end
 local function alias_key(name) return 'effex:{alias:' .. name .. '}' end
 
--- Redis's own clock: one clock for every node.
-local function now_ms()
+-- Redis's own clock in µs: one clock for every node (below 2^53, so exact
+-- in a Lua number).
+local function now_us()
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
+
+-- Redis's own clock in ms, the unit of every deadline.
+local function now_ms() return math.floor(now_us() / 1000) end
 
 local function err(kind, detail) return {'err', kind, tostring(detail or '')} end
 
@@ -73,7 +77,10 @@ local function load_item(id, fields)
   local h = {}
   for i, f in ipairs(fields) do h[f] = v[i] end
   h.size = tonumber(h.size or '0')
-  h.deadline = tonumber(h.deadline or '0')
+  -- The deadline as stored, to write it again without formatting the number
+  -- (Lua formats each number it turns into text with sprintf).
+  h.deadline_text = h.deadline or '0'
+  h.deadline = tonumber(h.deadline_text)
   h.intent_since = tonumber(h.intent_since or '')
   h.intent_expires = tonumber(h.intent_expires or '')
   return h
@@ -155,20 +162,20 @@ local function flush_retired(r)
   if r.bytes ~= 0 then redis.call('HINCRBY', STATS, 'bytes', -r.bytes) end
 end
 
--- Turns a live item into a tombstone that Redis drops at now + retention
--- (a TTL: no deadline entry, no second sweep) and counts its quota share
+-- Turns a live item into a tombstone that Redis drops at `ends` (now +
+-- retention: a TTL, so no deadline entry and no second sweep; a sweep passes
+-- the same `ends` for all its items, formatted once) and counts its quota share
 -- back in `r`. The tombstone keeps the item's last event, `final` (its
 -- `seq:at:kind`: remove or expire, never followed by another), as the last
 -- entry of the item's log (events.lua reads it after the log list): one
 -- HSET instead of an RPUSH to the list and a TTL on it. The list exists only
 -- once the item was updated (`log` is '' until then; nil for items written
 -- by effex versions before that field), and gets the same TTL.
-local function retire(id, h, now, r, final)
+local function retire(id, h, ends, r, final)
   local o = r.owners[h.owner]
   if not o then o = {items = 0, bytes = 0}; r.owners[h.owner] = o end
   o.items, o.bytes = o.items + 1, o.bytes + h.size
   r.items, r.bytes = r.items + 1, r.bytes + h.size
-  local ends = now + C.retention_ms
   local ik = item_key(id)
   -- An empty value frees its bytes in the same call (a tombstone's value and
   -- intent are never read: every script checks is_live first).
@@ -241,7 +248,7 @@ end
 local function end_item(id, h, kind, at, now)
   local seq = redis.call('INCR', SEQ)
   local r = new_retired()
-  retire(id, h, now, r, logged(seq, at, kind))
+  retire(id, h, now + C.retention_ms, r, logged(seq, at, kind))
   flush_retired(r)
   stream_event(seq, kind, id, at)
   return seq
