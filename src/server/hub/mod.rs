@@ -184,10 +184,6 @@ use crate::store::{
     Event, EventKind, EventQuery, EventsPage, ItemId, ItemRef, Store, StoreError, StoreEvent,
 };
 
-/// The most store events the hub handles in a row, without looking at its
-/// other inputs, when they are already waiting (see `Hub::on_store_events`).
-const EVENTS_AT_ONCE: usize = 64;
-
 /// The hub's settings, copied out of the server config.
 #[derive(Debug, Clone)]
 pub(crate) struct HubSettings {
@@ -411,12 +407,12 @@ struct Hub {
     processed: u64,
     /// Reused for the watcher list of one event (no allocation per event).
     scratch: Vec<WatchId>,
-    /// While the hub handles the events at hand (see `with_wakes_deferred`):
-    /// the sessions that got a push without a wake, each woken once when all
-    /// are queued, so that a session writes them together and its thread is
-    /// woken once, not once per event. (Reused: no allocation per event.)
+    /// While one event's pushes are queued (`on_event`): the sessions that
+    /// got a push without a wake, woken once when all are queued, so that a
+    /// session with many watches of the item writes them together.
+    /// (Reused: no allocation per event.)
     to_wake: Vec<Arc<SessionLink>>,
-    /// Set while wakes are deferred (see `to_wake`).
+    /// Set while `on_event` queues one event's pushes (see `to_wake`).
     deferring_wakes: bool,
     /// Events handled while store calls run beside the hub (see `recent`).
     recent: Recent,
@@ -483,28 +479,11 @@ impl Hub {
         }
         let queued = link.send_without_wake(command);
         // Pushes of one event to one session come in a row: one entry per
-        // run (repeats across events are dropped before the wakes).
+        // run is enough (a repeat only wakes twice).
         if queued && self.to_wake.last().is_none_or(|last| last.id != link.id) {
             self.to_wake.push(link.clone());
         }
         queued
-    }
-
-    /// Runs `f` with session wakes deferred: every session it sends to is
-    /// woken once when `f` returns, before the hub waits on anything again.
-    /// (Nested calls defer to the outermost.)
-    fn with_wakes_deferred(&mut self, f: impl FnOnce(&mut Self)) {
-        if self.deferring_wakes {
-            return f(self);
-        }
-        self.deferring_wakes = true;
-        f(self);
-        self.deferring_wakes = false;
-        self.to_wake.sort_unstable_by_key(|link| link.id);
-        self.to_wake.dedup_by_key(|link| link.id);
-        for link in self.to_wake.drain(..) {
-            link.wake();
-        }
     }
 
     fn reply(&mut self, link: &Arc<SessionLink>, ack_id: u64, reply: &impl Serialize) {
@@ -570,11 +549,20 @@ impl Hub {
                     armed = None;
                 }
                 Some(done) = done.recv() => self.on_done(done),
-                event = events.recv(), if events_open && !self.catching_up => {
-                    self.with_wakes_deferred(|hub| {
-                        hub.on_store_events(event, &mut events, &mut events_open);
-                    });
-                }
+                event = events.recv(), if events_open && !self.catching_up => match event {
+                    Ok(StoreEvent::Item(event)) => self.on_event(event),
+                    Ok(StoreEvent::AliasMoved { alias, item, since }) => {
+                        self.alias_moved(&alias, item, since);
+                    }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        log::warn!("hub: lagged {missed} events behind the store; catching up from its log");
+                        self.catch_up();
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        log::warn!("hub: the store closed its event channel; no more pushes");
+                        events_open = false;
+                    }
+                },
                 request = requests.recv() => match request {
                     None | Some(Request::Shutdown) => break,
                     Some(Request::InjectPanic) => {
@@ -651,47 +639,6 @@ impl Hub {
 
     // ---- events ----------------------------------------------------------
 
-    /// Handles `first` and the events already waiting behind it (up to
-    /// [`EVENTS_AT_ONCE`] in all): a sweep's expiries arrive together, and
-    /// their pushes then wake each session once (the caller defers wakes).
-    fn on_store_events(
-        &mut self,
-        first: Result<StoreEvent, broadcast::error::RecvError>,
-        events: &mut broadcast::Receiver<StoreEvent>,
-        events_open: &mut bool,
-    ) {
-        use broadcast::error::{RecvError, TryRecvError};
-        let mut next = Some(first);
-        let mut handled = 0;
-        while let Some(event) = next.take() {
-            match event {
-                Ok(StoreEvent::Item(event)) => self.on_event(event),
-                Ok(StoreEvent::AliasMoved { alias, item, since }) => {
-                    self.alias_moved(&alias, item, since);
-                }
-                Err(RecvError::Lagged(missed)) => {
-                    log::warn!(
-                        "hub: lagged {missed} events behind the store; catching up from its log"
-                    );
-                    self.catch_up();
-                }
-                Err(RecvError::Closed) => {
-                    log::warn!("hub: the store closed its event channel; no more pushes");
-                    *events_open = false;
-                }
-            }
-            handled += 1;
-            if handled < EVENTS_AT_ONCE && *events_open && !self.catching_up {
-                next = match events.try_recv() {
-                    Ok(event) => Some(Ok(event)),
-                    Err(TryRecvError::Empty) => None,
-                    Err(TryRecvError::Lagged(missed)) => Some(Err(RecvError::Lagged(missed))),
-                    Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
-                };
-            }
-        }
-    }
-
     fn on_event(&mut self, event: Event) {
         if event.seq <= self.processed {
             return;
@@ -718,11 +665,16 @@ impl Hub {
                     _ => None,
                 },
             });
-            self.with_wakes_deferred(|hub| {
-                for &id in &ids {
-                    hub.queue_push(id, &shared, last, How::Live);
-                }
-            });
+            self.deferring_wakes = true;
+            for &id in &ids {
+                self.queue_push(id, &shared, last, How::Live);
+            }
+            self.deferring_wakes = false;
+            // Every session that got a push without a wake is woken here,
+            // before the hub waits on anything again.
+            for link in self.to_wake.drain(..) {
+                link.wake();
+            }
         }
         self.scratch = ids;
         if last {
@@ -957,12 +909,9 @@ impl Hub {
                         self.alias_moved(&alias, now_item, found.since);
                     }
                 }
-                let events = found.events;
-                self.with_wakes_deferred(|hub| {
-                    for event in events {
-                        hub.on_event(event);
-                    }
-                });
+                for event in found.events {
+                    self.on_event(event);
+                }
             }
         }
     }
