@@ -82,6 +82,13 @@
 //! what only has to go eventually: a tombstone and its log get a TTL of the
 //! event retention when the item goes, so no sweep visits them again.
 //!
+//! A sweeper waits for the next deadline to the µs of Redis's clock. Of
+//! several nodes, the one whose sweeps find work sweeps on time; the others
+//! become backups that sweep 2 ms past a deadline only when the event stream
+//! has not shown it handled (each sweep's entry says up to which deadline it
+//! handled everything): most empty sweeps are skipped, and a dead node's
+//! work is taken over without a leader (see [`sweeper`]).
+//!
 //! The sweeper may lag (by seconds on a loaded machine), so every script that
 //! looks at an item (read, update, remove, check_read, events) first expires
 //! it if it is due, through the same claim as the sweep (`claim_expiry` in
@@ -159,7 +166,8 @@ pub struct RedisStoreConfig {
     /// 100,000.
     pub stream_max_len: usize,
     /// The longest a node goes without looking for due deadlines (it also
-    /// wakes when the next one falls due). Defaults to 5 ms.
+    /// wakes when the next one falls due, or 2 ms later as a backup of a
+    /// node that sweeps on time). Defaults to 5 ms.
     pub sweep_interval: Duration,
     /// The most due entries one sweep handles in one script (Redis runs a
     /// script alone, so this bounds how long others wait); more are left for
