@@ -64,12 +64,12 @@ pub(super) struct Covered {
 pub(super) struct Coverage(Mutex<Option<Covered>>);
 
 impl Coverage {
-    /// Keeps `covered` unless a later sweep was seen already.
+    /// Keeps `covered`, the latest sweep's: the reader reads the stream in
+    /// order, so a later entry is a later sweep even if Redis's clock went
+    /// back meanwhile (keeping the highest `through` instead would then
+    /// have let backups skip deadlines nobody swept).
     pub(super) fn record(&self, covered: Covered) {
-        let mut latest = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if latest.is_none_or(|seen| covered.through >= seen.through) {
-            *latest = Some(covered);
-        }
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(covered);
     }
 
     fn latest(&self) -> Option<Covered> {
@@ -387,17 +387,23 @@ mod tests {
     }
 
     #[test]
-    fn coverage_keeps_the_latest_sweep() {
+    fn coverage_keeps_the_latest_sweep_even_when_redis_s_clock_went_back() {
         let coverage = Coverage::default();
+        assert_eq!(coverage.latest(), None);
         let at = |through| Covered {
             through,
             next: Some(through + 1),
         };
         coverage.record(at(10));
-        coverage.record(at(8));
         assert_eq!(coverage.latest(), Some(at(10)));
-        coverage.record(at(12));
-        assert_eq!(coverage.latest(), Some(at(12)));
+        coverage.record(at(8));
+        assert_eq!(coverage.latest(), Some(at(8)));
+        // A backup waiting for ms 9 then sweeps: nothing covered it.
+        let clock = Some((Instant::now(), 8_000));
+        assert_eq!(
+            backup_skip(Role::Backup, Some(9), coverage.latest(), clock, INTERVAL),
+            None
+        );
     }
 
     #[test]
