@@ -104,6 +104,7 @@ pub(super) async fn run(shared: Weak<Shared>, mut stop: watch::Receiver<bool>) {
                 } else {
                     let batch = shared.config.sweep_batch;
                     let batch_arg = batch.to_string();
+                    let sent = Instant::now();
                     match shared.run(Op::Sweep, &[batch_arg.as_str()]).await {
                         Ok(Outcome::Ok(reply)) => {
                             if failures > 0 {
@@ -112,13 +113,18 @@ pub(super) async fn run(shared: Weak<Shared>, mut stop: watch::Receiver<bool>) {
                             failures = 0;
                             let swept = Swept::from_reply(&reply);
                             role = next_role(role, target, &swept);
-                            clock = swept.now_us.map(|us| (Instant::now(), us));
+                            // Redis read its clock between the call's send
+                            // and its reply: the middle is the best guess,
+                            // and the pause counts from there.
+                            let half_trip = sent.elapsed() / 2;
+                            clock = swept.now_us.map(|us| (sent + half_trip, us));
                             target = swept.next_due.filter(|_| swept.handled < batch as u64);
                             let pause = pause_after(&swept, batch, interval);
                             match role {
                                 Role::Backup if !pause.is_zero() => {
                                     (pause + BACKUP_DELAY).min(interval)
                                 }
+                                _ if target.is_some() => pause.saturating_sub(half_trip),
                                 _ => pause,
                             }
                         }
