@@ -88,8 +88,8 @@ enum Role {
 pub(super) async fn run(shared: Weak<Shared>, mut stop: watch::Receiver<bool>) {
     let mut failures = 0u32;
     let mut role = Role::OnTime;
-    // The deadline this node waits for, and Redis's clock (µs) as of the
-    // last reply, with when that reply came.
+    // The deadline this node waits for, and Redis's clock (µs) as the last
+    // sweep read it, with the local instant taken for that reading.
     let mut target: Option<i64> = None;
     let mut clock: Option<(Instant, i64)> = None;
     loop {
@@ -160,7 +160,7 @@ struct Skip {
 /// Whether a backup skips this sweep: when another node's sweep covered the
 /// deadline it waits for. It then waits for the next deadline that sweep
 /// saw, plus [`BACKUP_DELAY`] (at most `interval`), by Redis's clock as
-/// `clock` (when the last reply came, Redis's µs in it) tells it.
+/// `clock` (Redis's µs as its last sweep read them, and when) tells it.
 fn backup_skip(
     role: Role,
     target: Option<i64>,
