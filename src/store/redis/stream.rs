@@ -267,10 +267,13 @@ fn decode(fields: &[Value]) -> Option<Decoded> {
     let seq: u64 = seq?.parse().ok()?;
     let kind: EventKind = kind?.parse().ok()?;
     if let (Some(ids), Some(ats)) = (ids, ats) {
-        let covered = match (through, next) {
-            (Some(through), Some(next)) => Some(Covered {
-                through: through.parse().ok()?,
-                next: Some(next.parse::<i64>().ok()?).filter(|at| *at >= 0),
+        // Coverage is advice for the sweepers: a value that does not parse
+        // is ignored (they sweep as if no entry had said it), never a
+        // reason to lose the expiries.
+        let covered = match (through.map(str::parse), next.map(str::parse::<i64>)) {
+            (Some(Ok(through)), Some(Ok(next))) => Some(Covered {
+                through,
+                next: Some(next).filter(|at| *at >= 0),
             }),
             _ => None,
         };
@@ -389,7 +392,14 @@ mod tests {
             panic!("a batch that covered all");
         };
         assert_eq!(covered.next, None);
-        assert!(decode(&entry("soon")).is_none());
+        // A bad coverage value is ignored; the expiries still come.
+        let Some(Decoded::Expired(events, None)) = decode(&entry("soon")) else {
+            panic!(
+                "the expiries without coverage, got {:?}",
+                decode(&entry("soon"))
+            );
+        };
+        assert_eq!(events.len(), 1);
     }
 
     #[test]

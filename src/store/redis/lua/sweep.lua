@@ -54,17 +54,14 @@ if #expiring > 0 then
     ids[i], ats[i] = id, h.deadline_text
   end
   flush_retired(r)
-  local id, ids_text, ats_text = last .. '-0', table.concat(ids, ' '), table.concat(ats, ' ')
-  if full then
-    redis.call('XADD', STREAM, 'MAXLEN', '~', C.stream_max, id,
-      'seq', first, 'event', 'expire', 'ids', ids_text, 'ats', ats_text)
-  else
+  local fields = {'seq', first, 'event', 'expire',
+    'ids', table.concat(ids, ' '), 'ats', table.concat(ats, ' ')}
+  if not full then
     -- What this sweep covered, for the other nodes' sweepers (sweeper.rs):
     -- every deadline up to `through` is handled; `next` is the next one.
-    redis.call('XADD', STREAM, 'MAXLEN', '~', C.stream_max, id,
-      'seq', first, 'event', 'expire', 'ids', ids_text, 'ats', ats_text,
-      'through', now, 'next', next_at)
+    for _, v in ipairs({'through', now, 'next', next_at}) do table.insert(fields, v) end
   end
+  redis.call('XADD', STREAM, 'MAXLEN', '~', C.stream_max, last .. '-0', unpack(fields))
 end
 if full then return {'ok', #due, now, now, clock} end
 return {'ok', #due, next_at, now, clock}
