@@ -56,8 +56,11 @@
 //! bench's own (the sweep's share) and that read → the push handled (the
 //! nodes' readers, hubs and pushes, and the client); the CPU per expiry of
 //! redis-server (`INFO cpu`), each node and the bench process
-//! (`/proc/<pid>/stat`); and Redis's busiest commands meanwhile (`INFO
-//! commandstats`: calls, µs each, µs per expiry).
+//! (`/proc/<pid>/stat`); how long each of them was ready to run but found
+//! no free core, per expiry (`/proc/<pid>/task/*/schedstat`:
+//! what queueing for the cores adds to every hop of an expiry's way); and
+//! Redis's busiest commands meanwhile (`INFO commandstats`: calls, µs each,
+//! µs per expiry).
 
 #[path = "support/mod.rs"]
 mod support;
@@ -914,6 +917,16 @@ struct Probe<'a> {
     nodes: Vec<u32>,
 }
 
+/// How long Redis, each node and this program have waited for a core so
+/// far (see [`stages::run_delay_of`]), in that order.
+fn run_delays(probe: &Probe<'_>) -> Vec<Option<Duration>> {
+    std::iter::once(probe.redis.pid())
+        .chain(probe.nodes.iter().copied())
+        .chain(std::iter::once(std::process::id()))
+        .map(stages::run_delay_of)
+        .collect()
+}
+
 /// CPU of the node processes and of this program, now.
 fn process_cpu(nodes: &[u32]) -> (Vec<Duration>, Duration) {
     (
@@ -937,6 +950,9 @@ struct Stages {
     commands: Vec<(String, u64, u64)>,
     nodes_cpu: Vec<Duration>,
     bench_cpu: Duration,
+    /// How long Redis, each node and this program waited for a core in the
+    /// window, in that order (`None`: the kernel does not keep it).
+    waited: Vec<Option<Duration>>,
 }
 
 /// The (c) breakdown under the table: deadline → `expire` entry in the
@@ -951,6 +967,7 @@ fn stages_note(stages: Stages) -> String {
         commands,
         nodes_cpu,
         bench_cpu,
+        waited,
     } = stages;
     let (a, b) = (Latencies::of(in_stream, 0), Latencies::of(to_handler, 0));
     let per = |d: Duration| format!("{:.1} µs", d.as_secs_f64() * 1e6 / count.max(1) as f64);
@@ -965,12 +982,21 @@ fn stages_note(stages: Stages) -> String {
             )
         })
         .collect();
+    let share = |d: &Option<Duration>| d.map_or_else(|| "?".to_owned(), per);
+    let nodes_waited: Vec<String> = waited
+        .iter()
+        .skip(1)
+        .take(waited.len().saturating_sub(2))
+        .map(share)
+        .collect();
     format!(
         "(c) on Redis, where the time went: deadline → `expire` entry read from `effex:events` by an \
          observer ({observed} seen) p50 {} / p99 {}; that read → push handled p50 {} / p99 {}. CPU per expiry: \
-         redis-server {}, nodes {}, bench process {}. Redis commands (`INFO commandstats`: wall-clock \
-         time inside each command, which grows when the machine preempts Redis; the CPU figures are \
-         `INFO cpu`): {}.",
+         redis-server {}, nodes {}, bench process {}. Waiting for a core (ready to run, none free: \
+         `/proc/<pid>/task/*/schedstat`, all threads; ? where the kernel keeps no figure), per \
+         expiry: redis-server {}, nodes {}, bench process {}. Redis commands (`INFO \
+         commandstats`: wall-clock time inside each command, which grows when the machine preempts \
+         Redis; the CPU figures are `INFO cpu`): {}.",
         fmt(a.p50),
         fmt(a.p99),
         fmt(b.p50),
@@ -978,6 +1004,9 @@ fn stages_note(stages: Stages) -> String {
         per(redis_cpu),
         nodes_cpu.iter().map(|d| per(*d)).collect::<Vec<_>>().join(" + "),
         per(bench_cpu),
+        waited.first().map_or_else(|| "?".to_owned(), share),
+        nodes_waited.join(" + "),
+        waited.last().map_or_else(|| "?".to_owned(), share),
         commands.join("; ")
     )
 }
@@ -1062,6 +1091,7 @@ async fn expiry_lateness(
             StreamObserver::start(p.redis).await?,
             RedisCounters::read(p.redis).await?,
             process_cpu(&p.nodes),
+            run_delays(p),
         )),
         None => None,
     };
@@ -1088,9 +1118,14 @@ async fn expiry_lateness(
     }
     let arrivals = std::mem::take(&mut *arrivals.lock().expect("not poisoned"));
     let stages = match (probe, before) {
-        (Some(p), Some((observer, counters, (nodes_cpu, bench_cpu)))) => {
+        (Some(p), Some((observer, counters, (nodes_cpu, bench_cpu), delays))) => {
             let (redis_cpu, commands) = RedisCounters::read(p.redis).await?.since(&counters);
             let (nodes_now, bench_now) = process_cpu(&p.nodes);
+            let waited = run_delays(&p)
+                .into_iter()
+                .zip(delays)
+                .map(|(now, then)| Some(now?.saturating_sub(then?)))
+                .collect();
             let observed = observer.finish();
             let (mut in_stream, mut to_handler) = (Vec::new(), Vec::new());
             for (id, at_us) in &arrivals {
@@ -1115,6 +1150,7 @@ async fn expiry_lateness(
                 commands,
                 nodes_cpu: nodes_used,
                 bench_cpu: bench_now.saturating_sub(bench_cpu),
+                waited,
             })
         }
         _ => String::new(),

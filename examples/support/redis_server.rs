@@ -69,6 +69,11 @@ impl RedisServer {
         }
     }
 
+    /// The redis-server process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `redis://127.0.0.1:<port>/0`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)

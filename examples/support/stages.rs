@@ -1,7 +1,8 @@
 //! Where the time of one benchmark phase on Redis went (feature `redis`):
 //! the CPU each process used (Redis by `INFO cpu`, nodes and this program by
-//! `/proc/<pid>/stat`), Redis's own per-command calls and time (`INFO
-//! commandstats`), and an observer that timestamps each `expire` entry as it
+//! `/proc/<pid>/stat`), how long each waited for a core
+//! (`/proc/<pid>/task/*/schedstat`), Redis's own per-command calls and time
+//! (`INFO commandstats`), and an observer that timestamps each `expire` entry as it
 //! appears in the shared stream `effex:events` — so a lateness splits into
 //! deadline → in the stream (the sweep) and stream → handler (the nodes'
 //! readers, hubs, pushes and the client).
@@ -36,6 +37,23 @@ pub fn cpu_of(pid: u32) -> Duration {
             .unwrap_or(0)
     };
     Duration::from_millis((ticks(11) + ticks(12)) * 1000 / TICKS_PER_SECOND)
+}
+
+/// How long a process's threads have waited for a core so far: runnable
+/// but not running, the time a busy machine adds to each step (Linux: the
+/// second field of `/proc/<pid>/task/*/schedstat`, in ns; a thread that has
+/// ended no longer counts). `None` where the kernel does not keep it.
+pub fn run_delay_of(pid: u32) -> Option<Duration> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut ns = 0u64;
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        let waited = stat.split_whitespace().nth(1).and_then(|f| f.parse().ok());
+        ns = ns.saturating_add(waited.unwrap_or(0));
+    }
+    Some(Duration::from_nanos(ns))
 }
 
 /// Redis's own counters at one moment.
