@@ -982,12 +982,12 @@ fn stages_note(stages: Stages) -> String {
             )
         })
         .collect();
-    let share = |d: &Option<Duration>| d.map_or_else(|| "?".to_owned(), per);
+    let waited_per = |d: &Option<Duration>| d.map_or_else(|| "?".to_owned(), per);
     let nodes_waited: Vec<String> = waited
         .iter()
         .skip(1)
         .take(waited.len().saturating_sub(2))
-        .map(share)
+        .map(waited_per)
         .collect();
     format!(
         "(c) on Redis, where the time went: deadline → `expire` entry read from `effex:events` by an \
@@ -1004,9 +1004,9 @@ fn stages_note(stages: Stages) -> String {
         per(redis_cpu),
         nodes_cpu.iter().map(|d| per(*d)).collect::<Vec<_>>().join(" + "),
         per(bench_cpu),
-        waited.first().map_or_else(|| "?".to_owned(), share),
+        waited.first().map_or_else(|| "?".to_owned(), waited_per),
         nodes_waited.join(" + "),
-        waited.last().map_or_else(|| "?".to_owned(), share),
+        waited.last().map_or_else(|| "?".to_owned(), waited_per),
         commands.join("; ")
     )
 }
