@@ -45,15 +45,21 @@ pub fn cpu_of(pid: u32) -> Duration {
 /// ended no longer counts). `None` where the kernel does not keep it.
 pub fn run_delay_of(pid: u32) -> Option<Duration> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    let mut ns = 0u64;
+    let mut total: Option<u64> = None;
     for task in tasks.flatten() {
         let Ok(stat) = std::fs::read_to_string(task.path().join("schedstat")) else {
-            continue;
+            continue; // ended meanwhile, or a kernel without schedstat
         };
-        let waited = stat.split_whitespace().nth(1).and_then(|f| f.parse().ok());
-        ns = ns.saturating_add(waited.unwrap_or(0));
+        if let Some(ns) = stat
+            .split_whitespace()
+            .nth(1)
+            .and_then(|f| f.parse::<u64>().ok())
+        {
+            total = Some(total.unwrap_or(0).saturating_add(ns));
+        }
     }
-    Some(Duration::from_nanos(ns))
+    // No thread's figure read: unknown, not zero.
+    total.map(Duration::from_nanos)
 }
 
 /// Redis's own counters at one moment.
